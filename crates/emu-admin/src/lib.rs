@@ -1,0 +1,268 @@
+//! The admin API on its own port: health, tenants and their states, RTC accounts, the POP
+//! request log, the clock, and reset. JSON in, JSON out; errors as `{"error": "..."}`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use emu_core::Shared;
+use emu_core::tenants::AccountState;
+use emu_pop::Pop;
+use parking_lot::RwLock;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+type ResetHook = Box<dyn Fn() + Send + Sync>;
+
+pub struct Admin {
+    pub shared: Shared,
+    pub pop: Arc<Pop>,
+    ready: AtomicBool,
+    endpoints: RwLock<Value>,
+    started_ms: u64,
+    reset_hooks: RwLock<Vec<ResetHook>>,
+}
+
+impl Admin {
+    pub fn new(shared: Shared, pop: Arc<Pop>) -> Arc<Self> {
+        let started_ms = shared.clock.now_ms();
+        Arc::new(Admin {
+            shared,
+            pop,
+            ready: AtomicBool::new(false),
+            endpoints: RwLock::new(json!({})),
+            started_ms,
+            reset_hooks: RwLock::new(Vec::new()),
+        })
+    }
+
+    /// Called once every listener accepts: `/health` turns 200.
+    pub fn set_ready(&self, endpoints: Value) {
+        *self.endpoints.write() = endpoints;
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Other subsystems register what `POST /admin/reset` must clear.
+    pub fn on_reset(&self, hook: impl Fn() + Send + Sync + 'static) {
+        self.reset_hooks.write().push(Box::new(hook));
+    }
+
+    pub fn reset(&self) {
+        self.shared.reset();
+        self.pop.reset();
+        for hook in self.reset_hooks.read().iter() {
+            hook();
+        }
+        tracing::info!("run-time state reset");
+    }
+}
+
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/admin/reset", post(reset))
+        .route("/admin/accounts", get(accounts))
+        .route("/admin/tenants", get(tenants))
+        .route("/admin/tenants/{name}/state", put(set_tenant_state))
+        .route("/admin/access-keys/{id}/fault", put(set_key_fault))
+        .route("/admin/sts", post(issue_sts))
+        .route("/admin/requests", get(requests))
+        .route("/admin/problems", get(problems))
+        .route("/admin/clock", get(clock))
+        .route("/admin/clock/advance", post(advance_clock))
+        .route("/admin/config", get(config))
+        .fallback(|| async { err(StatusCode::NOT_FOUND, "no such admin endpoint; see docs/admin-api.md") })
+        .with_state(admin)
+}
+
+/// `/health` alone, for the other listeners to serve too.
+pub fn health_router(admin: Arc<Admin>) -> Router {
+    Router::new().route("/health", get(health)).with_state(admin)
+}
+
+fn err(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({"error": message.into()}))).into_response()
+}
+
+async fn health(State(a): State<Arc<Admin>>) -> Response {
+    if !a.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response();
+    }
+    let now = a.shared.clock.now_ms();
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "clock": {"mode": a.shared.clock.mode(), "nowMs": now},
+        "uptimeMs": now.saturating_sub(a.started_ms),
+        "endpoints": a.endpoints.read().clone(),
+    }))
+    .into_response()
+}
+
+async fn reset(State(a): State<Arc<Admin>>) -> Response {
+    a.reset();
+    Json(json!({"reset": true})).into_response()
+}
+
+#[derive(Deserialize)]
+struct TenantFilter {
+    tenant: Option<String>,
+}
+
+/// Resolves `?tenant=name`; unknown names are an error, not an empty list.
+fn tenant_filter(a: &Admin, f: &TenantFilter) -> Result<Option<emu_core::TenantId>, Response> {
+    match &f.tenant {
+        None => Ok(None),
+        Some(name) => match a.shared.tenants.by_name(name) {
+            Some(t) => Ok(Some(t.id)),
+            None => Err(err(StatusCode::NOT_FOUND, format!("no tenant named {name:?}"))),
+        },
+    }
+}
+
+async fn accounts(State(a): State<Arc<Admin>>, Query(f): Query<TenantFilter>) -> Response {
+    let tenant = match tenant_filter(&a, &f) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    let list: Vec<Value> = a
+        .shared
+        .directory
+        .accounts(tenant)
+        .into_iter()
+        .map(|acc| {
+            json!({
+                "tenant": a.shared.tenants.get(acc.tenant).name,
+                "rtcId": acc.rtc_id,
+                "deviceId": acc.device_id,
+                "createdMs": acc.created_ms,
+                "currentDeviceId": a.shared.directory.current_device(acc.tenant, &acc.rtc_id),
+            })
+        })
+        .collect();
+    Json(json!({"accounts": list})).into_response()
+}
+
+async fn tenants(State(a): State<Arc<Admin>>) -> Response {
+    let list: Vec<Value> = a
+        .shared
+        .tenants
+        .all()
+        .iter()
+        .map(|t| {
+            let keys: Vec<Value> = a
+                .shared
+                .tenants
+                .keys_of(t.id)
+                .into_iter()
+                .map(|(id, secret, fault)| json!({"id": id, "secret": secret, "fault": fault}))
+                .collect();
+            json!({
+                "name": t.name,
+                "uid": t.uid,
+                "state": t.state(),
+                "accountLimit": t.account_limit,
+                "accounts": a.shared.directory.accounts(Some(t.id)).len(),
+                "accessKeys": keys,
+            })
+        })
+        .collect();
+    Json(json!({"tenants": list})).into_response()
+}
+
+#[derive(Deserialize)]
+struct StateBody {
+    state: AccountState,
+}
+
+async fn set_tenant_state(State(a): State<Arc<Admin>>, Path(name): Path<String>, Json(body): Json<StateBody>) -> Response {
+    let Some(t) = a.shared.tenants.by_name(&name) else {
+        return err(StatusCode::NOT_FOUND, format!("no tenant named {name:?}"));
+    };
+    a.shared.tenants.set_state(t.id, body.state);
+    tracing::info!(tenant = %name, state = %body.state, "tenant state set");
+    Json(json!({"tenant": name, "state": body.state})).into_response()
+}
+
+#[derive(Deserialize)]
+struct FaultBody {
+    fault: AccountState,
+}
+
+async fn set_key_fault(State(a): State<Arc<Admin>>, Path(id): Path<String>, Json(body): Json<FaultBody>) -> Response {
+    if !a.shared.tenants.set_key_fault(&id, body.fault) {
+        return err(StatusCode::NOT_FOUND, format!("no access key {id:?}"));
+    }
+    tracing::info!(access_key_id = %id, fault = %body.fault, "access key fault set");
+    Json(json!({"accessKeyId": id, "fault": body.fault})).into_response()
+}
+
+#[derive(Deserialize)]
+struct StsBody {
+    tenant: Option<String>,
+    #[serde(rename = "lifetimeSecs")]
+    lifetime_secs: Option<u64>,
+}
+
+/// Mints temporary credentials, as QueryTokenForMnsQueue does, for tests of STS handling.
+async fn issue_sts(State(a): State<Arc<Admin>>, body: Option<Json<StsBody>>) -> Response {
+    let body = body.map(|b| b.0).unwrap_or(StsBody { tenant: None, lifetime_secs: None });
+    let tenant = match &body.tenant {
+        Some(name) => match a.shared.tenants.by_name(name) {
+            Some(t) => t.id,
+            None => return err(StatusCode::NOT_FOUND, format!("no tenant named {name:?}")),
+        },
+        None => emu_core::TenantId(0),
+    };
+    let now = a.shared.clock.now_ms();
+    let lifetime = body.lifetime_secs.unwrap_or(3600).saturating_mul(1000);
+    let c = a.shared.tenants.issue_sts(tenant, now, lifetime, vec![]);
+    Json(json!({
+        "accessKeyId": c.access_key_id,
+        "accessKeySecret": c.access_key_secret,
+        "securityToken": c.security_token,
+        "expiresMs": c.expires_ms,
+    }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn requests(State(a): State<Arc<Admin>>, Query(l): Query<Limit>) -> Response {
+    Json(json!({"requests": a.pop.requests.last(l.limit.unwrap_or(50))})).into_response()
+}
+
+async fn problems(State(a): State<Arc<Admin>>, Query(f): Query<TenantFilter>) -> Response {
+    match tenant_filter(&a, &f) {
+        Ok(t) => Json(json!({"problems": a.shared.directory.problems(t)})).into_response(),
+        Err(r) => r,
+    }
+}
+
+async fn clock(State(a): State<Arc<Admin>>) -> Response {
+    Json(json!({"mode": a.shared.clock.mode(), "scale": a.shared.clock.scale(), "nowMs": a.shared.clock.now_ms()}))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct Advance {
+    ms: u64,
+}
+
+async fn advance_clock(State(a): State<Arc<Admin>>, Json(body): Json<Advance>) -> Response {
+    match a.shared.clock.advance(body.ms) {
+        Ok(now) => Json(json!({"nowMs": now})).into_response(),
+        Err(e) => err(StatusCode::CONFLICT, format!("{e}: set [clock] mode = \"manual\" to move time by hand")),
+    }
+}
+
+async fn config(State(a): State<Arc<Admin>>) -> Response {
+    Json(serde_json::to_value(&*a.shared.config).unwrap_or(Value::Null)).into_response()
+}

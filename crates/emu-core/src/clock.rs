@@ -1,0 +1,160 @@
+//! The one clock every server-side timer reads (DESIGN.md D3).
+//!
+//! Time is milliseconds since the Unix epoch, so it can be put in tokens, CDRs and MNS messages
+//! directly. `real` follows the wall clock, `scaled` runs N times faster from the moment the clock
+//! was made, and `manual` stands still until [`Clock::advance`] moves it.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+use crate::config::{ClockConfig, ClockMode};
+
+/// Emulator time: milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+#[derive(Clone)]
+pub struct Clock {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    mode: ClockMode,
+    scale: f64,
+    /// Wall time and monotonic instant when the clock was made.
+    start_epoch_ms: Millis,
+    start_instant: Instant,
+    /// Manual mode: how far time has been advanced by hand.
+    manual_offset_ms: Mutex<Millis>,
+    /// Bumped on every manual advance so timer drivers re-check their deadlines.
+    advanced: watch::Sender<Millis>,
+}
+
+impl Clock {
+    pub fn new(config: ClockConfig) -> Self {
+        let start_epoch_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as Millis)
+            .unwrap_or(0);
+        Self::starting_at(config, start_epoch_ms)
+    }
+
+    /// A clock whose time starts at `start_epoch_ms` (tests use fixed dates).
+    pub fn starting_at(config: ClockConfig, start_epoch_ms: Millis) -> Self {
+        let (advanced, _) = watch::channel(0);
+        Clock {
+            inner: Arc::new(Inner {
+                mode: config.mode,
+                scale: if config.mode == ClockMode::Scaled { config.scale } else { 1.0 },
+                start_epoch_ms,
+                start_instant: Instant::now(),
+                manual_offset_ms: Mutex::new(0),
+                advanced,
+            }),
+        }
+    }
+
+    /// A manual clock at a fixed time, for tests.
+    pub fn manual_at(start_epoch_ms: Millis) -> Self {
+        Self::starting_at(ClockConfig { mode: ClockMode::Manual, scale: 1.0 }, start_epoch_ms)
+    }
+
+    pub fn mode(&self) -> ClockMode {
+        self.inner.mode
+    }
+
+    pub fn scale(&self) -> f64 {
+        self.inner.scale
+    }
+
+    pub fn now_ms(&self) -> Millis {
+        let i = &self.inner;
+        match i.mode {
+            ClockMode::Manual => i.start_epoch_ms + *i.manual_offset_ms.lock(),
+            ClockMode::Real | ClockMode::Scaled => {
+                let real = i.start_instant.elapsed().as_secs_f64() * 1000.0;
+                i.start_epoch_ms + (real * i.scale) as Millis
+            }
+        }
+    }
+
+    /// Moves a manual clock forward. Errors on the other modes: their time is not ours to move.
+    pub fn advance(&self, ms: Millis) -> Result<Millis, ClockError> {
+        if self.inner.mode != ClockMode::Manual {
+            return Err(ClockError::NotManual);
+        }
+        let now = {
+            let mut off = self.inner.manual_offset_ms.lock();
+            *off = off.saturating_add(ms);
+            self.inner.start_epoch_ms + *off
+        };
+        self.inner.advanced.send_replace(now);
+        Ok(now)
+    }
+
+    /// How much real time passes while emulator time moves `ms` (None: only an advance moves it).
+    pub fn real_duration(&self, ms: Millis) -> Option<std::time::Duration> {
+        match self.inner.mode {
+            ClockMode::Manual => None,
+            _ => Some(std::time::Duration::from_secs_f64(ms as f64 / 1000.0 / self.inner.scale)),
+        }
+    }
+
+    /// Resolves whenever a manual advance happens.
+    pub fn subscribe_advances(&self) -> watch::Receiver<Millis> {
+        self.inner.advanced.subscribe()
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClockError {
+    #[error("the clock is not in manual mode")]
+    NotManual,
+}
+
+/// Formats emulator time the way the vendor prints local times: `yyyy-MM-dd HH:mm:ss`, UTC+8.
+pub fn format_shanghai(ms: Millis) -> String {
+    use chrono::{FixedOffset, TimeZone};
+    let tz = FixedOffset::east_opt(8 * 3600).expect("valid offset");
+    match tz.timestamp_millis_opt(ms as i64).single() {
+        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manual_clock_moves_only_when_advanced() {
+        let c = Clock::manual_at(1_700_000_000_000);
+        assert_eq!(c.now_ms(), 1_700_000_000_000);
+        let rx = c.subscribe_advances();
+        assert_eq!(c.advance(1500), Ok(1_700_000_001_500));
+        assert_eq!(c.now_ms(), 1_700_000_001_500);
+        assert!(rx.has_changed().unwrap());
+    }
+
+    #[test]
+    fn real_clock_refuses_advance() {
+        let c = Clock::new(ClockConfig { mode: ClockMode::Real, scale: 1.0 });
+        assert_eq!(c.advance(1), Err(ClockError::NotManual));
+    }
+
+    #[test]
+    fn scaled_clock_runs_faster() {
+        let c = Clock::starting_at(ClockConfig { mode: ClockMode::Scaled, scale: 1000.0 }, 0);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert!(c.now_ms() >= 5000, "{}", c.now_ms());
+        assert_eq!(c.real_duration(45_000), Some(std::time::Duration::from_millis(45)));
+    }
+
+    #[test]
+    fn shanghai_format() {
+        // 2024-01-01T00:00:00Z is 08:00 in Shanghai.
+        assert_eq!(format_shanghai(1_704_067_200_000), "2024-01-01 08:00:00");
+    }
+}

@@ -1,0 +1,174 @@
+//! The configuration model. Loading (embedded defaults, TOML file, environment) lives in the
+//! binary; this module only says what a configuration is and checks that it makes sense.
+
+use serde::{Deserialize, Serialize};
+
+use crate::tenants::AccountState;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub ports: PortsConfig,
+    pub clock: ClockConfig,
+    pub pop: PopConfig,
+    pub tokens: TokenConfig,
+    #[serde(default)]
+    pub tenants: Vec<TenantConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: String,
+    #[serde(default)]
+    pub public_host: String,
+    pub log_format: LogFormat,
+    pub log_level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortsConfig {
+    pub pop: u16,
+    pub admin: u16,
+    pub mqtt_ws: u16,
+    pub mqtt_tcp: u16,
+    pub mns: u16,
+    pub turn: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClockConfig {
+    pub mode: ClockMode,
+    #[serde(default = "one")]
+    pub scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClockMode {
+    Real,
+    Scaled,
+    Manual,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PopConfig {
+    pub signature: SignatureMode,
+    #[serde(default)]
+    pub timestamp_window_secs: u64,
+    #[serde(default)]
+    pub nonce_check: bool,
+    pub max_body_bytes: usize,
+    pub request_log_size: usize,
+}
+
+/// What the POP endpoint does with a signature that does not verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureMode {
+    Enforce,
+    Log,
+    Off,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    pub lifetime_secs: u64,
+    pub conference_topic: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    pub uid: String,
+    #[serde(default)]
+    pub state: AccountState,
+    #[serde(default = "default_account_limit")]
+    pub account_limit: u64,
+    #[serde(default)]
+    pub access_keys: Vec<AccessKeyConfig>,
+}
+
+fn default_account_limit() -> u64 {
+    5_000_000
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessKeyConfig {
+    pub id: String,
+    pub secret: String,
+    /// When set, every Dyvmsapi call signed with this key answers with this vendor code.
+    #[serde(default)]
+    pub fault: Option<AccountState>,
+}
+
+impl Config {
+    /// Checks what serde cannot: names and keys unique, at least one tenant with a key.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tenants.is_empty() {
+            return Err("the configuration defines no tenant ([[tenants]])".into());
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut keys = std::collections::HashSet::new();
+        for t in &self.tenants {
+            if t.name.is_empty() || !names.insert(t.name.as_str()) {
+                return Err(format!("tenant name {:?} is empty or used twice", t.name));
+            }
+            if t.uid.is_empty() || !t.uid.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("tenant {:?}: uid must be digits", t.name));
+            }
+            for k in &t.access_keys {
+                if k.id.is_empty() || k.secret.is_empty() {
+                    return Err(format!("tenant {:?}: an access key has an empty id or secret", t.name));
+                }
+                if k.id.starts_with("STS.") {
+                    return Err(format!("access key {:?}: ids starting with STS. are reserved", k.id));
+                }
+                if !keys.insert(k.id.as_str()) {
+                    return Err(format!("access key id {:?} is used twice", k.id));
+                }
+            }
+        }
+        if self.clock.mode == ClockMode::Scaled && !(self.clock.scale > 0.0 && self.clock.scale.is_finite()) {
+            return Err("clock.scale must be a positive number".into());
+        }
+        if self.tokens.lifetime_secs == 0 {
+            return Err("tokens.lifetime_secs must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The host name clients are told to use.
+    pub fn public_host(&self) -> String {
+        if !self.server.public_host.is_empty() {
+            return self.server.public_host.clone();
+        }
+        match self.server.bind.as_str() {
+            "0.0.0.0" | "::" | "[::]" => "127.0.0.1".into(),
+            other => other.into(),
+        }
+    }
+
+    /// The first access key of the first tenant: the documented default credentials.
+    pub fn default_access_key(&self) -> Option<&AccessKeyConfig> {
+        self.tenants.first().and_then(|t| t.access_keys.first())
+    }
+}

@@ -1,0 +1,14 @@
+//! alicom-emu core: the configuration model, the clock, tenants, and the account/token directory.
+//! Nothing here does I/O; the listeners live in the other crates.
+
+pub mod accounts;
+pub mod clock;
+pub mod config;
+pub mod tenants;
+
+pub use accounts::Directory;
+pub use clock::{Clock, Millis};
+pub use config::Config;
+pub use tenants::{TenantId, Tenants};
+pub mod shared;
+pub use shared::Shared;

@@ -1,0 +1,42 @@
+//! The state every listener shares: configuration, clock, tenants and the account directory.
+
+use std::sync::Arc;
+
+use crate::accounts::{Directory, TokenSettings};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::tenants::Tenants;
+
+#[derive(Clone)]
+pub struct Shared {
+    pub config: Arc<Config>,
+    pub clock: Clock,
+    pub tenants: Arc<Tenants>,
+    pub directory: Arc<Directory>,
+    /// Known once the listeners are bound (the token's `host` names the MQTT port).
+    pub token_settings: Arc<TokenSettings>,
+}
+
+impl Shared {
+    pub fn new(config: Config, token_settings: TokenSettings) -> Self {
+        let clock = Clock::new(config.clock);
+        Self::with_clock(config, token_settings, clock)
+    }
+
+    pub fn with_clock(config: Config, token_settings: TokenSettings, clock: Clock) -> Self {
+        let tenants = Arc::new(Tenants::new(&config.tenants));
+        Shared {
+            config: Arc::new(config),
+            clock,
+            tenants,
+            directory: Arc::new(Directory::new()),
+            token_settings: Arc::new(token_settings),
+        }
+    }
+
+    /// Clears run-time state so one emulator can serve many test cases.
+    pub fn reset(&self) {
+        self.directory.reset();
+        self.tenants.reset(&self.config.tenants);
+    }
+}

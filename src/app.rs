@@ -1,0 +1,123 @@
+//! Wiring: bind every listener, build the shared state, serve until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use emu_admin::Admin;
+use emu_core::accounts::TokenSettings;
+use emu_core::{Config, Shared};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Every endpoint a client needs, and the default credentials: the ready-file's content.
+#[derive(Debug, Clone, Serialize)]
+pub struct Endpoints {
+    pub pop: String,
+    pub admin: String,
+    pub mqtt_ws: String,
+    pub access_key_id: String,
+    pub access_key_secret: String,
+    pub tenant: String,
+    pub uid: String,
+}
+
+/// A running emulator. Dropping it does not stop it; call [`Running::shutdown`].
+pub struct Running {
+    pub endpoints: Endpoints,
+    pub shared: Shared,
+    pub admin: Arc<Admin>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, and waits for every listener.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Resolves when any listener stops on its own (it should not).
+    pub async fn wait(&mut self) {
+        self.tasks.join_next().await;
+    }
+}
+
+async fn bind(config: &Config, port: u16, what: &str) -> anyhow::Result<TcpListener> {
+    let addr = format!("{}:{port}", config.server.bind);
+    TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr} ({what})"))
+}
+
+/// Binds every listener and starts serving. Returns once all of them accept connections.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let pop_listener = bind(&config, config.ports.pop, "pop").await?;
+    let admin_listener = bind(&config, config.ports.admin, "admin").await?;
+    let mqtt_ws_listener = bind(&config, config.ports.mqtt_ws, "mqtt_ws").await?;
+    let port = |l: &TcpListener| l.local_addr().map(|a: SocketAddr| a.port()).unwrap_or(0);
+    let (pop_port, admin_port, mqtt_ws_port) = (port(&pop_listener), port(&admin_listener), port(&mqtt_ws_listener));
+
+    let host = config.public_host();
+    let token_settings = TokenSettings {
+        mqtt_host: format!("{host}:{mqtt_ws_port}/mqtt"),
+        mqtt_ws_port,
+        mqtt_tcp_port: config.ports.mqtt_tcp,
+        conference_topic: config.tokens.conference_topic.clone(),
+        server_id: TokenSettings::server_id_for(&host),
+        lifetime_ms: config.tokens.lifetime_secs.saturating_mul(1000),
+    };
+    let default_key = config.default_access_key().cloned();
+    let first_tenant = config.tenants[0].clone();
+    let shared = Shared::new(config, token_settings);
+    let pop = emu_pop::Pop::new(shared.clone());
+    let admin = Admin::new(shared.clone(), pop.clone());
+
+    let endpoints = Endpoints {
+        pop: format!("http://{host}:{pop_port}"),
+        admin: format!("http://{host}:{admin_port}"),
+        mqtt_ws: format!("ws://{host}:{mqtt_ws_port}/mqtt"),
+        access_key_id: default_key.as_ref().map(|k| k.id.clone()).unwrap_or_default(),
+        access_key_secret: default_key.map(|k| k.secret).unwrap_or_default(),
+        tenant: first_tenant.name,
+        uid: first_tenant.uid,
+    };
+
+    let (stop, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let health = emu_admin::health_router(admin.clone());
+    serve(&mut tasks, "pop", pop_listener, emu_pop::router(pop).merge(health.clone()), stop_rx.clone());
+    serve(&mut tasks, "admin", admin_listener, emu_admin::router(admin.clone()), stop_rx.clone());
+    // The MQTT gateway takes this port over; until then it answers /health only.
+    serve(&mut tasks, "mqtt_ws", mqtt_ws_listener, health, stop_rx.clone());
+
+    spawn_housekeeping(&mut tasks, shared.clone(), stop_rx);
+    admin.set_ready(serde_json::to_value(&endpoints).unwrap_or_default());
+    tracing::info!(pop = %endpoints.pop, admin = %endpoints.admin, mqtt_ws = %endpoints.mqtt_ws, "alicom-emu ready");
+    Ok(Running { endpoints, shared, admin, stop, tasks })
+}
+
+fn serve(tasks: &mut JoinSet<()>, name: &'static str, listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
+    tasks.spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+            tracing::error!(listener = name, "listener failed: {e}");
+        }
+    });
+}
+
+/// Periodic clean-up of expired state, so memory stays flat under sustained load.
+fn spawn_housekeeping(tasks: &mut JoinSet<()>, shared: Shared, mut stop: watch::Receiver<bool>) {
+    tasks.spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => shared.directory.purge_expired_tokens(shared.clock.now_ms()),
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    });
+}

@@ -1,0 +1,79 @@
+//! Loading the configuration: the embedded defaults, then `--config FILE`, then
+//! `ALICOM_EMU_<SECTION>__<KEY>` environment variables.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use emu_core::Config;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+
+/// `fixtures/default.toml`, compiled in: `alicom-emu` with no arguments runs on it.
+pub const DEFAULT_TOML: &str = include_str!("../fixtures/default.toml");
+
+pub const ENV_PREFIX: &str = "ALICOM_EMU_";
+
+pub fn load(file: Option<&Path>, ephemeral_ports: bool) -> anyhow::Result<Config> {
+    load_with_env(file, ephemeral_ports, Env::prefixed(ENV_PREFIX))
+}
+
+fn load_with_env(file: Option<&Path>, ephemeral_ports: bool, env: Env) -> anyhow::Result<Config> {
+    let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+    if let Some(path) = file {
+        // Toml::file quietly skips a missing file; a typo in --config must not go unnoticed.
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        figment = figment.merge(Toml::string(&text));
+    }
+    // Only SECTION__KEY variables are settings; ALICOM_EMU_CONFIG and friends are CLI flags.
+    figment = figment.merge(env.filter(|k| k.as_str().contains("__")).split("__"));
+    let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    if ephemeral_ports {
+        let p = &mut config.ports;
+        (p.pop, p.admin, p.mqtt_ws, p.mqtt_tcp, p.mns, p.turn) = (0, 0, 0, 0, 0, 0);
+    }
+    if let Err(e) = config.validate() {
+        bail!("invalid configuration: {e}");
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_load() {
+        let c = load_with_env(None, false, Env::prefixed("ALICOM_EMU_TEST_NONE_")).unwrap();
+        assert_eq!(c.ports.pop, 18080);
+        assert_eq!(c.default_access_key().unwrap().id, "testAK");
+        assert_eq!(c.pop.signature, emu_core::config::SignatureMode::Enforce);
+    }
+
+    #[test]
+    fn env_and_file_override() {
+        let dir = std::env::temp_dir().join(format!("alicom-emu-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[pop]\nsignature = \"log\"\n[ports]\nadmin = 9999\n").unwrap();
+        // SAFETY: the variable's prefix is unique to this test.
+        unsafe {
+            std::env::set_var("ALICOM_EMU_T1_PORTS__POP", "0");
+            std::env::set_var("ALICOM_EMU_T1_BIN", "/ignored");
+        }
+        let c = load_with_env(Some(&file), false, Env::prefixed("ALICOM_EMU_T1_")).unwrap();
+        assert_eq!(c.pop.signature, emu_core::config::SignatureMode::Log);
+        assert_eq!(c.ports.admin, 9999);
+        assert_eq!(c.ports.pop, 0);
+        let e = load_with_env(Some(&dir.join("missing.toml")), false, Env::prefixed("X_")).unwrap_err();
+        assert!(e.to_string().contains("cannot read"), "{e}");
+        std::fs::write(&file, "[pop]\nsignatur = \"log\"\n").unwrap();
+        let e = load_with_env(Some(&file), false, Env::prefixed("X_")).unwrap_err();
+        assert!(format!("{e:#}").contains("signatur"), "{e:#}");
+    }
+
+    #[test]
+    fn ephemeral_ports_zero_everything() {
+        let c = load_with_env(None, true, Env::prefixed("ALICOM_EMU_TEST_NONE_")).unwrap();
+        assert_eq!([c.ports.pop, c.ports.admin, c.ports.mqtt_ws, c.ports.mns], [0; 4]);
+    }
+}

@@ -1,0 +1,146 @@
+//! `alicom-emu`: run the emulator (default), check a running one's health, print the config.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use emu_core::config::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "alicom-emu", version, about = "Local emulator of Alibaba Cloud's converged communication service")]
+struct Cli {
+    /// TOML file merged over the embedded defaults (fixtures/default.toml).
+    #[arg(long, env = "ALICOM_EMU_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Once every listener accepts, write one JSON object with every endpoint URL and the
+    /// default credentials to this path (atomically).
+    #[arg(long, env = "ALICOM_EMU_READY_FILE")]
+    ready_file: Option<PathBuf>,
+    /// Listen on free ports chosen by the OS (every port 0); read them from --ready-file.
+    #[arg(long, env = "ALICOM_EMU_EPHEMERAL_PORTS")]
+    ephemeral_ports: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Exit 0 if the emulator at URL answers /health with 200 (for container healthchecks).
+    Health {
+        #[arg(long, default_value = "http://127.0.0.1:18090/health")]
+        url: String,
+    },
+    /// Print the effective configuration (defaults + --config + environment) as TOML.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Health { url }) => health(&url),
+        Some(Command::Config) => match alicom_emu::config::load(cli.config.as_deref(), cli.ephemeral_ports) {
+            Ok(c) => {
+                print!("{}", toml::to_string(&c).unwrap_or_default());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        None => serve(cli),
+    }
+}
+
+fn fail(e: anyhow::Error) -> ExitCode {
+    eprintln!("alicom-emu: {e:#}");
+    ExitCode::from(2)
+}
+
+fn serve(cli: Cli) -> ExitCode {
+    let config = match alicom_emu::config::load(cli.config.as_deref(), cli.ephemeral_ports) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    init_logging(config.server.log_format, &config.server.log_level);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => return fail(e.into()),
+    };
+    runtime.block_on(async move {
+        let mut running = match alicom_emu::start(config).await {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        if let Some(path) = &cli.ready_file
+            && let Err(e) = write_ready_file(path, &running.endpoints)
+        {
+            running.shutdown().await;
+            return fail(e);
+        }
+        tokio::select! {
+            _ = shutdown_signal() => tracing::info!("shutting down"),
+            _ = running.wait() => tracing::error!("a listener stopped unexpectedly"),
+        }
+        running.shutdown().await;
+        ExitCode::SUCCESS
+    })
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+/// Written to a temporary file and renamed, so a reader never sees half a document.
+fn write_ready_file(path: &std::path::Path, endpoints: &alicom_emu::Endpoints) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(endpoints)?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// A dependency-free HTTP/1.0 GET, enough for a healthcheck inside a minimal image.
+fn health(url: &str) -> ExitCode {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (authority, path) = rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, "/health".into()));
+    let result = (|| -> std::io::Result<String> {
+        let addr = std::net::ToSocketAddrs::to_socket_addrs(authority)?
+            .next()
+            .ok_or_else(|| std::io::Error::other("no address"))?;
+        let mut s = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(3))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(3)))?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    })();
+    match result {
+        Ok(resp) if resp.starts_with("HTTP/1.0 200") || resp.starts_with("HTTP/1.1 200") => ExitCode::SUCCESS,
+        Ok(resp) => {
+            eprintln!("unhealthy: {}", resp.lines().next().unwrap_or_default());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
