@@ -28,13 +28,27 @@ fn load_with_env(file: Option<&Path>, ephemeral_ports: bool, env: Env) -> anyhow
     figment = figment.merge(env.filter(|k| k.as_str().contains("__")).split("__"));
     let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
     if ephemeral_ports {
-        let p = &mut config.ports;
-        (p.pop, p.admin, p.mqtt_ws, p.mqtt_tcp, p.mns, p.turn) = (0, 0, 0, 0, 0, 0);
+        zero_ports(&mut config);
     }
     if let Err(e) = config.validate() {
         bail!("invalid configuration: {e}");
     }
     Ok(config)
+}
+
+/// The defaults with `overrides` (TOML) merged over them, every port ephemeral, no environment:
+/// what in-process tests run on.
+pub fn for_tests(overrides: &str) -> anyhow::Result<Config> {
+    let figment = Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string(overrides));
+    let mut config: Config = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    zero_ports(&mut config);
+    config.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    Ok(config)
+}
+
+fn zero_ports(config: &mut Config) {
+    let p = &mut config.ports;
+    (p.pop, p.admin, p.mqtt_ws, p.mqtt_tcp, p.mns, p.turn) = (0, 0, 0, 0, 0, 0);
 }
 
 #[cfg(test)]

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Runs every test suite: Rust unit + integration tests, then the vendor's real SDKs (Python and
+# Node) against the release binary. Installs the SDKs itself (into target/ and node_modules/) on
+# first use. Logs go to target/test-logs/. Exit status: non-zero if any suite failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+logs=target/test-logs
+mkdir -p "$logs"
+failed_suites=()
+passed=0
+failed=0
+
+count() { # $1 = log, $2 = regex with one number group for passed, $3 for failed
+  local p f
+  p=$(grep -oE "$2" "$1" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+  f=$(grep -oE "$3" "$1" | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}')
+  passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0}))
+}
+
+run() { # $1 = name, rest = command
+  local name=$1; shift
+  echo "=== $name: $*"
+  if "$@" 2>&1 | tee "$logs/$name.log"; then :; else failed_suites+=("$name"); fi
+}
+
+run build cargo build --release --locked
+[ -x target/release/alicom-emu ] || { echo "release build failed"; exit 1; }
+run rust cargo test --workspace --locked
+count "$logs/rust.log" 'test result: [a-zA-Z]+\. [0-9]+ passed' '; [0-9]+ failed'
+export ALICOM_EMU_BIN="$PWD/target/release/alicom-emu"
+run python bash tests/sdk/python/run.sh
+count "$logs/python.log" '[0-9]+ passed' '[0-9]+ failed'
+run node bash tests/sdk/node/run.sh
+count "$logs/node.log" '^# pass [0-9]+' '^# fail [0-9]+'
+
+echo
+echo "=== suites failed: ${failed_suites[*]:-none}"
+echo "all: $passed passed, $failed failed"
+[ ${#failed_suites[@]} -eq 0 ]
