@@ -139,6 +139,7 @@ class Reply:
 
     status: int | None
     body: dict
+    headers: dict | None = None
 
     @property
     def code(self) -> str:
@@ -214,8 +215,8 @@ class ClassicFlavour:
         req = self.build(action, params, common=common)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            status, _headers, raw = self.client(ak, secret).get_response(req)
-        return Reply(status, json.loads(raw))
+            status, headers, raw = self.client(ak, secret).get_response(req)
+        return Reply(status, json.loads(raw), {str(k).lower(): v for k, v in headers.items()})
 
 
 class TeaFlavour:
@@ -277,7 +278,8 @@ class TeaFlavour:
             res = self.client(ak, secret).call_api(p, req, runtime)
         except AlibabaCloudException as e:
             raise ApiError(e.status_code, e.code, e) from None
-        return Reply(res.get("statusCode"), res.get("body"))
+        headers = {str(k).lower(): v for k, v in (res.get("headers") or {}).items()}
+        return Reply(res.get("statusCode"), res.get("body"), headers)
 
     call_with_status = call
 

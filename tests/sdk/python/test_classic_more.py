@@ -216,6 +216,38 @@ def test_xml_response(classic):
     assert ok(classic.call("AddRtcAccount", {"DeviceId": dev})) == module
 
 
+def test_xml_error_response(classic):
+    """SPEC §4.4: with Format=XML gateway errors are <Error> documents too (text/xml)."""
+    import warnings
+
+    from aliyunsdkdyvmsapi.request.v20170525.AddRtcAccountRequest import AddRtcAccountRequest
+
+    req = AddRtcAccountRequest()
+    req.set_DeviceId(new_device_id("xml"))
+    req.set_accept_format("XML")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        status, headers, body = classic.client(secret="wrong-secret").get_response(req)
+    assert status == 400, (status, body)
+    ctype = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+    assert ctype.startswith("text/xml"), ctype
+    root = ET.fromstring(body)
+    assert root.tag == "Error", body
+    assert root.findtext("Code") == "SignatureDoesNotMatch", body
+    assert (root.findtext("RequestId") or "").strip(), body
+    assert "server string to sign is:POST&%2F&" in (root.findtext("Message") or ""), body
+
+
+# ------------------------------------------------------------------------------ booleans
+
+
+@pytest.mark.parametrize("value,code", [("TRUE", "OK"), ("true", "OK"), ("maybe", "isv.INVALID_PARAMETERS"), ("1", "isv.INVALID_PARAMETERS")])
+def test_is_custom_account_values(classic, value, code):
+    """SPEC §1.1/§8: booleans parse case-insensitively; anything but true/false is invalid."""
+    r = classic.call("GetRtcToken", {"UserId": "bool-user", "DeviceId": new_device_id(), "IsCustomAccount": value}, common=True)
+    assert r.code == code, r.body
+
+
 # ------------------------------------------------------------------------------ admin API
 
 

@@ -28,6 +28,8 @@ def add_account(flavour, device_id: str) -> str:
     assert r.code == "OK", r.body
     assert r.status in (None, 200), r.status
     assert r.body.get("RequestId"), r.body
+    if r.headers is not None:
+        assert r.headers.get("content-type", "").startswith("application/json"), r.headers
     module = r.body.get("Module")
     assert isinstance(module, str) and module.isdigit(), f"Module must be a digit string: {module!r}"
     return module
@@ -92,7 +94,9 @@ def test_missing_device_id(flavour):
     r = flavour.call_with_status("AddRtcAccount", {}, common=True)
     assert r.status == 200, (r.status, r.body)
     assert r.code == "isv.INVALID_PARAMETERS", r.body
+    assert r.body.get("Message") and r.body.get("RequestId"), r.body
     assert "Module" not in r.body or not r.body["Module"], r.body
+    assert r.headers.get("content-type", "").startswith("application/json"), r.headers
 
 
 def test_token_for_unknown_rtc_id(flavour):
