@@ -53,6 +53,7 @@ async fn wrong_secret_echoes_the_string_to_sign() {
     let log = emu.admin_get("/admin/requests?limit=2").await;
     let last = &log["requests"][1];
     assert_eq!(last["scheme"], "acs3");
+    assert_eq!(last["tenant"], "default");
     assert!(last["serverCanonicalRequest"].as_str().unwrap().starts_with("POST\n/\nDeviceId=d\n"));
     assert_eq!(last["hint"], "the AccessKey secret is probably wrong");
 }
@@ -125,7 +126,7 @@ async fn tenant_state_and_key_faults() {
     let (_, b) = emu.v1("AddRtcAccount", &[("DeviceId", "d")]).await;
     assert_eq!(b["Code"], "isp.SYSTEM_ERROR");
     let (s, _) = emu.admin_send(Method::PUT, "/admin/tenants/default/state", json!({"state": "bogus"})).await;
-    assert_eq!(s, 422, "an unknown state is refused");
+    assert_eq!(s, 400, "an unknown state is refused");
     // Reset puts states and faults back to the configuration.
     emu.admin_send(Method::POST, "/admin/reset", json!({})).await;
     let (_, b) = emu.v1("AddRtcAccount", &[("DeviceId", "d")]).await;

@@ -4,7 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use axum::extract::{Path, Query, State};
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::Uri;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -84,6 +86,17 @@ pub fn health_router(admin: Arc<Admin>) -> Router {
     Router::new().route("/health", get(health)).with_state(admin)
 }
 
+/// Parses a JSON body, answering malformed input with a JSON error (axum's own is plain text).
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    serde_json::from_slice(body).map_err(|e| err(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// Parses the query string the same way.
+fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, Response> {
+    let q = uri.query().unwrap_or_default();
+    serde_urlencoded::from_str(q).map_err(|e| err(StatusCode::BAD_REQUEST, format!("invalid query string: {e}")))
+}
+
 fn err(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": message.into()}))).into_response()
 }
@@ -124,7 +137,11 @@ fn tenant_filter(a: &Admin, f: &TenantFilter) -> Result<Option<emu_core::TenantI
     }
 }
 
-async fn accounts(State(a): State<Arc<Admin>>, Query(f): Query<TenantFilter>) -> Response {
+async fn accounts(State(a): State<Arc<Admin>>, uri: Uri) -> Response {
+    let f: TenantFilter = match query(&uri) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
     let tenant = match tenant_filter(&a, &f) {
         Ok(t) => t,
         Err(r) => return r,
@@ -179,7 +196,11 @@ struct StateBody {
     state: AccountState,
 }
 
-async fn set_tenant_state(State(a): State<Arc<Admin>>, Path(name): Path<String>, Json(body): Json<StateBody>) -> Response {
+async fn set_tenant_state(State(a): State<Arc<Admin>>, Path(name): Path<String>, body: Bytes) -> Response {
+    let body: StateBody = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     let Some(t) = a.shared.tenants.by_name(&name) else {
         return err(StatusCode::NOT_FOUND, format!("no tenant named {name:?}"));
     };
@@ -193,7 +214,11 @@ struct FaultBody {
     fault: AccountState,
 }
 
-async fn set_key_fault(State(a): State<Arc<Admin>>, Path(id): Path<String>, Json(body): Json<FaultBody>) -> Response {
+async fn set_key_fault(State(a): State<Arc<Admin>>, Path(id): Path<String>, body: Bytes) -> Response {
+    let body: FaultBody = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     if !a.shared.tenants.set_key_fault(&id, body.fault) {
         return err(StatusCode::NOT_FOUND, format!("no access key {id:?}"));
     }
@@ -209,8 +234,15 @@ struct StsBody {
 }
 
 /// Mints temporary credentials, as QueryTokenForMnsQueue does, for tests of STS handling.
-async fn issue_sts(State(a): State<Arc<Admin>>, body: Option<Json<StsBody>>) -> Response {
-    let body = body.map(|b| b.0).unwrap_or(StsBody { tenant: None, lifetime_secs: None });
+async fn issue_sts(State(a): State<Arc<Admin>>, body: Bytes) -> Response {
+    let body: StsBody = if body.is_empty() {
+        StsBody { tenant: None, lifetime_secs: None }
+    } else {
+        match parse(&body) {
+            Ok(b) => b,
+            Err(r) => return r,
+        }
+    };
     let tenant = match &body.tenant {
         Some(name) => match a.shared.tenants.by_name(name) {
             Some(t) => t.id,
@@ -235,11 +267,19 @@ struct Limit {
     limit: Option<usize>,
 }
 
-async fn requests(State(a): State<Arc<Admin>>, Query(l): Query<Limit>) -> Response {
+async fn requests(State(a): State<Arc<Admin>>, uri: Uri) -> Response {
+    let l: Limit = match query(&uri) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     Json(json!({"requests": a.pop.requests.last(l.limit.unwrap_or(50))})).into_response()
 }
 
-async fn problems(State(a): State<Arc<Admin>>, Query(f): Query<TenantFilter>) -> Response {
+async fn problems(State(a): State<Arc<Admin>>, uri: Uri) -> Response {
+    let f: TenantFilter = match query(&uri) {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
     match tenant_filter(&a, &f) {
         Ok(t) => Json(json!({"problems": a.shared.directory.problems(t)})).into_response(),
         Err(r) => r,
@@ -256,7 +296,11 @@ struct Advance {
     ms: u64,
 }
 
-async fn advance_clock(State(a): State<Arc<Admin>>, Json(body): Json<Advance>) -> Response {
+async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Response {
+    let body: Advance = match parse(&body) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
     match a.shared.clock.advance(body.ms) {
         Ok(now) => Json(json!({"nowMs": now})).into_response(),
         Err(e) => err(StatusCode::CONFLICT, format!("{e}: set [clock] mode = \"manual\" to move time by hand")),

@@ -46,6 +46,8 @@ pub struct Mismatch {
 pub struct AuthOutcome {
     pub result: Result<Caller, PopError>,
     pub access_key_id: Option<String>,
+    /// The tenant of the key, once it resolved (also for a request refused afterwards).
+    pub tenant: Option<emu_core::TenantId>,
     pub scheme: Scheme,
     pub mismatch: Option<Mismatch>,
 }
@@ -166,7 +168,9 @@ pub fn authenticate(shared: &Shared, nonces: &NonceCache, req: &Request<'_>) -> 
         };
         match checked {
             Ok(()) => {}
-            Err(Err(e)) if mode == SignatureMode::Enforce => return fail(Some(key_id), scheme, e),
+            Err(Err(e)) if mode == SignatureMode::Enforce => {
+                return AuthOutcome { tenant: Some(key.tenant), ..fail(Some(key_id), scheme, e) };
+            }
             Err(Err(e)) => tracing::warn!(access_key_id = %key_id, code = %e.code, "signature problem accepted (signature = log)"),
             Err(Ok(m)) => {
                 if mode == SignatureMode::Enforce {
@@ -178,17 +182,24 @@ pub fn authenticate(shared: &Shared, nonces: &NonceCache, req: &Request<'_>) -> 
                             m.server_string_to_sign
                         ),
                     );
-                    return AuthOutcome { result: Err(err), access_key_id: Some(key_id), scheme, mismatch: Some(m) };
+                    return AuthOutcome {
+                        result: Err(err),
+                        access_key_id: Some(key_id),
+                        tenant: Some(key.tenant),
+                        scheme,
+                        mismatch: Some(m),
+                    };
                 }
                 tracing::warn!(access_key_id = %key_id, hint = %m.hint, "signature mismatch accepted (signature = log)");
                 mismatch = Some(m);
             }
         }
         if let Err(e) = check_freshness(shared, nonces, req, scheme, &key_id, now) {
-            return fail(Some(key_id), scheme, e);
+            return AuthOutcome { tenant: Some(key.tenant), ..fail(Some(key_id), scheme, e) };
         }
     }
     AuthOutcome {
+        tenant: Some(key.tenant),
         result: Ok(Caller { access_key_id: key_id.clone(), key, scheme }),
         access_key_id: Some(key_id),
         scheme,
@@ -197,7 +208,7 @@ pub fn authenticate(shared: &Shared, nonces: &NonceCache, req: &Request<'_>) -> 
 }
 
 fn fail(key_id: Option<String>, scheme: Scheme, e: PopError) -> AuthOutcome {
-    AuthOutcome { result: Err(e), access_key_id: key_id, scheme, mismatch: None }
+    AuthOutcome { result: Err(e), access_key_id: key_id, tenant: None, scheme, mismatch: None }
 }
 
 fn missing_key() -> PopError {

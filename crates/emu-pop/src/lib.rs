@@ -99,7 +99,7 @@ fn serve(pop: &Pop, request_id: &str, method: &Method, uri: &Uri, headers: &Head
     let caller = match auth.result {
         Ok(c) => c,
         Err(e) => {
-            let logged = Logged { key: auth.access_key_id, tenant: None, mismatch: auth.mismatch };
+            let logged = Logged { key: auth.access_key_id, tenant: auth.tenant, mismatch: auth.mismatch };
             return finish(pop, request_id, method, &action, format, Some(logged), auth.scheme, Err(e));
         }
     };
