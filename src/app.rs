@@ -18,6 +18,7 @@ pub struct Endpoints {
     pub pop: String,
     pub admin: String,
     pub mqtt_ws: String,
+    pub mqtt_tcp: String,
     pub access_key_id: String,
     pub access_key_secret: String,
     pub tenant: String,
@@ -29,6 +30,7 @@ pub struct Running {
     pub endpoints: Endpoints,
     pub shared: Shared,
     pub admin: Arc<Admin>,
+    pub gateway: Arc<emu_gateway::Hub>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -56,14 +58,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let pop_listener = bind(&config, config.ports.pop, "pop").await?;
     let admin_listener = bind(&config, config.ports.admin, "admin").await?;
     let mqtt_ws_listener = bind(&config, config.ports.mqtt_ws, "mqtt_ws").await?;
+    let mqtt_tcp_listener = bind(&config, config.ports.mqtt_tcp, "mqtt_tcp").await?;
     let port = |l: &TcpListener| l.local_addr().map(|a: SocketAddr| a.port()).unwrap_or(0);
-    let (pop_port, admin_port, mqtt_ws_port) = (port(&pop_listener), port(&admin_listener), port(&mqtt_ws_listener));
+    let (pop_port, admin_port, mqtt_ws_port, mqtt_tcp_port) =
+        (port(&pop_listener), port(&admin_listener), port(&mqtt_ws_listener), port(&mqtt_tcp_listener));
 
     let host = config.public_host();
     let token_settings = TokenSettings {
         mqtt_host: format!("{host}:{mqtt_ws_port}/mqtt"),
         mqtt_ws_port,
-        mqtt_tcp_port: config.ports.mqtt_tcp,
+        mqtt_tcp_port,
         conference_topic: config.tokens.conference_topic.clone(),
         server_id: TokenSettings::server_id_for(&host),
         lifetime_ms: config.tokens.lifetime_secs.saturating_mul(1000),
@@ -73,11 +77,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let shared = Shared::new(config, token_settings);
     let pop = emu_pop::Pop::new(shared.clone());
     let admin = Admin::new(shared.clone(), pop.clone());
+    let gateway = emu_gateway::Hub::new(shared.clone(), format!("{host}:{mqtt_ws_port}"));
+    {
+        let gateway = gateway.clone();
+        admin.on_reset(move || gateway.reset());
+    }
 
     let endpoints = Endpoints {
         pop: format!("http://{host}:{pop_port}"),
         admin: format!("http://{host}:{admin_port}"),
         mqtt_ws: format!("ws://{host}:{mqtt_ws_port}/mqtt"),
+        mqtt_tcp: format!("mqtt://{host}:{mqtt_tcp_port}"),
         access_key_id: default_key.as_ref().map(|k| k.id.clone()).unwrap_or_default(),
         access_key_secret: default_key.map(|k| k.secret).unwrap_or_default(),
         tenant: first_tenant.name,
@@ -88,14 +98,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let mut tasks = JoinSet::new();
     let health = emu_admin::health_router(admin.clone());
     serve(&mut tasks, "pop", pop_listener, emu_pop::router(pop).merge(health.clone()), stop_rx.clone());
-    serve(&mut tasks, "admin", admin_listener, emu_admin::router(admin.clone()), stop_rx.clone());
-    // The MQTT gateway takes this port over; until then it answers /health only.
-    serve(&mut tasks, "mqtt_ws", mqtt_ws_listener, health, stop_rx.clone());
+    let admin_routes = emu_admin::router(admin.clone()).merge(emu_gateway::admin_router(gateway.clone()));
+    serve(&mut tasks, "admin", admin_listener, admin_routes, stop_rx.clone());
+    serve(&mut tasks, "mqtt_ws", mqtt_ws_listener, emu_gateway::ws_router(gateway.clone()).merge(health), stop_rx.clone());
+    tasks.spawn(emu_gateway::serve_tcp(gateway.clone(), mqtt_tcp_listener, stop_rx.clone()));
+    tasks.spawn(emu_gateway::run_background(gateway.clone(), shared.clone(), stop_rx.clone()));
 
     spawn_housekeeping(&mut tasks, shared.clone(), stop_rx);
     admin.set_ready(serde_json::to_value(&endpoints).unwrap_or_default());
-    tracing::info!(pop = %endpoints.pop, admin = %endpoints.admin, mqtt_ws = %endpoints.mqtt_ws, "alicom-emu ready");
-    Ok(Running { endpoints, shared, admin, stop, tasks })
+    tracing::info!(pop = %endpoints.pop, admin = %endpoints.admin, mqtt_ws = %endpoints.mqtt_ws, mqtt_tcp = %endpoints.mqtt_tcp, "alicom-emu ready");
+    Ok(Running { endpoints, shared, admin, gateway, stop, tasks })
 }
 
 fn serve(tasks: &mut JoinSet<()>, name: &'static str, listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
@@ -103,7 +115,8 @@ fn serve(tasks: &mut JoinSet<()>, name: &'static str, listener: TcpListener, rou
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, service).with_graceful_shutdown(shutdown).await {
             tracing::error!(listener = name, "listener failed: {e}");
         }
     });

@@ -77,6 +77,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/admin/clock", get(clock))
         .route("/admin/clock/advance", post(advance_clock))
         .route("/admin/config", get(config))
+        .route("/admin/events", get(events))
         .fallback(|| async { err(StatusCode::NOT_FOUND, "no such admin endpoint; see docs/admin-api.md") })
         .with_state(admin)
 }
@@ -309,4 +310,31 @@ async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Response {
 
 async fn config(State(a): State<Arc<Admin>>) -> Response {
     Json(serde_json::to_value(&*a.shared.config).unwrap_or(Value::Null)).into_response()
+}
+
+#[derive(Deserialize)]
+struct EventQuery {
+    #[serde(rename = "channelId")]
+    channel_id: Option<String>,
+    #[serde(rename = "rtcId")]
+    rtc_id: Option<String>,
+    kind: Option<String>,
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /admin/events?channelId=&rtcId=&kind=&after=&limit=`: the event log, oldest first.
+async fn events(State(a): State<Arc<Admin>>, uri: Uri) -> Response {
+    let q: EventQuery = match query(&uri) {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    let filter = emu_core::events::EventFilter {
+        channel_id: q.channel_id,
+        rtc_id: q.rtc_id,
+        kind_prefix: q.kind,
+        after: q.after,
+        limit: Some(q.limit.unwrap_or(500)),
+    };
+    Json(json!({"events": a.shared.events.query(&filter)})).into_response()
 }

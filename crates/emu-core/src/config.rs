@@ -13,6 +13,7 @@ pub struct Config {
     pub clock: ClockConfig,
     pub pop: PopConfig,
     pub tokens: TokenConfig,
+    pub gateway: GatewayConfig,
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
@@ -25,6 +26,13 @@ pub struct ServerConfig {
     pub public_host: String,
     pub log_format: LogFormat,
     pub log_level: String,
+    /// Events kept for `GET /admin/events`.
+    #[serde(default = "default_event_log_size")]
+    pub event_log_size: usize,
+}
+
+fn default_event_log_size() -> usize {
+    20_000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +99,31 @@ pub enum SignatureMode {
 pub struct TokenConfig {
     pub lifetime_secs: u64,
     pub conference_topic: String,
+}
+
+/// The MQTT gateway. Its timeouts pair with the SDK's own real-time timers (30 s heartbeats,
+/// 4 s reconnects, 2 s retransmissions), so they run on real time, not on the emulator clock.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// A connection that has not uploaded a valid token by then is closed.
+    pub auth_timeout_ms: u64,
+    /// A registration with no `cs_register` heartbeat for this long is expired.
+    pub heartbeat_timeout_ms: u64,
+    /// A dropped connection keeps its registration (and calls) this long for the SDK to reconnect.
+    pub disconnect_grace_ms: u64,
+    /// Server requests not ACKed are re-sent at this interval …
+    pub retransmit_interval_ms: u64,
+    /// … this many times, then reported as undelivered.
+    pub retransmit_attempts: u32,
+    /// After `$SYS/tokenExpireNotice`, how long the SDK has to upload a fresh token.
+    pub token_refresh_timeout_ms: u64,
+    /// Largest MQTT packet accepted.
+    pub max_packet_bytes: usize,
+    /// Largest inflated `mediaSignal` accepted (zip bombs stop here).
+    pub max_media_signal_bytes: usize,
+    /// How often timeouts are checked.
+    pub sweep_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

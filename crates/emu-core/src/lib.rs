@@ -12,3 +12,5 @@ pub use config::Config;
 pub use tenants::{TenantId, Tenants};
 pub mod shared;
 pub use shared::Shared;
+pub mod events;
+pub use events::EventLog;

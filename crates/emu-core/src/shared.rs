@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::accounts::{Directory, TokenSettings};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::events::EventLog;
 use crate::tenants::Tenants;
 
 #[derive(Clone)]
@@ -13,6 +14,7 @@ pub struct Shared {
     pub clock: Clock,
     pub tenants: Arc<Tenants>,
     pub directory: Arc<Directory>,
+    pub events: Arc<EventLog>,
     /// Known once the listeners are bound (the token's `host` names the MQTT port).
     pub token_settings: Arc<TokenSettings>,
 }
@@ -25,7 +27,9 @@ impl Shared {
 
     pub fn with_clock(config: Config, token_settings: TokenSettings, clock: Clock) -> Self {
         let tenants = Arc::new(Tenants::new(&config.tenants));
+        let events = Arc::new(EventLog::new(clock.clone(), config.server.event_log_size));
         Shared {
+            events,
             config: Arc::new(config),
             clock,
             tenants,
@@ -37,6 +41,7 @@ impl Shared {
     /// Clears run-time state so one emulator can serve many test cases.
     pub fn reset(&self) {
         self.directory.reset();
+        self.events.clear();
         self.tenants.reset(&self.config.tenants);
     }
 }

@@ -1,0 +1,148 @@
+//! The event log (DESIGN.md D7): every signalling message, registration, PSTN event and receipt,
+//! with the call's channelId when it has one. A bounded ring for queries plus a broadcast for
+//! live streams; recording never blocks the caller.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::clock::{Clock, Millis};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub seq: u64,
+    #[serde(rename = "timeMs")]
+    pub time_ms: Millis,
+    /// What happened, dotted: `envelope.in`, `envelope.out`, `device.registered`, …
+    pub kind: String,
+    #[serde(rename = "channelId", skip_serializing_if = "Option::is_none")]
+    pub channel_id: Option<String>,
+    #[serde(rename = "rtcId", skip_serializing_if = "Option::is_none")]
+    pub rtc_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    pub detail: Value,
+}
+
+/// What a query selects.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub channel_id: Option<String>,
+    pub rtc_id: Option<String>,
+    pub kind_prefix: Option<String>,
+    /// Only events with `seq > after`.
+    pub after: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+impl EventFilter {
+    pub fn matches(&self, e: &Event) -> bool {
+        self.channel_id.as_ref().is_none_or(|c| e.channel_id.as_ref() == Some(c))
+            && self.rtc_id.as_ref().is_none_or(|r| e.rtc_id.as_ref() == Some(r))
+            && self.kind_prefix.as_ref().is_none_or(|k| e.kind.starts_with(k.as_str()))
+            && self.after.is_none_or(|a| e.seq > a)
+    }
+}
+
+pub struct EventLog {
+    clock: Clock,
+    capacity: usize,
+    seq: AtomicU64,
+    ring: Mutex<VecDeque<Event>>,
+    live: broadcast::Sender<Event>,
+}
+
+/// The parts of an event its producer fills in.
+#[derive(Debug, Default)]
+pub struct NewEvent {
+    pub kind: &'static str,
+    pub channel_id: Option<String>,
+    pub rtc_id: Option<String>,
+    pub tenant: Option<String>,
+    pub detail: Value,
+}
+
+impl EventLog {
+    pub fn new(clock: Clock, capacity: usize) -> Self {
+        EventLog {
+            clock,
+            capacity,
+            seq: AtomicU64::new(0),
+            ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+            live: broadcast::channel(4096).0,
+        }
+    }
+
+    pub fn record(&self, e: NewEvent) {
+        if self.capacity == 0 {
+            return;
+        }
+        let event = Event {
+            seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+            time_ms: self.clock.now_ms(),
+            kind: e.kind.to_string(),
+            channel_id: e.channel_id,
+            rtc_id: e.rtc_id,
+            tenant: e.tenant,
+            detail: e.detail,
+        };
+        if self.live.receiver_count() > 0 {
+            let _ = self.live.send(event.clone());
+        }
+        let mut ring = self.ring.lock();
+        if ring.len() >= self.capacity {
+            ring.pop_front();
+        }
+        ring.push_back(event);
+    }
+
+    /// Matching events, oldest first; with a limit, the newest `limit` of them.
+    pub fn query(&self, filter: &EventFilter) -> Vec<Event> {
+        let ring = self.ring.lock();
+        let mut v: Vec<Event> = ring.iter().filter(|e| filter.matches(e)).cloned().collect();
+        if let Some(limit) = filter.limit
+            && v.len() > limit
+        {
+            v.drain(..v.len() - limit);
+        }
+        v
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.live.subscribe()
+    }
+
+    pub fn clear(&self) {
+        self.ring.lock().clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_is_bounded_and_filtered() {
+        let log = EventLog::new(Clock::manual_at(0), 3);
+        for i in 0..5 {
+            log.record(NewEvent {
+                kind: "envelope.in",
+                channel_id: Some(format!("c{}", i % 2)),
+                detail: serde_json::json!({"i": i}),
+                ..Default::default()
+            });
+        }
+        let all = log.query(&EventFilter::default());
+        assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        let c0 = log.query(&EventFilter { channel_id: Some("c0".into()), ..Default::default() });
+        assert_eq!(c0.len(), 2);
+        let after = log.query(&EventFilter { after: Some(4), ..Default::default() });
+        assert_eq!(after.len(), 1);
+        let limited = log.query(&EventFilter { limit: Some(1), ..Default::default() });
+        assert_eq!(limited[0].seq, 5);
+    }
+}

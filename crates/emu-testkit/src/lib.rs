@@ -1,0 +1,64 @@
+//! `emu-testkit`: start alicom-emu in-process on free ports and drive it with virtual SDK devices
+//! that speak the Web SDK's protocol over MQTT (register, heartbeat, requests, automatic ACKs).
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let emu = emu_testkit::Emulator::start("").await?;
+//! let mut alice = emu.device("alice-phone").await?;
+//! alice.register().await?;
+//! # Ok(()) }
+//! ```
+
+mod device;
+mod pop;
+
+use std::time::Duration;
+
+pub use device::{Device, Inbound};
+pub use emu_gateway::envelope::Envelope;
+pub use pop::PopClient;
+use serde_json::Value;
+
+/// How long the helpers wait for anything before failing.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An emulator running inside the test process.
+pub struct Emulator {
+    pub running: alicom_emu::Running,
+    pub endpoints: alicom_emu::Endpoints,
+    http: reqwest::Client,
+}
+
+impl Emulator {
+    /// Starts on the embedded defaults with `overrides` (TOML) merged in, every port ephemeral.
+    pub async fn start(overrides: &str) -> anyhow::Result<Self> {
+        let config = alicom_emu::config::for_tests(overrides)?;
+        let running = alicom_emu::start(config).await?;
+        Ok(Emulator { endpoints: running.endpoints.clone(), running, http: reqwest::Client::new() })
+    }
+
+    /// A POP client signed with the default AccessKey.
+    pub fn pop(&self) -> PopClient {
+        PopClient::new(&self.endpoints.pop, &self.endpoints.access_key_id, &self.endpoints.access_key_secret)
+    }
+
+    /// A new account for `device_id`, a token for it, and a connected (not yet registered) device.
+    pub async fn device(&self, device_id: &str) -> anyhow::Result<Device> {
+        let pop = self.pop();
+        let rtc_id = pop.add_rtc_account(device_id).await?;
+        let token = pop.get_rtc_token(&rtc_id, device_id).await?;
+        Device::connect(&self.endpoints.mqtt_tcp, &rtc_id, token).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> anyhow::Result<Value> {
+        Ok(self.http.get(format!("{}{path}", self.endpoints.admin)).send().await?.json().await?)
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        Ok(self.http.post(format!("{}{path}", self.endpoints.admin)).json(&body).send().await?.json().await?)
+    }
+
+    pub async fn shutdown(self) {
+        self.running.shutdown().await;
+    }
+}
