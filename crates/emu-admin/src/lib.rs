@@ -78,7 +78,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/admin/clock/advance", post(advance_clock))
         .route("/admin/config", get(config))
         .route("/admin/events", get(events))
-        .fallback(|| async { err(StatusCode::NOT_FOUND, "no such admin endpoint; see docs/admin-api.md") })
+        .fallback(|| async { not_found("no such admin endpoint; see docs/admin-api.md") })
         .with_state(admin)
 }
 
@@ -87,19 +87,30 @@ pub fn health_router(admin: Arc<Admin>) -> Router {
     Router::new().route("/health", get(health)).with_state(admin)
 }
 
+/// An admin error: `{"error": "..."}` with a status.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+type Reply = Result<Response, ApiError>;
+
+fn not_found(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, message.into())
+}
+
 /// Parses a JSON body, answering malformed input with a JSON error (axum's own is plain text).
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    serde_json::from_slice(body).map_err(|e| err(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
 /// Parses the query string the same way.
-fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, Response> {
+fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ApiError> {
     let q = uri.query().unwrap_or_default();
-    serde_urlencoded::from_str(q).map_err(|e| err(StatusCode::BAD_REQUEST, format!("invalid query string: {e}")))
-}
-
-fn err(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(json!({"error": message.into()}))).into_response()
+    serde_urlencoded::from_str(q).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid query string: {e}")))
 }
 
 async fn health(State(a): State<Arc<Admin>>) -> Response {
@@ -128,25 +139,16 @@ struct TenantFilter {
 }
 
 /// Resolves `?tenant=name`; unknown names are an error, not an empty list.
-fn tenant_filter(a: &Admin, f: &TenantFilter) -> Result<Option<emu_core::TenantId>, Response> {
-    match &f.tenant {
-        None => Ok(None),
-        Some(name) => match a.shared.tenants.by_name(name) {
-            Some(t) => Ok(Some(t.id)),
-            None => Err(err(StatusCode::NOT_FOUND, format!("no tenant named {name:?}"))),
-        },
-    }
+fn tenant_filter(a: &Admin, f: &TenantFilter) -> Result<Option<emu_core::TenantId>, ApiError> {
+    f.tenant.as_ref().map(|name| tenant_id(a, name)).transpose()
 }
 
-async fn accounts(State(a): State<Arc<Admin>>, uri: Uri) -> Response {
-    let f: TenantFilter = match query(&uri) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    let tenant = match tenant_filter(&a, &f) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+fn tenant_id(a: &Admin, name: &str) -> Result<emu_core::TenantId, ApiError> {
+    a.shared.tenants.by_name(name).map(|t| t.id).ok_or_else(|| not_found(format!("no tenant named {name:?}")))
+}
+
+async fn accounts(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
+    let tenant = tenant_filter(&a, &query(&uri)?)?;
     let list: Vec<Value> = a
         .shared
         .directory
@@ -162,7 +164,7 @@ async fn accounts(State(a): State<Arc<Admin>>, uri: Uri) -> Response {
             })
         })
         .collect();
-    Json(json!({"accounts": list})).into_response()
+    Ok(Json(json!({"accounts": list})).into_response())
 }
 
 async fn tenants(State(a): State<Arc<Admin>>) -> Response {
@@ -197,17 +199,11 @@ struct StateBody {
     state: AccountState,
 }
 
-async fn set_tenant_state(State(a): State<Arc<Admin>>, Path(name): Path<String>, body: Bytes) -> Response {
-    let body: StateBody = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let Some(t) = a.shared.tenants.by_name(&name) else {
-        return err(StatusCode::NOT_FOUND, format!("no tenant named {name:?}"));
-    };
-    a.shared.tenants.set_state(t.id, body.state);
+async fn set_tenant_state(State(a): State<Arc<Admin>>, Path(name): Path<String>, body: Bytes) -> Reply {
+    let body: StateBody = parse(&body)?;
+    a.shared.tenants.set_state(tenant_id(&a, &name)?, body.state);
     tracing::info!(tenant = %name, state = %body.state, "tenant state set");
-    Json(json!({"tenant": name, "state": body.state})).into_response()
+    Ok(Json(json!({"tenant": name, "state": body.state})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -215,16 +211,13 @@ struct FaultBody {
     fault: AccountState,
 }
 
-async fn set_key_fault(State(a): State<Arc<Admin>>, Path(id): Path<String>, body: Bytes) -> Response {
-    let body: FaultBody = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn set_key_fault(State(a): State<Arc<Admin>>, Path(id): Path<String>, body: Bytes) -> Reply {
+    let body: FaultBody = parse(&body)?;
     if !a.shared.tenants.set_key_fault(&id, body.fault) {
-        return err(StatusCode::NOT_FOUND, format!("no access key {id:?}"));
+        return Err(not_found(format!("no access key {id:?}")));
     }
     tracing::info!(access_key_id = %id, fault = %body.fault, "access key fault set");
-    Json(json!({"accessKeyId": id, "fault": body.fault})).into_response()
+    Ok(Json(json!({"accessKeyId": id, "fault": body.fault})).into_response())
 }
 
 #[derive(Deserialize)]
@@ -235,32 +228,22 @@ struct StsBody {
 }
 
 /// Mints temporary credentials, as QueryTokenForMnsQueue does, for tests of STS handling.
-async fn issue_sts(State(a): State<Arc<Admin>>, body: Bytes) -> Response {
-    let body: StsBody = if body.is_empty() {
-        StsBody { tenant: None, lifetime_secs: None }
-    } else {
-        match parse(&body) {
-            Ok(b) => b,
-            Err(r) => return r,
-        }
-    };
+async fn issue_sts(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
+    let body: StsBody = if body.is_empty() { StsBody { tenant: None, lifetime_secs: None } } else { parse(&body)? };
     let tenant = match &body.tenant {
-        Some(name) => match a.shared.tenants.by_name(name) {
-            Some(t) => t.id,
-            None => return err(StatusCode::NOT_FOUND, format!("no tenant named {name:?}")),
-        },
+        Some(name) => tenant_id(&a, name)?,
         None => emu_core::TenantId(0),
     };
     let now = a.shared.clock.now_ms();
     let lifetime = body.lifetime_secs.unwrap_or(3600).saturating_mul(1000);
     let c = a.shared.tenants.issue_sts(tenant, now, lifetime, vec![]);
-    Json(json!({
+    Ok(Json(json!({
         "accessKeyId": c.access_key_id,
         "accessKeySecret": c.access_key_secret,
         "securityToken": c.security_token,
         "expiresMs": c.expires_ms,
     }))
-    .into_response()
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -268,23 +251,14 @@ struct Limit {
     limit: Option<usize>,
 }
 
-async fn requests(State(a): State<Arc<Admin>>, uri: Uri) -> Response {
-    let l: Limit = match query(&uri) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
-    Json(json!({"requests": a.pop.requests.last(l.limit.unwrap_or(50))})).into_response()
+async fn requests(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
+    let l: Limit = query(&uri)?;
+    Ok(Json(json!({"requests": a.pop.requests.last(l.limit.unwrap_or(50))})).into_response())
 }
 
-async fn problems(State(a): State<Arc<Admin>>, uri: Uri) -> Response {
-    let f: TenantFilter = match query(&uri) {
-        Ok(f) => f,
-        Err(r) => return r,
-    };
-    match tenant_filter(&a, &f) {
-        Ok(t) => Json(json!({"problems": a.shared.directory.problems(t)})).into_response(),
-        Err(r) => r,
-    }
+async fn problems(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
+    let tenant = tenant_filter(&a, &query(&uri)?)?;
+    Ok(Json(json!({"problems": a.shared.directory.problems(tenant)})).into_response())
 }
 
 async fn clock(State(a): State<Arc<Admin>>) -> Response {
@@ -297,14 +271,11 @@ struct Advance {
     ms: u64,
 }
 
-async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Response {
-    let body: Advance = match parse(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
+    let body: Advance = parse(&body)?;
     match a.shared.clock.advance(body.ms) {
-        Ok(now) => Json(json!({"nowMs": now})).into_response(),
-        Err(e) => err(StatusCode::CONFLICT, format!("{e}: set [clock] mode = \"manual\" to move time by hand")),
+        Ok(now) => Ok(Json(json!({"nowMs": now})).into_response()),
+        Err(e) => Err(ApiError(StatusCode::CONFLICT, format!("{e}: set [clock] mode = \"manual\" to move time by hand"))),
     }
 }
 
@@ -324,11 +295,8 @@ struct EventQuery {
 }
 
 /// `GET /admin/events?channelId=&rtcId=&kind=&after=&limit=`: the event log, oldest first.
-async fn events(State(a): State<Arc<Admin>>, uri: Uri) -> Response {
-    let q: EventQuery = match query(&uri) {
-        Ok(q) => q,
-        Err(r) => return r,
-    };
+async fn events(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
+    let q: EventQuery = query(&uri)?;
     let filter = emu_core::events::EventFilter {
         channel_id: q.channel_id,
         rtc_id: q.rtc_id,
@@ -336,5 +304,5 @@ async fn events(State(a): State<Arc<Admin>>, uri: Uri) -> Response {
         after: q.after,
         limit: Some(q.limit.unwrap_or(500)),
     };
-    Json(json!({"events": a.shared.events.query(&filter)})).into_response()
+    Ok(Json(json!({"events": a.shared.events.query(&filter)})).into_response())
 }

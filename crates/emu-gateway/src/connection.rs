@@ -17,7 +17,7 @@ use crate::mqtt::{self, Framer, Incoming};
 
 /// A byte-stream transport.
 pub enum Transport {
-    Ws(WebSocket),
+    Ws(Box<WebSocket>),
     Tcp(TcpStream),
 }
 
@@ -89,7 +89,7 @@ pub async fn serve(hub: Arc<Hub>, mut transport: Transport, peer: String) {
                 last_seen = Instant::now();
                 framer.feed(&data);
                 loop {
-                    let packet = match framer.next() {
+                    let packet = match framer.next_packet() {
                         Ok(Some(p)) => p,
                         Ok(None) => break,
                         Err(e) => {

@@ -42,7 +42,7 @@ async fn upgrade(
     ws.protocols(["mqtt"])
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| connection::serve(hub, connection::Transport::Ws(socket), peer.to_string()))
+        .on_upgrade(move |socket| connection::serve(hub, connection::Transport::Ws(Box::new(socket)), peer.to_string()))
         .into_response()
 }
 

@@ -46,7 +46,7 @@ impl Framer {
     }
 
     /// The next complete packet, `Ok(None)` when more bytes are needed.
-    pub fn next(&mut self) -> Result<Option<Incoming>, ProtocolError> {
+    pub fn next_packet(&mut self) -> Result<Option<Incoming>, ProtocolError> {
         if self.buf.is_empty() {
             return Ok(None);
         }
@@ -129,7 +129,7 @@ mod tests {
         let mut f = Framer::new(1 << 16);
         for (i, frame) in CONNECT_FRAMES.iter().enumerate() {
             f.feed(&hex(frame));
-            let got = f.next().unwrap();
+            let got = f.next_packet().unwrap();
             if i + 1 < CONNECT_FRAMES.len() {
                 assert_eq!(got, None, "frame {i} alone is not a packet");
             } else {
@@ -146,26 +146,26 @@ mod tests {
         bytes.extend_from_slice(&publish("$SYS/uploadToken", &b"{\"token\":\"t\"}"[..]));
         bytes.extend_from_slice(&[0xc0, 0x00]); // PINGREQ
         f.feed(&bytes);
-        assert!(matches!(f.next().unwrap(), Some(Incoming::Connect { .. })));
-        assert!(matches!(f.next().unwrap(), Some(Incoming::Publish { ref topic, .. }) if topic == "$SYS/uploadToken"));
-        assert_eq!(f.next().unwrap(), Some(Incoming::PingReq));
-        assert_eq!(f.next().unwrap(), None);
+        assert!(matches!(f.next_packet().unwrap(), Some(Incoming::Connect { .. })));
+        assert!(matches!(f.next_packet().unwrap(), Some(Incoming::Publish { ref topic, .. }) if topic == "$SYS/uploadToken"));
+        assert_eq!(f.next_packet().unwrap(), Some(Incoming::PingReq));
+        assert_eq!(f.next_packet().unwrap(), None);
     }
 
     #[test]
     fn protocol_errors() {
         let mut f = Framer::new(1 << 16);
         f.feed(&[0xc0, 0x00]);
-        assert!(f.next().is_err(), "PINGREQ before CONNECT");
+        assert!(f.next_packet().is_err(), "PINGREQ before CONNECT");
         let mut f = Framer::new(1 << 16);
         f.feed(&[0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
-        assert!(f.next().is_err(), "garbage");
+        assert!(f.next_packet().is_err(), "garbage");
         let mut f = Framer::new(64);
         for h in CONNECT_FRAMES {
             f.feed(&hex(h));
         }
-        f.next().unwrap();
+        f.next_packet().unwrap();
         f.feed(&publish("t", vec![b'x'; 200]));
-        assert!(f.next().is_err(), "over the packet limit");
+        assert!(f.next_packet().is_err(), "over the packet limit");
     }
 }

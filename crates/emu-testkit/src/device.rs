@@ -15,7 +15,7 @@ use crate::DEFAULT_TIMEOUT;
 /// What reaches a device.
 #[derive(Debug, Clone)]
 pub enum Inbound {
-    Envelope(Envelope),
+    Envelope(Box<Envelope>),
     /// A publish on `$SYS/...` (token notices).
     Notice(String),
     SubAck(Vec<bool>),
@@ -167,7 +167,7 @@ impl Device {
             .next_matching(DEFAULT_TIMEOUT, |i| matches!(i, Inbound::Envelope(e) if e.response && e.request_id == id))
             .await?
         {
-            Inbound::Envelope(e) => Ok(e),
+            Inbound::Envelope(e) => Ok(*e),
             other => Err(anyhow!("unexpected {other:?}")),
         }
     }
@@ -180,7 +180,7 @@ impl Device {
     pub async fn expect_within(&mut self, message_type: &str, within: Duration) -> anyhow::Result<Envelope> {
         let t = message_type.to_string();
         match self.next_matching(within, |i| matches!(i, Inbound::Envelope(e) if !e.response && e.message_type == t)).await? {
-            Inbound::Envelope(e) => Ok(e),
+            Inbound::Envelope(e) => Ok(*e),
             other => Err(anyhow!("unexpected {other:?}")),
         }
     }
@@ -290,7 +290,7 @@ async fn open(
                             let ack = sdk_ack(&env, &rtc_id, &token_data);
                             let _ = acker.try_publish(server_topic.clone(), QoS::AtMostOnce, false, ack.to_bytes());
                         }
-                        Inbound::Envelope(env)
+                        Inbound::Envelope(Box::new(env))
                     }
                     Err(e) => Inbound::Closed(format!("unparseable server message: {e}")),
                 },
