@@ -14,6 +14,7 @@ pub struct Config {
     pub pop: PopConfig,
     pub tokens: TokenConfig,
     pub gateway: GatewayConfig,
+    pub pstn: PstnConfig,
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
@@ -124,6 +125,25 @@ pub struct GatewayConfig {
     pub max_media_signal_bytes: usize,
     /// How often timeouts are checked.
     pub sweep_interval_ms: u64,
+}
+
+/// The simulated PSTN. Behaviours are interpreted by `emu-pstn` (docs/pstn.md); they are kept
+/// as JSON values here so the core does not need to know their shape.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PstnConfig {
+    /// Whether the documented magic numbers behave their fixed way.
+    #[serde(default = "yes")]
+    pub magic_numbers: bool,
+    /// What any other number does.
+    pub default_behavior: serde_json::Value,
+    /// Phones with a configured behaviour: `{ number = "...", behavior = { ... } }`.
+    #[serde(default)]
+    pub phones: Vec<serde_json::Value>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

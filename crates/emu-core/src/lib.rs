@@ -14,3 +14,4 @@ pub mod shared;
 pub use shared::Shared;
 pub mod events;
 pub use events::EventLog;
+pub mod pstn;
