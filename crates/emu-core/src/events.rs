@@ -57,7 +57,7 @@ pub struct EventLog {
 }
 
 /// The parts of an event its producer fills in.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct NewEvent {
     pub kind: &'static str,
     pub channel_id: Option<String>,

@@ -15,3 +15,4 @@ pub use shared::Shared;
 pub mod events;
 pub use events::EventLog;
 pub mod pstn;
+pub mod engine;

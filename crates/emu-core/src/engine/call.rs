@@ -1,0 +1,183 @@
+//! A call (channel) and its legs: the state the engine keeps per call, and its admin view.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::clock::Millis;
+use crate::pstn::LegId;
+use crate::tenants::TenantId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// The VoIP caller joined the channel; its `call` has not come yet.
+    Joining,
+    /// Waiting for the outbound authorisation callback.
+    Authorizing,
+    /// Waiting for the inbound routing callback.
+    Routing,
+    Ringing,
+    Active,
+    Ended,
+}
+
+/// Who started the call.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Caller {
+    Device {
+        #[serde(rename = "rtcId")]
+        rtc_id: String,
+        uuid: String,
+        #[serde(skip)]
+        user_info: Value,
+    },
+    Phone {
+        number: String,
+        #[serde(skip)]
+        leg: LegId,
+        /// The session id the VoIP callee sees for this phone.
+        #[serde(skip)]
+        uuid: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Target {
+    Device {
+        #[serde(rename = "rtcId")]
+        rtc_id: String,
+    },
+    Phone {
+        number: String,
+        /// The number shown to the phone.
+        display: String,
+    },
+}
+
+impl Target {
+    pub fn label(&self) -> &str {
+        match self {
+            Target::Device { rtc_id } => rtc_id,
+            Target::Phone { number, .. } => number,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegState {
+    Ringing,
+    Answered,
+    Ended,
+}
+
+/// How a leg ended, in the words the CDR and the admin API use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Completed,
+    Rejected,
+    Busy,
+    NoAnswer,
+    Offline,
+    Unreachable,
+    Invalid,
+    Cancelled,
+    AnsweredElsewhere,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Leg {
+    pub id: LegId,
+    pub target: Target,
+    pub state: LegState,
+    /// 1-based ringing sequence.
+    pub sequence: usize,
+    #[serde(rename = "startMs")]
+    pub start_ms: Millis,
+    #[serde(rename = "answeredMs")]
+    pub answered_ms: Option<Millis>,
+    #[serde(rename = "endedMs")]
+    pub ended_ms: Option<Millis>,
+    pub outcome: Option<Outcome>,
+    /// The callee's session uuid once it answered (VoIP).
+    #[serde(skip)]
+    pub uuid: Option<String>,
+    /// The `callId` in `called` (VoIP).
+    #[serde(skip)]
+    pub call_id: String,
+    pub joined: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Call {
+    #[serde(rename = "channelId")]
+    pub channel_id: String,
+    #[serde(skip)]
+    pub tenant: TenantId,
+    #[serde(rename = "alicomRtcType")]
+    pub rtc_type: String,
+    pub state: CallState,
+    pub caller: Caller,
+    pub legs: Vec<Leg>,
+    #[serde(rename = "displayNumber", skip_serializing_if = "Option::is_none")]
+    pub display_number: Option<String>,
+    pub extend: String,
+    #[serde(rename = "createdMs")]
+    pub created_ms: Millis,
+    #[serde(rename = "answeredMs")]
+    pub answered_ms: Option<Millis>,
+    #[serde(rename = "endedMs")]
+    pub ended_ms: Option<Millis>,
+    #[serde(rename = "timeLimitSecs")]
+    pub time_limit_secs: Option<u64>,
+    #[serde(rename = "needRecord")]
+    pub need_record: bool,
+    /// Why and with which code it ended.
+    #[serde(rename = "endReason")]
+    pub end_reason: Option<String>,
+    #[serde(rename = "causeCode")]
+    pub cause_code: Option<i64>,
+    pub warnings: Vec<String>,
+    /// Sequences not rung yet (inbound plans).
+    #[serde(skip)]
+    pub pending_sequences: Vec<Vec<super::plan::Callee>>,
+    #[serde(rename = "sequence")]
+    pub current_sequence: usize,
+    #[serde(skip)]
+    pub ringing_sent: bool,
+    #[serde(skip)]
+    pub caller_joined: bool,
+    pub cdr: Option<Value>,
+}
+
+impl Call {
+    pub fn leg(&self, id: LegId) -> Option<&Leg> {
+        self.legs.iter().find(|l| l.id == id)
+    }
+
+    pub fn leg_mut(&mut self, id: LegId) -> Option<&mut Leg> {
+        self.legs.iter_mut().find(|l| l.id == id)
+    }
+
+    pub fn answered_leg(&self) -> Option<&Leg> {
+        self.legs.iter().find(|l| l.answered_ms.is_some())
+    }
+
+    pub fn device_leg(&self, rtc_id: &str) -> Option<&Leg> {
+        self.legs.iter().find(|l| matches!(&l.target, Target::Device { rtc_id: r } if r == rtc_id) && l.state != LegState::Ended)
+    }
+
+    pub fn is_caller_device(&self, rtc_id: &str) -> bool {
+        matches!(&self.caller, Caller::Device { rtc_id: r, .. } if r == rtc_id)
+    }
+
+    pub fn caller_label(&self) -> &str {
+        match &self.caller {
+            Caller::Device { rtc_id, .. } => rtc_id,
+            Caller::Phone { number, .. } => number,
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The `ArtcCdrReport` of a call (PRODUCT.md §5): one per call, answered or not.
+
+use serde_json::{Value, json};
+
+use super::call::{Call, Caller};
+use crate::clock::{Millis, format_shanghai};
+
+fn secs(from: Millis, to: Millis) -> String {
+    (to.saturating_sub(from) / 1000).to_string()
+}
+
+/// Builds the report; `startTime` is absent and `duration` "0" for whatever was never answered.
+pub fn report(call: &Call) -> Value {
+    let ended = call.ended_ms.unwrap_or(call.created_ms);
+    let caller = call.caller_label().to_string();
+    let callee = call
+        .answered_leg()
+        .or(call.legs.first())
+        .map(|l| l.target.label().to_string())
+        .unwrap_or_default();
+    let call_in = json!({
+        "caller": caller,
+        "callee": match &call.caller { Caller::Phone { .. } => call.display_number.clone().unwrap_or_default(), Caller::Device { .. } => callee.clone() },
+        "startTime": format_shanghai(call.created_ms),
+        "endTime": format_shanghai(ended),
+        "duration": secs(call.created_ms, ended),
+    });
+    let call_out: Vec<Value> = call
+        .legs
+        .iter()
+        .map(|l| {
+            let end = l.ended_ms.unwrap_or(ended);
+            let mut leg = json!({
+                "caller": match &l.target { super::call::Target::Phone { display, .. } => display.clone(), _ => caller.clone() },
+                "callee": l.target.label(),
+                "endTime": if l.answered_ms.is_some() { format_shanghai(end) } else { String::new() },
+                "duration": l.answered_ms.map(|a| secs(a, end)).unwrap_or_else(|| "0".into()),
+                "outcome": l.outcome,
+                "ringStartTime": format_shanghai(l.start_ms),
+            });
+            if let Some(a) = l.answered_ms {
+                leg["startTime"] = format_shanghai(a).into();
+            }
+            leg
+        })
+        .collect();
+    let mut r = json!({
+        "channelId": call.channel_id,
+        "caller": caller,
+        "callee": callee,
+        "alicomRtcType": call.rtc_type,
+        "endTime": if call.answered_ms.is_some() { format_shanghai(ended) } else { String::new() },
+        "duration": call.answered_ms.map(|a| secs(a, ended)).unwrap_or_else(|| "0".into()),
+        "extend": call.extend,
+        "callInInfo": call_in,
+        "callOutInfo": call_out,
+        "detail": {
+            "endReason": call.end_reason,
+            "causeCode": call.cause_code,
+            "displayNumber": call.display_number,
+            "needRecord": call.need_record,
+        },
+    });
+    if let Some(a) = call.answered_ms {
+        r["startTime"] = format_shanghai(a).into();
+    }
+    r
+}
