@@ -31,6 +31,7 @@ pub struct Running {
     pub shared: Shared,
     pub admin: Arc<Admin>,
     pub gateway: Arc<emu_gateway::Hub>,
+    pub calls: crate::driver::DriverHandle,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -96,9 +97,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    let (calls, driver_task) = crate::driver::spawn(shared.clone(), gateway.clone(), stop_rx.clone())?;
+    tasks.spawn(async move {
+        let _ = driver_task.await;
+    });
+    {
+        let for_reset = calls.clone();
+        admin.on_reset(move || for_reset.spawn(|d| d.reset()));
+        let for_advance = calls.clone();
+        admin.set_advance_hook(std::sync::Arc::new(move |ms| {
+            let calls = for_advance.clone();
+            Box::pin(async move { calls.with(move |d| d.advance(ms)).await? })
+        }));
+    }
     let health = emu_admin::health_router(admin.clone());
     serve(&mut tasks, "pop", pop_listener, emu_pop::router(pop).merge(health.clone()), stop_rx.clone());
-    let admin_routes = emu_admin::router(admin.clone()).merge(emu_gateway::admin_router(gateway.clone()));
+    let admin_routes = emu_admin::router(admin.clone())
+        .merge(emu_gateway::admin_router(gateway.clone()))
+        .merge(crate::calls_api::router(calls.clone()));
     serve(&mut tasks, "admin", admin_listener, admin_routes, stop_rx.clone());
     serve(&mut tasks, "mqtt_ws", mqtt_ws_listener, emu_gateway::ws_router(gateway.clone()).merge(health), stop_rx.clone());
     tasks.spawn(emu_gateway::serve_tcp(gateway.clone(), mqtt_tcp_listener, stop_rx.clone()));
@@ -107,7 +123,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     spawn_housekeeping(&mut tasks, shared.clone(), stop_rx);
     admin.set_ready(serde_json::to_value(&endpoints).unwrap_or_default());
     tracing::info!(pop = %endpoints.pop, admin = %endpoints.admin, mqtt_ws = %endpoints.mqtt_ws, mqtt_tcp = %endpoints.mqtt_tcp, "alicom-emu ready");
-    Ok(Running { endpoints, shared, admin, gateway, stop, tasks })
+    Ok(Running { endpoints, shared, admin, gateway, calls, stop, tasks })
 }
 
 fn serve(tasks: &mut JoinSet<()>, name: &'static str, listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {

@@ -2,6 +2,9 @@
 //! tests can run the whole emulator in-process on ephemeral ports.
 
 pub mod app;
+pub mod bench;
 pub mod config;
+pub mod calls_api;
+pub mod driver;
 
 pub use app::{Endpoints, Running, start};

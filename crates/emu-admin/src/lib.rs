@@ -20,6 +20,10 @@ use serde_json::{Value, json};
 
 type ResetHook = Box<dyn Fn() + Send + Sync>;
 
+/// Moves the clock and fires the timers that come due before `POST /admin/clock/advance` answers
+/// (the call driver installs it; without one only the clock moves).
+pub type AdvanceHook = Arc<dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send>> + Send + Sync>;
+
 pub struct Admin {
     pub shared: Shared,
     pub pop: Arc<Pop>,
@@ -27,6 +31,7 @@ pub struct Admin {
     endpoints: RwLock<Value>,
     started_ms: u64,
     reset_hooks: RwLock<Vec<ResetHook>>,
+    advance_hook: RwLock<Option<AdvanceHook>>,
 }
 
 impl Admin {
@@ -39,6 +44,7 @@ impl Admin {
             endpoints: RwLock::new(json!({})),
             started_ms,
             reset_hooks: RwLock::new(Vec::new()),
+            advance_hook: RwLock::new(None),
         })
     }
 
@@ -51,6 +57,10 @@ impl Admin {
     /// Other subsystems register what `POST /admin/reset` must clear.
     pub fn on_reset(&self, hook: impl Fn() + Send + Sync + 'static) {
         self.reset_hooks.write().push(Box::new(hook));
+    }
+
+    pub fn set_advance_hook(&self, hook: AdvanceHook) {
+        *self.advance_hook.write() = Some(hook);
     }
 
     pub fn reset(&self) {
@@ -78,6 +88,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/admin/clock/advance", post(advance_clock))
         .route("/admin/config", get(config))
         .route("/admin/events", get(events))
+        .route("/admin/events/stream", get(event_stream))
         .fallback(|| async { not_found("no such admin endpoint; see docs/admin-api.md") })
         .with_state(admin)
 }
@@ -273,7 +284,12 @@ struct Advance {
 
 async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
     let body: Advance = parse(&body)?;
-    match a.shared.clock.advance(body.ms) {
+    let hook = a.advance_hook.read().clone();
+    let result = match hook {
+        Some(h) => h(body.ms).await,
+        None => a.shared.clock.advance(body.ms).map_err(|e| e.to_string()),
+    };
+    match result {
         Ok(now) => Ok(Json(json!({"nowMs": now})).into_response()),
         Err(e) => Err(ApiError(StatusCode::CONFLICT, format!("{e}: set [clock] mode = \"manual\" to move time by hand"))),
     }
@@ -305,4 +321,30 @@ async fn events(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
         limit: Some(q.limit.unwrap_or(500)),
     };
     Ok(Json(json!({"events": a.shared.events.query(&filter)})).into_response())
+}
+
+/// `GET /admin/events/stream`: the event log live, as Server-Sent Events (one `data:` JSON event
+/// each), with the same filters as `/admin/events` (`channelId`, `rtcId`, `kind`).
+async fn event_stream(State(a): State<Arc<Admin>>, uri: Uri) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let q: EventQuery = query(&uri)?;
+    let filter = emu_core::events::EventFilter { channel_id: q.channel_id, rtc_id: q.rtc_id, kind_prefix: q.kind, ..Default::default() };
+    let rx = a.shared.events.subscribe();
+    let stream = futures_util::stream::unfold((rx, filter), |(mut rx, filter)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(e) if filter.matches(&e) => {
+                    let data = serde_json::to_string(&e).unwrap_or_default();
+                    return Some((Ok::<_, std::convert::Infallible>(Event::default().event(e.kind.clone()).data(data)), (rx, filter)));
+                }
+                Ok(_) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let ev = Event::default().event("lagged").data(format!("{{\"missed\":{n}}}"));
+                    return Some((Ok(ev), (rx, filter)));
+                }
+                Err(_) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
 }

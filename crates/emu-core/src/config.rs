@@ -15,6 +15,7 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub gateway: GatewayConfig,
     pub pstn: PstnConfig,
+    pub calls: CallsConfig,
     #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
@@ -127,6 +128,18 @@ pub struct GatewayConfig {
     pub sweep_interval_ms: u64,
 }
 
+/// The call engine.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallsConfig {
+    /// How long one leg rings before the server gives up on it (emulator clock).
+    pub ring_timeout_ms: u64,
+    /// How long the customer's callbacks may take (emulator clock).
+    pub callback_timeout_ms: u64,
+    /// Ended calls kept for `GET /admin/calls`.
+    pub recent_calls: usize,
+}
+
 /// The simulated PSTN. Behaviours are interpreted by `emu-pstn` (docs/pstn.md); they are kept
 /// as JSON values here so the core does not need to know their shape.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +170,33 @@ pub struct TenantConfig {
     pub account_limit: u64,
     #[serde(default)]
     pub access_keys: Vec<AccessKeyConfig>,
+    /// The customer's HTTP callbacks (PRODUCT.md §4); empty = not configured.
+    #[serde(default)]
+    pub callbacks: CallbacksConfig,
+    /// Platform numbers the tenant bought (display numbers, inbound numbers).
+    #[serde(default)]
+    pub numbers: Vec<NumberConfig>,
+    /// Own lines (自有线路), usable by name instead of a bought number.
+    #[serde(default)]
+    pub self_lines: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbacksConfig {
+    #[serde(default)]
+    pub outbound: String,
+    #[serde(default)]
+    pub inbound: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NumberConfig {
+    pub number: String,
+    /// Overrides the tenant's inbound callback for calls to this number.
+    #[serde(default)]
+    pub inbound_callback: String,
 }
 
 fn default_account_limit() -> u64 {
@@ -187,6 +227,15 @@ impl Config {
             }
             if t.uid.is_empty() || !t.uid.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(format!("tenant {:?}: uid must be digits", t.name));
+            }
+            for n in &t.numbers {
+                let digits = n.number.strip_prefix('+').unwrap_or(&n.number);
+                if digits.len() < 3 || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                    return Err(format!("tenant {:?}: {:?} is not a phone number", t.name, n.number));
+                }
+                if self.tenants.iter().filter(|o| o.numbers.iter().any(|m| m.number == n.number)).count() > 1 {
+                    return Err(format!("number {:?} is bought by more than one tenant", n.number));
+                }
             }
             for k in &t.access_keys {
                 if k.id.is_empty() || k.secret.is_empty() {

@@ -1,0 +1,329 @@
+//! The driver (DESIGN.md D2): one task that owns the call engine and the simulated PSTN, feeds
+//! them gateway events, callback answers, admin commands and due timers, and carries out what
+//! they return (messages to devices, HTTP callbacks, media, CDRs, the event log).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use emu_core::engine::{CallbackKind, DeviceInput, Engine, EngineConfig, Input, MediaCommand, Output, Routing};
+use emu_core::events::NewEvent;
+use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
+use emu_core::{Millis, Shared, TenantId};
+use emu_gateway::{GatewayEvent, Hub, media_signal};
+use emu_pstn::PstnSim;
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Work run on the driver's task with exclusive access to its state.
+type Job = Box<dyn FnOnce(&mut Driver) + Send>;
+
+/// A handle for the admin API: runs jobs on the driver's task.
+#[derive(Clone)]
+pub struct DriverHandle {
+    tx: mpsc::Sender<Job>,
+}
+
+impl DriverHandle {
+    /// Runs `f` on the driver and returns its result.
+    pub async fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut Driver) -> T + Send + 'static) -> Result<T, String> {
+        let (reply, rx) = oneshot::channel();
+        let job: Job = Box::new(move |d| {
+            let _ = reply.send(f(d));
+        });
+        self.tx.send(job).await.map_err(|_| "the call driver has stopped".to_string())?;
+        rx.await.map_err(|_| "the call driver has stopped".to_string())
+    }
+
+    /// Queues `f` without waiting (for synchronous hooks such as reset).
+    pub fn spawn(&self, f: impl FnOnce(&mut Driver) + Send + 'static) {
+        let _ = self.tx.try_send(Box::new(f));
+    }
+}
+
+pub struct Driver {
+    pub shared: Shared,
+    pub hub: Arc<Hub>,
+    pub engine: Engine,
+    pub pstn: PstnSim,
+    pub cdrs: VecDeque<Value>,
+    /// Which phone number is on which PSTN leg (for the event log).
+    leg_numbers: HashMap<LegId, String>,
+    callbacks: mpsc::Sender<(String, CallbackKind, Result<Value, String>)>,
+    http: reqwest::Client,
+}
+
+const CDRS_KEPT: usize = 1000;
+
+/// The engine's routing tables, from the configuration.
+pub fn routing_from_config(shared: &Shared) -> Vec<Routing> {
+    shared
+        .config
+        .tenants
+        .iter()
+        .map(|t| Routing {
+            name: t.name.clone(),
+            outbound_callback: Some(t.callbacks.outbound.clone()).filter(|u| !u.is_empty()),
+            inbound_callback: Some(t.callbacks.inbound.clone()).filter(|u| !u.is_empty()),
+            numbers: t.numbers.iter().map(|n| (n.number.clone(), Some(n.inbound_callback.clone()).filter(|u| !u.is_empty()))).collect(),
+            self_lines: t.self_lines.iter().cloned().collect(),
+        })
+        .collect()
+}
+
+fn engine_from_config(shared: &Shared) -> Engine {
+    let c = &shared.config.calls;
+    Engine::new(
+        EngineConfig { ring_timeout_ms: c.ring_timeout_ms, callback_timeout_ms: c.callback_timeout_ms, recent_calls: c.recent_calls },
+        routing_from_config(shared),
+    )
+}
+
+/// Starts the driver task; returns its handle.
+pub fn spawn(shared: Shared, hub: Arc<Hub>, mut stop: watch::Receiver<bool>) -> anyhow::Result<(DriverHandle, tokio::task::JoinHandle<()>)> {
+    let pstn = PstnSim::from_config(&shared.config.pstn).map_err(|e| anyhow::anyhow!("invalid [pstn] configuration: {e}"))?;
+    let mut gateway = hub.attach_engine(65_536);
+    let (job_tx, mut jobs) = mpsc::channel::<Job>(1024);
+    let (cb_tx, mut cb_rx) = mpsc::channel(1024);
+    let mut driver = Driver {
+        engine: engine_from_config(&shared),
+        pstn,
+        cdrs: VecDeque::new(),
+        leg_numbers: HashMap::new(),
+        callbacks: cb_tx,
+        http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
+        shared,
+        hub,
+    };
+    let task = tokio::spawn(async move {
+        loop {
+            let sleep = driver.sleep_for_next_timer();
+            tokio::select! {
+                Some(ev) = gateway.recv() => driver.on_gateway(ev),
+                Some(job) = jobs.recv() => job(&mut driver),
+                Some((channel_id, kind, result)) = cb_rx.recv() => {
+                    let now = driver.now();
+                    driver.feed(Input::Callback { channel_id, kind, result }, now);
+                }
+                _ = sleep => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            driver.fire_due();
+        }
+    });
+    Ok((DriverHandle { tx: job_tx }, task))
+}
+
+impl Driver {
+    pub fn now(&self) -> Millis {
+        self.shared.clock.now_ms()
+    }
+
+    /// Sleeps (in real time) until the next engine or PSTN deadline; forever on a manual clock,
+    /// where only `POST /admin/clock/advance` moves time.
+    fn sleep_for_next_timer(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        let next = [self.engine.poll_timeout(), self.pstn.poll_timeout()].into_iter().flatten().min();
+        match next.and_then(|at| self.shared.clock.real_duration(at.saturating_sub(self.now()))) {
+            Some(d) => Box::pin(tokio::time::sleep(d)),
+            None => Box::pin(std::future::pending()),
+        }
+    }
+
+    /// Moves a manual clock and fires every timer that comes due, in order (the admin advance).
+    pub fn advance(&mut self, ms: u64) -> Result<Millis, String> {
+        let now = self.shared.clock.advance(ms).map_err(|e| e.to_string())?;
+        self.fire_due();
+        Ok(now)
+    }
+
+    /// Fires due timers of the engine and the PSTN in deadline order across both.
+    pub fn fire_due(&mut self) {
+        let now = self.now();
+        loop {
+            let (e, p) = (self.engine.poll_timeout(), self.pstn.poll_timeout());
+            let Some(next) = [e, p].into_iter().flatten().min().filter(|t| *t <= now) else { return };
+            if e == Some(next) {
+                for (at, outputs) in self.engine.handle_timeout(next) {
+                    self.carry_out(outputs, at);
+                }
+            } else {
+                for (at, event) in self.pstn.handle_timeout(next) {
+                    self.feed(Input::Pstn(event), at);
+                }
+            }
+        }
+    }
+
+    fn on_gateway(&mut self, ev: GatewayEvent) {
+        let now = self.now();
+        let input = match ev {
+            GatewayEvent::Request(r) => Input::Device(DeviceInput {
+                tenant: r.tenant,
+                rtc_id: r.rtc_id,
+                message_type: r.message_type,
+                body: r.body,
+                media_signal: r.media_signal,
+            }),
+            GatewayEvent::Ack { tenant, rtc_id, message_type, .. } => Input::DeviceAck { tenant, rtc_id, message_type },
+            GatewayEvent::Registered { tenant, rtc_id, .. } => Input::DeviceOnline { tenant, rtc_id },
+            GatewayEvent::Offline { tenant, rtc_id, .. } => Input::DeviceOffline { tenant, rtc_id },
+            GatewayEvent::Undelivered { .. } => return,
+        };
+        self.feed(input, now);
+    }
+
+    pub fn feed(&mut self, input: Input, now: Millis) {
+        let outputs = self.engine.handle(input, now);
+        self.carry_out(outputs, now);
+    }
+
+    /// Carries out engine outputs; PSTN commands are answered by the simulator at once and its
+    /// events go back into the engine until nothing is left to do.
+    pub fn carry_out(&mut self, outputs: Vec<Output>, now: Millis) {
+        let mut queue: VecDeque<Output> = outputs.into();
+        while let Some(out) = queue.pop_front() {
+            match out {
+                Output::ToDevice { tenant, rtc_id, message_type, body } => self.send(tenant, &rtc_id, message_type, body),
+                Output::Pstn(cmd) => {
+                    let events = self.pstn_command(cmd, now);
+                    for e in events {
+                        self.log_pstn(&e);
+                        queue.extend(self.engine.handle(Input::Pstn(e), now));
+                    }
+                }
+                Output::Callback { channel_id, tenant, kind, url, body } => self.callback(channel_id, tenant, kind, url, body),
+                Output::Media(cmd) => self.media(cmd),
+                Output::Cdr { tenant, channel_id, report } => {
+                    self.shared.events.record(NewEvent {
+                        kind: "cdr",
+                        channel_id: Some(channel_id),
+                        tenant: Some(self.shared.tenants.get(tenant).name.clone()),
+                        detail: report.clone(),
+                        ..Default::default()
+                    });
+                    if self.cdrs.len() == CDRS_KEPT {
+                        self.cdrs.pop_front();
+                    }
+                    self.cdrs.push_back(json!({"tenant": self.shared.tenants.get(tenant).name, "report": report}));
+                }
+                Output::Log(e) => self.shared.events.record(e),
+            }
+        }
+    }
+
+    fn pstn_command(&mut self, cmd: PstnCommand, now: Millis) -> Vec<PstnEvent> {
+        let (kind, leg, detail) = match &cmd {
+            PstnCommand::Dial { leg, from, to, .. } => {
+                self.leg_numbers.insert(*leg, to.clone());
+                ("pstn.dial", *leg, json!({"from": from, "to": to}))
+            }
+            PstnCommand::Originated { leg, from, to, .. } => {
+                self.leg_numbers.insert(*leg, from.clone());
+                ("pstn.call_in", *leg, json!({"from": from, "to": to}))
+            }
+            PstnCommand::Connected { leg } => ("pstn.connected", *leg, json!({})),
+            PstnCommand::Release { leg, reason } => ("pstn.release", *leg, json!({"reason": reason})),
+            PstnCommand::Announce { leg, name } => ("pstn.announcement", *leg, json!({"name": name})),
+            PstnCommand::DeviceDtmf { leg, digits } => ("pstn.dtmf_in", *leg, json!({"digits": digits})),
+        };
+        self.log_leg(kind, leg, detail);
+        self.pstn.handle(cmd, now)
+    }
+
+    pub fn log_pstn(&self, e: &PstnEvent) {
+        let (kind, detail) = match e {
+            PstnEvent::Ringing { .. } => ("pstn.ringing", json!({})),
+            PstnEvent::Answered { .. } => ("pstn.answered", json!({})),
+            PstnEvent::Busy { .. } => ("pstn.busy", json!({})),
+            PstnEvent::Rejected { .. } => ("pstn.rejected", json!({})),
+            PstnEvent::Unreachable { .. } => ("pstn.unreachable", json!({})),
+            PstnEvent::Invalid { .. } => ("pstn.invalid", json!({})),
+            PstnEvent::HungUp { .. } => ("pstn.hung_up", json!({})),
+            PstnEvent::Dtmf { digit, .. } => ("pstn.dtmf", json!({"digit": digit.to_string()})),
+        };
+        self.log_leg(kind, e.leg(), detail);
+    }
+
+    fn log_leg(&self, kind: &'static str, leg: LegId, mut detail: Value) {
+        let number = self.leg_numbers.get(&leg).cloned().unwrap_or_default();
+        detail["number"] = number.clone().into();
+        detail["leg"] = leg.into();
+        tracing::debug!(kind, number, leg, "pstn");
+        self.shared.events.record(NewEvent {
+            kind,
+            channel_id: self.engine.channel_of_leg(leg).map(str::to_string),
+            detail,
+            ..Default::default()
+        });
+    }
+
+    /// Sends a server request to a device; a JSON `mediaSignal` is encoded on the way.
+    fn send(&self, tenant: TenantId, rtc_id: &str, message_type: &str, mut body: Value) {
+        if let Some(ms) = body.get("mediaSignal").filter(|m| m.is_object()).cloned() {
+            body["mediaSignal"] = media_signal::encode(&ms).into();
+        }
+        if self.hub.send_request(tenant, rtc_id, message_type, body).is_err() {
+            tracing::info!(rtc_id, message_type, "device not registered; message not sent");
+        }
+    }
+
+    fn callback(&self, channel_id: String, tenant: TenantId, kind: CallbackKind, url: String, body: Value) {
+        self.shared.events.record(NewEvent {
+            kind: "callback.request",
+            channel_id: Some(channel_id.clone()),
+            tenant: Some(self.shared.tenants.get(tenant).name.clone()),
+            detail: json!({"kind": kind, "url": url, "body": body}),
+            ..Default::default()
+        });
+        let http = self.http.clone();
+        let results = self.callbacks.clone();
+        tokio::spawn(async move {
+            let result = post_callback(&http, &url, &body).await;
+            if let Err(e) = &result {
+                tracing::warn!(channel_id, ?kind, url, "callback failed: {e}");
+            }
+            let _ = results.send((channel_id, kind, result)).await;
+        });
+    }
+
+    /// Media without a media server: the joinChannel result devices wait for, with no TURN
+    /// servers; offers are not answered. The media server (issue 6) replaces this.
+    fn media(&self, cmd: MediaCommand) {
+        if let MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal } = cmd {
+            let mut result = json!({
+                "api": "joinChannel", "errorCode": 0, "errorMsg": "SUCCESS",
+                "data": {"channelId": channel_id, "turnServers": [], "dynamicConfig": {}},
+            });
+            if let Some(seq) = signal.get("seqId") {
+                result["seqId"] = seq.clone();
+            }
+            self.send(tenant, &rtc_id, "joinChannel", json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": result}));
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.engine = engine_from_config(&self.shared);
+        self.pstn.reset();
+        self.cdrs.clear();
+        self.leg_numbers.clear();
+    }
+}
+
+/// POSTs a callback; 2xx with a JSON body is an answer, anything else a failure with its reason.
+async fn post_callback(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, String> {
+    let resp = http.post(url).json(body).send().await.map_err(|e| {
+        if e.is_connect() {
+            format!("connection failed: {e}")
+        } else if e.is_timeout() {
+            "timed out".to_string()
+        } else {
+            e.to_string()
+        }
+    })?;
+    let status = resp.status();
+    let text = resp.text().await.map_err(|e| e.to_string())?;
+    if !status.is_success() {
+        return Err(format!("HTTP {}", status.as_u16()));
+    }
+    serde_json::from_str(&text).map_err(|e| format!("invalid JSON answer: {e}"))
+}
