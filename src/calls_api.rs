@@ -139,7 +139,7 @@ mod double_option {
 
 fn check_url(u: &Option<Option<String>>) -> Result<(), ApiError> {
     match u {
-        Some(Some(url)) if !url.is_empty() && !(url.starts_with("http://") || url.starts_with("https://")) => {
+        Some(Some(url)) if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) => {
             Err(ApiError(StatusCode::BAD_REQUEST, format!("callback URL {url:?} must start with http:// or https://")))
         }
         _ => Ok(()),

@@ -32,6 +32,8 @@ run python bash tests/sdk/python/run.sh
 count "$logs/python.log" '[0-9]+ passed' '[0-9]+ failed'
 run node bash tests/sdk/node/run.sh
 count "$logs/node.log" '^# pass [0-9]+' '^# fail [0-9]+'
+run web-sdk bash tests/web-sdk/run.sh
+count "$logs/web-sdk.log" '^# pass [0-9]+' '^# fail [0-9]+'
 
 echo
 echo "=== suites failed: ${failed_suites[*]:-none}"

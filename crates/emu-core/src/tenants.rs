@@ -246,6 +246,9 @@ mod tests {
             state: AccountState::Normal,
             account_limit: 10,
             access_keys: vec![AccessKeyConfig { id: ak.into(), secret: format!("{ak}-secret"), fault: None }],
+            callbacks: Default::default(),
+            numbers: vec![],
+            self_lines: vec![],
         };
         vec![t("a", "1", "akA"), t("b", "2", "akB")]
     }

@@ -333,3 +333,9 @@ fn sdk_ack(env: &Envelope, rtc_id: &str, token_data: &Value) -> Envelope {
         response_code: 200,
     }
 }
+
+/// The decoded `mediaSignal` of an envelope.
+pub fn media(env: &Envelope) -> anyhow::Result<Value> {
+    let text = env.body.get("mediaSignal").and_then(Value::as_str).context("no mediaSignal")?;
+    media_signal::decode(text, 1 << 20).map_err(|e| anyhow!("{e}"))
+}

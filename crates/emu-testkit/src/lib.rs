@@ -9,12 +9,15 @@
 //! # Ok(()) }
 //! ```
 
+mod callback_server;
+mod calls;
 mod device;
 mod pop;
 
 use std::time::Duration;
 
-pub use device::{Device, Inbound};
+pub use callback_server::{CallbackServer, Reply};
+pub use device::{Device, Inbound, media};
 pub use emu_gateway::envelope::Envelope;
 pub use pop::PopClient;
 use serde_json::Value;
@@ -56,6 +59,31 @@ impl Emulator {
 
     pub async fn admin_post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         Ok(self.http.post(format!("{}{path}", self.endpoints.admin)).json(&body).send().await?.json().await?)
+    }
+
+    pub async fn admin_put(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        let resp = self.http.put(format!("{}{path}", self.endpoints.admin)).json(&body).send().await?;
+        Ok((resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// POST returning the status too (for the error cases of the admin API).
+    pub async fn admin_post_status(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
+        let resp = self.http.post(format!("{}{path}", self.endpoints.admin)).json(&body).send().await?;
+        Ok((resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// Moves a manual clock; every timer due fires before this returns.
+    pub async fn advance(&self, ms: u64) -> anyhow::Result<()> {
+        let (status, body) = self.admin_post_status("/admin/clock/advance", serde_json::json!({"ms": ms})).await?;
+        anyhow::ensure!(status == 200, "advance failed: {status} {body}");
+        Ok(())
+    }
+
+    /// A registered device for a new account.
+    pub async fn registered(&self, device_id: &str) -> anyhow::Result<Device> {
+        let mut d = self.device(device_id).await?;
+        d.register().await?;
+        Ok(d)
     }
 
     pub async fn shutdown(self) {

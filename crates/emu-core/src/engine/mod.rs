@@ -263,18 +263,16 @@ impl Engine {
             "answer" => self.on_answer(d, &channel_id, now),
             "cancelCall" => self.on_leave(&d, &channel_id, true, now),
             "leaveChannel" => self.on_leave(&d, &channel_id, false, now),
-            "sdpCandidate" | "candidate" | "reportStatus" | "stat" => {
-                if self.calls.get(&channel_id).is_some_and(|c| c.tenant == d.tenant) {
-                    let uuid = d.body.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
-                    self.out.push(Output::Media(MediaCommand::Signal {
-                        channel_id,
-                        tenant: d.tenant,
-                        rtc_id: d.rtc_id,
-                        uuid,
-                        api: d.message_type,
-                        signal: d.media_signal.unwrap_or(Value::Null),
-                    }));
-                }
+            "sdpCandidate" | "candidate" | "reportStatus" | "stat" if self.calls.get(&channel_id).is_some_and(|c| c.tenant == d.tenant) => {
+                let uuid = d.body.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
+                self.out.push(Output::Media(MediaCommand::Signal {
+                    channel_id,
+                    tenant: d.tenant,
+                    rtc_id: d.rtc_id,
+                    uuid,
+                    api: d.message_type,
+                    signal: d.media_signal.unwrap_or(Value::Null),
+                }));
             }
             _ => {}
         }
@@ -310,7 +308,7 @@ impl Engine {
             leg.uuid = Some(uuid.clone());
             if let Caller::Device { rtc_id, uuid: caller_uuid, .. } = &call.caller {
                 let (tenant, rtc_id, caller_uuid) = (call.tenant, rtc_id.clone(), caller_uuid.clone());
-                self.to_device(tenant, &rtc_id, "peerJoinedChannel", messages::peer_joined(&caller_uuid, &channel_id, &uuid));
+                self.send_to(tenant, &rtc_id, "peerJoinedChannel", messages::peer_joined(&caller_uuid, &channel_id, &uuid));
             }
         }
         self.out.push(Output::Media(MediaCommand::Join { channel_id, tenant: d.tenant, rtc_id: d.rtc_id, uuid, signal }));
@@ -319,7 +317,7 @@ impl Engine {
     /// A request for a call that no longer exists: tell the device so it does not hang.
     fn stale(&mut self, d: &DeviceInput, channel_id: &str) {
         let uuid = d.body.get("uuid").and_then(Value::as_str).map(str::to_string);
-        self.to_device(d.tenant, &d.rtc_id, "cs_disconnect", messages::disconnect(uuid.as_deref(), channel_id, codes::CALL_ERROR, "the call is over"));
+        self.send_to(d.tenant, &d.rtc_id, "cs_disconnect", messages::disconnect(uuid.as_deref(), channel_id, codes::CALL_ERROR, "the call is over"));
     }
 
     fn on_call(&mut self, d: DeviceInput, channel_id: &str, now: Millis) {
@@ -410,7 +408,7 @@ impl Engine {
             if call.state == CallState::Active {
                 // Someone else was first: this device's call ends as "answered elsewhere".
                 self.end_leg(channel_id, leg, Outcome::AnsweredElsewhere, now);
-                self.to_device(d.tenant, &d.rtc_id, "cs_disconnect", messages::disconnect(Some(&uuid), channel_id, codes::ANSWERED_ELSEWHERE, "answered on another device"));
+                self.send_to(d.tenant, &d.rtc_id, "cs_disconnect", messages::disconnect(Some(&uuid), channel_id, codes::ANSWERED_ELSEWHERE, "answered on another device"));
                 return;
             }
             if let Some(l) = self.calls.get_mut(channel_id).and_then(|c| c.leg_mut(leg)) {
@@ -463,7 +461,7 @@ impl Engine {
         call.ringing_sent = true;
         if let Caller::Device { rtc_id, uuid, .. } = &call.caller {
             let (tenant, rtc_id, uuid) = (call.tenant, rtc_id.clone(), uuid.clone());
-            self.to_device(tenant, &rtc_id, "ringing", messages::ringing(&uuid, channel_id));
+            self.send_to(tenant, &rtc_id, "ringing", messages::ringing(&uuid, channel_id));
         }
     }
 
@@ -570,7 +568,7 @@ impl Engine {
         };
         let tenant = call.tenant;
         if let Some((rtc_id, uuid)) = to {
-            self.to_device(tenant, &rtc_id, "cs_dtmf", messages::dtmf(&uuid, channel_id, digit, now));
+            self.send_to(tenant, &rtc_id, "cs_dtmf", messages::dtmf(&uuid, channel_id, digit, now));
         }
     }
 
@@ -715,7 +713,7 @@ impl Engine {
                     self.in_call.insert(key, channel_id.into());
                     let kind = if caller_is_phone { "pstn2voip" } else { rtc_type.as_str() };
                     let body = messages::called(kind, caller_info.0.clone(), channel_id, &call_id, caller_info.1.clone());
-                    self.to_device(tenant, &rtc_id, "called", body);
+                    self.send_to(tenant, &rtc_id, "called", body);
                 }
                 Target::Phone { number, display: show } => {
                     let from = if caller_is_phone { display.clone() } else { show };
@@ -768,10 +766,10 @@ impl Engine {
         self.log_state(channel_id, "active", json!({"answeredBy": target.label()}));
         match &caller {
             Caller::Device { rtc_id, uuid, .. } => {
-                self.to_device(tenant, rtc_id, "answered", messages::answered(uuid, channel_id, &call_id, 1));
+                self.send_to(tenant, rtc_id, "answered", messages::answered(uuid, channel_id, &call_id, 1));
                 if let Target::Phone { .. } = target {
                     // A phone has no joinChannel of its own: it has joined when it answers.
-                    self.to_device(tenant, rtc_id, "peerJoinedChannel", messages::peer_joined(uuid, channel_id, &format!("pstn-{leg}")));
+                    self.send_to(tenant, rtc_id, "peerJoinedChannel", messages::peer_joined(uuid, channel_id, &format!("pstn-{leg}")));
                 }
             }
             Caller::Phone { leg: caller_leg, .. } => {
@@ -782,7 +780,7 @@ impl Engine {
         for (other, t) in others {
             self.end_leg(channel_id, other, Outcome::AnsweredElsewhere, now);
             match t {
-                Target::Device { rtc_id } => self.to_device(
+                Target::Device { rtc_id } => self.send_to(
                     tenant,
                     &rtc_id,
                     "cs_disconnect",
@@ -840,7 +838,7 @@ impl Engine {
         for (leg, target) in ringing {
             self.end_leg(channel_id, leg, outcome, now);
             match target {
-                Target::Device { rtc_id } => self.to_device(tenant, &rtc_id, "canceledCall", messages::canceled(channel_id)),
+                Target::Device { rtc_id } => self.send_to(tenant, &rtc_id, "canceledCall", messages::canceled(channel_id)),
                 Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg, reason })),
             }
         }
@@ -860,13 +858,13 @@ impl Engine {
             Party::Caller => {
                 if let Some((leg, target, uuid)) = &answered {
                     match target {
-                        Target::Device { rtc_id } => self.to_device(tenant, rtc_id, "peerLeftChannel", messages::peer_left(uuid, channel_id)),
+                        Target::Device { rtc_id } => self.send_to(tenant, rtc_id, "peerLeftChannel", messages::peer_left(uuid, channel_id)),
                         Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg: *leg, reason: ReleaseReason::CallEnded })),
                     }
                 }
             }
             Party::Leg => match &caller {
-                Caller::Device { rtc_id, uuid, .. } => self.to_device(tenant, rtc_id, "peerLeftChannel", messages::peer_left(uuid, channel_id)),
+                Caller::Device { rtc_id, uuid, .. } => self.send_to(tenant, rtc_id, "peerLeftChannel", messages::peer_left(uuid, channel_id)),
                 Caller::Phone { leg, .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg: *leg, reason: ReleaseReason::CallEnded })),
             },
         }
@@ -897,9 +895,9 @@ impl Engine {
             Caller::Device { rtc_id, uuid, .. } => {
                 if code == codes::REJECTED {
                     let call_id = call.legs.last().map(|l| l.call_id.clone()).unwrap_or_default();
-                    self.to_device(tenant, &rtc_id, "answered", messages::answered(&uuid, channel_id, &call_id, 2));
+                    self.send_to(tenant, &rtc_id, "answered", messages::answered(&uuid, channel_id, &call_id, 2));
                 } else {
-                    self.to_device(tenant, &rtc_id, "cs_disconnect", messages::disconnect(Some(&uuid), channel_id, code, cause));
+                    self.send_to(tenant, &rtc_id, "cs_disconnect", messages::disconnect(Some(&uuid), channel_id, code, cause));
                 }
             }
             Caller::Phone { leg, .. } => {
@@ -915,7 +913,7 @@ impl Engine {
         let Some(call) = self.calls.get(channel_id) else { return };
         if let Caller::Device { rtc_id, uuid, .. } = call.caller.clone() {
             let tenant = call.tenant;
-            self.to_device(tenant, &rtc_id, "cs_disconnect", messages::disconnect(Some(&uuid), channel_id, code, cause));
+            self.send_to(tenant, &rtc_id, "cs_disconnect", messages::disconnect(Some(&uuid), channel_id, code, cause));
         }
         self.end_call(channel_id, cause, Some(code), now);
     }
@@ -960,14 +958,14 @@ impl Engine {
         self.out.push(Output::Cdr { tenant, channel_id: channel_id.into(), report });
         self.recent.push_back(channel_id.into());
         while self.recent.len() > self.cfg.recent_calls {
-            if let Some(old) = self.recent.pop_front() {
-                if let Some(c) = self.calls.remove(&old) {
-                    for l in c.legs {
-                        self.leg_index.remove(&l.id);
-                    }
-                    if let Caller::Phone { leg, .. } = c.caller {
-                        self.leg_index.remove(&leg);
-                    }
+            if let Some(old) = self.recent.pop_front()
+                && let Some(c) = self.calls.remove(&old)
+            {
+                for l in c.legs {
+                    self.leg_index.remove(&l.id);
+                }
+                if let Caller::Phone { leg, .. } = c.caller {
+                    self.leg_index.remove(&leg);
                 }
             }
         }
@@ -988,7 +986,7 @@ impl Engine {
                 let (tenant, target) = (call.tenant, l.target.clone());
                 self.end_leg(&channel_id, leg, Outcome::NoAnswer, now);
                 match target {
-                    Target::Device { rtc_id } => self.to_device(tenant, &rtc_id, "canceledCall", messages::canceled(&channel_id)),
+                    Target::Device { rtc_id } => self.send_to(tenant, &rtc_id, "canceledCall", messages::canceled(&channel_id)),
                     Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg, reason: ReleaseReason::NoAnswer })),
                 }
                 self.after_leg_ended(&channel_id, now);
@@ -1070,7 +1068,7 @@ impl Engine {
         leg
     }
 
-    fn to_device(&mut self, tenant: TenantId, rtc_id: &str, message_type: &'static str, body: Value) {
+    fn send_to(&mut self, tenant: TenantId, rtc_id: &str, message_type: &'static str, body: Value) {
         self.out.push(Output::ToDevice { tenant, rtc_id: rtc_id.into(), message_type, body });
     }
 
