@@ -2,7 +2,8 @@
 # alicom-emu container image: `docker build -t alicom-emu .` (BuildKit, the default since Docker 23).
 
 # ---- build ----------------------------------------------------------------------------------
-# Edition 2024 and let-chains need Rust >= 1.88; rust:1 is the newest stable.
+# Edition 2024 and let-chains need Rust >= 1.88; rust:1 is the newest stable. The full image (not
+# -slim) carries the C toolchain that ring and aws-lc-sys (media crypto) build with.
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 # Only what the build reads: manifests, lockfile, sources and the embedded default config.

@@ -116,7 +116,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(emu_gateway::admin_router(gateway.clone()))
         .merge(crate::calls_api::router(calls.clone()));
     serve(&mut tasks, "admin", admin_listener, admin_routes, stop_rx.clone());
-    serve(&mut tasks, "mqtt_ws", mqtt_ws_listener, emu_gateway::ws_router(gateway.clone()).merge(health), stop_rx.clone());
+    serve(
+        &mut tasks,
+        "mqtt_ws",
+        mqtt_ws_listener,
+        emu_gateway::ws_router(gateway.clone()).merge(health),
+        stop_rx.clone(),
+    );
     tasks.spawn(emu_gateway::serve_tcp(gateway.clone(), mqtt_tcp_listener, stop_rx.clone()));
     tasks.spawn(emu_gateway::run_background(gateway.clone(), shared.clone(), stop_rx.clone()));
 
@@ -126,7 +132,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     Ok(Running { endpoints, shared, admin, gateway, calls, stop, tasks })
 }
 
-fn serve(tasks: &mut JoinSet<()>, name: &'static str, listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
+fn serve(
+    tasks: &mut JoinSet<()>,
+    name: &'static str,
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) {
     tasks.spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|s| *s).await;

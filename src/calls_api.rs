@@ -70,7 +70,8 @@ fn summary(c: &emu_core::engine::call::Call, d: &Driver) -> Value {
 }
 
 async fn calls(State(d): State<DriverHandle>) -> Reply {
-    let list = d.with(|d| d.engine.calls().into_iter().map(|c| summary(c, d)).collect::<Vec<_>>()).await.map_err(stopped)?;
+    let list =
+        d.with(|d| d.engine.calls().into_iter().map(|c| summary(c, d)).collect::<Vec<_>>()).await.map_err(stopped)?;
     Ok(Json(json!({"calls": list})))
 }
 
@@ -82,7 +83,8 @@ async fn call(State(d): State<DriverHandle>, Path(channel_id): Path<String>) -> 
             d.engine.call(&id).map(|c| {
                 let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
                 v["tenant"] = d.shared.tenants.get(c.tenant).name.clone().into();
-                let timeline = d.shared.events.query(&EventFilter { channel_id: Some(id.clone()), ..Default::default() });
+                let timeline =
+                    d.shared.events.query(&EventFilter { channel_id: Some(id.clone()), ..Default::default() });
                 v["timeline"] = serde_json::to_value(timeline).unwrap_or(Value::Null);
                 v
             })
@@ -100,7 +102,12 @@ async fn cdrs(State(d): State<DriverHandle>) -> Reply {
 fn tenant_of(d: &Driver, name: Option<&str>) -> Result<TenantId, ApiError> {
     match name {
         None => Ok(TenantId(0)),
-        Some(n) => d.shared.tenants.by_name(n).map(|t| t.id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no tenant named {n:?}"))),
+        Some(n) => d
+            .shared
+            .tenants
+            .by_name(n)
+            .map(|t| t.id)
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no tenant named {n:?}"))),
     }
 }
 
@@ -112,7 +119,10 @@ fn callbacks_view(d: &Driver, t: TenantId) -> Value {
 }
 
 async fn get_callbacks(State(d): State<DriverHandle>) -> Reply {
-    let v = d.with(|d| d.shared.tenants.all().iter().map(|t| callbacks_view(d, t.id)).collect::<Vec<_>>()).await.map_err(stopped)?;
+    let v = d
+        .with(|d| d.shared.tenants.all().iter().map(|t| callbacks_view(d, t.id)).collect::<Vec<_>>())
+        .await
+        .map_err(stopped)?;
     Ok(Json(json!({"callbacks": v})))
 }
 
@@ -183,7 +193,8 @@ async fn phone(State(d): State<DriverHandle>, Path(number): Path<String>) -> Rep
 
 /// `PUT /admin/pstn/phones/{number}` with a behaviour.
 async fn set_phone(State(d): State<DriverHandle>, Path(number): Path<String>, body: Bytes) -> Reply {
-    let behavior: Behavior = serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid behavior: {e}")))?;
+    let behavior: Behavior = serde_json::from_slice(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid behavior: {e}")))?;
     let v = d
         .with(move |d| {
             d.pstn.set_behavior(&number, behavior)?;
@@ -206,10 +217,17 @@ struct Digits {
 }
 
 /// `POST /admin/pstn/phones/{number}/{answer|reject|hangup|dtmf}`.
-async fn phone_action(State(d): State<DriverHandle>, Path((number, action)): Path<(String, String)>, body: Bytes) -> Reply {
+async fn phone_action(
+    State(d): State<DriverHandle>,
+    Path((number, action)): Path<(String, String)>,
+    body: Bytes,
+) -> Reply {
     let digits = if action == "dtmf" { Some(parse::<Digits>(&body)?.digits) } else { None };
     if !matches!(action.as_str(), "answer" | "reject" | "hangup" | "dtmf") {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("unknown phone action {action:?}: answer, reject, hangup or dtmf")));
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("unknown phone action {action:?}: answer, reject, hangup or dtmf"),
+        ));
     }
     let v = d
         .with(move |d| -> Result<Value, ApiError> {
@@ -247,7 +265,8 @@ async fn dial_in(State(d): State<DriverHandle>, body: Bytes) -> Result<Response,
             emu_pstn::validate_number(&b.from)?;
             d.pstn.can_originate(&b.from)?;
             let now = d.now();
-            let (channel_id, outputs) = d.engine.start_inbound(&b.from, &b.to, now).map_err(|e| ApiError(StatusCode::NOT_FOUND, e))?;
+            let (channel_id, outputs) =
+                d.engine.start_inbound(&b.from, &b.to, now).map_err(|e| ApiError(StatusCode::NOT_FOUND, e))?;
             d.carry_out(outputs, now);
             Ok(json!({"channelId": channel_id}))
         })

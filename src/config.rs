@@ -21,7 +21,8 @@ fn load_with_env(file: Option<&Path>, ephemeral_ports: bool, env: Env) -> anyhow
     let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
     if let Some(path) = file {
         // Toml::file quietly skips a missing file; a typo in --config must not go unnoticed.
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
         figment = figment.merge(Toml::string(&text));
     }
     // Only SECTION__KEY variables are settings; ALICOM_EMU_CONFIG and friends are CLI flags.

@@ -26,7 +26,10 @@ pub struct DriverHandle {
 
 impl DriverHandle {
     /// Runs `f` on the driver and returns its result.
-    pub async fn with<T: Send + 'static>(&self, f: impl FnOnce(&mut Driver) -> T + Send + 'static) -> Result<T, String> {
+    pub async fn with<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Driver) -> T + Send + 'static,
+    ) -> Result<T, String> {
         let (reply, rx) = oneshot::channel();
         let job: Job = Box::new(move |d| {
             let _ = reply.send(f(d));
@@ -65,7 +68,11 @@ pub fn routing_from_config(shared: &Shared) -> Vec<Routing> {
             name: t.name.clone(),
             outbound_callback: Some(t.callbacks.outbound.clone()).filter(|u| !u.is_empty()),
             inbound_callback: Some(t.callbacks.inbound.clone()).filter(|u| !u.is_empty()),
-            numbers: t.numbers.iter().map(|n| (n.number.clone(), Some(n.inbound_callback.clone()).filter(|u| !u.is_empty()))).collect(),
+            numbers: t
+                .numbers
+                .iter()
+                .map(|n| (n.number.clone(), Some(n.inbound_callback.clone()).filter(|u| !u.is_empty())))
+                .collect(),
             self_lines: t.self_lines.iter().cloned().collect(),
         })
         .collect()
@@ -74,14 +81,23 @@ pub fn routing_from_config(shared: &Shared) -> Vec<Routing> {
 fn engine_from_config(shared: &Shared) -> Engine {
     let c = &shared.config.calls;
     Engine::new(
-        EngineConfig { ring_timeout_ms: c.ring_timeout_ms, callback_timeout_ms: c.callback_timeout_ms, recent_calls: c.recent_calls },
+        EngineConfig {
+            ring_timeout_ms: c.ring_timeout_ms,
+            callback_timeout_ms: c.callback_timeout_ms,
+            recent_calls: c.recent_calls,
+        },
         routing_from_config(shared),
     )
 }
 
 /// Starts the driver task; returns its handle.
-pub fn spawn(shared: Shared, hub: Arc<Hub>, mut stop: watch::Receiver<bool>) -> anyhow::Result<(DriverHandle, tokio::task::JoinHandle<()>)> {
-    let pstn = PstnSim::from_config(&shared.config.pstn).map_err(|e| anyhow::anyhow!("invalid [pstn] configuration: {e}"))?;
+pub fn spawn(
+    shared: Shared,
+    hub: Arc<Hub>,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(DriverHandle, tokio::task::JoinHandle<()>)> {
+    let pstn =
+        PstnSim::from_config(&shared.config.pstn).map_err(|e| anyhow::anyhow!("invalid [pstn] configuration: {e}"))?;
     let mut gateway = hub.attach_engine(65_536);
     let (job_tx, mut jobs) = mpsc::channel::<Job>(1024);
     let (cb_tx, mut cb_rx) = mpsc::channel(1024);
@@ -183,7 +199,9 @@ impl Driver {
         let mut queue: VecDeque<Output> = outputs.into();
         while let Some(out) = queue.pop_front() {
             match out {
-                Output::ToDevice { tenant, rtc_id, message_type, body } => self.send(tenant, &rtc_id, message_type, body),
+                Output::ToDevice { tenant, rtc_id, message_type, body } => {
+                    self.send(tenant, &rtc_id, message_type, body)
+                }
                 Output::Pstn(cmd) => {
                     let events = self.pstn_command(cmd, now);
                     for e in events {
@@ -191,7 +209,9 @@ impl Driver {
                         queue.extend(self.engine.handle(Input::Pstn(e), now));
                     }
                 }
-                Output::Callback { channel_id, tenant, kind, url, body } => self.callback(channel_id, tenant, kind, url, body),
+                Output::Callback { channel_id, tenant, kind, url, body } => {
+                    self.callback(channel_id, tenant, kind, url, body)
+                }
                 Output::Media(cmd) => self.media(cmd),
                 Output::Cdr { tenant, channel_id, report } => {
                     self.shared.events.record(NewEvent {
@@ -297,7 +317,12 @@ impl Driver {
             if let Some(seq) = signal.get("seqId") {
                 result["seqId"] = seq.clone();
             }
-            self.send(tenant, &rtc_id, "joinChannel", json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": result}));
+            self.send(
+                tenant,
+                &rtc_id,
+                "joinChannel",
+                json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": result}),
+            );
         }
     }
 

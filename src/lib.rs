@@ -3,8 +3,8 @@
 
 pub mod app;
 pub mod bench;
-pub mod config;
 pub mod calls_api;
+pub mod config;
 pub mod driver;
 
 pub use app::{Endpoints, Running, start};

@@ -6,7 +6,8 @@ use std::time::Duration;
 use emu_testkit::{CallbackServer, Emulator, Reply, media};
 use serde_json::{Value, json};
 
-const MANUAL: &str = "[clock]\nmode = \"manual\"\n[calls]\nring_timeout_ms = 30000\ncallback_timeout_ms = 3000\nrecent_calls = 100\n";
+const MANUAL: &str =
+    "[clock]\nmode = \"manual\"\n[calls]\nring_timeout_ms = 30000\ncallback_timeout_ms = 3000\nrecent_calls = 100\n";
 
 async fn emu() -> Emulator {
     Emulator::start(MANUAL).await.expect("emulator")
@@ -45,7 +46,10 @@ async fn voip_to_voip_answered_then_caller_hangs_up() {
     assert_eq!(left.body["uuid"], bob.session_uuid.as_str());
     let cdr = cdr_of(&emu, "chan-1").await;
     assert_eq!(cdr["alicomRtcType"], "voip2voip");
-    assert_eq!((cdr["caller"].as_str(), cdr["callee"].as_str()), (Some(alice.rtc_id.as_str()), Some(bob.rtc_id.as_str())));
+    assert_eq!(
+        (cdr["caller"].as_str(), cdr["callee"].as_str()),
+        (Some(alice.rtc_id.as_str()), Some(bob.rtc_id.as_str()))
+    );
     assert_eq!(cdr["duration"], "60");
     assert!(cdr["startTime"].as_str().unwrap().len() == 19);
     let cdrs = emu.admin_get("/admin/cdrs").await.unwrap();
@@ -159,7 +163,12 @@ async fn voip_to_pstn_magic_numbers() {
     let phone = emu.admin_get("/admin/pstn/phones/13800000001").await.unwrap();
     assert_eq!(phone["state"], "idle");
 
-    for (n, number, expect) in [(2, "13800000002", 2000109), (5, "13800000005", 3100000), (6, "13800000006", 3100020), (10, "13800000010", 3100000)] {
+    for (n, number, expect) in [
+        (2, "13800000002", 2000109),
+        (5, "13800000005", 3100000),
+        (6, "13800000006", 3100020),
+        (10, "13800000010", 3100000),
+    ] {
         let ch = format!("p-{n}");
         alice.call_pstn(&ch, "02160000001", number).await.unwrap();
         assert_eq!(code(&alice.expect("cs_disconnect").await.unwrap()), expect, "{number}");
@@ -239,7 +248,11 @@ async fn pstn_admin_rejects_bad_input_and_changes_nothing() {
         ("POST", "/admin/pstn/calls", json!({"from": "abc", "to": "02160000001"}), 400),
     ];
     for (method, path, body, status) in cases {
-        let (s, b) = if method == "PUT" { emu.admin_put(path, body).await.unwrap() } else { emu.admin_post_status(path, body).await.unwrap() };
+        let (s, b) = if method == "PUT" {
+            emu.admin_put(path, body).await.unwrap()
+        } else {
+            emu.admin_post_status(path, body).await.unwrap()
+        };
         assert_eq!(s, status, "{method} {path}: {b}");
         assert!(b["error"].is_string(), "{b}");
     }
@@ -259,7 +272,9 @@ async fn outbound_callback_allows_refuses_limits_and_fails() {
     let mut bob = emu.registered("bob").await.unwrap();
 
     let server = CallbackServer::start(|req| match req["extend"].as_str() {
-        _ if req["calleeInfos"][0]["phoneNumber"] == "13800000002" => Reply::Json(json!({"success": false, "message": "blocked number"})),
+        _ if req["calleeInfos"][0]["phoneNumber"] == "13800000002" => {
+            Reply::Json(json!({"success": false, "message": "blocked number"}))
+        }
         _ => Reply::Json(json!({"success": true, "model": {"timeLimit": 60, "needRecord": true}})),
     })
     .await
@@ -303,7 +318,8 @@ async fn outbound_callback_allows_refuses_limits_and_fails() {
     assert_eq!(code(&alice.expect("cs_disconnect").await.unwrap()), 3999999);
 
     // A slow server: the emulator's callback timeout (3 s, emulator clock) ends the wait.
-    let slow = CallbackServer::start(|_| Reply::Delayed(Duration::from_secs(20), json!({"success": true}))).await.unwrap();
+    let slow =
+        CallbackServer::start(|_| Reply::Delayed(Duration::from_secs(20), json!({"success": true}))).await.unwrap();
     with_callbacks(&emu, Some(&slow.url), None).await;
     alice.call_voip("cb-slow", &[&bob.rtc_id]).await.unwrap();
     slow.next_request().await.unwrap();
@@ -317,11 +333,14 @@ async fn pstn_to_voip_through_the_inbound_callback() {
     let emu = emu().await;
     let mut bob = emu.registered("bob").await.unwrap();
     let bob_id = bob.rtc_id.clone();
-    let server = CallbackServer::start(move |_| Reply::Json(json!({"success": true, "model": {"mixedCalleeInfos": [{"type": "voip", "rtcId": bob_id}]}})))
-        .await
-        .unwrap();
+    let server = CallbackServer::start(move |_| {
+        Reply::Json(json!({"success": true, "model": {"mixedCalleeInfos": [{"type": "voip", "rtcId": bob_id}]}}))
+    })
+    .await
+    .unwrap();
     with_callbacks(&emu, None, Some(&server.url)).await;
-    let (s, call) = emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110000", "to": "02160000001"})).await.unwrap();
+    let (s, call) =
+        emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110000", "to": "02160000001"})).await.unwrap();
     assert_eq!(s, 201, "{call}");
     let channel = call["channelId"].as_str().unwrap().to_string();
     let req = server.next_request().await.unwrap();
@@ -343,7 +362,8 @@ async fn pstn_to_voip_through_the_inbound_callback() {
 #[tokio::test]
 async fn inbound_without_callback_hears_the_default_announcement() {
     let emu = emu().await;
-    let (_, call) = emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110001", "to": "02160000002"})).await.unwrap();
+    let (_, call) =
+        emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110001", "to": "02160000002"})).await.unwrap();
     let channel = call["channelId"].as_str().unwrap();
     let phone = emu.admin_get("/admin/pstn/phones/13911110001").await.unwrap();
     assert_eq!(phone["announcements"], json!(["not_connected"]));
@@ -365,7 +385,8 @@ async fn transfer_plans_sequential_and_simultaneous() {
     }
     let server = CallbackServer::start(move |_| Reply::Json(plan.clone())).await.unwrap();
     with_callbacks(&emu, None, Some(&server.url)).await;
-    let (_, call) = emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110002", "to": "02160000001"})).await.unwrap();
+    let (_, call) =
+        emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110002", "to": "02160000001"})).await.unwrap();
     let channel = call["channelId"].as_str().unwrap().to_string();
     server.next_request().await.unwrap();
     let started = std::time::Instant::now();
@@ -373,7 +394,10 @@ async fn transfer_plans_sequential_and_simultaneous() {
     let wall = started.elapsed();
     let cdr = cdr_of(&emu, &channel).await;
     let legs = cdr["callOutInfo"].as_array().unwrap();
-    assert_eq!(legs.iter().map(|l| l["callee"].as_str().unwrap()).collect::<Vec<_>>(), vec!["13800000003", "13700000003", "13600000003"]);
+    assert_eq!(
+        legs.iter().map(|l| l["callee"].as_str().unwrap()).collect::<Vec<_>>(),
+        vec!["13800000003", "13700000003", "13600000003"]
+    );
     assert!(legs.iter().all(|l| l["outcome"] == "no_answer" && l.get("startTime").is_none()));
     assert!(wall < Duration::from_millis(50), "the whole 90 s plan took {wall:?} of wall time");
     let caller = emu.admin_get("/admin/pstn/phones/13911110002").await.unwrap();
@@ -387,7 +411,8 @@ async fn transfer_plans_sequential_and_simultaneous() {
     ]}});
     let server = CallbackServer::start(move |_| Reply::Json(plan.clone())).await.unwrap();
     with_callbacks(&emu, None, Some(&server.url)).await;
-    let (_, call) = emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110003", "to": "02160000001"})).await.unwrap();
+    let (_, call) =
+        emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110003", "to": "02160000001"})).await.unwrap();
     let channel = call["channelId"].as_str().unwrap().to_string();
     server.next_request().await.unwrap();
     emu.advance(1_000).await.unwrap();
@@ -395,7 +420,8 @@ async fn transfer_plans_sequential_and_simultaneous() {
     assert_eq!(winner["state"], "in_call");
     let call = emu.admin_get(&format!("/admin/calls/{channel}")).await.unwrap();
     assert_eq!(call["alicomRtcType"], "pstn2pstn");
-    let outcomes: Vec<&str> = call["legs"].as_array().unwrap().iter().map(|l| l["outcome"].as_str().unwrap_or("-")).collect();
+    let outcomes: Vec<&str> =
+        call["legs"].as_array().unwrap().iter().map(|l| l["outcome"].as_str().unwrap_or("-")).collect();
     assert_eq!(outcomes, vec!["busy", "answered_elsewhere", "-"]);
     emu.admin_post_status("/admin/pstn/phones/13911110003/hangup", json!({})).await.unwrap();
     assert_eq!(emu.admin_get("/admin/pstn/phones/13800000001").await.unwrap()["state"], "idle");
@@ -407,7 +433,10 @@ async fn inbound_callback_failures_leave_the_call_not_connected() {
     for reply in [Reply::Status(503), Reply::Garbage, Reply::Json(json!({"success": false}))] {
         let server = CallbackServer::start(move |_| reply.clone()).await.unwrap();
         with_callbacks(&emu, None, Some(&server.url)).await;
-        let (_, call) = emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110009", "to": "02160000001"})).await.unwrap();
+        let (_, call) = emu
+            .admin_post_status("/admin/pstn/calls", json!({"from": "13911110009", "to": "02160000001"}))
+            .await
+            .unwrap();
         server.next_request().await.unwrap();
         let channel = call["channelId"].as_str().unwrap().to_string();
         // The answer is processed asynchronously: wait for the call to end.

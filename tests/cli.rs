@@ -86,7 +86,8 @@ fn serves_on_defaults_with_ephemeral_ports_and_stops_on_sigterm() {
     sigterm(&child);
     let status = wait_exit(&mut child, Duration::from_secs(10));
     assert!(status.success(), "exit status {status}");
-    let probe = Command::new(BIN).args(["health", "--url", &format!("{admin}/health")]).stderr(Stdio::null()).status().unwrap();
+    let probe =
+        Command::new(BIN).args(["health", "--url", &format!("{admin}/health")]).stderr(Stdio::null()).status().unwrap();
     assert!(!probe.success(), "health fails once stopped");
 }
 

@@ -41,7 +41,12 @@ async fn next_event(rx: &mut mpsc::Receiver<GatewayEvent>, want: impl Fn(&Gatewa
 }
 
 fn devices_online(v: &Value) -> Vec<(String, bool)> {
-    v["devices"].as_array().unwrap().iter().map(|d| (d["rtcId"].as_str().unwrap().to_string(), d["online"].as_bool().unwrap())).collect()
+    v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["rtcId"].as_str().unwrap().to_string(), d["online"].as_bool().unwrap()))
+        .collect()
 }
 
 #[tokio::test]
@@ -75,9 +80,15 @@ async fn a_second_login_kicks_the_first() {
     let emu = emu("").await;
     let pop = emu.pop();
     let rtc = pop.add_rtc_account("shared-device").await.unwrap();
-    let mut first = Device::connect(&emu.endpoints.mqtt_tcp, &rtc, pop.get_rtc_token(&rtc, "shared-device").await.unwrap()).await.unwrap();
+    let mut first =
+        Device::connect(&emu.endpoints.mqtt_tcp, &rtc, pop.get_rtc_token(&rtc, "shared-device").await.unwrap())
+            .await
+            .unwrap();
     first.register().await.unwrap();
-    let mut second = Device::connect(&emu.endpoints.mqtt_tcp, &rtc, pop.get_rtc_token(&rtc, "shared-device").await.unwrap()).await.unwrap();
+    let mut second =
+        Device::connect(&emu.endpoints.mqtt_tcp, &rtc, pop.get_rtc_token(&rtc, "shared-device").await.unwrap())
+            .await
+            .unwrap();
     second.register().await.unwrap();
     first.expect("cs_quit").await.unwrap();
     first.expect_closed(Duration::from_secs(5)).await.unwrap();
@@ -146,7 +157,11 @@ async fn retransmitted_requests_are_processed_once() {
     let mut engine = emu.running.gateway.attach_engine(64);
     let mut dev = emu.device("retry").await.unwrap();
     dev.register().await.unwrap();
-    let env = dev.build_request("joinChannel", json!({"channelId": "chan-1"}), Some(&json!({"api": "joinChannel", "data": {"channelId": "chan-1"}})));
+    let env = dev.build_request(
+        "joinChannel",
+        json!({"channelId": "chan-1"}),
+        Some(&json!({"api": "joinChannel", "data": {"channelId": "chan-1"}})),
+    );
     dev.publish(&env).await.unwrap();
     dev.publish(&env).await.unwrap(); // byte-identical, as the SDK retransmits
     let a1 = dev.expect_ack(&env.request_id).await.unwrap();
@@ -173,7 +188,11 @@ async fn server_requests_are_retransmitted_until_acked_then_reported() {
     let mut dev = emu.device("deaf").await.unwrap();
     dev.register().await.unwrap();
     dev.set_auto_ack(false);
-    let id = emu.running.gateway.send_request(emu_core::TenantId(0), &dev.rtc_id, "ringing", json!({"channelId": "c"})).unwrap();
+    let id = emu
+        .running
+        .gateway
+        .send_request(emu_core::TenantId(0), &dev.rtc_id, "ringing", json!({"channelId": "c"}))
+        .unwrap();
     for _ in 0..3 {
         let e = dev.expect("ringing").await.unwrap();
         assert_eq!(e.request_id, id, "the same request, re-sent");
@@ -183,7 +202,8 @@ async fn server_requests_are_retransmitted_until_acked_then_reported() {
 
     // With ACKs on, one send is one delivery, and the ACK reaches the engine.
     dev.set_auto_ack(true);
-    let id = emu.running.gateway.send_request(emu_core::TenantId(0), &dev.rtc_id, "cs_dtmf", json!({"dtmf": "5"})).unwrap();
+    let id =
+        emu.running.gateway.send_request(emu_core::TenantId(0), &dev.rtc_id, "cs_dtmf", json!({"dtmf": "5"})).unwrap();
     let e = dev.expect("cs_dtmf").await.unwrap();
     assert_eq!(e.body["dtmf"], "5");
     let ack = next_event(&mut engine, |e| matches!(e, GatewayEvent::Ack { .. })).await;
@@ -251,14 +271,21 @@ async fn isolation_between_devices() {
     let token = pop.get_rtc_token(&rtc, "attacker").await.unwrap();
     let (client, mut ev) = raw_client(&emu, token["clientId"].as_str().unwrap());
     poll_until(&mut ev, |p| matches!(p, Packet::ConnAck(_))).await.unwrap();
-    client.publish("$SYS/uploadToken", QoS::AtMostOnce, false, json!({"token": token["tokenData"]}).to_string()).await.unwrap();
+    client
+        .publish("$SYS/uploadToken", QoS::AtMostOnce, false, json!({"token": token["tokenData"]}).to_string())
+        .await
+        .unwrap();
     for filter in ["#".to_string(), format!("{topic}/p2p/{victim_client}"), "$SYS/#".to_string()] {
         client.subscribe(filter.clone(), QoS::AtMostOnce).await.unwrap();
-        let Some(Packet::SubAck(s)) = poll_until(&mut ev, |p| matches!(p, Packet::SubAck(_))).await else { panic!("no SUBACK") };
+        let Some(Packet::SubAck(s)) = poll_until(&mut ev, |p| matches!(p, Packet::SubAck(_))).await else {
+            panic!("no SUBACK")
+        };
         assert_eq!(s.return_codes, vec![rumqttc::SubscribeReasonCode::Failure], "{filter}");
     }
     client.subscribe(topic.clone(), QoS::AtMostOnce).await.unwrap();
-    let Some(Packet::SubAck(s)) = poll_until(&mut ev, |p| matches!(p, Packet::SubAck(_))).await else { panic!("no SUBACK") };
+    let Some(Packet::SubAck(s)) = poll_until(&mut ev, |p| matches!(p, Packet::SubAck(_))).await else {
+        panic!("no SUBACK")
+    };
     assert_eq!(s.return_codes, vec![rumqttc::SubscribeReasonCode::Success(QoS::AtMostOnce)]);
 
     // Publishing to the victim's topic or anywhere but the server topic reaches no one.
@@ -281,7 +308,9 @@ async fn isolation_between_devices() {
     let (anon, mut anon_ev) = raw_client(&emu, "anonymous");
     poll_until(&mut anon_ev, |p| matches!(p, Packet::ConnAck(_))).await.unwrap();
     let server_topic = format!("{topic}/p2p/{}", victim.token["serverId"].as_str().unwrap());
-    anon.publish(server_topic, QoS::AtMostOnce, false, victim.build_request("cs_register", json!({}), None).to_bytes()).await.unwrap();
+    anon.publish(server_topic, QoS::AtMostOnce, false, victim.build_request("cs_register", json!({}), None).to_bytes())
+        .await
+        .unwrap();
     assert!(poll_until(&mut anon_ev, |p| matches!(p, Packet::Publish(_))).await.is_none());
 }
 
@@ -290,7 +319,8 @@ async fn isolation_between_devices() {
 async fn raw_connection_closed_by(emu: &Emulator, after_connect: &[u8]) -> bool {
     let addr = emu.endpoints.mqtt_tcp.trim_start_matches("mqtt://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let connect = [0x10, 0x10, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x1e, 0x00, 0x04, b'r', b'a', b'w', b'1'];
+    let connect =
+        [0x10, 0x10, 0x00, 0x04, b'M', b'Q', b'T', b'T', 0x04, 0x02, 0x00, 0x1e, 0x00, 0x04, b'r', b'a', b'w', b'1'];
     s.write_all(&connect).await.unwrap();
     let mut connack = [0u8; 4];
     s.read_exact(&mut connack).await.unwrap();
@@ -315,7 +345,11 @@ async fn malformed_input_closes_only_that_connection() {
     // Malformed JSON from an authenticated device closes its connection.
     let mut sloppy = emu.device("sloppy").await.unwrap();
     sloppy.register().await.unwrap();
-    let server_topic = format!("{}/p2p/{}", sloppy.token["conferenceTopic"].as_str().unwrap(), sloppy.token["serverId"].as_str().unwrap());
+    let server_topic = format!(
+        "{}/p2p/{}",
+        sloppy.token["conferenceTopic"].as_str().unwrap(),
+        sloppy.token["serverId"].as_str().unwrap()
+    );
     sloppy.publish_raw(&server_topic, b"{not json".to_vec()).await.unwrap();
     sloppy.expect_closed(Duration::from_secs(5)).await.unwrap();
 

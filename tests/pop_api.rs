@@ -18,9 +18,8 @@ async fn account_and_token_over_get_post_and_acs3() {
     let (s, again) = emu.acs3("AddRtcAccount", &[("DeviceId", device)], SK).await;
     assert_eq!((s, again["Module"].as_str()), (200, Some(rtc_id.as_str())), "{again}");
 
-    let (s, tok) = emu
-        .v1("GetRtcToken", &[("UserId", &rtc_id), ("DeviceId", device), ("IsCustomAccount", "False")])
-        .await;
+    let (s, tok) =
+        emu.v1("GetRtcToken", &[("UserId", &rtc_id), ("DeviceId", device), ("IsCustomAccount", "False")]).await;
     assert_eq!((s, tok["Code"].as_str()), (200, Some("OK")), "{tok}");
     let token: Value = serde_json::from_str(tok["Module"].as_str().unwrap()).unwrap();
     let mqtt = emu.running.endpoints.mqtt_ws.trim_start_matches("ws://").to_string();
@@ -30,7 +29,11 @@ async fn account_and_token_over_get_post_and_acs3() {
     assert!(token["clientId"].as_str().unwrap().starts_with(&format!("GID_VOIP@@@ClientId_{rtc_id}_")));
 
     // The token authenticates: the gateway's view of it names the account.
-    let record = emu.running.shared.directory.validate_token(token["tokenData"].as_str().unwrap(), emu.running.shared.clock.now_ms());
+    let record = emu
+        .running
+        .shared
+        .directory
+        .validate_token(token["tokenData"].as_str().unwrap(), emu.running.shared.clock.now_ms());
     assert_eq!(record.unwrap().rtc_id, rtc_id);
 }
 
@@ -41,7 +44,8 @@ async fn wrong_secret_echoes_the_string_to_sign() {
     let (s, body) = emu.send_params("POST", &params).await;
     assert_eq!(s, 400);
     assert_eq!(body["Code"], "SignatureDoesNotMatch");
-    let expected = emu_pop::signature::rpc_v1::string_to_sign("POST", params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let expected =
+        emu_pop::signature::rpc_v1::string_to_sign("POST", params.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let msg = body["Message"].as_str().unwrap();
     assert_eq!(msg.split_once("server string to sign is:").unwrap().1, expected);
     // The classic Python SDK compares message.split(':')[1] with its own string to sign.
@@ -98,13 +102,13 @@ async fn business_errors() {
     let (s, b) = emu.v1("AddRtcAccount", &[]).await;
     assert_eq!((s, b["Code"].as_str()), (200, Some("isv.INVALID_PARAMETERS")));
     assert!(b.get("Module").is_none());
-    let (_, b) = emu
-        .v1("GetRtcToken", &[("UserId", "2999999999999999"), ("DeviceId", "d"), ("IsCustomAccount", "false")])
-        .await;
+    let (_, b) =
+        emu.v1("GetRtcToken", &[("UserId", "2999999999999999"), ("DeviceId", "d"), ("IsCustomAccount", "false")]).await;
     assert_eq!(b["Code"], "isv.ACCOUNT_NOT_EXISTS");
     let (_, b) = emu.v1("GetRtcToken", &[("UserId", "whoever"), ("DeviceId", "d"), ("IsCustomAccount", "maybe")]).await;
     assert_eq!(b["Code"], "isv.INVALID_PARAMETERS");
-    let (_, b) = emu.v1("GetRtcToken", &[("UserId", "my-own-user"), ("DeviceId", "d"), ("IsCustomAccount", "TRUE")]).await;
+    let (_, b) =
+        emu.v1("GetRtcToken", &[("UserId", "my-own-user"), ("DeviceId", "d"), ("IsCustomAccount", "TRUE")]).await;
     assert_eq!(b["Code"], "OK", "custom accounts take any id");
     let long = "x".repeat(300);
     let (_, b) = emu.v1("AddRtcAccount", &[("DeviceId", &long)]).await;
@@ -121,7 +125,8 @@ async fn tenant_state_and_key_faults() {
         assert_eq!((s, b["Code"].as_str()), (200, Some(state)));
     }
     emu.admin_send(Method::PUT, "/admin/tenants/default/state", json!({"state": "normal"})).await;
-    let (s, _) = emu.admin_send(Method::PUT, "/admin/access-keys/testAK/fault", json!({"fault": "isp.SYSTEM_ERROR"})).await;
+    let (s, _) =
+        emu.admin_send(Method::PUT, "/admin/access-keys/testAK/fault", json!({"fault": "isp.SYSTEM_ERROR"})).await;
     assert_eq!(s, 200);
     let (_, b) = emu.v1("AddRtcAccount", &[("DeviceId", "d")]).await;
     assert_eq!(b["Code"], "isp.SYSTEM_ERROR");
@@ -209,8 +214,11 @@ async fn number_actions_keep_state() {
 async fn sts_tokens_authenticate_and_mns_queue_tokens_are_issued() {
     let emu = start("").await;
     let (_, cred) = emu.admin_send(Method::POST, "/admin/sts", json!({})).await;
-    let (ak, sk, token) =
-        (cred["accessKeyId"].as_str().unwrap(), cred["accessKeySecret"].as_str().unwrap(), cred["securityToken"].as_str().unwrap());
+    let (ak, sk, token) = (
+        cred["accessKeyId"].as_str().unwrap(),
+        cred["accessKeySecret"].as_str().unwrap(),
+        cred["securityToken"].as_str().unwrap(),
+    );
     let (s, b) = emu.v1_as("POST", "AddRtcAccount", &[("DeviceId", "d"), ("SecurityToken", token)], ak, sk).await;
     assert_eq!((s, b["Code"].as_str()), (200, Some("OK")), "{b}");
     let (s, b) = emu.v1_as("POST", "AddRtcAccount", &[("DeviceId", "d"), ("SecurityToken", "forged")], ak, sk).await;
@@ -264,7 +272,16 @@ async fn signature_modes_log_and_off() {
     assert!(log["requests"][0]["serverStringToSign"].is_string(), "the mismatch is recorded: {log}");
 
     let emu = start("[pop]\nsignature = \"off\"\n").await;
-    let (s, b) = emu.send_params("GET", &[("Action".into(), "AddRtcAccount".into()), ("Version".into(), "2017-05-25".into()), ("DeviceId".into(), "d".into())]).await;
+    let (s, b) = emu
+        .send_params(
+            "GET",
+            &[
+                ("Action".into(), "AddRtcAccount".into()),
+                ("Version".into(), "2017-05-25".into()),
+                ("DeviceId".into(), "d".into()),
+            ],
+        )
+        .await;
     assert_eq!((s, b["Code"].as_str()), (200, Some("OK")), "unsigned requests act as the default key");
 }
 
@@ -282,7 +299,10 @@ async fn bad_input_gets_vendor_errors_and_the_emulator_keeps_serving() {
         ("empty", emu.http.post(format!("{}/", emu.pop))),
         ("other path", emu.http.get(format!("{}/foo", emu.pop))),
         ("other method", emu.http.delete(format!("{}/", emu.pop))),
-        ("json body", emu.http.post(format!("{}/", emu.pop)).header("content-type", "application/json").body("{\"a\":")),
+        (
+            "json body",
+            emu.http.post(format!("{}/", emu.pop)).header("content-type", "application/json").body("{\"a\":"),
+        ),
     ];
     for (name, req) in cases {
         let resp = req.send().await.unwrap_or_else(|e| panic!("{name}: {e}"));

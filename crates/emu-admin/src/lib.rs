@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::Uri;
 use axum::http::StatusCode;
+use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -22,7 +22,8 @@ type ResetHook = Box<dyn Fn() + Send + Sync>;
 
 /// Moves the clock and fires the timers that come due before `POST /admin/clock/advance` answers
 /// (the call driver installs it; without one only the clock moves).
-pub type AdvanceHook = Arc<dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send>> + Send + Sync>;
+pub type AdvanceHook =
+    Arc<dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send>> + Send + Sync>;
 
 pub struct Admin {
     pub shared: Shared,
@@ -291,7 +292,9 @@ async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
     };
     match result {
         Ok(now) => Ok(Json(json!({"nowMs": now})).into_response()),
-        Err(e) => Err(ApiError(StatusCode::CONFLICT, format!("{e}: set [clock] mode = \"manual\" to move time by hand"))),
+        Err(e) => {
+            Err(ApiError(StatusCode::CONFLICT, format!("{e}: set [clock] mode = \"manual\" to move time by hand")))
+        }
     }
 }
 
@@ -328,14 +331,22 @@ async fn events(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
 async fn event_stream(State(a): State<Arc<Admin>>, uri: Uri) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let q: EventQuery = query(&uri)?;
-    let filter = emu_core::events::EventFilter { channel_id: q.channel_id, rtc_id: q.rtc_id, kind_prefix: q.kind, ..Default::default() };
+    let filter = emu_core::events::EventFilter {
+        channel_id: q.channel_id,
+        rtc_id: q.rtc_id,
+        kind_prefix: q.kind,
+        ..Default::default()
+    };
     let rx = a.shared.events.subscribe();
     let stream = futures_util::stream::unfold((rx, filter), |(mut rx, filter)| async move {
         loop {
             match rx.recv().await {
                 Ok(e) if filter.matches(&e) => {
                     let data = serde_json::to_string(&e).unwrap_or_default();
-                    return Some((Ok::<_, std::convert::Infallible>(Event::default().event(e.kind.clone()).data(data)), (rx, filter)));
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(Event::default().event(e.kind.clone()).data(data)),
+                        (rx, filter),
+                    ));
                 }
                 Ok(_) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {

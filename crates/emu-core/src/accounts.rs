@@ -162,7 +162,13 @@ impl Directory {
     }
 
     /// AddRtcAccount: one DeviceId, one account; asking again returns the same account.
-    pub fn add_account(&self, tenant: TenantId, device_id: &str, limit: u64, now: Millis) -> Result<RtcAccount, AccountError> {
+    pub fn add_account(
+        &self,
+        tenant: TenantId,
+        device_id: &str,
+        limit: u64,
+        now: Millis,
+    ) -> Result<RtcAccount, AccountError> {
         match self.by_device.entry((tenant, device_id.to_string())) {
             Entry::Occupied(e) => {
                 let rtc_id = e.get().clone();
@@ -178,7 +184,8 @@ impl Directory {
                     *count += 1;
                 }
                 let rtc_id = self.next_rtc_id.fetch_add(1, Ordering::Relaxed).to_string();
-                let account = RtcAccount { tenant, rtc_id: rtc_id.clone(), device_id: device_id.to_string(), created_ms: now };
+                let account =
+                    RtcAccount { tenant, rtc_id: rtc_id.clone(), device_id: device_id.to_string(), created_ms: now };
                 self.accounts.insert((tenant, rtc_id.clone()), account.clone());
                 e.insert(rtc_id);
                 Ok(account)
@@ -192,12 +199,8 @@ impl Directory {
 
     /// Accounts of one tenant (or all), ordered by rtcId.
     pub fn accounts(&self, tenant: Option<TenantId>) -> Vec<RtcAccount> {
-        let mut v: Vec<_> = self
-            .accounts
-            .iter()
-            .filter(|a| tenant.is_none_or(|t| a.tenant == t))
-            .map(|a| a.clone())
-            .collect();
+        let mut v: Vec<_> =
+            self.accounts.iter().filter(|a| tenant.is_none_or(|t| a.tenant == t)).map(|a| a.clone()).collect();
         v.sort_by(|a, b| (a.tenant, a.rtc_id.len(), &a.rtc_id).cmp(&(b.tenant, b.rtc_id.len(), &b.rtc_id)));
         v
     }
@@ -346,12 +349,8 @@ impl Directory {
     }
 
     pub fn problems(&self, tenant: Option<TenantId>) -> Vec<ProblemReport> {
-        let mut v: Vec<_> = self
-            .problems
-            .iter()
-            .filter(|p| tenant.is_none_or(|t| p.tenant == t))
-            .map(|p| p.clone())
-            .collect();
+        let mut v: Vec<_> =
+            self.problems.iter().filter(|p| tenant.is_none_or(|t| p.tenant == t)).map(|p| p.clone()).collect();
         v.sort_by_key(|p| p.reported_ms);
         v
     }
@@ -421,7 +420,9 @@ mod tests {
         for b in ["cleansession", "useTLS"] {
             assert!(obj[b].is_boolean(), "{b}");
         }
-        for i in ["meetingEventKeepAliveInterval", "port", "reconnectTimeout", "registerTime", "sdkClientPort", "tlsport"] {
+        for i in
+            ["meetingEventKeepAliveInterval", "port", "reconnectTimeout", "registerTime", "sdkClientPort", "tlsport"]
+        {
             assert!(obj[i].is_u64(), "{i}");
         }
         assert_eq!(obj["host"], "127.0.0.1:18083/mqtt");
@@ -450,7 +451,12 @@ mod tests {
         d.issue_token(T, &a.rtc_id, "phone2", false, &settings(), 0).unwrap();
         assert_eq!(
             rx.try_recv().unwrap(),
-            DirectoryEvent::DeviceSuperseded { tenant: T, rtc_id: a.rtc_id.clone(), old_device: "dev1".into(), new_device: "phone2".into() }
+            DirectoryEvent::DeviceSuperseded {
+                tenant: T,
+                rtc_id: a.rtc_id.clone(),
+                old_device: "dev1".into(),
+                new_device: "phone2".into()
+            }
         );
         assert_eq!(d.current_device(T, &a.rtc_id).as_deref(), Some("phone2"));
     }

@@ -34,10 +34,7 @@ struct Inner {
 
 impl Clock {
     pub fn new(config: ClockConfig) -> Self {
-        let start_epoch_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as Millis)
-            .unwrap_or(0);
+        let start_epoch_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as Millis).unwrap_or(0);
         Self::starting_at(config, start_epoch_ms)
     }
 

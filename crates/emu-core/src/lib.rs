@@ -14,5 +14,5 @@ pub mod shared;
 pub use shared::Shared;
 pub mod events;
 pub use events::EventLog;
-pub mod pstn;
 pub mod engine;
+pub mod pstn;

@@ -44,18 +44,35 @@ pub enum PstnCommand {
 /// PSTN → engine.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PstnEvent {
-    Ringing { leg: LegId },
-    Answered { leg: LegId },
-    Busy { leg: LegId },
-    Rejected { leg: LegId },
+    Ringing {
+        leg: LegId,
+    },
+    Answered {
+        leg: LegId,
+    },
+    Busy {
+        leg: LegId,
+    },
+    Rejected {
+        leg: LegId,
+    },
     /// Switched off or out of coverage.
-    Unreachable { leg: LegId },
+    Unreachable {
+        leg: LegId,
+    },
     /// The number does not exist.
-    Invalid { leg: LegId },
+    Invalid {
+        leg: LegId,
+    },
     /// The phone hung up (caller or answered callee).
-    HungUp { leg: LegId },
+    HungUp {
+        leg: LegId,
+    },
     /// A digit the phone pressed, in order.
-    Dtmf { leg: LegId, digit: char },
+    Dtmf {
+        leg: LegId,
+        digit: char,
+    },
 }
 
 impl PstnEvent {

@@ -170,12 +170,8 @@ impl Tenants {
 
     /// The AccessKeys of a tenant with their faults (secrets included: this is a local emulator).
     pub fn keys_of(&self, id: TenantId) -> Vec<(String, String, AccountState)> {
-        let mut v: Vec<_> = self
-            .keys
-            .iter()
-            .filter(|e| e.tenant == id)
-            .map(|e| (e.key().clone(), e.secret.clone(), e.fault))
-            .collect();
+        let mut v: Vec<_> =
+            self.keys.iter().filter(|e| e.tenant == id).map(|e| (e.key().clone(), e.secret.clone(), e.fault)).collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

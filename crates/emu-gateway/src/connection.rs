@@ -81,7 +81,8 @@ pub async fn serve(hub: Arc<Hub>, mut transport: Transport, peer: String) {
     let mut last_seen = Instant::now();
 
     let reason = 'conn: loop {
-        let keepalive_deadline = keepalive.map(|k| last_seen + k).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let keepalive_deadline =
+            keepalive.map(|k| last_seen + k).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         let bound = conn.is_some_and(|c| hub.is_bound(c));
         tokio::select! {
             data = transport.recv(&mut read_buf) => {

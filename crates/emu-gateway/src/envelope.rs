@@ -86,9 +86,9 @@ impl Envelope {
 
     /// The call this envelope belongs to, if it says.
     pub fn channel_id(&self, media_signal: Option<&Value>) -> Option<String> {
-        self.body_str("channelId")
-            .map(str::to_string)
-            .or_else(|| media_signal.and_then(|m| m.pointer("/data/channelId")).and_then(Value::as_str).map(str::to_string))
+        self.body_str("channelId").map(str::to_string).or_else(|| {
+            media_signal.and_then(|m| m.pointer("/data/channelId")).and_then(Value::as_str).map(str::to_string)
+        })
     }
 }
 

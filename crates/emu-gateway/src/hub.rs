@@ -104,12 +104,32 @@ pub struct DeviceRequest {
 pub enum GatewayEvent {
     Request(DeviceRequest),
     /// A device ACKed one of our requests (`called` ACKs trigger `ringing`).
-    Ack { tenant: TenantId, rtc_id: String, message_type: String, request_id: String, code: i64, body: Value },
-    Registered { tenant: TenantId, rtc_id: String, device_id: String },
+    Ack {
+        tenant: TenantId,
+        rtc_id: String,
+        message_type: String,
+        request_id: String,
+        code: i64,
+        body: Value,
+    },
+    Registered {
+        tenant: TenantId,
+        rtc_id: String,
+        device_id: String,
+    },
     /// The device is gone: kicked, heartbeat lost, or not back within the grace period.
-    Offline { tenant: TenantId, rtc_id: String, reason: &'static str },
+    Offline {
+        tenant: TenantId,
+        rtc_id: String,
+        reason: &'static str,
+    },
     /// A request we sent was never ACKed after every retransmission.
-    Undelivered { tenant: TenantId, rtc_id: String, message_type: String, request_id: String },
+    Undelivered {
+        tenant: TenantId,
+        rtc_id: String,
+        message_type: String,
+        request_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +221,14 @@ impl Hub {
         }
     }
 
-    fn log(&self, kind: &'static str, tenant: Option<TenantId>, rtc_id: Option<&str>, channel_id: Option<String>, detail: Value) {
+    fn log(
+        &self,
+        kind: &'static str,
+        tenant: Option<TenantId>,
+        rtc_id: Option<&str>,
+        channel_id: Option<String>,
+        detail: Value,
+    ) {
         self.shared.events.record(NewEvent {
             kind,
             channel_id,
@@ -220,7 +247,15 @@ impl Hub {
         let now = self.shared.clock.now_ms();
         self.conns.insert(
             id,
-            Conn { tx, client_id: client_id.into(), peer, transport, connected_ms: now, binding: None, expiry_notice_at: None },
+            Conn {
+                tx,
+                client_id: client_id.into(),
+                peer,
+                transport,
+                connected_ms: now,
+                binding: None,
+                expiry_notice_at: None,
+            },
         );
         if let Some(old) = self.clients.insert(client_id.to_string(), id)
             && old != id
@@ -344,7 +379,13 @@ impl Hub {
             self.flush_pending_for(rec.tenant, &rec.rtc_id);
         }
         tracing::info!(conn, rtc_id = %rec.rtc_id, resumed, "token accepted");
-        self.log("token.accepted", Some(rec.tenant), Some(&rec.rtc_id), None, json!({"conn": conn, "clientId": client_id, "resumed": resumed}));
+        self.log(
+            "token.accepted",
+            Some(rec.tenant),
+            Some(&rec.rtc_id),
+            None,
+            json!({"conn": conn, "clientId": client_id, "resumed": resumed}),
+        );
     }
 
     /// Whether this connection may subscribe to `filter`: only to its own conferenceTopic.
@@ -490,22 +531,40 @@ impl Hub {
             self.kick(old, "logged in elsewhere");
         }
         tracing::info!(conn, rtc_id = %b.rtc_id, device_id = %b.device_id, "device registered");
-        self.log("device.registered", Some(b.tenant), Some(&b.rtc_id), None, json!({"conn": conn, "deviceId": b.device_id, "kicked": kicked}));
-        self.to_engine(GatewayEvent::Registered { tenant: b.tenant, rtc_id: b.rtc_id.clone(), device_id: b.device_id.clone() });
+        self.log(
+            "device.registered",
+            Some(b.tenant),
+            Some(&b.rtc_id),
+            None,
+            json!({"conn": conn, "deviceId": b.device_id, "kicked": kicked}),
+        );
+        self.to_engine(GatewayEvent::Registered {
+            tenant: b.tenant,
+            rtc_id: b.rtc_id.clone(),
+            device_id: b.device_id.clone(),
+        });
         self.flush_pending_for(b.tenant, &b.rtc_id);
     }
 
     /// Sends `cs_quit` (the SDK reports 3110000) and closes the connection shortly after, giving
     /// the SDK time to ACK and stop its call as it does against the cloud.
     fn kick(&self, conn: ConnId, reason: &'static str) {
-        let Some((client_id, binding)) = self.conns.get_mut(&conn).map(|mut c| (c.client_id.clone(), c.binding.take())) else {
+        let Some((client_id, binding)) = self.conns.get_mut(&conn).map(|mut c| (c.client_id.clone(), c.binding.take()))
+        else {
             return;
         };
         let rtc_id = binding.as_ref().map(|b| b.rtc_id.clone()).unwrap_or_default();
-        let env = Envelope::server_request("cs_quit", empty_body(), &rtc_id, &self.server_id, self.shared.clock.now_ms());
+        let env =
+            Envelope::server_request("cs_quit", empty_body(), &rtc_id, &self.server_id, self.shared.clock.now_ms());
         self.send_packet(conn, mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), env.to_bytes()));
         tracing::info!(conn, rtc_id, reason, "device kicked");
-        self.log("device.kicked", binding.as_ref().map(|b| b.tenant), Some(&rtc_id), None, json!({"conn": conn, "reason": reason}));
+        self.log(
+            "device.kicked",
+            binding.as_ref().map(|b| b.tenant),
+            Some(&rtc_id),
+            None,
+            json!({"conn": conn, "reason": reason}),
+        );
         if let Some(b) = binding {
             self.to_engine(GatewayEvent::Offline { tenant: b.tenant, rtc_id: b.rtc_id, reason: "kicked" });
         }
@@ -558,7 +617,13 @@ impl Hub {
 
     /// Sends a request envelope to a registered device, with fresh ids, and re-sends it until
     /// ACKed. Returns the requestId. A device reconnecting gets it when it is back.
-    pub fn send_request(&self, tenant: TenantId, rtc_id: &str, message_type: &str, body: Value) -> Result<String, SendError> {
+    pub fn send_request(
+        &self,
+        tenant: TenantId,
+        rtc_id: &str,
+        message_type: &str,
+        body: Value,
+    ) -> Result<String, SendError> {
         let (conn, client_id) = match self.regs.get(&(tenant, rtc_id.to_string())) {
             Some(r) => (r.conn, r.client_id.clone()),
             None => return Err(SendError::NotRegistered),
@@ -594,8 +659,12 @@ impl Hub {
 
     fn flush_pending_for(&self, tenant: TenantId, rtc_id: &str) {
         let Some(conn) = self.regs.get(&(tenant, rtc_id.to_string())).and_then(|r| r.conn) else { return };
-        let packets: Vec<Bytes> =
-            self.pending.iter().filter(|p| p.tenant == tenant && p.rtc_id == rtc_id).map(|p| p.packet.clone()).collect();
+        let packets: Vec<Bytes> = self
+            .pending
+            .iter()
+            .filter(|p| p.tenant == tenant && p.rtc_id == rtc_id)
+            .map(|p| p.packet.clone())
+            .collect();
         for p in packets {
             self.send_packet(conn, p);
         }
@@ -641,7 +710,8 @@ impl Hub {
         let mut notify = Vec::new();
         let mut close = Vec::new();
         for mut c in self.conns.iter_mut() {
-            let Some(rtc_id) = c.binding.as_ref().filter(|b| now_ms >= b.token_expires_ms).map(|b| b.rtc_id.clone()) else {
+            let Some(rtc_id) = c.binding.as_ref().filter(|b| now_ms >= b.token_expires_ms).map(|b| b.rtc_id.clone())
+            else {
                 continue;
             };
             match c.expiry_notice_at {
@@ -687,7 +757,13 @@ impl Hub {
         }
         for (tenant, rtc_id, message_type, request_id) in undelivered {
             tracing::warn!(rtc_id, message_type, request_id, "server request never ACKed");
-            self.log("envelope.undelivered", Some(tenant), Some(&rtc_id), None, json!({"messageType": message_type, "requestId": request_id}));
+            self.log(
+                "envelope.undelivered",
+                Some(tenant),
+                Some(&rtc_id),
+                None,
+                json!({"messageType": message_type, "requestId": request_id}),
+            );
             self.to_engine(GatewayEvent::Undelivered { tenant, rtc_id, message_type, request_id });
         }
     }

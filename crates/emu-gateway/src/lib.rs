@@ -27,10 +27,7 @@ pub use hub::{DeviceRequest, GatewayEvent, Hub, SendError};
 
 /// The routes of the `mqtt_ws` listener: `/mqtt` and the SLS log sink.
 pub fn ws_router(hub: Arc<Hub>) -> Router {
-    Router::new()
-        .route("/mqtt", get(upgrade))
-        .with_state(hub.clone())
-        .merge(sls::routes(hub))
+    Router::new().route("/mqtt", get(upgrade)).with_state(hub.clone()).merge(sls::routes(hub))
 }
 
 async fn upgrade(
@@ -90,10 +87,7 @@ pub async fn run_background(hub: Arc<Hub>, shared: Shared, mut stop: watch::Rece
 
 /// Admin routes: `GET /admin/devices`, `GET /admin/sls`.
 pub fn admin_router(hub: Arc<Hub>) -> Router {
-    Router::new()
-        .route("/admin/devices", get(devices))
-        .route("/admin/sls", get(sls_uploads))
-        .with_state(hub)
+    Router::new().route("/admin/devices", get(devices)).route("/admin/sls", get(sls_uploads)).with_state(hub)
 }
 
 #[derive(serde::Deserialize)]

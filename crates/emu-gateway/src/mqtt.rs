@@ -11,10 +11,23 @@ use rumqttc::mqttbytes::v4::{
 /// What a client sent, reduced to what the gateway acts on.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    Connect { client_id: String, keep_alive_secs: u16 },
-    Publish { topic: String, payload: Bytes, qos: QoS, pkid: u16 },
-    Subscribe { pkid: u16, filters: Vec<String> },
-    Unsubscribe { pkid: u16 },
+    Connect {
+        client_id: String,
+        keep_alive_secs: u16,
+    },
+    Publish {
+        topic: String,
+        payload: Bytes,
+        qos: QoS,
+        pkid: u16,
+    },
+    Subscribe {
+        pkid: u16,
+        filters: Vec<String>,
+    },
+    Unsubscribe {
+        pkid: u16,
+    },
     PingReq,
     Disconnect,
     /// PUBACK of one of our QoS 1 publishes (we publish at QoS 0, so only for completeness).
@@ -66,7 +79,9 @@ impl Framer {
                 return Err(ProtocolError("QoS 2 is not supported by this endpoint".into()));
             }
             Packet::Publish(p) => Incoming::Publish { topic: p.topic, payload: p.payload, qos: p.qos, pkid: p.pkid },
-            Packet::Subscribe(s) => Incoming::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| f.path).collect() },
+            Packet::Subscribe(s) => {
+                Incoming::Subscribe { pkid: s.pkid, filters: s.filters.into_iter().map(|f| f.path).collect() }
+            }
             Packet::Unsubscribe(u) => Incoming::Unsubscribe { pkid: u.pkid },
             Packet::PingReq => Incoming::PingReq,
             Packet::Disconnect => Incoming::Disconnect,
@@ -118,7 +133,8 @@ mod tests {
     use super::*;
 
     /// The captured CONNECT of the Web SDK, one WebSocket frame per field.
-    const CONNECT_FRAMES: &[&str] = &["10", "22", "0004", "4d515454", "04", "02", "001e", "0016", "4749445f656d75404040353834383137373166396162"];
+    const CONNECT_FRAMES: &[&str] =
+        &["10", "22", "0004", "4d515454", "04", "02", "001e", "0016", "4749445f656d75404040353834383137373166396162"];
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
@@ -133,7 +149,10 @@ mod tests {
             if i + 1 < CONNECT_FRAMES.len() {
                 assert_eq!(got, None, "frame {i} alone is not a packet");
             } else {
-                assert_eq!(got, Some(Incoming::Connect { client_id: "GID_emu@@@58481771f9ab".into(), keep_alive_secs: 30 }));
+                assert_eq!(
+                    got,
+                    Some(Incoming::Connect { client_id: "GID_emu@@@58481771f9ab".into(), keep_alive_secs: 30 })
+                );
             }
         }
         assert_eq!(&connack()[..], &[0x20, 0x02, 0x00, 0x00]);
@@ -147,7 +166,9 @@ mod tests {
         bytes.extend_from_slice(&[0xc0, 0x00]); // PINGREQ
         f.feed(&bytes);
         assert!(matches!(f.next_packet().unwrap(), Some(Incoming::Connect { .. })));
-        assert!(matches!(f.next_packet().unwrap(), Some(Incoming::Publish { ref topic, .. }) if topic == "$SYS/uploadToken"));
+        assert!(
+            matches!(f.next_packet().unwrap(), Some(Incoming::Publish { ref topic, .. }) if topic == "$SYS/uploadToken")
+        );
         assert_eq!(f.next_packet().unwrap(), Some(Incoming::PingReq));
         assert_eq!(f.next_packet().unwrap(), None);
     }

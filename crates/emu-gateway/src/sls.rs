@@ -82,16 +82,19 @@ fn cors(mut r: Response) -> Response {
 }
 
 pub fn routes(hub: Arc<crate::hub::Hub>) -> Router {
-    Router::new()
-        .route("/logstores/{store}/shards/lb", post(upload).options(preflight))
-        .with_state(hub)
+    Router::new().route("/logstores/{store}/shards/lb", post(upload).options(preflight)).with_state(hub)
 }
 
 async fn preflight() -> Response {
     cors(StatusCode::OK.into_response())
 }
 
-async fn upload(State(hub): State<Arc<crate::hub::Hub>>, Path(store): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+async fn upload(
+    State(hub): State<Arc<crate::hub::Hub>>,
+    Path(store): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     hub.sls.push(Upload {
         logstore: store,
         bytes: body.len(),

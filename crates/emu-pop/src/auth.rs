@@ -104,11 +104,17 @@ pub fn authenticate(shared: &Shared, nonces: &NonceCache, req: &Request<'_>) -> 
                 return fail(
                     None,
                     Scheme::Acs3,
-                    PopError::new(StatusCode::BAD_REQUEST, "IncompleteSignature", "The Authorization header is malformed."),
+                    PopError::new(
+                        StatusCode::BAD_REQUEST,
+                        "IncompleteSignature",
+                        "The Authorization header is malformed.",
+                    ),
                 );
             }
         },
-        None if req.params.get("Signature").is_some() || req.params.get("AccessKeyId").is_some() => (Scheme::RpcV1, None),
+        None if req.params.get("Signature").is_some() || req.params.get("AccessKeyId").is_some() => {
+            (Scheme::RpcV1, None)
+        }
         None => (Scheme::None, None),
     };
     let key_id = match (&auth, scheme) {
@@ -136,7 +142,11 @@ pub fn authenticate(shared: &Shared, nonces: &NonceCache, req: &Request<'_>) -> 
             return fail(
                 Some(key_id),
                 scheme,
-                PopError::new(StatusCode::NOT_FOUND, "InvalidAccessKeyId.NotFound", "Specified access key is not found."),
+                PopError::new(
+                    StatusCode::NOT_FOUND,
+                    "InvalidAccessKeyId.NotFound",
+                    "Specified access key is not found.",
+                ),
             );
         }
         Err(KeyError::BadSecurityToken) => {
@@ -154,7 +164,11 @@ pub fn authenticate(shared: &Shared, nonces: &NonceCache, req: &Request<'_>) -> 
             return fail(
                 Some(key_id),
                 scheme,
-                PopError::new(StatusCode::BAD_REQUEST, "InvalidSecurityToken.Expired", "Specified SecurityToken is expired."),
+                PopError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidSecurityToken.Expired",
+                    "Specified SecurityToken is expired.",
+                ),
             );
         }
     };
@@ -164,14 +178,20 @@ pub fn authenticate(shared: &Shared, nonces: &NonceCache, req: &Request<'_>) -> 
         let checked = match (scheme, &auth) {
             (Scheme::Acs3, Some(a)) => verify_acs3(req, a, &key.secret),
             (Scheme::RpcV1, _) => verify_v1(req, &key.secret),
-            _ => Err(Err(PopError::new(StatusCode::BAD_REQUEST, "IncompleteSignature", "The request signature is missing."))),
+            _ => Err(Err(PopError::new(
+                StatusCode::BAD_REQUEST,
+                "IncompleteSignature",
+                "The request signature is missing.",
+            ))),
         };
         match checked {
             Ok(()) => {}
             Err(Err(e)) if mode == SignatureMode::Enforce => {
                 return AuthOutcome { tenant: Some(key.tenant), ..fail(Some(key_id), scheme, e) };
             }
-            Err(Err(e)) => tracing::warn!(access_key_id = %key_id, code = %e.code, "signature problem accepted (signature = log)"),
+            Err(Err(e)) => {
+                tracing::warn!(access_key_id = %key_id, code = %e.code, "signature problem accepted (signature = log)")
+            }
             Err(Ok(m)) => {
                 if mode == SignatureMode::Enforce {
                     let err = PopError::new(
@@ -220,7 +240,11 @@ type Verified = Result<(), Result<Mismatch, PopError>>;
 
 fn verify_v1(req: &Request<'_>, secret: &str) -> Verified {
     let Some(signature) = req.params.non_empty("Signature") else {
-        return Err(Err(PopError::new(StatusCode::BAD_REQUEST, "IncompleteSignature", "The request signature is missing.")));
+        return Err(Err(PopError::new(
+            StatusCode::BAD_REQUEST,
+            "IncompleteSignature",
+            "The request signature is missing.",
+        )));
     };
     let server = rpc_v1::string_to_sign(req.method.as_str(), req.params.iter());
     if rpc_v1::verify(secret, &server, signature) {
@@ -302,7 +326,11 @@ fn check_freshness(
     };
     if pop.timestamp_window_secs > 0 {
         let Some(stamp) = stamp else {
-            return Err(PopError::new(StatusCode::BAD_REQUEST, "MissingTimestamp", "Timestamp is mandatory for this action."));
+            return Err(PopError::new(
+                StatusCode::BAD_REQUEST,
+                "MissingTimestamp",
+                "Timestamp is mandatory for this action.",
+            ));
         };
         let parsed = chrono::DateTime::parse_from_rfc3339(stamp).map_err(|_| {
             PopError::new(
@@ -322,10 +350,18 @@ fn check_freshness(
     }
     if pop.nonce_check {
         let Some(nonce) = nonce else {
-            return Err(PopError::new(StatusCode::BAD_REQUEST, "MissingSignatureNonce", "SignatureNonce is mandatory."));
+            return Err(PopError::new(
+                StatusCode::BAD_REQUEST,
+                "MissingSignatureNonce",
+                "SignatureNonce is mandatory.",
+            ));
         };
         if !nonces.check_and_insert(key_id, nonce, now) {
-            return Err(PopError::new(StatusCode::BAD_REQUEST, "SignatureNonceUsed", "Specified signature nonce was used already."));
+            return Err(PopError::new(
+                StatusCode::BAD_REQUEST,
+                "SignatureNonceUsed",
+                "Specified signature nonce was used already.",
+            ));
         }
     }
     Ok(())

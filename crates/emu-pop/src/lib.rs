@@ -81,7 +81,10 @@ fn serve(pop: &Pop, request_id: &str, method: &Method, uri: &Uri, headers: &Head
         let e = PopError::new(
             StatusCode::NOT_FOUND,
             "InvalidAction.NotFound",
-            format!("Specified api is not found, please check your url and method. The POP API is served at /, not {}.", uri.path()),
+            format!(
+                "Specified api is not found, please check your url and method. The POP API is served at /, not {}.",
+                uri.path()
+            ),
         );
         return finish(pop, request_id, method, &action, format, None, Scheme::None, Err(e));
     }

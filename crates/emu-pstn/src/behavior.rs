@@ -60,10 +60,7 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the phone rings first; the others answer the dial at once.
     pub fn rings(self) -> bool {
-        matches!(
-            self,
-            Outcome::Answer | Outcome::Reject | Outcome::NoAnswer | Outcome::Manual
-        )
+        matches!(self, Outcome::Answer | Outcome::Reject | Outcome::NoAnswer | Outcome::Manual)
     }
 }
 
@@ -79,11 +76,7 @@ pub struct DtmfPress {
 impl DtmfPress {
     /// `digits` with the default timing: 1 s after answering, 200 ms apart.
     pub fn new(digits: impl Into<String>) -> Self {
-        DtmfPress {
-            after_ms: DEFAULT_PRESS_AFTER_MS,
-            digits: digits.into(),
-            gap_ms: DEFAULT_GAP_MS,
-        }
+        DtmfPress { after_ms: DEFAULT_PRESS_AFTER_MS, digits: digits.into(), gap_ms: DEFAULT_GAP_MS }
     }
 
     /// When each digit is pressed, relative to the answer/connect time.
@@ -138,13 +131,7 @@ impl Default for Behavior {
 impl Behavior {
     /// `then` after the default ring time, nothing after answering, a 440 Hz tone.
     pub fn new(then: Outcome) -> Self {
-        Behavior {
-            ring_ms: DEFAULT_RING_MS,
-            then,
-            hangup_after_ms: None,
-            dtmf: Vec::new(),
-            audio: Audio::default(),
-        }
+        Behavior { ring_ms: DEFAULT_RING_MS, then, hangup_after_ms: None, dtmf: Vec::new(), audio: Audio::default() }
     }
 
     pub fn with_ring_ms(mut self, ring_ms: u64) -> Self {
@@ -176,23 +163,14 @@ impl Behavior {
         }
         let total: usize = self.dtmf.iter().map(|p| p.digits.chars().count()).sum();
         if total > MAX_SCRIPT_DIGITS {
-            return Err(BehaviorError::new(
-                "dtmf",
-                format!("at most {MAX_SCRIPT_DIGITS} digits in all"),
-            ));
+            return Err(BehaviorError::new("dtmf", format!("at most {MAX_SCRIPT_DIGITS} digits in all")));
         }
         match &self.audio {
             Audio::ToneHz(hz) if !TONE_HZ_RANGE.contains(hz) => Err(BehaviorError::new(
                 "audio.tone_hz",
-                format!(
-                    "{hz} Hz is outside {}..={} Hz",
-                    TONE_HZ_RANGE.start(),
-                    TONE_HZ_RANGE.end()
-                ),
+                format!("{hz} Hz is outside {}..={} Hz", TONE_HZ_RANGE.start(), TONE_HZ_RANGE.end()),
             )),
-            Audio::Wav(path) => {
-                wav_path_problem(path).map_or(Ok(()), |r| Err(BehaviorError::new("audio.wav", r)))
-            }
+            Audio::Wav(path) => wav_path_problem(path).map_or(Ok(()), |r| Err(BehaviorError::new("audio.wav", r))),
             _ => Ok(()),
         }
     }
@@ -239,15 +217,8 @@ mod tests {
 
     #[test]
     fn press_schedule_spaces_digits_by_the_gap() {
-        let press = DtmfPress {
-            after_ms: 500,
-            digits: "12#".into(),
-            gap_ms: 300,
-        };
-        assert_eq!(
-            press.schedule().collect::<Vec<_>>(),
-            vec![(500, '1'), (800, '2'), (1100, '#')]
-        );
+        let press = DtmfPress { after_ms: 500, digits: "12#".into(), gap_ms: 300 };
+        assert_eq!(press.schedule().collect::<Vec<_>>(), vec![(500, '1'), (800, '2'), (1100, '#')]);
     }
 
     #[test]
@@ -265,63 +236,22 @@ mod tests {
         .into_iter()
         .filter(|o| o.rings())
         .collect();
-        assert_eq!(
-            ringing,
-            vec![
-                Outcome::Answer,
-                Outcome::Reject,
-                Outcome::NoAnswer,
-                Outcome::Manual
-            ]
-        );
+        assert_eq!(ringing, vec![Outcome::Answer, Outcome::Reject, Outcome::NoAnswer, Outcome::Manual]);
     }
 
     #[test]
     fn validation() {
         let field = |b: Behavior| b.validate().unwrap_err().field;
         let base = Behavior::default;
-        assert_eq!(
-            field(base().with_press(DtmfPress::new("12A"))),
-            "dtmf[0].digits"
-        );
-        assert_eq!(
-            field(
-                base()
-                    .with_press(DtmfPress::new("1"))
-                    .with_press(DtmfPress::new(""))
-            ),
-            "dtmf[1].digits"
-        );
-        assert_eq!(
-            field(base().with_press(DtmfPress::new("1".repeat(257)))),
-            "dtmf"
-        );
+        assert_eq!(field(base().with_press(DtmfPress::new("12A"))), "dtmf[0].digits");
+        assert_eq!(field(base().with_press(DtmfPress::new("1")).with_press(DtmfPress::new(""))), "dtmf[1].digits");
+        assert_eq!(field(base().with_press(DtmfPress::new("1".repeat(257)))), "dtmf");
         assert_eq!(field(base().with_audio(Audio::ToneHz(49))), "audio.tone_hz");
-        assert_eq!(
-            field(base().with_audio(Audio::ToneHz(4001))),
-            "audio.tone_hz"
-        );
-        for bad in [
-            "",
-            "/etc/x.wav",
-            "\\x.wav",
-            "C:/x.wav",
-            "fixtures/../x.wav",
-            "..\\x.wav",
-            "x.mp3",
-        ] {
-            assert_eq!(
-                field(base().with_audio(Audio::Wav(bad.into()))),
-                "audio.wav",
-                "{bad}"
-            );
+        assert_eq!(field(base().with_audio(Audio::ToneHz(4001))), "audio.tone_hz");
+        for bad in ["", "/etc/x.wav", "\\x.wav", "C:/x.wav", "fixtures/../x.wav", "..\\x.wav", "x.mp3"] {
+            assert_eq!(field(base().with_audio(Audio::Wav(bad.into()))), "audio.wav", "{bad}");
         }
-        for ok in [
-            Audio::ToneHz(50),
-            Audio::ToneHz(4000),
-            Audio::Wav("fixtures/audio/x.WAV".into()),
-            Audio::Echo,
-        ] {
+        for ok in [Audio::ToneHz(50), Audio::ToneHz(4000), Audio::Wav("fixtures/audio/x.WAV".into()), Audio::Echo] {
             assert_eq!(base().with_audio(ok.clone()).validate(), Ok(()), "{ok:?}");
         }
     }
@@ -344,10 +274,7 @@ mod tests {
         );
         assert_eq!(serde_json::from_value::<Behavior>(json).unwrap(), b);
         let plain = serde_json::to_value(Behavior::default()).unwrap();
-        assert_eq!(
-            plain,
-            serde_json::json!({"ring_ms": 2000, "then": "answer", "audio": {"tone_hz": 440}})
-        );
+        assert_eq!(plain, serde_json::json!({"ring_ms": 2000, "then": "answer", "audio": {"tone_hz": 440}}));
         assert_eq!(serde_json::to_value(Audio::Silence).unwrap(), "silence");
     }
 }

@@ -25,8 +25,7 @@ impl CheckedConfig {
             .map_err(|e| config_error(e.within("pstn.default_behavior")))?;
         let mut phones = BTreeMap::new();
         for (i, entry) in config.phones.iter().enumerate() {
-            let (number, behavior) =
-                phone(entry).map_err(|e| config_error(e.within(&format!("pstn.phones[{i}]"))))?;
+            let (number, behavior) = phone(entry).map_err(|e| config_error(e.within(&format!("pstn.phones[{i}]"))))?;
             if phones.insert(number.clone(), behavior).is_some() {
                 return Err(PstnError::Config {
                     field: format!("pstn.phones[{i}].number"),
@@ -34,35 +33,22 @@ impl CheckedConfig {
                 });
             }
         }
-        Ok(CheckedConfig {
-            magic_numbers: config.magic_numbers,
-            default_behavior,
-            phones,
-        })
+        Ok(CheckedConfig { magic_numbers: config.magic_numbers, default_behavior, phones })
     }
 }
 
 /// One `{ number = "...", behavior = { ... } }` entry.
 fn phone(entry: &Value) -> Result<(String, Behavior), BehaviorError> {
-    let fields = entry.as_object().ok_or_else(|| {
-        BehaviorError::new("", r#"a phone is { number = "...", behavior = { ... } }"#)
-    })?;
-    if let Some(key) = fields
-        .keys()
-        .find(|k| !matches!(k.as_str(), "number" | "behavior"))
-    {
-        return Err(BehaviorError::new(
-            key.as_str(),
-            "unknown field (expected one of: number, behavior)",
-        ));
+    let fields = entry
+        .as_object()
+        .ok_or_else(|| BehaviorError::new("", r#"a phone is { number = "...", behavior = { ... } }"#))?;
+    if let Some(key) = fields.keys().find(|k| !matches!(k.as_str(), "number" | "behavior")) {
+        return Err(BehaviorError::new(key.as_str(), "unknown field (expected one of: number, behavior)"));
     }
     let number = match fields.get("number") {
         Some(Value::String(number)) => number.clone(),
         Some(_) => {
-            return Err(BehaviorError::new(
-                "number",
-                "must be a string, e.g. \"13912345678\"",
-            ));
+            return Err(BehaviorError::new("number", "must be a string, e.g. \"13912345678\""));
         }
         None => return Err(BehaviorError::new("number", "missing")),
     };
@@ -75,10 +61,7 @@ fn phone(entry: &Value) -> Result<(String, Behavior), BehaviorError> {
 }
 
 fn config_error(e: BehaviorError) -> PstnError {
-    PstnError::Config {
-        field: e.field,
-        reason: e.reason,
-    }
+    PstnError::Config { field: e.field, reason: e.reason }
 }
 
 #[cfg(test)]
@@ -89,17 +72,11 @@ mod tests {
     use crate::behavior::Outcome;
 
     fn config(default_behavior: Value, phones: Vec<Value>) -> PstnConfig {
-        PstnConfig {
-            magic_numbers: true,
-            default_behavior,
-            phones,
-        }
+        PstnConfig { magic_numbers: true, default_behavior, phones }
     }
 
     fn error(default_behavior: Value, phones: Vec<Value>) -> String {
-        CheckedConfig::from_config(&config(default_behavior, phones))
-            .unwrap_err()
-            .to_string()
+        CheckedConfig::from_config(&config(default_behavior, phones)).unwrap_err().to_string()
     }
 
     #[test]
@@ -109,10 +86,7 @@ mod tests {
         let pstn: PstnConfig = section.try_into().unwrap();
         let checked = CheckedConfig::from_config(&pstn).unwrap();
         assert!(checked.magic_numbers);
-        assert_eq!(
-            checked.default_behavior,
-            Behavior::new(Outcome::Answer).with_ring_ms(2000)
-        );
+        assert_eq!(checked.default_behavior, Behavior::new(Outcome::Answer).with_ring_ms(2000));
         assert!(checked.phones.is_empty());
     }
 
@@ -129,10 +103,7 @@ mod tests {
         let checked = CheckedConfig::from_config(&pstn).unwrap();
         assert!(!checked.magic_numbers);
         assert_eq!(checked.default_behavior.then, Outcome::NoAnswer);
-        assert_eq!(
-            checked.phones["13912345678"],
-            Behavior::new(Outcome::Reject).with_ring_ms(5000)
-        );
+        assert_eq!(checked.phones["13912345678"], Behavior::new(Outcome::Reject).with_ring_ms(5000));
     }
 
     #[test]
@@ -148,35 +119,20 @@ mod tests {
         );
         let ok = json!({});
         assert_eq!(
-            error(
-                ok.clone(),
-                vec![
-                    json!({"number": "139", "behavior": {}}),
-                    json!({"number": "12", "behavior": {}})
-                ]
-            ),
+            error(ok.clone(), vec![json!({"number": "139", "behavior": {}}), json!({"number": "12", "behavior": {}})]),
             r#"pstn.phones[1].number: invalid phone number "12": a number has 3 to 20 digits"#
         );
         assert_eq!(
-            error(
-                ok.clone(),
-                vec![json!({"number": "139", "behavior": {"dtmf": [{"digits": "x"}]}})]
-            ),
+            error(ok.clone(), vec![json!({"number": "139", "behavior": {"dtmf": [{"digits": "x"}]}})]),
             "pstn.phones[0].behavior.dtmf[0].digits: 'x' is not a DTMF digit (allowed: 0-9, *, #)"
         );
         assert_eq!(
             error(ok.clone(), vec![json!({"number": 139, "behavior": {}})]),
             r#"pstn.phones[0].number: must be a string, e.g. "13912345678""#
         );
+        assert_eq!(error(ok.clone(), vec![json!({"number": "139"})]), "pstn.phones[0].behavior: missing");
         assert_eq!(
-            error(ok.clone(), vec![json!({"number": "139"})]),
-            "pstn.phones[0].behavior: missing"
-        );
-        assert_eq!(
-            error(
-                ok.clone(),
-                vec![json!({"number": "139", "behavior": {}, "ring_ms": 1})]
-            ),
+            error(ok.clone(), vec![json!({"number": "139", "behavior": {}, "ring_ms": 1})]),
             "pstn.phones[0].ring_ms: unknown field (expected one of: number, behavior)"
         );
         assert_eq!(
@@ -184,13 +140,7 @@ mod tests {
             r#"pstn.phones[0]: a phone is { number = "...", behavior = { ... } }"#
         );
         assert_eq!(
-            error(
-                ok,
-                vec![
-                    json!({"number": "139", "behavior": {}}),
-                    json!({"number": "139", "behavior": {}})
-                ]
-            ),
+            error(ok, vec![json!({"number": "139", "behavior": {}}), json!({"number": "139", "behavior": {}})]),
             "pstn.phones[1].number: 139 is configured twice"
         );
     }

@@ -29,39 +29,25 @@ impl PstnSim {
         match self.state_of(number)? {
             PhoneState::Ringing => Ok(self.end_call(number, CallEnd::Rejected, now)),
             PhoneState::InCall => Ok(self.end_call(number, CallEnd::HungUp, now)),
-            state @ PhoneState::Idle => Err(PstnError::NotInCall {
-                number: number.to_owned(),
-                state,
-            }),
+            state @ PhoneState::Idle => Err(PstnError::NotInCall { number: number.to_owned(), state }),
         }
     }
 
     /// Presses keys on a phone in a call, all at `now`, in order. (`now` is unused today; it keeps
     /// every action's signature alike.)
-    pub fn press(
-        &mut self,
-        number: &str,
-        digits: &str,
-        _now: Millis,
-    ) -> Result<Vec<PstnEvent>, PstnError> {
+    pub fn press(&mut self, number: &str, digits: &str, _now: Millis) -> Result<Vec<PstnEvent>, PstnError> {
         validate_number(number)?;
         validate_digits(digits)?;
         match self.state_of(number)? {
             PhoneState::InCall => Ok(self.press_digits(number, digits)),
-            state => Err(PstnError::NotInCall {
-                number: number.to_owned(),
-                state,
-            }),
+            state => Err(PstnError::NotInCall { number: number.to_owned(), state }),
         }
     }
 
     fn expect_ringing(&self, number: &str) -> Result<(), PstnError> {
         match self.state_of(number)? {
             PhoneState::Ringing => Ok(()),
-            state => Err(PstnError::NotRinging {
-                number: number.to_owned(),
-                state,
-            }),
+            state => Err(PstnError::NotRinging { number: number.to_owned(), state }),
         }
     }
 

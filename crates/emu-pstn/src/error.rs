@@ -14,30 +14,19 @@ pub struct BehaviorError {
 
 impl BehaviorError {
     pub(crate) fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        BehaviorError {
-            field: field.into(),
-            reason: reason.into(),
-        }
+        BehaviorError { field: field.into(), reason: reason.into() }
     }
 
     /// The same error seen from one level up: `digits` inside `dtmf[0]` becomes `dtmf[0].digits`.
     pub(crate) fn within(mut self, parent: &str) -> Self {
-        self.field = if self.field.is_empty() {
-            parent.to_owned()
-        } else {
-            format!("{parent}.{}", self.field)
-        };
+        self.field = if self.field.is_empty() { parent.to_owned() } else { format!("{parent}.{}", self.field) };
         self
     }
 }
 
 impl fmt::Display for BehaviorError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.field.is_empty() {
-            f.write_str(&self.reason)
-        } else {
-            write!(f, "{}: {}", self.field, self.reason)
-        }
+        if self.field.is_empty() { f.write_str(&self.reason) } else { write!(f, "{}: {}", self.field, self.reason) }
     }
 }
 
@@ -46,10 +35,7 @@ impl std::error::Error for BehaviorError {}
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PstnError {
     #[error("invalid phone number {number:?}: {reason}")]
-    InvalidNumber {
-        number: String,
-        reason: &'static str,
-    },
+    InvalidNumber { number: String, reason: &'static str },
     #[error("invalid DTMF digits {digits:?}: {reason}")]
     InvalidDigits { digits: String, reason: String },
     #[error("invalid behavior: {0}")]
@@ -78,9 +64,7 @@ impl PstnError {
             | PstnError::InvalidBehavior(_)
             | PstnError::Config { .. } => 400,
             PstnError::UnknownNumber(_) => 404,
-            PstnError::NotRinging { .. }
-            | PstnError::NotInCall { .. }
-            | PstnError::PhoneBusy { .. } => 409,
+            PstnError::NotRinging { .. } | PstnError::NotInCall { .. } | PstnError::PhoneBusy { .. } => 409,
         }
     }
 }

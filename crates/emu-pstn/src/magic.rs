@@ -18,47 +18,17 @@ type Row = (&'static str, &'static str, fn() -> Behavior);
 const TABLE: &[Row] = &[
     ("13800000001", "rings 1 s, answers", answers),
     ("13800000002", "busy", || Behavior::new(Outcome::Busy)),
-    ("13800000003", "rings forever (no answer)", || {
-        Behavior::new(Outcome::NoAnswer)
+    ("13800000003", "rings forever (no answer)", || Behavior::new(Outcome::NoAnswer)),
+    ("13800000004", "rings 2 s, rejects", || Behavior::new(Outcome::Reject).with_ring_ms(2000)),
+    ("13800000005", "unreachable (out of coverage)", || Behavior::new(Outcome::Unreachable)),
+    ("13800000006", "invalid number (does not exist)", || Behavior::new(Outcome::Invalid)),
+    ("13800000007", "rings 1 s, answers, hangs up 5 s later", || answers().with_hangup_after_ms(5000)),
+    ("13800000008", "rings 1 s, answers, presses 1234# (first 1 s after answering, 300 ms apart)", || {
+        answers().with_press(DtmfPress { after_ms: 1000, digits: "1234#".into(), gap_ms: 300 })
     }),
-    ("13800000004", "rings 2 s, rejects", || {
-        Behavior::new(Outcome::Reject).with_ring_ms(2000)
-    }),
-    ("13800000005", "unreachable (out of coverage)", || {
-        Behavior::new(Outcome::Unreachable)
-    }),
-    ("13800000006", "invalid number (does not exist)", || {
-        Behavior::new(Outcome::Invalid)
-    }),
-    (
-        "13800000007",
-        "rings 1 s, answers, hangs up 5 s later",
-        || answers().with_hangup_after_ms(5000),
-    ),
-    (
-        "13800000008",
-        "rings 1 s, answers, presses 1234# (first 1 s after answering, 300 ms apart)",
-        || {
-            answers().with_press(DtmfPress {
-                after_ms: 1000,
-                digits: "1234#".into(),
-                gap_ms: 300,
-            })
-        },
-    ),
-    (
-        "13800000009",
-        "rings 1 s, answers, echoes what it hears",
-        || answers().with_audio(Audio::Echo),
-    ),
-    ("13800000010", "powered off", || {
-        Behavior::new(Outcome::PoweredOff)
-    }),
-    (
-        "13800000011",
-        "manual: rings until the test answers, rejects or hangs up",
-        || Behavior::new(Outcome::Manual),
-    ),
+    ("13800000009", "rings 1 s, answers, echoes what it hears", || answers().with_audio(Audio::Echo)),
+    ("13800000010", "powered off", || Behavior::new(Outcome::PoweredOff)),
+    ("13800000011", "manual: rings until the test answers, rejects or hangs up", || Behavior::new(Outcome::Manual)),
 ];
 
 fn answers() -> Behavior {
@@ -67,21 +37,14 @@ fn answers() -> Behavior {
 
 /// The fixed behaviour of a magic number.
 pub fn magic_behavior(number: &str) -> Option<Behavior> {
-    TABLE
-        .iter()
-        .find(|(n, ..)| *n == number)
-        .map(|(_, _, behavior)| behavior())
+    TABLE.iter().find(|(n, ..)| *n == number).map(|(_, _, behavior)| behavior())
 }
 
 /// The whole table, in number order.
 pub fn magic_numbers() -> Vec<MagicNumber> {
     TABLE
         .iter()
-        .map(|&(number, description, behavior)| MagicNumber {
-            number,
-            description,
-            behavior: behavior(),
-        })
+        .map(|&(number, description, behavior)| MagicNumber { number, description, behavior: behavior() })
         .collect()
 }
 
@@ -95,11 +58,7 @@ mod tests {
         let numbers = magic_numbers();
         assert_eq!(numbers.len(), 11);
         for (i, row) in numbers.iter().enumerate() {
-            assert_eq!(
-                row.number,
-                format!("138{:08}", i + 1),
-                "numbers are consecutive"
-            );
+            assert_eq!(row.number, format!("138{:08}", i + 1), "numbers are consecutive");
             assert_eq!(validate_number(row.number), Ok(()));
             assert_eq!(row.behavior.validate(), Ok(()), "{}", row.number);
             assert_eq!(magic_behavior(row.number).as_ref(), Some(&row.behavior));

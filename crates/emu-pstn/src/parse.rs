@@ -12,10 +12,7 @@ const PRESS_FIELDS: &str = "after_ms, digits, gap_ms";
 
 /// Parses and validates a behaviour. `null` in an optional field means "the default".
 pub(crate) fn behavior_from_json(value: &Value) -> Result<Behavior, BehaviorError> {
-    let fields = object(
-        value,
-        r#"a behavior is an object, e.g. {"ring_ms": 2000, "then": "answer"}"#,
-    )?;
+    let fields = object(value, r#"a behavior is an object, e.g. {"ring_ms": 2000, "then": "answer"}"#)?;
     let mut behavior = Behavior::default();
     for (key, value) in fields {
         if value.is_null() {
@@ -36,23 +33,13 @@ pub(crate) fn behavior_from_json(value: &Value) -> Result<Behavior, BehaviorErro
 
 fn presses(value: &Value) -> Result<Vec<DtmfPress>, BehaviorError> {
     let Value::Array(items) = value else {
-        return Err(BehaviorError::new(
-            "dtmf",
-            r#"a list of presses, e.g. [{"digits": "1#"}]"#,
-        ));
+        return Err(BehaviorError::new("dtmf", r#"a list of presses, e.g. [{"digits": "1#"}]"#));
     };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| press(item).map_err(|e| e.within(&format!("dtmf[{i}]"))))
-        .collect()
+    items.iter().enumerate().map(|(i, item)| press(item).map_err(|e| e.within(&format!("dtmf[{i}]")))).collect()
 }
 
 fn press(value: &Value) -> Result<DtmfPress, BehaviorError> {
-    let fields = object(
-        value,
-        r#"a press is an object, e.g. {"after_ms": 1000, "digits": "1#", "gap_ms": 200}"#,
-    )?;
+    let fields = object(value, r#"a press is an object, e.g. {"after_ms": 1000, "digits": "1#", "gap_ms": 200}"#)?;
     let mut press = DtmfPress::new("");
     let mut has_digits = false;
     for (key, value) in fields {
@@ -70,18 +57,13 @@ fn press(value: &Value) -> Result<DtmfPress, BehaviorError> {
         }
     }
     if !has_digits {
-        return Err(BehaviorError::new(
-            "digits",
-            "missing: the keys to press, e.g. \"1#\"",
-        ));
+        return Err(BehaviorError::new("digits", "missing: the keys to press, e.g. \"1#\""));
     }
     Ok(press)
 }
 
 fn object<'a>(value: &'a Value, expected: &str) -> Result<&'a Map<String, Value>, BehaviorError> {
-    value
-        .as_object()
-        .ok_or_else(|| BehaviorError::new("", expected))
+    value.as_object().ok_or_else(|| BehaviorError::new("", expected))
 }
 
 fn field<T: DeserializeOwned>(key: &str, value: &Value) -> Result<T, BehaviorError> {
@@ -119,17 +101,7 @@ mod tests {
         assert_eq!(b.ring_ms, 3000);
         assert_eq!(b.then, Outcome::Reject);
         assert_eq!(b.hangup_after_ms, Some(10_000));
-        assert_eq!(
-            b.dtmf,
-            vec![
-                DtmfPress::new("1#"),
-                DtmfPress {
-                    after_ms: 5000,
-                    digits: "*9".into(),
-                    gap_ms: 50
-                }
-            ]
-        );
+        assert_eq!(b.dtmf, vec![DtmfPress::new("1#"), DtmfPress { after_ms: 5000, digits: "*9".into(), gap_ms: 50 }]);
         assert_eq!(b.audio, Audio::Echo);
     }
 
@@ -145,24 +117,15 @@ mod tests {
             ("invalid", Outcome::Invalid),
             ("manual", Outcome::Manual),
         ] {
-            assert_eq!(
-                behavior_from_json(&json!({"then": name})).unwrap().then,
-                outcome
-            );
+            assert_eq!(behavior_from_json(&json!({"then": name})).unwrap().then, outcome);
         }
         for (value, audio) in [
             (json!("silence"), Audio::Silence),
             (json!("echo"), Audio::Echo),
             (json!({"tone_hz": 1000}), Audio::ToneHz(1000)),
-            (
-                json!({"wav": "fixtures/audio/x.wav"}),
-                Audio::Wav("fixtures/audio/x.wav".into()),
-            ),
+            (json!({"wav": "fixtures/audio/x.wav"}), Audio::Wav("fixtures/audio/x.wav".into())),
         ] {
-            assert_eq!(
-                behavior_from_json(&json!({"audio": value})).unwrap().audio,
-                audio
-            );
+            assert_eq!(behavior_from_json(&json!({"audio": value})).unwrap().audio, audio);
         }
     }
 
@@ -171,48 +134,26 @@ mod tests {
         let b = behavior_from_json(
             &json!({"ring_ms": null, "hangup_after_ms": null, "dtmf": [{"digits": "1", "gap_ms": null}]}),
         );
-        assert_eq!(
-            b.unwrap(),
-            Behavior::default().with_press(DtmfPress::new("1"))
-        );
+        assert_eq!(b.unwrap(), Behavior::default().with_press(DtmfPress::new("1")));
     }
 
     #[test]
     fn errors_name_the_field() {
-        assert_eq!(
-            error(json!("answer")),
-            r#"a behavior is an object, e.g. {"ring_ms": 2000, "then": "answer"}"#
-        );
+        assert_eq!(error(json!("answer")), r#"a behavior is an object, e.g. {"ring_ms": 2000, "then": "answer"}"#);
         assert_eq!(
             error(json!({"rng_ms": 1})),
             "rng_ms: unknown field (expected one of: ring_ms, then, hangup_after_ms, dtmf, audio)"
         );
-        assert_eq!(
-            error(json!({"ring_ms": "3s"})),
-            r#"ring_ms: invalid type: string "3s", expected u64"#
-        );
-        assert_eq!(
-            error(json!({"ring_ms": -1})),
-            "ring_ms: invalid value: integer `-1`, expected u64"
-        );
+        assert_eq!(error(json!({"ring_ms": "3s"})), r#"ring_ms: invalid type: string "3s", expected u64"#);
+        assert_eq!(error(json!({"ring_ms": -1})), "ring_ms: invalid value: integer `-1`, expected u64");
         assert!(
-            error(json!({"then": "anwser"}))
-                .starts_with("then: unknown variant `anwser`, expected one of `answer`")
+            error(json!({"then": "anwser"})).starts_with("then: unknown variant `anwser`, expected one of `answer`")
         );
         assert!(error(json!({"audio": "tone"})).starts_with("audio: unknown variant `tone`"));
         assert!(error(json!({"audio": {"tone_hz": "x"}})).starts_with("audio: invalid type"));
-        assert_eq!(
-            error(json!({"audio": {"tone_hz": 20}})),
-            "audio.tone_hz: 20 Hz is outside 50..=4000 Hz"
-        );
-        assert_eq!(
-            error(json!({"audio": {"wav": "../x.wav"}})),
-            "audio.wav: the path must not contain .."
-        );
-        assert_eq!(
-            error(json!({"dtmf": "1#"})),
-            r#"dtmf: a list of presses, e.g. [{"digits": "1#"}]"#
-        );
+        assert_eq!(error(json!({"audio": {"tone_hz": 20}})), "audio.tone_hz: 20 Hz is outside 50..=4000 Hz");
+        assert_eq!(error(json!({"audio": {"wav": "../x.wav"}})), "audio.wav: the path must not contain ..");
+        assert_eq!(error(json!({"dtmf": "1#"})), r#"dtmf: a list of presses, e.g. [{"digits": "1#"}]"#);
         assert!(error(json!({"dtmf": [1]})).starts_with("dtmf[0]: a press is an object"));
         assert_eq!(
             error(json!({"dtmf": [{"after_ms": 1}]})),
@@ -226,25 +167,14 @@ mod tests {
             error(json!({"dtmf": [{"digits": "12D"}]})),
             "dtmf[0].digits: 'D' is not a DTMF digit (allowed: 0-9, *, #)"
         );
-        assert!(
-            error(json!({"dtmf": [{"digits": "1", "gap_ms": 1.5}]}))
-                .starts_with("dtmf[0].gap_ms: invalid type")
-        );
+        assert!(error(json!({"dtmf": [{"digits": "1", "gap_ms": 1.5}]})).starts_with("dtmf[0].gap_ms: invalid type"));
     }
 
     #[test]
     fn any_serde_format_goes_through_the_same_checks() {
-        let b: Behavior =
-            toml::from_str("ring_ms = 3000\nthen = \"answer\"\naudio = { tone_hz = 600 }").unwrap();
-        assert_eq!(
-            b,
-            Behavior::default()
-                .with_ring_ms(3000)
-                .with_audio(Audio::ToneHz(600))
-        );
-        let e = toml::from_str::<Behavior>("ring = 3000")
-            .unwrap_err()
-            .to_string();
+        let b: Behavior = toml::from_str("ring_ms = 3000\nthen = \"answer\"\naudio = { tone_hz = 600 }").unwrap();
+        assert_eq!(b, Behavior::default().with_ring_ms(3000).with_audio(Audio::ToneHz(600)));
+        let e = toml::from_str::<Behavior>("ring = 3000").unwrap_err().to_string();
         assert!(e.contains("ring: unknown field"), "{e}");
     }
 }

@@ -96,13 +96,7 @@ pub struct CallRecord {
 }
 
 impl CallRecord {
-    pub(crate) fn new(
-        channel_id: String,
-        leg: LegId,
-        role: Role,
-        peer: String,
-        now: Millis,
-    ) -> Self {
+    pub(crate) fn new(channel_id: String, leg: LegId, role: Role, peer: String, now: Millis) -> Self {
         CallRecord {
             channel_id,
             leg,
@@ -157,12 +151,7 @@ pub(crate) struct Call {
 
 impl Call {
     pub fn new(record: CallRecord, behavior: Behavior, ringing: bool) -> Self {
-        Call {
-            ringing,
-            behavior,
-            script_started: false,
-            record,
-        }
+        Call { ringing, behavior, script_started: false, record }
     }
 
     pub fn leg(&self) -> LegId {
@@ -206,12 +195,7 @@ impl Phone {
         self.history.push_back(record);
     }
 
-    pub fn view(
-        &self,
-        number: &str,
-        behavior: Behavior,
-        behavior_source: BehaviorSource,
-    ) -> PhoneView {
+    pub fn view(&self, number: &str, behavior: Behavior, behavior_source: BehaviorSource) -> PhoneView {
         let call = self.call.as_ref();
         let latest = call.map(|c| &c.record).or(self.history.back());
         PhoneView {
@@ -223,9 +207,7 @@ impl Phone {
             peer: call.map(|c| c.record.peer.clone()),
             behavior,
             behavior_source,
-            digits_received: latest
-                .map(|r| r.digits_received.clone())
-                .unwrap_or_default(),
+            digits_received: latest.map(|r| r.digits_received.clone()).unwrap_or_default(),
             digits_sent: latest.map(|r| r.digits_sent.clone()).unwrap_or_default(),
             announcements: latest.map(|r| r.announcements.clone()).unwrap_or_default(),
             history: self.history.iter().cloned().collect(),
@@ -259,30 +241,19 @@ mod tests {
         first.digits_received = "12".into();
         phone.call = Some(Call::new(first, Behavior::default(), true));
         let view = phone.view("139", Behavior::default(), BehaviorSource::Default);
-        assert_eq!(
-            (view.state, view.leg, view.digits_received.as_str()),
-            (PhoneState::Ringing, Some(1), "12")
-        );
+        assert_eq!((view.state, view.leg, view.digits_received.as_str()), (PhoneState::Ringing, Some(1), "12"));
         assert_eq!(phone.finish(CallEnd::Cancelled, 300), Some(1));
         assert_eq!(phone.finish(CallEnd::Cancelled, 300), None);
         let view = phone.view("139", Behavior::default(), BehaviorSource::Default);
-        assert_eq!(
-            (view.state, view.leg, view.digits_received.as_str()),
-            (PhoneState::Idle, None, "12")
-        );
+        assert_eq!((view.state, view.leg, view.digits_received.as_str()), (PhoneState::Idle, None, "12"));
         assert_eq!(view.history[0].end, Some(CallEnd::Cancelled));
         assert_eq!(view.history[0].ended_at, Some(300));
     }
 
     #[test]
     fn view_json_is_camel_case() {
-        let phone = Phone {
-            call: Some(Call::new(record(7), Behavior::default(), false)),
-            history: VecDeque::new(),
-        };
-        let json =
-            serde_json::to_value(phone.view("139", Behavior::default(), BehaviorSource::Magic))
-                .unwrap();
+        let phone = Phone { call: Some(Call::new(record(7), Behavior::default(), false)), history: VecDeque::new() };
+        let json = serde_json::to_value(phone.view("139", Behavior::default(), BehaviorSource::Magic)).unwrap();
         assert_eq!(json["state"], "in_call");
         assert_eq!(json["channelId"], "ch7");
         assert_eq!(json["role"], "callee");

@@ -44,11 +44,7 @@ impl PstnSim {
 
     /// No configured phones; handy in tests.
     pub fn new(magic_numbers: bool, default_behavior: Behavior) -> Self {
-        Self::with_config(CheckedConfig {
-            magic_numbers,
-            default_behavior,
-            phones: BTreeMap::new(),
-        })
+        Self::with_config(CheckedConfig { magic_numbers, default_behavior, phones: BTreeMap::new() })
     }
 
     fn with_config(config: CheckedConfig) -> Self {
@@ -91,10 +87,7 @@ impl PstnSim {
         {
             return (behavior, BehaviorSource::Magic);
         }
-        (
-            self.config.default_behavior.clone(),
-            BehaviorSource::Default,
-        )
+        (self.config.default_behavior.clone(), BehaviorSource::Default)
     }
 
     /// A phone, whether or not it was ever called.
@@ -121,30 +114,19 @@ impl PstnSim {
     pub fn can_originate(&self, number: &str) -> Result<(), PstnError> {
         validate_number(number)?;
         match self.phones.get(number).and_then(|p| p.call.as_ref()) {
-            Some(call) => Err(PstnError::PhoneBusy {
-                number: number.to_owned(),
-                channel_id: call.record.channel_id.clone(),
-            }),
+            Some(call) => {
+                Err(PstnError::PhoneBusy { number: number.to_owned(), channel_id: call.record.channel_id.clone() })
+            }
             None => Ok(()),
         }
     }
 
     pub fn handle(&mut self, command: PstnCommand, now: Millis) -> Vec<PstnEvent> {
         match command {
-            PstnCommand::Dial {
-                leg,
-                channel_id,
-                from,
-                to,
-                ..
-            } => self.dial(leg, channel_id, from, to, now),
-            PstnCommand::Originated {
-                leg,
-                channel_id,
-                from,
-                to,
-                ..
-            } => self.originated(leg, channel_id, from, to, now),
+            PstnCommand::Dial { leg, channel_id, from, to, .. } => self.dial(leg, channel_id, from, to, now),
+            PstnCommand::Originated { leg, channel_id, from, to, .. } => {
+                self.originated(leg, channel_id, from, to, now)
+            }
             PstnCommand::Connected { leg } => {
                 self.connected(leg, now);
                 Vec::new()
@@ -181,23 +163,12 @@ impl PstnSim {
     pub fn handle_timeout(&mut self, now: Millis) -> Vec<(Millis, PstnEvent)> {
         let mut fired = Vec::new();
         while let Some((at, leg, action)) = self.timers.pop_due(now) {
-            fired.extend(
-                self.fire(leg, action, at)
-                    .into_iter()
-                    .map(|event| (at, event)),
-            );
+            fired.extend(self.fire(leg, action, at).into_iter().map(|event| (at, event)));
         }
         fired
     }
 
-    fn dial(
-        &mut self,
-        leg: LegId,
-        channel_id: String,
-        from: String,
-        to: String,
-        now: Millis,
-    ) -> Vec<PstnEvent> {
+    fn dial(&mut self, leg: LegId, channel_id: String, from: String, to: String, now: Millis) -> Vec<PstnEvent> {
         if self.legs.contains_key(&leg) {
             return Vec::new();
         }
@@ -235,14 +206,7 @@ impl PstnSim {
 
     /// A phone that cannot be calling (bad number, already in a call) hangs up at once; the
     /// admin API should ask [`PstnSim::can_originate`] first to answer with a clear error.
-    fn originated(
-        &mut self,
-        leg: LegId,
-        channel_id: String,
-        from: String,
-        to: String,
-        now: Millis,
-    ) -> Vec<PstnEvent> {
+    fn originated(&mut self, leg: LegId, channel_id: String, from: String, to: String, now: Millis) -> Vec<PstnEvent> {
         if self.legs.contains_key(&leg) {
             return Vec::new();
         }
@@ -251,8 +215,7 @@ impl PstnSim {
         }
         let (behavior, _) = self.behavior_of(&from);
         let record = CallRecord::new(channel_id, leg, Role::Caller, to, now);
-        self.phones.entry(from.clone()).or_default().call =
-            Some(Call::new(record, behavior, false));
+        self.phones.entry(from.clone()).or_default().call = Some(Call::new(record, behavior, false));
         self.legs.insert(leg, from);
         Vec::new()
     }
@@ -316,10 +279,7 @@ impl PstnSim {
         };
         call.record.digits_sent.push_str(digits);
         let leg = call.leg();
-        digits
-            .chars()
-            .map(|digit| PstnEvent::Dtmf { leg, digit })
-            .collect()
+        digits.chars().map(|digit| PstnEvent::Dtmf { leg, digit }).collect()
     }
 
     fn call_of_leg(&mut self, leg: LegId) -> Option<&mut Call> {

@@ -13,10 +13,7 @@ pub(crate) struct Timers<A> {
 
 impl<A> Timers<A> {
     pub fn new() -> Self {
-        Timers {
-            pending: BTreeMap::new(),
-            next_seq: 0,
-        }
+        Timers { pending: BTreeMap::new(), next_seq: 0 }
     }
 
     pub fn schedule(&mut self, at: Millis, leg: LegId, action: A) {
@@ -40,8 +37,7 @@ impl<A> Timers<A> {
 
     /// Drops everything pending for a leg that has ended.
     pub fn cancel_leg(&mut self, leg: LegId) {
-        self.pending
-            .retain(|_, (pending_leg, _)| *pending_leg != leg);
+        self.pending.retain(|_, (pending_leg, _)| *pending_leg != leg);
     }
 
     pub fn clear(&mut self) {
@@ -66,10 +62,7 @@ mod tests {
         while let Some(t) = timers.pop_due(30) {
             fired.push(t);
         }
-        assert_eq!(
-            fired,
-            vec![(10, 2, "a"), (10, 1, "b"), (30, 1, "c"), (30, 3, "d")]
-        );
+        assert_eq!(fired, vec![(10, 2, "a"), (10, 1, "b"), (30, 1, "c"), (30, 3, "d")]);
         assert_eq!(timers.next_deadline(), None);
     }
 

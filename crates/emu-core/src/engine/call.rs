@@ -148,8 +148,6 @@ pub struct Call {
     pub current_sequence: usize,
     #[serde(skip)]
     pub ringing_sent: bool,
-    #[serde(skip)]
-    pub caller_joined: bool,
     pub cdr: Option<Value>,
 }
 
@@ -167,7 +165,9 @@ impl Call {
     }
 
     pub fn device_leg(&self, rtc_id: &str) -> Option<&Leg> {
-        self.legs.iter().find(|l| matches!(&l.target, Target::Device { rtc_id: r } if r == rtc_id) && l.state != LegState::Ended)
+        self.legs
+            .iter()
+            .find(|l| matches!(&l.target, Target::Device { rtc_id: r } if r == rtc_id) && l.state != LegState::Ended)
     }
 
     pub fn is_caller_device(&self, rtc_id: &str) -> bool {

@@ -13,11 +13,7 @@ fn secs(from: Millis, to: Millis) -> String {
 pub fn report(call: &Call) -> Value {
     let ended = call.ended_ms.unwrap_or(call.created_ms);
     let caller = call.caller_label().to_string();
-    let callee = call
-        .answered_leg()
-        .or(call.legs.first())
-        .map(|l| l.target.label().to_string())
-        .unwrap_or_default();
+    let callee = call.answered_leg().or(call.legs.first()).map(|l| l.target.label().to_string()).unwrap_or_default();
     let call_in = json!({
         "caller": caller,
         "callee": match &call.caller { Caller::Phone { .. } => call.display_number.clone().unwrap_or_default(), Caller::Device { .. } => callee.clone() },

@@ -62,15 +62,33 @@ pub enum CallbackKind {
 pub enum Input {
     Device(DeviceInput),
     /// A device ACKed a server request (the `called` ACK triggers `ringing`).
-    DeviceAck { tenant: TenantId, rtc_id: String, message_type: String },
-    DeviceOnline { tenant: TenantId, rtc_id: String },
+    DeviceAck {
+        tenant: TenantId,
+        rtc_id: String,
+        message_type: String,
+    },
+    DeviceOnline {
+        tenant: TenantId,
+        rtc_id: String,
+    },
     /// Kicked, heartbeat lost, or not back within the disconnect grace.
-    DeviceOffline { tenant: TenantId, rtc_id: String },
+    DeviceOffline {
+        tenant: TenantId,
+        rtc_id: String,
+    },
     Pstn(PstnEvent),
     /// The customer's callback answered (Ok: its JSON) or failed (Err: why).
-    Callback { channel_id: String, kind: CallbackKind, result: Result<Value, String> },
+    Callback {
+        channel_id: String,
+        kind: CallbackKind,
+        result: Result<Value, String>,
+    },
     /// Digits a VoIP device sent in its audio (RFC 4733, from the media server).
-    DeviceDtmf { channel_id: String, rtc_id: String, digits: String },
+    DeviceDtmf {
+        channel_id: String,
+        rtc_id: String,
+        digits: String,
+    },
 }
 
 /// What the media server is asked to do.
@@ -153,7 +171,12 @@ impl Engine {
     }
 
     /// Changes a tenant's callback URLs at run time (`PUT /admin/callbacks`).
-    pub fn set_callbacks(&mut self, tenant: TenantId, outbound: Option<Option<String>>, inbound: Option<Option<String>>) {
+    pub fn set_callbacks(
+        &mut self,
+        tenant: TenantId,
+        outbound: Option<Option<String>>,
+        inbound: Option<Option<String>>,
+    ) {
         if let Some(r) = self.routing.get_mut(tenant.0) {
             if let Some(o) = outbound {
                 r.outbound_callback = o.filter(|u| !u.is_empty());
@@ -237,7 +260,12 @@ impl Engine {
             to: to.into(),
         }));
         self.log_state(&channel_id, "routing", json!({"from": from, "to": to}));
-        let url = self.routing[tenant.0].numbers.get(to).cloned().flatten().or_else(|| self.routing[tenant.0].inbound_callback.clone());
+        let url = self.routing[tenant.0]
+            .numbers
+            .get(to)
+            .cloned()
+            .flatten()
+            .or_else(|| self.routing[tenant.0].inbound_callback.clone());
         match url {
             Some(url) => {
                 let body = json!({"phoneNumber": from, "platformNumber": to, "channelId": channel_id});
@@ -263,7 +291,9 @@ impl Engine {
             "answer" => self.on_answer(d, &channel_id, now),
             "cancelCall" => self.on_leave(&d, &channel_id, true, now),
             "leaveChannel" => self.on_leave(&d, &channel_id, false, now),
-            "sdpCandidate" | "candidate" | "reportStatus" | "stat" if self.calls.get(&channel_id).is_some_and(|c| c.tenant == d.tenant) => {
+            "sdpCandidate" | "candidate" | "reportStatus" | "stat"
+                if self.calls.get(&channel_id).is_some_and(|c| c.tenant == d.tenant) =>
+            {
                 let uuid = d.body.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
                 self.out.push(Output::Media(MediaCommand::Signal {
                     channel_id,
@@ -289,7 +319,6 @@ impl Engine {
             let mut call = self.new_call(&channel_id, d.tenant, &rtc_type, caller, now);
             call.need_record = d.body.get("needRecord").and_then(Value::as_bool).unwrap_or(false);
             call.extend = d.body.get("extend").and_then(Value::as_str).unwrap_or_default().to_string();
-            call.caller_joined = true;
             self.calls.insert(channel_id.clone(), call);
             self.in_call.insert((d.tenant, d.rtc_id.clone()), channel_id.clone());
             self.log_state(&channel_id, "joining", json!({"caller": d.rtc_id}));
@@ -297,32 +326,48 @@ impl Engine {
             let Some(call) = self.calls.get_mut(&channel_id).filter(|c| c.tenant == d.tenant) else {
                 return self.stale(&d, &channel_id);
             };
-            let Some(leg) = call
-                .legs
-                .iter_mut()
-                .find(|l| matches!(&l.target, Target::Device { rtc_id } if *rtc_id == d.rtc_id) && l.state == LegState::Answered)
-            else {
+            let Some(leg) = call.legs.iter_mut().find(|l| {
+                matches!(&l.target, Target::Device { rtc_id } if *rtc_id == d.rtc_id) && l.state == LegState::Answered
+            }) else {
                 return self.stale(&d, &channel_id);
             };
             leg.joined = true;
             leg.uuid = Some(uuid.clone());
             if let Caller::Device { rtc_id, uuid: caller_uuid, .. } = &call.caller {
                 let (tenant, rtc_id, caller_uuid) = (call.tenant, rtc_id.clone(), caller_uuid.clone());
-                self.send_to(tenant, &rtc_id, "peerJoinedChannel", messages::peer_joined(&caller_uuid, &channel_id, &uuid));
+                self.send_to(
+                    tenant,
+                    &rtc_id,
+                    "peerJoinedChannel",
+                    messages::peer_joined(&caller_uuid, &channel_id, &uuid),
+                );
             }
         }
-        self.out.push(Output::Media(MediaCommand::Join { channel_id, tenant: d.tenant, rtc_id: d.rtc_id, uuid, signal }));
+        self.out.push(Output::Media(MediaCommand::Join {
+            channel_id,
+            tenant: d.tenant,
+            rtc_id: d.rtc_id,
+            uuid,
+            signal,
+        }));
     }
 
     /// A request for a call that no longer exists: tell the device so it does not hang.
     fn stale(&mut self, d: &DeviceInput, channel_id: &str) {
         let uuid = d.body.get("uuid").and_then(Value::as_str).map(str::to_string);
-        self.send_to(d.tenant, &d.rtc_id, "cs_disconnect", messages::disconnect(uuid.as_deref(), channel_id, codes::CALL_ERROR, "the call is over"));
+        self.send_to(
+            d.tenant,
+            &d.rtc_id,
+            "cs_disconnect",
+            messages::disconnect(uuid.as_deref(), channel_id, codes::CALL_ERROR, "the call is over"),
+        );
     }
 
     fn on_call(&mut self, d: DeviceInput, channel_id: &str, now: Millis) {
         let ms = d.media_signal.clone().unwrap_or(Value::Null);
-        let Some(call) = self.calls.get_mut(channel_id).filter(|c| c.tenant == d.tenant && c.is_caller_device(&d.rtc_id)) else {
+        let Some(call) =
+            self.calls.get_mut(channel_id).filter(|c| c.tenant == d.tenant && c.is_caller_device(&d.rtc_id))
+        else {
             return self.stale(&d, channel_id);
         };
         if call.state != CallState::Joining {
@@ -333,7 +378,9 @@ impl Engine {
         {
             *user_info = u.clone();
         }
-        if let Some(e) = ms.pointer("/data/extend").and_then(Value::as_str).or(d.body.get("extend").and_then(Value::as_str)) {
+        if let Some(e) =
+            ms.pointer("/data/extend").and_then(Value::as_str).or(d.body.get("extend").and_then(Value::as_str))
+        {
             call.extend = e.to_string();
         }
         let devices: Vec<String> = ms
@@ -347,7 +394,12 @@ impl Engine {
             call.rtc_type = "voip2pstn".into();
             let phone = p.get("phone").and_then(Value::as_str).unwrap_or_default().to_string();
             let show = p.get("mcuPhone").and_then(Value::as_str).unwrap_or_default().to_string();
-            let line = p.get("selfLineName").or(p.get("customLineName")).or(p.get("lineName")).and_then(Value::as_str).unwrap_or_default();
+            let line = p
+                .get("selfLineName")
+                .or(p.get("customLineName"))
+                .or(p.get("lineName"))
+                .and_then(Value::as_str)
+                .unwrap_or_default();
             if phone.is_empty() {
                 return self.refuse(channel_id, codes::EMPTY_NUMBER, "empty callee number", now);
             }
@@ -357,7 +409,8 @@ impl Engine {
                 let why = format!("display number {show:?} is not a number bought by this account nor an own line");
                 return self.refuse(channel_id, codes::INVALID_DISPLAY_NUMBER, &why, now);
             }
-            self.calls.get_mut(channel_id).expect("present").display_number = Some(if show.is_empty() { line.to_string() } else { show.clone() });
+            self.calls.get_mut(channel_id).expect("present").display_number =
+                Some(if show.is_empty() { line.to_string() } else { show.clone() });
             vec![Target::Phone { number: phone, display: show }]
         } else {
             devices.into_iter().map(|rtc_id| Target::Device { rtc_id }).collect()
@@ -377,7 +430,9 @@ impl Engine {
                     .iter()
                     .map(|t| match t {
                         Target::Device { rtc_id } => json!({"isPstn": false, "voipId": rtc_id}),
-                        Target::Phone { number, display } => json!({"isPstn": true, "platformNumber": display, "phoneNumber": number}),
+                        Target::Phone { number, display } => {
+                            json!({"isPstn": true, "platformNumber": display, "phoneNumber": number})
+                        }
                     })
                     .collect();
                 let body = json!({
@@ -395,9 +450,12 @@ impl Engine {
     }
 
     fn on_answer(&mut self, d: DeviceInput, channel_id: &str, now: Millis) {
-        let result = d.media_signal.as_ref().and_then(|m| m.pointer("/data/callResult")).and_then(Value::as_i64).unwrap_or(1);
+        let result =
+            d.media_signal.as_ref().and_then(|m| m.pointer("/data/callResult")).and_then(Value::as_i64).unwrap_or(1);
         let uuid = d.body.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
-        let Some(call) = self.calls.get(channel_id).filter(|c| c.tenant == d.tenant) else { return self.stale(&d, channel_id) };
+        let Some(call) = self.calls.get(channel_id).filter(|c| c.tenant == d.tenant) else {
+            return self.stale(&d, channel_id);
+        };
         let Some(leg) = call.device_leg(&d.rtc_id).filter(|l| l.state == LegState::Ringing).map(|l| l.id) else {
             if call.state != CallState::Ended {
                 return; // not ringing here (already answered, or ended): nothing to do
@@ -408,7 +466,17 @@ impl Engine {
             if call.state == CallState::Active {
                 // Someone else was first: this device's call ends as "answered elsewhere".
                 self.end_leg(channel_id, leg, Outcome::AnsweredElsewhere, now);
-                self.send_to(d.tenant, &d.rtc_id, "cs_disconnect", messages::disconnect(Some(&uuid), channel_id, codes::ANSWERED_ELSEWHERE, "answered on another device"));
+                self.send_to(
+                    d.tenant,
+                    &d.rtc_id,
+                    "cs_disconnect",
+                    messages::disconnect(
+                        Some(&uuid),
+                        channel_id,
+                        codes::ANSWERED_ELSEWHERE,
+                        "answered on another device",
+                    ),
+                );
                 return;
             }
             if let Some(l) = self.calls.get_mut(channel_id).and_then(|c| c.leg_mut(leg)) {
@@ -423,7 +491,8 @@ impl Engine {
 
     /// `leaveChannel` or `cancelCall` from a party of the call.
     fn on_leave(&mut self, d: &DeviceInput, channel_id: &str, cancel: bool, now: Millis) {
-        let Some(call) = self.calls.get(channel_id).filter(|c| c.tenant == d.tenant && c.state != CallState::Ended) else {
+        let Some(call) = self.calls.get(channel_id).filter(|c| c.tenant == d.tenant && c.state != CallState::Ended)
+        else {
             return;
         };
         if call.is_caller_device(&d.rtc_id) {
@@ -488,7 +557,11 @@ impl Engine {
     fn on_device_dtmf(&mut self, channel_id: &str, rtc_id: &str, digits: &str) {
         let Some(call) = self.calls.get(channel_id) else { return };
         let phone_leg = match &call.caller {
-            Caller::Phone { leg, .. } if call.legs.iter().any(|l| l.answered_ms.is_some() && l.target.label() == rtc_id) => Some(*leg),
+            Caller::Phone { leg, .. }
+                if call.legs.iter().any(|l| l.answered_ms.is_some() && l.target.label() == rtc_id) =>
+            {
+                Some(*leg)
+            }
             Caller::Device { rtc_id: r, .. } if r == rtc_id => {
                 call.answered_leg().filter(|l| matches!(l.target, Target::Phone { .. })).map(|l| l.id)
             }
@@ -524,7 +597,8 @@ impl Engine {
                 if call.leg(leg).is_some_and(|l| l.state == LegState::Ringing) {
                     if call.state == CallState::Active {
                         self.end_leg(&channel_id, leg, Outcome::AnsweredElsewhere, now);
-                        self.out.push(Output::Pstn(PstnCommand::Release { leg, reason: ReleaseReason::AnsweredElsewhere }));
+                        self.out
+                            .push(Output::Pstn(PstnCommand::Release { leg, reason: ReleaseReason::AnsweredElsewhere }));
                     } else {
                         self.answer_leg(&channel_id, leg, now);
                     }
@@ -538,7 +612,10 @@ impl Engine {
                 }
                 _ => {}
             },
-            PstnEvent::Busy { .. } | PstnEvent::Rejected { .. } | PstnEvent::Unreachable { .. } | PstnEvent::Invalid { .. } => {
+            PstnEvent::Busy { .. }
+            | PstnEvent::Rejected { .. }
+            | PstnEvent::Unreachable { .. }
+            | PstnEvent::Invalid { .. } => {
                 let outcome = match e {
                     PstnEvent::Busy { .. } => Outcome::Busy,
                     PstnEvent::Rejected { .. } => Outcome::Rejected,
@@ -557,13 +634,15 @@ impl Engine {
     fn phone_dtmf(&mut self, channel_id: &str, leg: LegId, digit: char, now: Millis) {
         let Some(call) = self.calls.get(channel_id) else { return };
         let to = match &call.caller {
-            Caller::Device { rtc_id, uuid, .. } if call.answered_leg().is_some_and(|l| l.id == leg) => Some((rtc_id.clone(), uuid.clone())),
-            Caller::Phone { leg: caller_leg, .. } if *caller_leg == leg => call
-                .answered_leg()
-                .and_then(|l| match &l.target {
+            Caller::Device { rtc_id, uuid, .. } if call.answered_leg().is_some_and(|l| l.id == leg) => {
+                Some((rtc_id.clone(), uuid.clone()))
+            }
+            Caller::Phone { leg: caller_leg, .. } if *caller_leg == leg => {
+                call.answered_leg().and_then(|l| match &l.target {
                     Target::Device { rtc_id } => Some((rtc_id.clone(), l.uuid.clone().unwrap_or_default())),
                     _ => None,
-                }),
+                })
+            }
             _ => None,
         };
         let tenant = call.tenant;
@@ -574,7 +653,15 @@ impl Engine {
 
     // ---- callbacks ---------------------------------------------------------------------------
 
-    fn callback(&mut self, channel_id: &str, tenant: TenantId, kind: CallbackKind, url: String, body: Value, now: Millis) {
+    fn callback(
+        &mut self,
+        channel_id: &str,
+        tenant: TenantId,
+        kind: CallbackKind,
+        url: String,
+        body: Value,
+        now: Millis,
+    ) {
         self.timer(now + self.cfg.callback_timeout_ms, Timer::Callback { channel_id: channel_id.into() });
         self.out.push(Output::Callback { channel_id: channel_id.into(), tenant, kind, url, body });
     }
@@ -589,12 +676,22 @@ impl Engine {
             return;
         };
         let tenant = call.tenant;
-        let success = |v: &Value| matches!(v.get("success"), Some(Value::Bool(true))) || v.get("success").and_then(Value::as_str) == Some("true");
-        self.log(channel_id, "callback.answer", json!({"kind": kind, "result": match &result { Ok(v) => v.clone(), Err(e) => json!({"error": e}) }}));
+        let success = |v: &Value| {
+            matches!(v.get("success"), Some(Value::Bool(true)))
+                || v.get("success").and_then(Value::as_str) == Some("true")
+        };
+        self.log(
+            channel_id,
+            "callback.answer",
+            json!({"kind": kind, "result": match &result { Ok(v) => v.clone(), Err(e) => json!({"error": e}) }}),
+        );
         match (kind, result) {
             (CallbackKind::Outbound, Ok(v)) if success(&v) => {
                 let call = self.calls.get_mut(channel_id).expect("present");
-                if let Some(limit) = v.pointer("/model/timeLimit").and_then(|t| t.as_u64().or_else(|| t.as_str().and_then(|s| s.parse().ok()))) {
+                if let Some(limit) = v
+                    .pointer("/model/timeLimit")
+                    .and_then(|t| t.as_u64().or_else(|| t.as_str().and_then(|s| s.parse().ok())))
+                {
                     call.time_limit_secs = Some(limit);
                 }
                 if let Some(rec) = v.pointer("/model/needRecord").and_then(Value::as_bool) {
@@ -603,7 +700,12 @@ impl Engine {
                 self.ring_next_sequence(channel_id, now);
             }
             (CallbackKind::Outbound, Ok(v)) => {
-                let msg = v.get("message").and_then(Value::as_str).filter(|m| !m.is_empty()).unwrap_or("call not allowed").to_string();
+                let msg = v
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or("call not allowed")
+                    .to_string();
                 self.refuse(channel_id, codes::NO_PERMISSION, &msg, now);
             }
             (CallbackKind::Outbound, Err(why)) => {
@@ -617,7 +719,9 @@ impl Engine {
                         let valid = self.check_plan(tenant, p);
                         let call = self.calls.get_mut(channel_id).expect("present");
                         call.warnings.extend(valid.warnings);
-                        call.time_limit_secs = model.get("timeLimit").and_then(|t| t.as_u64().or_else(|| t.as_str().and_then(|s| s.parse().ok())));
+                        call.time_limit_secs = model
+                            .get("timeLimit")
+                            .and_then(|t| t.as_u64().or_else(|| t.as_str().and_then(|s| s.parse().ok())));
                         call.need_record = model.get("needRecord").and_then(Value::as_bool).unwrap_or(false);
                         call.pending_sequences = valid.sequences;
                         if call.pending_sequences.is_empty() {
@@ -628,8 +732,12 @@ impl Engine {
                     Err(e) => self.not_connected(channel_id, &format!("inbound callback answer unusable: {e}"), now),
                 }
             }
-            (CallbackKind::Inbound, Ok(_)) => self.not_connected(channel_id, "the inbound callback refused the call", now),
-            (CallbackKind::Inbound, Err(why)) => self.not_connected(channel_id, &format!("inbound callback failed: {why}"), now),
+            (CallbackKind::Inbound, Ok(_)) => {
+                self.not_connected(channel_id, "the inbound callback refused the call", now)
+            }
+            (CallbackKind::Inbound, Err(why)) => {
+                self.not_connected(channel_id, &format!("inbound callback failed: {why}"), now)
+            }
         }
     }
 
@@ -666,7 +774,9 @@ impl Engine {
         call.state = CallState::Ringing;
         let (tenant, sequence) = (call.tenant, call.current_sequence);
         let caller_info = match &call.caller {
-            Caller::Device { rtc_id, uuid, user_info } => (json!({"isPstn": false, "rtcId": rtc_id, "uuid": uuid}), user_info.clone()),
+            Caller::Device { rtc_id, uuid, user_info } => {
+                (json!({"isPstn": false, "rtcId": rtc_id, "uuid": uuid}), user_info.clone())
+            }
             Caller::Phone { number, uuid, .. } => (
                 json!({"isPstn": true, "phoneNumber": number, "uuid": uuid}),
                 json!({"platform": "pstn", "deviceId": number, "userId": uuid, "role": 1}),
@@ -675,14 +785,22 @@ impl Engine {
         let display = call.display_number.clone().unwrap_or_default();
         let caller_is_phone = matches!(call.caller, Caller::Phone { .. });
         let rtc_type = call.rtc_type.clone();
-        self.log_state(channel_id, "ringing", json!({"sequence": sequence, "callees": group.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>()}));
+        self.log_state(
+            channel_id,
+            "ringing",
+            json!({"sequence": sequence, "callees": group.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>()}),
+        );
         for callee in group {
             let leg = self.alloc_leg(channel_id);
             let target = match &callee {
                 Callee::Voip { rtc_id } => Target::Device { rtc_id: rtc_id.clone() },
                 Callee::Pstn { phone_number, platform_number, self_line } => Target::Phone {
                     number: phone_number.clone(),
-                    display: if platform_number.is_empty() { self_line.clone().unwrap_or_default() } else { platform_number.clone() },
+                    display: if platform_number.is_empty() {
+                        self_line.clone().unwrap_or_default()
+                    } else {
+                        platform_number.clone()
+                    },
                 },
             };
             let call_id = format!("call-{channel_id}-{leg}");
@@ -712,12 +830,19 @@ impl Engine {
                     }
                     self.in_call.insert(key, channel_id.into());
                     let kind = if caller_is_phone { "pstn2voip" } else { rtc_type.as_str() };
-                    let body = messages::called(kind, caller_info.0.clone(), channel_id, &call_id, caller_info.1.clone());
+                    let body =
+                        messages::called(kind, caller_info.0.clone(), channel_id, &call_id, caller_info.1.clone());
                     self.send_to(tenant, &rtc_id, "called", body);
                 }
                 Target::Phone { number, display: show } => {
                     let from = if caller_is_phone { display.clone() } else { show };
-                    self.out.push(Output::Pstn(PstnCommand::Dial { leg, channel_id: channel_id.into(), tenant, from, to: number }));
+                    self.out.push(Output::Pstn(PstnCommand::Dial {
+                        leg,
+                        channel_id: channel_id.into(),
+                        tenant,
+                        from,
+                        to: number,
+                    }));
                 }
             }
             self.timer(now + self.cfg.ring_timeout_ms, Timer::Ring { channel_id: channel_id.into(), leg });
@@ -748,7 +873,6 @@ impl Engine {
         l.state = LegState::Answered;
         l.answered_ms = Some(now);
         let target = l.target.clone();
-        let callee_uuid = l.uuid.clone().unwrap_or_default();
         let call_id = l.call_id.clone();
         if let Target::Phone { .. } = target {
             l.joined = true;
@@ -761,22 +885,30 @@ impl Engine {
         }
         .into();
         let caller = call.caller.clone();
-        let others: Vec<(LegId, Target)> =
-            call.legs.iter().filter(|o| o.id != leg && o.state == LegState::Ringing).map(|o| (o.id, o.target.clone())).collect();
+        let others: Vec<(LegId, Target)> = call
+            .legs
+            .iter()
+            .filter(|o| o.id != leg && o.state == LegState::Ringing)
+            .map(|o| (o.id, o.target.clone()))
+            .collect();
         self.log_state(channel_id, "active", json!({"answeredBy": target.label()}));
         match &caller {
             Caller::Device { rtc_id, uuid, .. } => {
                 self.send_to(tenant, rtc_id, "answered", messages::answered(uuid, channel_id, &call_id, 1));
                 if let Target::Phone { .. } = target {
                     // A phone has no joinChannel of its own: it has joined when it answers.
-                    self.send_to(tenant, rtc_id, "peerJoinedChannel", messages::peer_joined(uuid, channel_id, &format!("pstn-{leg}")));
+                    self.send_to(
+                        tenant,
+                        rtc_id,
+                        "peerJoinedChannel",
+                        messages::peer_joined(uuid, channel_id, &format!("pstn-{leg}")),
+                    );
                 }
             }
             Caller::Phone { leg: caller_leg, .. } => {
                 self.out.push(Output::Pstn(PstnCommand::Connected { leg: *caller_leg }));
             }
         }
-        let _ = callee_uuid;
         for (other, t) in others {
             self.end_leg(channel_id, other, Outcome::AnsweredElsewhere, now);
             match t {
@@ -786,7 +918,9 @@ impl Engine {
                     "cs_disconnect",
                     messages::disconnect(None, channel_id, codes::ANSWERED_ELSEWHERE, "answered on another device"),
                 ),
-                Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg: other, reason: ReleaseReason::AnsweredElsewhere })),
+                Target::Phone { .. } => self
+                    .out
+                    .push(Output::Pstn(PstnCommand::Release { leg: other, reason: ReleaseReason::AnsweredElsewhere })),
             }
         }
         self.call_pending_clear(channel_id);
@@ -838,7 +972,9 @@ impl Engine {
         for (leg, target) in ringing {
             self.end_leg(channel_id, leg, outcome, now);
             match target {
-                Target::Device { rtc_id } => self.send_to(tenant, &rtc_id, "canceledCall", messages::canceled(channel_id)),
+                Target::Device { rtc_id } => {
+                    self.send_to(tenant, &rtc_id, "canceledCall", messages::canceled(channel_id))
+                }
                 Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg, reason })),
             }
         }
@@ -858,14 +994,22 @@ impl Engine {
             Party::Caller => {
                 if let Some((leg, target, uuid)) = &answered {
                     match target {
-                        Target::Device { rtc_id } => self.send_to(tenant, rtc_id, "peerLeftChannel", messages::peer_left(uuid, channel_id)),
-                        Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg: *leg, reason: ReleaseReason::CallEnded })),
+                        Target::Device { rtc_id } => {
+                            self.send_to(tenant, rtc_id, "peerLeftChannel", messages::peer_left(uuid, channel_id))
+                        }
+                        Target::Phone { .. } => self
+                            .out
+                            .push(Output::Pstn(PstnCommand::Release { leg: *leg, reason: ReleaseReason::CallEnded })),
                     }
                 }
             }
             Party::Leg => match &caller {
-                Caller::Device { rtc_id, uuid, .. } => self.send_to(tenant, rtc_id, "peerLeftChannel", messages::peer_left(uuid, channel_id)),
-                Caller::Phone { leg, .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg: *leg, reason: ReleaseReason::CallEnded })),
+                Caller::Device { rtc_id, uuid, .. } => {
+                    self.send_to(tenant, rtc_id, "peerLeftChannel", messages::peer_left(uuid, channel_id))
+                }
+                Caller::Phone { leg, .. } => {
+                    self.out.push(Output::Pstn(PstnCommand::Release { leg: *leg, reason: ReleaseReason::CallEnded }))
+                }
             },
         }
         if let Some((leg, ..)) = answered {
@@ -897,7 +1041,12 @@ impl Engine {
                     let call_id = call.legs.last().map(|l| l.call_id.clone()).unwrap_or_default();
                     self.send_to(tenant, &rtc_id, "answered", messages::answered(&uuid, channel_id, &call_id, 2));
                 } else {
-                    self.send_to(tenant, &rtc_id, "cs_disconnect", messages::disconnect(Some(&uuid), channel_id, code, cause));
+                    self.send_to(
+                        tenant,
+                        &rtc_id,
+                        "cs_disconnect",
+                        messages::disconnect(Some(&uuid), channel_id, code, cause),
+                    );
                 }
             }
             Caller::Phone { leg, .. } => {
@@ -986,8 +1135,12 @@ impl Engine {
                 let (tenant, target) = (call.tenant, l.target.clone());
                 self.end_leg(&channel_id, leg, Outcome::NoAnswer, now);
                 match target {
-                    Target::Device { rtc_id } => self.send_to(tenant, &rtc_id, "canceledCall", messages::canceled(&channel_id)),
-                    Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg, reason: ReleaseReason::NoAnswer })),
+                    Target::Device { rtc_id } => {
+                        self.send_to(tenant, &rtc_id, "canceledCall", messages::canceled(&channel_id))
+                    }
+                    Target::Phone { .. } => {
+                        self.out.push(Output::Pstn(PstnCommand::Release { leg, reason: ReleaseReason::NoAnswer }))
+                    }
                 }
                 self.after_leg_ended(&channel_id, now);
             }
@@ -1056,7 +1209,6 @@ impl Engine {
             pending_sequences: Vec::new(),
             current_sequence: 0,
             ringing_sent: false,
-            caller_joined: false,
             cdr: None,
         }
     }
@@ -1073,7 +1225,12 @@ impl Engine {
     }
 
     fn log(&mut self, channel_id: &str, kind: &'static str, detail: Value) {
-        self.out.push(Output::Log(NewEvent { kind, channel_id: Some(channel_id.into()), detail, ..Default::default() }));
+        self.out.push(Output::Log(NewEvent {
+            kind,
+            channel_id: Some(channel_id.into()),
+            detail,
+            ..Default::default()
+        }));
     }
 
     /// One log line per call state change, with the channelId, so a user can follow a call.
@@ -1121,7 +1278,9 @@ enum Party {
 fn target_to_callee(t: &Target) -> Callee {
     match t {
         Target::Device { rtc_id } => Callee::Voip { rtc_id: rtc_id.clone() },
-        Target::Phone { number, display } => Callee::Pstn { phone_number: number.clone(), platform_number: display.clone(), self_line: None },
+        Target::Phone { number, display } => {
+            Callee::Pstn { phone_number: number.clone(), platform_number: display.clone(), self_line: None }
+        }
     }
 }
 

@@ -72,7 +72,10 @@ pub fn parse(model: &Value) -> Result<Plan, String> {
         };
         let sequence = match e.get("sequence") {
             None | Some(Value::Null) => 1,
-            Some(v) => v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).ok_or(format!("callee {i}: sequence is not a number"))?,
+            Some(v) => v
+                .as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .ok_or(format!("callee {i}: sequence is not a number"))?,
         };
         if sequence < 1 {
             return Err(format!("callee {i}: sequence {sequence} is below 1"));
@@ -93,7 +96,8 @@ pub fn parse(model: &Value) -> Result<Plan, String> {
     for (seq, _, callee) in numbered {
         if current != Some(seq) {
             if plan.sequences.len() == MAX_SEQUENCES {
-                plan.warnings.push(format!("more than {MAX_SEQUENCES} sequences; sequence {seq} and later are dropped"));
+                plan.warnings
+                    .push(format!("more than {MAX_SEQUENCES} sequences; sequence {seq} and later are dropped"));
                 break;
             }
             plan.sequences.push(Vec::new());
@@ -101,14 +105,16 @@ pub fn parse(model: &Value) -> Result<Plan, String> {
         }
         let group = plan.sequences.last_mut().expect("pushed above");
         if group.len() == MAX_CALLEES_PER_SEQUENCE {
-            plan.warnings.push(format!("more than {MAX_CALLEES_PER_SEQUENCE} callees in sequence {seq}; the rest are dropped"));
+            plan.warnings
+                .push(format!("more than {MAX_CALLEES_PER_SEQUENCE} callees in sequence {seq}; the rest are dropped"));
             continue;
         }
         group.push(callee);
     }
     for group in &mut plan.sequences {
         if group.iter().any(Callee::is_voip) && group.iter().any(|c| !c.is_voip()) {
-            plan.warnings.push("VoIP and PSTN callees in one sequence are not supported; only the first is rung".into());
+            plan.warnings
+                .push("VoIP and PSTN callees in one sequence are not supported; only the first is rung".into());
             group.truncate(1);
         }
     }
@@ -131,7 +137,14 @@ mod tests {
         let names: Vec<Vec<String>> = p
             .sequences
             .iter()
-            .map(|g| g.iter().map(|c| match c { Callee::Pstn { phone_number, .. } => phone_number.clone(), _ => "?".into() }).collect())
+            .map(|g| {
+                g.iter()
+                    .map(|c| match c {
+                        Callee::Pstn { phone_number, .. } => phone_number.clone(),
+                        _ => "?".into(),
+                    })
+                    .collect()
+            })
             .collect();
         assert_eq!(names, vec![vec!["1"], vec!["2a", "2b"], vec!["3"], vec!["5"]]);
         assert!(p.warnings.is_empty());

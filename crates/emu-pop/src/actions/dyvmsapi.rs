@@ -11,20 +11,18 @@ fn account_error(e: AccountError) -> PopError {
         AccountError::NotExists => PopError::business("isv.ACCOUNT_NOT_EXISTS", "The account does not exist."),
         // The manual names no code for the 5,000,000-account limit; ACCOUNT_ABNORMAL is the
         // documented code closest to "this cloud account can have no more RTC accounts".
-        AccountError::LimitReached(n) => {
-            PopError::business("isv.ACCOUNT_ABNORMAL", format!("The number of RTC accounts has reached the limit of {n}."))
-        }
+        AccountError::LimitReached(n) => PopError::business(
+            "isv.ACCOUNT_ABNORMAL",
+            format!("The number of RTC accounts has reached the limit of {n}."),
+        ),
     }
 }
 
 pub fn add_rtc_account(ctx: &Ctx<'_>) -> Result<Fields, PopError> {
     let device_id = required(ctx, "DeviceId")?;
     let tenant = ctx.shared.tenants.get(ctx.caller.key.tenant);
-    let account = ctx
-        .shared
-        .directory
-        .add_account(tenant.id, device_id, tenant.account_limit, ctx.now)
-        .map_err(account_error)?;
+    let account =
+        ctx.shared.directory.add_account(tenant.id, device_id, tenant.account_limit, ctx.now).map_err(account_error)?;
     tracing::info!(tenant = %tenant.name, rtc_id = %account.rtc_id, device_id, "RTC account");
     Ok(module(account.rtc_id))
 }

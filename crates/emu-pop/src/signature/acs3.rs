@@ -26,7 +26,8 @@ impl Authorization {
             match k {
                 "Credential" => credential = Some(v.to_string()),
                 "SignedHeaders" => {
-                    signed = Some(v.split(';').filter(|h| !h.is_empty()).map(|h| h.trim().to_ascii_lowercase()).collect())
+                    signed =
+                        Some(v.split(';').filter(|h| !h.is_empty()).map(|h| h.trim().to_ascii_lowercase()).collect())
                 }
                 "Signature" => signature = Some(v.to_string()),
                 _ => {}

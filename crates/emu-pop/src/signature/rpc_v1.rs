@@ -52,12 +52,8 @@ mod tests {
             if !scheme.starts_with("RPC v1") {
                 continue;
             }
-            let params: Vec<(&str, &str)> = v["params"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
-                .collect();
+            let params: Vec<(&str, &str)> =
+                v["params"].as_object().unwrap().iter().map(|(k, v)| (k.as_str(), v.as_str().unwrap())).collect();
             let secret = v["access_key_secret"].as_str().unwrap_or("testSecret");
             let sts = string_to_sign(v["method"].as_str().unwrap(), params.iter().copied());
             assert_eq!(sts, v["string_to_sign"].as_str().unwrap(), "{}", v["name"]);
