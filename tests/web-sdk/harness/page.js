@@ -10,7 +10,9 @@
 //                             calls handler.setToken(token)
 //   destroy()                 rtc.destroy()
 //   events(), count(name), state()
-//   call(calleeRtcId), callPstn(show, phone), answer(), hangup()   (for call scenarios, later)
+//   call(calleeRtcId), callPstn(show, phone)   create + setCallListener + start(); returns the call's index
+//   answer(i), hangup(i)      start() / stop() on call i (default: the newest, made or received)
+//   setDefaultCallTimeout(s), calls()   (calls(): channelId, state, isCallingParty, peer, self)
 (function () {
   'use strict';
   var SERVICE_CALLBACKS = ['onServiceAvailable', 'onServiceUnavailable', 'onServiceIdle', 'onReceivingAudioCall'];
@@ -174,7 +176,30 @@
         })(),
       };
     },
-    // ---- calls (no call engine in the emulator yet; here for later scenarios) ----
+    // ---- calls ----
+    // setDefaultCallTimeout(s): the caller's no-answer timer (the SDK clamps it to 30..90 s)
+    setDefaultCallTimeout: function (seconds) {
+      record('harness', 'setDefaultCallTimeout', [seconds]);
+      rtc.setDefaultCallTimeout(seconds);
+      return true;
+    },
+    // What the page knows about its calls (made or received), read from the SDK's Call objects:
+    // [{index, channelId, state, isCallingParty, peer, self}]
+    calls: function () {
+      return st.calls.map(function (c, i) {
+        var row = { index: i, channelId: null, state: null, isCallingParty: null, peer: null, self: null };
+        try {
+          row.channelId = c.channelId === undefined ? null : c.channelId;
+          row.state = c.state === undefined ? null : c.state;
+          row.isCallingParty = c.isCallingParty === undefined ? null : c.isCallingParty;
+          row.peer = plain(c.getPeer());
+          row.self = plain(c.getSelf());
+        } catch (e) {
+          row.error = String(e && e.message);
+        }
+        return row;
+      });
+    },
     call: function (calleeRtcId) {
       var c = rtc.createVoIP2VoIPCall(String(calleeRtcId));
       c.setCallListener(callListener());

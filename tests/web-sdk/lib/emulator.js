@@ -115,6 +115,7 @@ async function startEmulator({ config = '', rustLog } = {}) {
     admin: {
       get: (p) => http('GET', `${admin}${p}`),
       post: (p, body) => http('POST', `${admin}${p}`, body === undefined ? {} : body),
+      put: (p, body) => http('PUT', `${admin}${p}`, body === undefined ? {} : body),
       devices: async () => (await http('GET', `${admin}/admin/devices`)).devices,
       events: async (rtcId, limit = 5000) =>
         (await http('GET', `${admin}/admin/events?limit=${limit}${rtcId ? `&rtcId=${encodeURIComponent(rtcId)}` : ''}`)).events,

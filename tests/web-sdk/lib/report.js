@@ -73,7 +73,12 @@ function markdown(all) {
       out.push(`- ${st.status === 'pass' ? '✔' : st.status === 'fail' ? '✘' : '·'} ${st.name} (${st.durationMs} ms)${st.error ? `\n\n  \`\`\`\n  ${st.error.split('\n').join('\n  ')}\n  \`\`\`` : ''}`);
     }
     if (s.error && !s.steps.some((st) => st.error)) out.push('', '```', s.error, '```');
-    for (const n of s.notes || []) out.push('', `Note: ${n}`);
+    for (const n of s.notes || []) {
+      // multi-line notes (a call's wire): first line as text, the rest as a code block
+      const [head, ...rest] = String(n).split('\n');
+      out.push('', `Note: ${head}`);
+      if (rest.length) out.push('', '```', ...rest, '```');
+    }
     for (const d of s.devices || []) {
       out.push('');
       out.push(`### Device \`${d.name}\` (rtcId ${d.rtcId}, DeviceId ${d.deviceId})`);

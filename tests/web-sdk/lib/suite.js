@@ -14,6 +14,7 @@
 //   await ctx.waitFor(dev, name, opts)   see lib/browser.js waitForEvent
 //   await ctx.step(label, async () => {...})   a named, timed check for the report
 //   ctx.timing(label, ms), ctx.note(text)
+//   ctx.atEnd(async () => {...})         runs when the scenario ends, pass or fail (report notes)
 
 const fs = require('node:fs');
 const crypto = require('node:crypto');
@@ -73,6 +74,7 @@ function webSdkSuite(file) {
       let emu = null;
       let harness = null;
       let failure = null;
+      const endHooks = [];
       const ctx = {
         get emu() {
           return emu;
@@ -118,6 +120,10 @@ function webSdkSuite(file) {
           result.notes.push(text);
         },
         sleep,
+        /** Runs `fn` when the scenario ends (pass or fail), before the pages close; errors ignored. */
+        atEnd(fn) {
+          endHooks.push(fn);
+        },
       };
 
       try {
@@ -130,6 +136,13 @@ function webSdkSuite(file) {
         failure = e;
         result.error = String((e && (e.stack || e.message)) || e);
       } finally {
+        for (const fn of endHooks) {
+          try {
+            await fn();
+          } catch (e) {
+            result.notes.push(`end hook failed: ${e && e.message}`);
+          }
+        }
         result.durationMs = Date.now() - startedAt.getTime();
         result.environment = environment(browser);
         for (const d of devices) {
