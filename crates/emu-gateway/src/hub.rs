@@ -70,6 +70,7 @@ struct Pending {
     tenant: TenantId,
     rtc_id: String,
     message_type: String,
+    channel_id: Option<String>,
     packet: Bytes,
     attempts: u32,
     next_at: Instant,
@@ -455,12 +456,14 @@ impl Hub {
     }
 
     fn ack_received(&self, binding: &Binding, env: Envelope) {
-        let known = self.pending.remove(&env.request_id).is_some();
+        let pending = self.pending.remove(&env.request_id).map(|(_, p)| p);
+        let known = pending.is_some();
+        let channel_id = pending.and_then(|p| p.channel_id).or_else(|| env.channel_id(None));
         self.log(
             "envelope.ack",
             Some(binding.tenant),
             Some(&binding.rtc_id),
-            env.channel_id(None),
+            channel_id,
             json!({"messageType": env.message_type, "requestId": env.request_id, "code": env.response_code, "known": known}),
         );
         self.to_engine(GatewayEvent::Ack {
@@ -632,12 +635,17 @@ impl Hub {
         let env = Envelope::server_request(message_type, body, rtc_id, &self.server_id, now);
         let channel_id = env.channel_id(None);
         let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), env.to_bytes());
+        // The body without the (encoded) mediaSignal: codes, causes and digits, readable.
+        let mut shown = env.body.clone();
+        if let Some(o) = shown.as_object_mut() {
+            o.remove("mediaSignal");
+        }
         self.log(
             "envelope.out",
             Some(tenant),
             Some(rtc_id),
-            channel_id,
-            json!({"messageType": message_type, "requestId": env.request_id}),
+            channel_id.clone(),
+            json!({"messageType": message_type, "requestId": env.request_id, "body": shown}),
         );
         let interval = Duration::from_millis(self.cfg.retransmit_interval_ms);
         self.pending.insert(
@@ -646,6 +654,7 @@ impl Hub {
                 tenant,
                 rtc_id: rtc_id.into(),
                 message_type: message_type.into(),
+                channel_id,
                 packet: packet.clone(),
                 attempts: 0,
                 next_at: Instant::now() + interval,

@@ -961,7 +961,8 @@ impl Engine {
     /// The caller gave up before anyone answered: every leg is cancelled.
     fn cancel_by_caller(&mut self, channel_id: &str, now: Millis) {
         self.cancel_legs(channel_id, Outcome::Cancelled, ReleaseReason::Cancelled, now);
-        self.end_call(channel_id, "cancelled by the caller", None, now);
+        // The callees' SDKs report 2000107 (remote cancel); the CDR says the same.
+        self.end_call(channel_id, "cancelled by the caller", Some(codes::CANCELLED), now);
     }
 
     fn cancel_legs(&mut self, channel_id: &str, outcome: Outcome, reason: ReleaseReason, now: Millis) {
