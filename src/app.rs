@@ -19,6 +19,14 @@ pub struct Endpoints {
     pub admin: String,
     pub mqtt_ws: String,
     pub mqtt_tcp: String,
+    pub mns: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pop_tls: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mns_tls: Option<String>,
+    /// The CA certificate to trust for the TLS listeners (when it was generated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_ca_cert: Option<String>,
     pub access_key_id: String,
     pub access_key_secret: String,
     pub tenant: String,
@@ -32,6 +40,7 @@ pub struct Running {
     pub admin: Arc<Admin>,
     pub gateway: Arc<emu_gateway::Hub>,
     pub calls: crate::driver::DriverHandle,
+    pub mns: Arc<emu_mns::Mns>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -60,6 +69,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let admin_listener = bind(&config, config.ports.admin, "admin").await?;
     let mqtt_ws_listener = bind(&config, config.ports.mqtt_ws, "mqtt_ws").await?;
     let mqtt_tcp_listener = bind(&config, config.ports.mqtt_tcp, "mqtt_tcp").await?;
+    let mns_listener = bind(&config, config.ports.mns, "mns").await?;
+    let tls_listeners = if config.tls.enabled {
+        Some((
+            bind(&config, config.tls.pop_port, "pop_tls").await?,
+            bind(&config, config.tls.mns_port, "mns_tls").await?,
+        ))
+    } else {
+        None
+    };
     let port = |l: &TcpListener| l.local_addr().map(|a: SocketAddr| a.port()).unwrap_or(0);
     let (pop_port, admin_port, mqtt_ws_port, mqtt_tcp_port) =
         (port(&pop_listener), port(&admin_listener), port(&mqtt_ws_listener), port(&mqtt_tcp_listener));
@@ -78,6 +96,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let shared = Shared::new(config, token_settings);
     let pop = emu_pop::Pop::new(shared.clone());
     let admin = Admin::new(shared.clone(), pop.clone());
+    let data_dir = Some(std::path::PathBuf::from(&shared.config.server.data_dir)).filter(|d| !d.as_os_str().is_empty());
+    let mns = emu_mns::Mns::new(shared.clone(), mns_config(&shared.config.mns), data_dir.as_deref())
+        .map_err(|e| anyhow::anyhow!("MNS store: {e}"))?;
+    {
+        let for_reset = mns.clone();
+        admin.on_reset(move || for_reset.reset());
+        let for_pop = mns.clone();
+        pop.set_queue_hook(Arc::new(move |tenant, queue| {
+            if let Err(e) = for_pop.ensure_queue_now(tenant, queue) {
+                tracing::warn!(queue, "cannot create the alicom queue: {e}");
+            }
+        }));
+    }
+    let tls = match tls_listeners {
+        Some(_) => Some(tls_server_config(&shared.config, data_dir.as_deref(), &host)?),
+        None => None,
+    };
     let gateway = emu_gateway::Hub::new(shared.clone(), format!("{host}:{mqtt_ws_port}"));
     {
         let gateway = gateway.clone();
@@ -89,6 +124,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin: format!("http://{host}:{admin_port}"),
         mqtt_ws: format!("ws://{host}:{mqtt_ws_port}/mqtt"),
         mqtt_tcp: format!("mqtt://{host}:{mqtt_tcp_port}"),
+        mns: format!("http://{host}:{}", port(&mns_listener)),
+        pop_tls: tls_listeners.as_ref().map(|(p, _)| format!("https://{host}:{}", port(p))),
+        mns_tls: tls_listeners.as_ref().map(|(_, m)| format!("https://{host}:{}", port(m))),
+        tls_ca_cert: tls.as_ref().and_then(|(_, ca)| ca.as_ref().map(|p| p.display().to_string())),
         access_key_id: default_key.as_ref().map(|k| k.id.clone()).unwrap_or_default(),
         access_key_secret: default_key.map(|k| k.secret).unwrap_or_default(),
         tenant: first_tenant.name,
@@ -97,7 +136,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let (calls, driver_task) = crate::driver::spawn(shared.clone(), gateway.clone(), stop_rx.clone())?;
+    let (calls, driver_task) = crate::driver::spawn(shared.clone(), gateway.clone(), mns.clone(), stop_rx.clone())?;
     tasks.spawn(async move {
         let _ = driver_task.await;
     });
@@ -111,10 +150,33 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }));
     }
     let health = emu_admin::health_router(admin.clone());
-    serve(&mut tasks, "pop", pop_listener, emu_pop::router(pop).merge(health.clone()), stop_rx.clone());
+    serve(&mut tasks, "pop", pop_listener, emu_pop::router(pop.clone()).merge(health.clone()), stop_rx.clone());
+    serve(&mut tasks, "mns", mns_listener, emu_mns::router(mns.clone()), stop_rx.clone());
+    if let (Some((pop_tls, mns_tls)), Some((tls_config, _))) = (tls_listeners, &tls) {
+        let until = |mut stop: watch::Receiver<bool>| async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        let pop_router = emu_pop::router(pop.clone()).merge(health.clone());
+        tasks.spawn(emu_mns::tls::serve(pop_tls, pop_router, tls_config.clone(), until(stop_rx.clone())));
+        tasks.spawn(emu_mns::tls::serve(
+            mns_tls,
+            emu_mns::router(mns.clone()),
+            tls_config.clone(),
+            until(stop_rx.clone()),
+        ));
+    }
+    {
+        // Ends waiting long polls so SIGTERM exits at once.
+        let (mns, mut stop) = (mns.clone(), stop_rx.clone());
+        tasks.spawn(async move {
+            let _ = stop.wait_for(|s| *s).await;
+            mns.shutdown();
+        });
+    }
     let admin_routes = emu_admin::router(admin.clone())
         .merge(emu_gateway::admin_router(gateway.clone()))
-        .merge(crate::calls_api::router(calls.clone()));
+        .merge(crate::calls_api::router(calls.clone()))
+        .merge(emu_mns::admin::router(mns.clone()));
     serve(&mut tasks, "admin", admin_listener, admin_routes, stop_rx.clone());
     serve(
         &mut tasks,
@@ -126,10 +188,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tasks.spawn(emu_gateway::serve_tcp(gateway.clone(), mqtt_tcp_listener, stop_rx.clone()));
     tasks.spawn(emu_gateway::run_background(gateway.clone(), shared.clone(), stop_rx.clone()));
 
-    spawn_housekeeping(&mut tasks, shared.clone(), stop_rx);
+    spawn_housekeeping(&mut tasks, shared.clone(), mns.clone(), stop_rx);
     admin.set_ready(serde_json::to_value(&endpoints).unwrap_or_default());
     tracing::info!(pop = %endpoints.pop, admin = %endpoints.admin, mqtt_ws = %endpoints.mqtt_ws, mqtt_tcp = %endpoints.mqtt_tcp, "alicom-emu ready");
-    Ok(Running { endpoints, shared, admin, gateway, calls, stop, tasks })
+    tracing::info!(mns = %endpoints.mns, "MNS ready");
+    Ok(Running { endpoints, shared, admin, gateway, calls, mns, stop, tasks })
 }
 
 fn serve(
@@ -151,14 +214,62 @@ fn serve(
 }
 
 /// Periodic clean-up of expired state, so memory stays flat under sustained load.
-fn spawn_housekeeping(tasks: &mut JoinSet<()>, shared: Shared, mut stop: watch::Receiver<bool>) {
+fn spawn_housekeeping(
+    tasks: &mut JoinSet<()>,
+    shared: Shared,
+    mns: Arc<emu_mns::Mns>,
+    mut stop: watch::Receiver<bool>,
+) {
     tasks.spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
         loop {
             tokio::select! {
-                _ = tick.tick() => shared.directory.purge_expired_tokens(shared.clock.now_ms()),
+                _ = tick.tick() => {
+                    shared.directory.purge_expired_tokens(shared.clock.now_ms());
+                    mns.sweep();
+                }
                 _ = stop.wait_for(|s| *s) => return,
             }
         }
     });
+}
+
+fn mns_config(c: &emu_core::config::MnsConfig) -> emu_mns::MnsConfig {
+    emu_mns::MnsConfig {
+        alicom_visibility_timeout_secs: c.alicom_visibility_timeout_secs,
+        alicom_polling_wait_secs: c.alicom_polling_wait_secs,
+        alicom_account_id: c.alicom_account_id.clone(),
+        date_skew_secs: c.date_skew_secs,
+        push: c
+            .push
+            .iter()
+            .map(|p| emu_mns::PushTarget {
+                tenant: p.tenant.clone(),
+                message_type: p.message_type.clone(),
+                url: p.url.clone(),
+            })
+            .collect(),
+        push_max_attempts: c.push_max_attempts,
+        push_backoff_ms: c.push_backoff_ms,
+        push_timeout_ms: c.push_timeout_ms,
+    }
+}
+
+type TlsSetup = (Arc<emu_mns::tls::ServerConfig>, Option<std::path::PathBuf>);
+
+/// The configured certificate, or a self-signed one generated once (its CA is for the user to
+/// trust).
+fn tls_server_config(config: &Config, data_dir: Option<&std::path::Path>, host: &str) -> anyhow::Result<TlsSetup> {
+    let t = &config.tls;
+    if !t.cert_file.is_empty() {
+        let c = emu_mns::tls::from_pem_files(std::path::Path::new(&t.cert_file), std::path::Path::new(&t.key_file))
+            .map_err(anyhow::Error::msg)?;
+        return Ok((c, None));
+    }
+    let dir = data_dir.map(|d| d.join("tls")).unwrap_or_else(emu_mns::tls::default_dir);
+    let (c, files) = emu_mns::tls::self_signed(&dir, &[host.to_string()]).map_err(anyhow::Error::msg)?;
+    if files.generated {
+        tracing::info!(ca = %files.ca_cert.display(), "generated a self-signed TLS certificate: trust this CA");
+    }
+    Ok((c, Some(files.ca_cert)))
 }

@@ -47,6 +47,7 @@ impl DriverHandle {
 pub struct Driver {
     pub shared: Shared,
     pub hub: Arc<Hub>,
+    pub mns: Arc<emu_mns::Mns>,
     pub engine: Engine,
     pub pstn: PstnSim,
     pub cdrs: VecDeque<Value>,
@@ -94,6 +95,7 @@ fn engine_from_config(shared: &Shared) -> Engine {
 pub fn spawn(
     shared: Shared,
     hub: Arc<Hub>,
+    mns: Arc<emu_mns::Mns>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(DriverHandle, tokio::task::JoinHandle<()>)> {
     let pstn =
@@ -110,6 +112,7 @@ pub fn spawn(
         http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
         shared,
         hub,
+        mns,
     };
     let task = tokio::spawn(async move {
         loop {
@@ -225,6 +228,7 @@ impl Driver {
                         self.cdrs.pop_front();
                     }
                     self.cdrs.push_back(json!({"tenant": self.shared.tenants.get(tenant).name, "report": report}));
+                    self.receipt(tenant, "ArtcCdrReport", report);
                 }
                 Output::Log(e) => self.shared.events.record(e),
             }
@@ -324,6 +328,17 @@ impl Driver {
                 json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": result}),
             );
         }
+    }
+
+    /// Puts a receipt in the tenant's MNS queue (and its HTTP pushes), off the driver's task:
+    /// a slow disk must not hold up calls.
+    fn receipt(&self, tenant: TenantId, message_type: &'static str, report: Value) {
+        let mns = self.mns.clone();
+        tokio::spawn(async move {
+            if let Err(e) = mns.deliver(tenant, message_type, &report).await {
+                tracing::error!(message_type, "receipt not queued: {e}");
+            }
+        });
     }
 
     pub fn reset(&mut self) {

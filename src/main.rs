@@ -20,6 +20,10 @@ struct Cli {
     /// Listen on free ports chosen by the OS (every port 0); read them from --ready-file.
     #[arg(long, env = "ALICOM_EMU_EPHEMERAL_PORTS")]
     ephemeral_ports: bool,
+    /// Keep durable state (MNS messages, recordings, TLS certificate) in this directory, so it
+    /// survives restarts. Overrides `[server] data_dir`.
+    #[arg(long, env = "ALICOM_EMU_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -59,10 +63,13 @@ fn fail(e: anyhow::Error) -> ExitCode {
 }
 
 fn serve(cli: Cli) -> ExitCode {
-    let config = match alicom_emu::config::load(cli.config.as_deref(), cli.ephemeral_ports) {
+    let mut config = match alicom_emu::config::load(cli.config.as_deref(), cli.ephemeral_ports) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    if let Some(dir) = &cli.data_dir {
+        config.server.data_dir = dir.display().to_string();
+    }
     init_logging(config.server.log_format, &config.server.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

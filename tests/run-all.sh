@@ -32,6 +32,10 @@ run python bash tests/sdk/python/run.sh
 count "$logs/python.log" '[0-9]+ passed' '[0-9]+ failed'
 run node bash tests/sdk/node/run.sh
 count "$logs/node.log" '^# pass [0-9]+' '^# fail [0-9]+'
+run python-mns bash tests/sdk/mns/python/run.sh
+count "$logs/python-mns.log" '[0-9]+ passed' '[0-9]+ failed'
+run node-mns bash tests/sdk/mns/node/run.sh
+count "$logs/node-mns.log" '^# pass [0-9]+' '^# fail [0-9]+'
 run web-sdk bash tests/web-sdk/run.sh
 count "$logs/web-sdk.log" '^# pass [0-9]+' '^# fail [0-9]+'
 

@@ -84,7 +84,14 @@ pub fn encode(params: &[(String, String)]) -> String {
 
 impl Emu {
     /// Sends a signed RPC v1 request (GET: query; POST: form body) and returns status and JSON.
-    pub async fn v1_as(&self, method: &str, action: &str, business: &[(&str, &str)], ak: &str, sk: &str) -> (u16, Value) {
+    pub async fn v1_as(
+        &self,
+        method: &str,
+        action: &str,
+        business: &[(&str, &str)],
+        ak: &str,
+        sk: &str,
+    ) -> (u16, Value) {
         let params = signed_v1(method, action, business, ak, sk);
         self.send_params(method, &params).await
     }

@@ -235,7 +235,7 @@ async fn set_key_fault(State(a): State<Arc<Admin>>, Path(id): Path<String>, body
 #[derive(Deserialize)]
 struct StsBody {
     tenant: Option<String>,
-    #[serde(rename = "lifetimeSecs")]
+    #[serde(rename = "lifetimeSecs", alias = "lifetime_secs")]
     lifetime_secs: Option<u64>,
 }
 

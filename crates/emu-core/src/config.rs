@@ -17,6 +17,10 @@ pub struct Config {
     pub pstn: PstnConfig,
     pub calls: CallsConfig,
     #[serde(default)]
+    pub mns: MnsConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -31,6 +35,9 @@ pub struct ServerConfig {
     /// Events kept for `GET /admin/events`.
     #[serde(default = "default_event_log_size")]
     pub event_log_size: usize,
+    /// Where durable state goes (MNS messages, recordings); empty = everything in memory.
+    #[serde(default)]
+    pub data_dir: String,
 }
 
 fn default_event_log_size() -> usize {
@@ -126,6 +133,72 @@ pub struct GatewayConfig {
     pub max_media_signal_bytes: usize,
     /// How often timeouts are checked.
     pub sweep_interval_ms: u64,
+}
+
+/// The MNS queue service (docs/mns.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MnsConfig {
+    /// VisibilityTimeout (s) of the alicom queues created on demand.
+    pub alicom_visibility_timeout_secs: u32,
+    /// PollingWaitSeconds (0–30) of the alicom queues created on demand.
+    pub alicom_polling_wait_secs: u32,
+    /// Besides each tenant's uid, the account id accepted in a `<id>.mns.…` Host header.
+    pub alicom_account_id: String,
+    /// Refuse requests whose `Date` is further than this from now (408 TimeExpired); 0 = off.
+    pub date_skew_secs: u64,
+    /// HTTP push of receipts.
+    pub push: Vec<MnsPushConfig>,
+    pub push_max_attempts: u32,
+    pub push_backoff_ms: u64,
+    pub push_timeout_ms: u64,
+}
+
+impl Default for MnsConfig {
+    fn default() -> Self {
+        MnsConfig {
+            alicom_visibility_timeout_secs: 30,
+            alicom_polling_wait_secs: 0,
+            alicom_account_id: "1943695596114318".into(),
+            date_skew_secs: 0,
+            push: vec![],
+            push_max_attempts: 5,
+            push_backoff_ms: 1000,
+            push_timeout_ms: 5000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MnsPushConfig {
+    pub tenant: String,
+    pub message_type: String,
+    pub url: String,
+}
+
+/// Optional TLS listeners for POP and MNS (the vendor's Java puller insists on HTTPS).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    pub pop_port: u16,
+    pub mns_port: u16,
+    /// A PEM certificate and key to use instead of the generated self-signed one.
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            enabled: false,
+            pop_port: 18443,
+            mns_port: 18444,
+            cert_file: String::new(),
+            key_file: String::new(),
+        }
+    }
 }
 
 /// The call engine.
@@ -251,6 +324,23 @@ impl Config {
         }
         if self.clock.mode == ClockMode::Scaled && !(self.clock.scale > 0.0 && self.clock.scale.is_finite()) {
             return Err("clock.scale must be a positive number".into());
+        }
+        if !(1..=43_200).contains(&self.mns.alicom_visibility_timeout_secs) {
+            return Err("mns.alicom_visibility_timeout_secs must be 1-43200".into());
+        }
+        if self.mns.alicom_polling_wait_secs > 30 {
+            return Err("mns.alicom_polling_wait_secs must be 0-30".into());
+        }
+        for p in &self.mns.push {
+            if !self.tenants.iter().any(|t| t.name == p.tenant) {
+                return Err(format!("mns.push: no tenant {:?}", p.tenant));
+            }
+            if !p.url.starts_with("http://") {
+                return Err(format!("mns.push: {:?} is not an http:// URL", p.url));
+            }
+        }
+        if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
+            return Err("tls.cert_file and tls.key_file go together".into());
         }
         if self.tokens.lifetime_secs == 0 {
             return Err("tokens.lifetime_secs must be at least 1".into());

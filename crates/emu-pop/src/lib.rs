@@ -24,16 +24,25 @@ use crate::params::{ParamError, Params, Source};
 use crate::reply::{Format, PopError};
 use crate::request_log::{LoggedRequest, RequestLog};
 
+/// Creates a tenant's queue when QueryTokenForMnsQueue hands out credentials for it (the MNS
+/// service installs it; the POP API knows nothing else of MNS).
+pub type QueueHook = Arc<dyn Fn(emu_core::TenantId, &str) + Send + Sync>;
+
 pub struct Pop {
     pub shared: Shared,
     pub requests: RequestLog,
     nonces: NonceCache,
+    queue_hook: std::sync::OnceLock<QueueHook>,
 }
 
 impl Pop {
     pub fn new(shared: Shared) -> Arc<Self> {
         let requests = RequestLog::new(shared.config.pop.request_log_size);
-        Arc::new(Pop { shared, requests, nonces: NonceCache::default() })
+        Arc::new(Pop { shared, requests, nonces: NonceCache::default(), queue_hook: std::sync::OnceLock::new() })
+    }
+
+    pub fn set_queue_hook(&self, hook: QueueHook) {
+        let _ = self.queue_hook.set(hook);
     }
 
     /// Forgets the request log and nonces (`POST /admin/reset`).
@@ -110,7 +119,13 @@ fn serve(pop: &Pop, request_id: &str, method: &Method, uri: &Uri, headers: &Head
         Logged { key: Some(caller.access_key_id.clone()), tenant: Some(caller.key.tenant), mismatch: auth.mismatch };
 
     let result = check_action(&params, headers, &action).and_then(|()| {
-        let ctx = Ctx { shared: &pop.shared, caller: &caller, params: &params, now: pop.shared.clock.now_ms() };
+        let ctx = Ctx {
+            shared: &pop.shared,
+            caller: &caller,
+            params: &params,
+            now: pop.shared.clock.now_ms(),
+            queue_hook: pop.queue_hook.get(),
+        };
         actions::dispatch(&action, &ctx)
     });
     finish(pop, request_id, method, &action, format, Some(logged), caller.scheme, result)

@@ -17,6 +17,9 @@ pub fn query_token_for_mns_queue(ctx: &Ctx<'_>) -> Result<Fields, PopError> {
         Some(q) => q.to_string(),
         None => format!("Alicom-Queue-{}-{}", tenant.uid, message_type),
     };
+    if let Some(create) = ctx.queue_hook {
+        create(tenant.id, &queue);
+    }
     let cred = ctx.shared.tenants.issue_sts(tenant.id, ctx.now, MNS_TOKEN_LIFETIME_MS, vec![queue]);
     let mut f = Map::new();
     f.insert(

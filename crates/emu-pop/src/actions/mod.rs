@@ -20,6 +20,7 @@ pub struct Ctx<'a> {
     pub caller: &'a Caller,
     pub params: &'a Params,
     pub now: Millis,
+    pub queue_hook: Option<&'a crate::QueueHook>,
 }
 
 /// The fields an action adds to a successful response (`Module`, `MessageTokenDTO`, …).

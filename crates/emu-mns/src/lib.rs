@@ -1,0 +1,836 @@
+//! The MNS queue service (SPEC §6–8): the queue API of the vendor's MNS SDKs and of the alicom
+//! receipt pullers, at the root of its own origin, with MNS V2 signatures, STS security tokens,
+//! the vendor's error XML, limits and visibility semantics — every timer on the emulator clock.
+//!
+//! * [`router`]: the MNS HTTP API; [`admin::router`]: `GET /admin/mns/queues` and friends.
+//! * [`Mns::deliver`]: how the rest of the emulator puts a receipt (`ArtcCdrReport`,
+//!   `VoiceRecordReport`) into `Alicom-Queue-<uid>-<MessageType>`, plus optional HTTP push.
+//! * With a data dir, everything is written ahead to `<data-dir>/mns.redb` ([`store`]).
+//! * [`tls`]: a self-signed certificate and an HTTPS listener for the pullers that insist on it.
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod http;
+pub mod push;
+pub mod queue;
+pub mod signature;
+pub mod store;
+pub mod tls;
+pub mod xml;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use dashmap::DashMap;
+use emu_core::events::NewEvent;
+use emu_core::{Millis, Shared, TenantId};
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, oneshot, watch};
+
+pub use crate::error::MnsError;
+pub use crate::http::router;
+pub use crate::push::PushTarget;
+use crate::queue::{AttrsPatch, NewMessage, QueueAttrs, QueueMeta, QueueState, StoredMessage};
+use crate::store::{Op, Store};
+use crate::xml::Counts;
+
+/// The vendor's account that hosts every alicom receipt queue (the Java puller's endpoint is
+/// `https://1943695596114318.mns.cn-hangzhou.aliyuncs.com/`).
+pub const ALICOM_ACCOUNT_ID: &str = "1943695596114318";
+
+/// Settings of the MNS service (the `[mns]` configuration section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MnsConfig {
+    /// VisibilityTimeout (seconds) of the alicom queues created on demand.
+    pub alicom_visibility_timeout_secs: u32,
+    /// PollingWaitSeconds of the alicom queues created on demand (0–30).
+    pub alicom_polling_wait_secs: u32,
+    /// Besides each tenant's uid, the account id accepted in a `<id>.mns.…` Host header.
+    pub alicom_account_id: String,
+    /// Refuse requests whose `Date` is further than this from emulator time (408 TimeExpired);
+    /// 0 = no check (the default: test machines' clocks drift).
+    pub date_skew_secs: u64,
+    /// HTTP push of receipts: where to POST each message type of each tenant.
+    pub push: Vec<PushTarget>,
+    /// Attempts per pushed receipt (the first one included).
+    pub push_max_attempts: u32,
+    /// Wait before the first retry; doubles on every further one (emulator time).
+    pub push_backoff_ms: u64,
+    /// Timeout of one push attempt (real time).
+    pub push_timeout_ms: u64,
+}
+
+impl Default for MnsConfig {
+    fn default() -> Self {
+        MnsConfig {
+            alicom_visibility_timeout_secs: 30,
+            alicom_polling_wait_secs: 0,
+            alicom_account_id: ALICOM_ACCOUNT_ID.into(),
+            date_skew_secs: 0,
+            push: Vec::new(),
+            push_max_attempts: 5,
+            push_backoff_ms: 1000,
+            push_timeout_ms: 5000,
+        }
+    }
+}
+
+/// `Alicom-Queue-<uid>-<MessageType>`.
+pub fn alicom_queue_name(uid: &str, message_type: &str) -> String {
+    format!("Alicom-Queue-{uid}-{message_type}")
+}
+
+/// Queue names: 1–256 characters, letters, digits and `-`, starting with a letter.
+pub fn valid_queue_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-')
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct QueueKey {
+    tenant: TenantId,
+    name: String,
+}
+
+struct QueueCell {
+    tenant: TenantId,
+    state: Mutex<QueueState>,
+    /// Woken whenever a message may have become receivable (send, visibility change).
+    notify: Notify,
+    /// Set when the queue is deleted (or reset): waiters end with QueueNotExist.
+    gone: AtomicBool,
+}
+
+/// A queue as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueView {
+    pub tenant: String,
+    pub name: String,
+    pub attributes: QueueAttrs,
+    pub create_time: Millis,
+    pub last_modify_time: Millis,
+    pub active_messages: usize,
+    pub inactive_messages: usize,
+    pub delay_messages: usize,
+}
+
+/// A message as the admin API shows it (peeked: nothing changes).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    pub message_id: String,
+    pub state: &'static str,
+    pub body: String,
+    /// The body base64-decoded and parsed, when it is base64 JSON (alicom receipts are).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decoded: Option<serde_json::Value>,
+    pub body_md5: String,
+    pub priority: u8,
+    pub enqueue_time: Millis,
+    pub next_visible_time: Millis,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_dequeue_time: Option<Millis>,
+    pub dequeue_count: u32,
+}
+
+/// A message put into a queue by [`Mns::deliver`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Delivered {
+    pub queue: String,
+    pub message_id: String,
+    pub body_md5: String,
+}
+
+pub struct Mns {
+    pub shared: Shared,
+    config: MnsConfig,
+    queues: DashMap<QueueKey, Arc<QueueCell>>,
+    seq: AtomicU64,
+    store: Option<Store>,
+    closing: watch::Sender<bool>,
+    push_targets: RwLock<Vec<PushTarget>>,
+    http: reqwest::Client,
+}
+
+type Durable = Option<oneshot::Receiver<Result<(), String>>>;
+
+async fn durable(rx: Durable) -> Result<(), MnsError> {
+    match rx {
+        None => Ok(()),
+        Some(rx) => match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(MnsError::internal(format!("the message store failed: {e}"))),
+            Err(_) => Err(MnsError::internal("the message store stopped")),
+        },
+    }
+}
+
+impl Mns {
+    /// The service; with `data_dir`, queues and messages are loaded from and written ahead to
+    /// `<data_dir>/mns.redb`.
+    pub fn new(shared: Shared, config: MnsConfig, data_dir: Option<&Path>) -> Result<Arc<Mns>, String> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_millis(config.push_timeout_ms.max(1)))
+            .build()
+            .map_err(|e| format!("cannot build the push HTTP client: {e}"))?;
+        let mns = Mns {
+            push_targets: RwLock::new(config.push.clone()),
+            shared,
+            config,
+            queues: DashMap::new(),
+            seq: AtomicU64::new(1),
+            store: None,
+            closing: watch::channel(false).0,
+            http,
+        };
+        let mns = match data_dir {
+            None => mns,
+            Some(dir) => {
+                let (store, loaded) = Store::open(dir)?;
+                let now = mns.shared.clock.now_ms();
+                let mut restored = (0, 0);
+                for (tenant_name, name, meta, msgs) in loaded.queues {
+                    let Some(tenant) = mns.shared.tenants.by_name(&tenant_name).map(|t| t.id) else {
+                        tracing::warn!(tenant = %tenant_name, queue = %name, "MNS store: queue of an unknown tenant ignored");
+                        continue;
+                    };
+                    let mut state = QueueState::new(name.clone(), meta);
+                    restored.0 += 1;
+                    restored.1 += msgs.len();
+                    for m in msgs {
+                        state.insert(now, m);
+                    }
+                    mns.queues.insert(QueueKey { tenant, name }, Arc::new(new_cell(tenant, state)));
+                }
+                mns.seq.store(loaded.max_seq + 1, Ordering::Relaxed);
+                tracing::info!(path = %store.path().display(), queues = restored.0, messages = restored.1, "MNS store opened");
+                Mns { store: Some(store), ..mns }
+            }
+        };
+        Ok(Arc::new(mns))
+    }
+
+    pub fn config(&self) -> &MnsConfig {
+        &self.config
+    }
+
+    /// Where the store lives, when there is one.
+    pub fn store_path(&self) -> Option<PathBuf> {
+        self.store.as_ref().map(|s| s.path().to_path_buf())
+    }
+
+    fn tenant_name(&self, t: TenantId) -> String {
+        self.shared.tenants.get(t).name.clone()
+    }
+
+    fn now(&self) -> Millis {
+        self.shared.clock.now_ms()
+    }
+
+    fn cell(&self, tenant: TenantId, name: &str) -> Result<Arc<QueueCell>, MnsError> {
+        self.queues
+            .get(&QueueKey { tenant, name: name.to_string() })
+            .map(|c| c.clone())
+            .ok_or_else(MnsError::queue_not_exist)
+    }
+
+    /// Locks a queue's state, unless the queue was deleted meanwhile.
+    fn lock<'a>(&self, cell: &'a QueueCell) -> Result<parking_lot::MutexGuard<'a, QueueState>, MnsError> {
+        let guard = cell.state.lock();
+        if cell.gone.load(Ordering::Acquire) {
+            return Err(MnsError::queue_not_exist());
+        }
+        Ok(guard)
+    }
+
+    /// Hands changes to the store (under the queue's lock, so they stay in order).
+    fn submit(&self, ops: impl FnOnce(String) -> Vec<Op>, tenant: TenantId) -> Durable {
+        let store = self.store.as_ref()?;
+        let ops = ops(self.tenant_name(tenant));
+        if ops.is_empty() {
+            return None;
+        }
+        Some(store.submit(ops))
+    }
+
+    /// Ticks a queue to `now` (expiring messages) under its lock.
+    fn tick(&self, cell: &QueueCell, state: &mut QueueState, now: Millis) {
+        let expired = state.tick(now);
+        if expired.is_empty() {
+            return;
+        }
+        if let Some(store) = &self.store {
+            let tenant = self.tenant_name(cell.tenant);
+            let queue = state.name.clone();
+            store.submit_detached(
+                expired
+                    .into_iter()
+                    .map(|seq| Op::DeleteMessage { tenant: tenant.clone(), queue: queue.clone(), seq })
+                    .collect(),
+            );
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // queue management
+
+    /// CreateQueue: `Ok(true)` when created, `Ok(false)` when it exists with the same attributes.
+    pub async fn create_queue(&self, tenant: TenantId, name: &str, patch: &AttrsPatch) -> Result<bool, MnsError> {
+        self.create_queue_with(tenant, name, patch, &QueueAttrs::default()).await
+    }
+
+    async fn create_queue_with(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        patch: &AttrsPatch,
+        defaults: &QueueAttrs,
+    ) -> Result<bool, MnsError> {
+        let (created, rx) = self.create_queue_now(tenant, name, patch, defaults)?;
+        durable(rx).await?;
+        Ok(created)
+    }
+
+    /// Creates the queue in memory and hands it to the store (not waiting for the commit).
+    fn create_queue_now(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        patch: &AttrsPatch,
+        defaults: &QueueAttrs,
+    ) -> Result<(bool, Durable), MnsError> {
+        if !valid_queue_name(name) {
+            return Err(MnsError::invalid_queue_name(name));
+        }
+        patch.validate()?;
+        let attrs = patch.apply(defaults);
+        match self.queues.entry(QueueKey { tenant, name: name.to_string() }) {
+            dashmap::Entry::Occupied(e) => {
+                if e.get().state.lock().meta.attrs == attrs {
+                    Ok((false, None))
+                } else {
+                    Err(MnsError::queue_already_exist())
+                }
+            }
+            dashmap::Entry::Vacant(v) => {
+                let now = self.now();
+                let meta = QueueMeta { attrs, create_time: now, last_modify_time: now };
+                let cell = Arc::new(new_cell(tenant, QueueState::new(name, meta.clone())));
+                let guard = cell.state.lock();
+                let rx = self.submit(|t| vec![Op::PutQueue { tenant: t, queue: name.to_string(), meta }], tenant);
+                drop(guard);
+                v.insert(cell);
+                Ok((true, rx))
+            }
+        }
+    }
+
+    /// Makes sure a queue exists (with the alicom defaults when it is created), e.g. for
+    /// QueryTokenForMnsQueue: the puller's first receive must not fail with QueueNotExist.
+    /// Waits until the new queue is durable.
+    pub async fn ensure_queue(&self, tenant: TenantId, name: &str) -> Result<(), MnsError> {
+        match self.create_queue_now(tenant, name, &AttrsPatch::default(), &self.alicom_defaults()) {
+            Ok((_, rx)) => durable(rx).await,
+            Err(MnsError { code: "QueueAlreadyExist", .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Mns::ensure_queue`] for synchronous callers (the POP action): the queue exists in
+    /// memory when this returns; its durable write is already queued ahead of any later change.
+    pub fn ensure_queue_now(&self, tenant: TenantId, name: &str) -> Result<(), MnsError> {
+        match self.create_queue_now(tenant, name, &AttrsPatch::default(), &self.alicom_defaults()) {
+            Ok(_) | Err(MnsError { code: "QueueAlreadyExist", .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn alicom_defaults(&self) -> QueueAttrs {
+        QueueAttrs {
+            visibility_timeout: self.config.alicom_visibility_timeout_secs.clamp(1, queue::MAX_VISIBILITY_TIMEOUT),
+            polling_wait_seconds: self.config.alicom_polling_wait_secs.min(queue::MAX_WAIT_SECONDS),
+            ..QueueAttrs::default()
+        }
+    }
+
+    /// SetQueueAttributes (`PUT /queues/q?metaoverride=true`).
+    pub async fn set_queue_attributes(&self, tenant: TenantId, name: &str, patch: &AttrsPatch) -> Result<(), MnsError> {
+        patch.validate()?;
+        let cell = self.cell(tenant, name)?;
+        let rx = {
+            let mut st = self.lock(&cell)?;
+            st.meta.attrs = patch.apply(&st.meta.attrs);
+            st.meta.last_modify_time = self.now();
+            let meta = st.meta.clone();
+            self.submit(|t| vec![Op::PutQueue { tenant: t, queue: name.to_string(), meta }], tenant)
+        };
+        // A shorter wait or delay may make something receivable sooner.
+        cell.notify.notify_waiters();
+        durable(rx).await
+    }
+
+    pub fn queue_attributes(&self, tenant: TenantId, name: &str) -> Result<(QueueMeta, Counts), MnsError> {
+        let cell = self.cell(tenant, name)?;
+        let now = self.now();
+        let mut st = self.lock(&cell)?;
+        self.tick(&cell, &mut st, now);
+        Ok((st.meta.clone(), st.counts(now)))
+    }
+
+    pub async fn delete_queue(&self, tenant: TenantId, name: &str) -> Result<(), MnsError> {
+        let key = QueueKey { tenant, name: name.to_string() };
+        let cell = self.cell(tenant, name)?;
+        let rx = {
+            let _st = self.lock(&cell)?;
+            cell.gone.store(true, Ordering::Release);
+            self.submit(|t| vec![Op::DeleteQueue { tenant: t, queue: name.to_string() }], tenant)
+        };
+        // Not under the queue's lock: map shards are locked before queues elsewhere.
+        self.queues.remove_if(&key, |_, c| Arc::ptr_eq(c, &cell));
+        cell.notify.notify_waiters();
+        durable(rx).await
+    }
+
+    /// The tenant's queue names, sorted, from `marker` on, at most `limit`, with the next marker.
+    pub fn list_queues(
+        &self,
+        tenant: TenantId,
+        prefix: &str,
+        marker: &str,
+        limit: usize,
+        visible: impl Fn(&str) -> bool,
+    ) -> (Vec<String>, Option<String>) {
+        let mut names: Vec<String> = self
+            .queues
+            .iter()
+            .filter(|e| e.key().tenant == tenant && e.key().name.starts_with(prefix) && e.key().name.as_str() >= marker)
+            .map(|e| e.key().name.clone())
+            .filter(|n| visible(n))
+            .collect();
+        names.sort();
+        let next = (names.len() > limit).then(|| names[limit].clone());
+        names.truncate(limit);
+        (names, next)
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // messages
+
+    /// SendMessage / BatchSendMessage: all validated first, then all enqueued.
+    pub async fn send(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        msgs: Vec<NewMessage>,
+    ) -> Result<Vec<StoredMessage>, MnsError> {
+        let cell = self.cell(tenant, name)?;
+        let (sent, rx) = {
+            let mut st = self.lock(&cell)?;
+            for m in &msgs {
+                m.validate(&st.meta.attrs)?;
+            }
+            let now = self.now();
+            self.tick(&cell, &mut st, now);
+            let sent: Vec<StoredMessage> = msgs
+                .into_iter()
+                .map(|m| {
+                    let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+                    st.send(now, seq, m)
+                })
+                .collect();
+            let rx = self.submit(
+                |t| {
+                    sent.iter()
+                        .map(|m| Op::PutMessage { tenant: t.clone(), queue: name.to_string(), msg: m.clone() })
+                        .collect()
+                },
+                tenant,
+            );
+            (sent, rx)
+        };
+        cell.notify.notify_waiters();
+        durable(rx).await?;
+        Ok(sent)
+    }
+
+    /// One non-blocking receive attempt: the messages, or when the next one becomes visible.
+    fn try_receive(
+        &self,
+        cell: &QueueCell,
+        n: usize,
+    ) -> Result<(Vec<StoredMessage>, Option<Millis>, Durable), MnsError> {
+        let mut st = self.lock(cell)?;
+        let now = self.now();
+        self.tick(cell, &mut st, now);
+        let got = st.receive(now, n);
+        let rx = if got.is_empty() {
+            None
+        } else {
+            self.submit(
+                |t| {
+                    got.iter()
+                        .map(|m| Op::PutMessage { tenant: t.clone(), queue: st.name.clone(), msg: m.clone() })
+                        .collect()
+                },
+                cell.tenant,
+            )
+        };
+        Ok((got, st.next_wakeup(), rx))
+    }
+
+    /// ReceiveMessage / BatchReceiveMessage with long polling: waits up to `wait_secs`
+    /// (None: the queue's PollingWaitSeconds) of emulator time for a message to arrive or become
+    /// visible again, and answers as soon as one does; else `MessageNotExist`.
+    pub async fn receive(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        n: usize,
+        wait_secs: Option<u32>,
+    ) -> Result<Vec<StoredMessage>, MnsError> {
+        let cell = self.cell(tenant, name)?;
+        let wait_ms = wait_secs.unwrap_or_else(|| cell.state.lock().meta.attrs.polling_wait_seconds) as u64 * 1000;
+        let clock = self.shared.clock.clone();
+        let deadline = clock.now_ms() + wait_ms;
+        let mut advances = clock.subscribe_advances();
+        let mut closing = self.closing.subscribe();
+        loop {
+            let notified = cell.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (got, next, rx) = self.try_receive(&cell, n)?;
+            if !got.is_empty() {
+                durable(rx).await?;
+                return Ok(got);
+            }
+            let now = clock.now_ms();
+            if now >= deadline || *closing.borrow() {
+                return Err(MnsError::message_not_exist());
+            }
+            let target = next.map_or(deadline, |t| t.min(deadline));
+            match clock.real_duration(target.saturating_sub(now)) {
+                Some(d) => {
+                    let d = d.max(std::time::Duration::from_millis(1));
+                    tokio::select! {
+                        _ = &mut notified => {}
+                        _ = tokio::time::sleep(d) => {}
+                        _ = closing.changed() => {}
+                    }
+                }
+                None => {
+                    tokio::select! {
+                        _ = &mut notified => {}
+                        r = advances.changed() => if r.is_err() { return Err(MnsError::message_not_exist()) },
+                        _ = closing.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// PeekMessage / BatchPeekMessage: nothing changes; `MessageNotExist` when nothing is active.
+    pub fn peek(&self, tenant: TenantId, name: &str, n: usize) -> Result<Vec<StoredMessage>, MnsError> {
+        let cell = self.cell(tenant, name)?;
+        let mut st = self.lock(&cell)?;
+        self.tick(&cell, &mut st, self.now());
+        let got = st.peek(n);
+        if got.is_empty() {
+            return Err(MnsError::message_not_exist());
+        }
+        Ok(got)
+    }
+
+    pub async fn delete_message(&self, tenant: TenantId, name: &str, handle: &str) -> Result<(), MnsError> {
+        let mut errors = self.delete_messages(tenant, name, &[handle.to_string()]).await?;
+        match errors.pop() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// BatchDeleteMessage: the handles that failed, with their errors.
+    pub async fn delete_messages(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        handles: &[String],
+    ) -> Result<Vec<(String, MnsError)>, MnsError> {
+        let cell = self.cell(tenant, name)?;
+        let (errors, rx) = {
+            let mut st = self.lock(&cell)?;
+            let now = self.now();
+            self.tick(&cell, &mut st, now);
+            let mut deleted = Vec::new();
+            let mut errors = Vec::new();
+            for h in handles {
+                match st.delete(now, h) {
+                    Ok(m) => deleted.push(m.seq),
+                    Err(e) => errors.push((h.clone(), e)),
+                }
+            }
+            let rx = self.submit(
+                |t| {
+                    deleted
+                        .iter()
+                        .map(|seq| Op::DeleteMessage { tenant: t.clone(), queue: name.to_string(), seq: *seq })
+                        .collect()
+                },
+                tenant,
+            );
+            (errors, rx)
+        };
+        durable(rx).await?;
+        Ok(errors)
+    }
+
+    /// ChangeMessageVisibility: the new receipt handle and NextVisibleTime.
+    pub async fn change_visibility(
+        &self,
+        tenant: TenantId,
+        name: &str,
+        handle: &str,
+        seconds: u32,
+    ) -> Result<StoredMessage, MnsError> {
+        if !(queue::MIN_VISIBILITY_TIMEOUT..=queue::MAX_VISIBILITY_TIMEOUT).contains(&seconds) {
+            return Err(MnsError::invalid_argument(format!(
+                "The value of VisibilityTimeout should between {} and {} (got {seconds}).",
+                queue::MIN_VISIBILITY_TIMEOUT,
+                queue::MAX_VISIBILITY_TIMEOUT
+            )));
+        }
+        let cell = self.cell(tenant, name)?;
+        let (msg, rx) = {
+            let mut st = self.lock(&cell)?;
+            let now = self.now();
+            self.tick(&cell, &mut st, now);
+            let msg = st.change_visibility(now, handle, seconds)?;
+            let rx =
+                self.submit(|t| vec![Op::PutMessage { tenant: t, queue: name.to_string(), msg: msg.clone() }], tenant);
+            (msg, rx)
+        };
+        // A shorter timeout moves the wake-up of waiting receivers forward.
+        cell.notify.notify_waiters();
+        durable(rx).await?;
+        Ok(msg)
+    }
+
+    // ------------------------------------------------------------------------------------------
+    // the rest of the emulator
+
+    /// Puts a receipt into the tenant's `Alicom-Queue-<uid>-<message_type>` (created on demand
+    /// with the alicom defaults) as `base64(JSON)`, durable before this returns, and starts the
+    /// configured HTTP pushes of it in the background.
+    pub async fn deliver(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        message_type: &str,
+        body_json: &serde_json::Value,
+    ) -> Result<Delivered, MnsError> {
+        use base64::Engine;
+        let t = self.shared.tenants.get(tenant);
+        let queue = alicom_queue_name(&t.uid, message_type);
+        self.ensure_queue(tenant, &queue).await?;
+        let body = base64::engine::general_purpose::STANDARD.encode(body_json.to_string());
+        let sent = self.send(tenant, &queue, vec![NewMessage::new(body)]).await?;
+        let m = &sent[0];
+        let channel_id = ["channelId", "channel_id", "call_id"]
+            .iter()
+            .find_map(|k| body_json.get(*k).and_then(|v| v.as_str()).map(str::to_string));
+        self.shared.events.record(NewEvent {
+            kind: "receipt.queued",
+            channel_id: channel_id.clone(),
+            tenant: Some(t.name.clone()),
+            detail: serde_json::json!({"queue": queue, "messageType": message_type, "messageId": m.id}),
+            ..Default::default()
+        });
+        push::start(self, tenant, message_type, &m.id, body_json, channel_id);
+        Ok(Delivered { queue, message_id: m.id.clone(), body_md5: m.body_md5.clone() })
+    }
+
+    /// The HTTP push targets in force.
+    pub fn push_targets(&self) -> Vec<PushTarget> {
+        self.push_targets.read().clone()
+    }
+
+    /// Replaces the HTTP push targets (until the next reset).
+    pub fn set_push_targets(&self, targets: Vec<PushTarget>) {
+        *self.push_targets.write() = targets;
+    }
+
+    /// Every queue (of one tenant, or of all), sorted by tenant then name.
+    pub fn queues(&self, tenant: Option<TenantId>) -> Vec<QueueView> {
+        let now = self.now();
+        let mut v: Vec<(TenantId, QueueView)> = self
+            .queues
+            .iter()
+            .filter(|e| tenant.is_none_or(|t| e.key().tenant == t))
+            .map(|e| {
+                let cell = e.value();
+                let mut st = cell.state.lock();
+                self.tick(cell, &mut st, now);
+                let c = st.counts(now);
+                (
+                    cell.tenant,
+                    QueueView {
+                        tenant: self.tenant_name(cell.tenant),
+                        name: st.name.clone(),
+                        attributes: st.meta.attrs.clone(),
+                        create_time: st.meta.create_time,
+                        last_modify_time: st.meta.last_modify_time,
+                        active_messages: c.active,
+                        inactive_messages: c.inactive,
+                        delay_messages: c.delayed,
+                    },
+                )
+            })
+            .collect();
+        v.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+        v.into_iter().map(|(_, q)| q).collect()
+    }
+
+    /// The messages of a queue (without consuming them): active ones in delivery order first.
+    pub fn messages(&self, tenant: TenantId, name: &str) -> Result<Vec<MessageView>, MnsError> {
+        use base64::Engine;
+        let cell = self.cell(tenant, name)?;
+        let now = self.now();
+        let mut st = self.lock(&cell)?;
+        self.tick(&cell, &mut st, now);
+        Ok(st
+            .all_messages()
+            .into_iter()
+            .map(|m| MessageView {
+                state: m.state(now),
+                decoded: base64::engine::general_purpose::STANDARD
+                    .decode(m.body.as_bytes())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok()),
+                message_id: m.id,
+                body: m.body,
+                body_md5: m.body_md5,
+                priority: m.priority,
+                enqueue_time: m.enqueue_time,
+                next_visible_time: m.visible_at,
+                first_dequeue_time: m.first_dequeue_time,
+                dequeue_count: m.dequeue_count,
+            })
+            .collect())
+    }
+
+    /// Finds a queue by name in one tenant or, without one, in the first tenant that has it.
+    pub fn find_queue(&self, tenant: Option<TenantId>, name: &str) -> Option<TenantId> {
+        match tenant {
+            Some(t) => self.queues.contains_key(&QueueKey { tenant: t, name: name.to_string() }).then_some(t),
+            None => self
+                .shared
+                .tenants
+                .all()
+                .iter()
+                .map(|t| t.id)
+                .find(|t| self.queues.contains_key(&QueueKey { tenant: *t, name: name.to_string() })),
+        }
+    }
+
+    /// Removes every message of a queue; returns how many there were.
+    pub async fn purge(&self, tenant: TenantId, name: &str) -> Result<usize, MnsError> {
+        let cell = self.cell(tenant, name)?;
+        let (n, rx) = {
+            let mut st = self.lock(&cell)?;
+            let seqs = st.purge();
+            let rx = self.submit(
+                |t| {
+                    seqs.iter()
+                        .map(|seq| Op::DeleteMessage { tenant: t.clone(), queue: name.to_string(), seq: *seq })
+                        .collect()
+                },
+                tenant,
+            );
+            (seqs.len(), rx)
+        };
+        durable(rx).await?;
+        Ok(n)
+    }
+
+    /// Forgets every queue and message (also on disk) and the run-time push targets
+    /// (`POST /admin/reset`). Long polls in progress end with QueueNotExist.
+    pub fn reset(&self) {
+        let cells: Vec<Arc<QueueCell>> = self.queues.iter().map(|e| e.value().clone()).collect();
+        self.queues.clear();
+        for c in &cells {
+            // Under the queue's lock: every change submitted before is ahead of the clear, and
+            // none comes after (a gone queue refuses changes).
+            let _st = c.state.lock();
+            c.gone.store(true, Ordering::Release);
+        }
+        if let Some(store) = &self.store {
+            store.submit_detached(vec![Op::Clear]);
+        }
+        for c in &cells {
+            c.notify.notify_waiters();
+        }
+        *self.push_targets.write() = self.config.push.clone();
+    }
+
+    /// Expires messages past their retention in every queue (queues otherwise expire theirs
+    /// when next used). For a periodic housekeeping task.
+    pub fn sweep(&self) {
+        let now = self.now();
+        let cells: Vec<Arc<QueueCell>> = self.queues.iter().map(|e| e.value().clone()).collect();
+        for cell in cells {
+            if let Ok(mut st) = self.lock(&cell) {
+                self.tick(&cell, &mut st, now);
+            }
+        }
+    }
+
+    /// Ends every long poll in progress (with MessageNotExist) and every pending push retry, so
+    /// a graceful shutdown does not wait for them. Call it when the emulator stops.
+    pub fn shutdown(&self) {
+        self.closing.send_replace(true);
+    }
+
+    pub(crate) fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    pub(crate) fn http_client(&self) -> &reqwest::Client {
+        &self.http
+    }
+}
+
+fn new_cell(tenant: TenantId, state: QueueState) -> QueueCell {
+    QueueCell { tenant, state: Mutex::new(state), notify: Notify::new(), gone: AtomicBool::new(false) }
+}
+
+/// Sleeps until emulator time `target` (manual clock: until an advance gets there), or until
+/// the service shuts down (false then).
+pub(crate) async fn sleep_until(clock: &emu_core::Clock, mut closing: watch::Receiver<bool>, target: Millis) -> bool {
+    let mut advances = clock.subscribe_advances();
+    loop {
+        if *closing.borrow() {
+            return false;
+        }
+        let now = clock.now_ms();
+        if now >= target {
+            return true;
+        }
+        match clock.real_duration(target - now) {
+            Some(d) => tokio::select! {
+                _ = tokio::time::sleep(d.max(std::time::Duration::from_millis(1))) => {}
+                _ = closing.changed() => {}
+            },
+            None => tokio::select! {
+                r = advances.changed() => if r.is_err() { return false },
+                _ = closing.changed() => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! Optional HTTPS listeners (the vendor's Java puller calls QueryTokenForMnsQueue over HTTPS
+//! only, and its newest version also MNS). Pure Rust: rustls with the `ring` provider.
+//!
+//! [`self_signed`] makes, on first start, a local CA and a server certificate signed by it in a
+//! directory (`<data-dir>/tls/` or a temporary one) and reuses them afterwards:
+//!
+//! * `ca.pem`: the certificate to trust (`keytool -importcert -file ca.pem …`,
+//!   `REQUESTS_CA_BUNDLE`, `NODE_EXTRA_CA_CERTS`, …)
+//! * `cert.pem` (server certificate + CA), `key.pem` (its private key)
+//!
+//! [`from_pem_files`] serves a configured certificate instead. [`serve`] runs an axum router on
+//! a TCP listener behind TLS.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+pub use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::http::ViaTls;
+
+/// Host names and addresses the generated certificate is valid for (plus the caller's).
+pub const DEFAULT_HOSTS: &[&str] = &[
+    "localhost",
+    "127.0.0.1",
+    "::1",
+    "dyvmsapi.aliyuncs.com",
+    "dybaseapi.aliyuncs.com",
+    "*.mns.cn-hangzhou.aliyuncs.com",
+    "*.mns.cn-hangzhou-internal.aliyuncs.com",
+    "*.mns.cn-hangzhou-internal-vpc.aliyuncs.com",
+];
+
+/// Where a generated certificate lives.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub dir: PathBuf,
+    /// What clients must trust.
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// True when this start generated them (false: reused).
+    pub generated: bool,
+}
+
+/// The default directory for the generated certificate without a data dir.
+pub fn default_dir() -> PathBuf {
+    std::env::temp_dir().join("alicom-emu-tls")
+}
+
+/// Loads `dir/cert.pem` + `dir/key.pem`, generating them (and `dir/ca.pem`) first if missing.
+pub fn self_signed(dir: &Path, extra_hosts: &[String]) -> Result<(Arc<ServerConfig>, TlsFiles), String> {
+    let files = TlsFiles {
+        dir: dir.to_path_buf(),
+        ca_cert: dir.join("ca.pem"),
+        cert: dir.join("cert.pem"),
+        key: dir.join("key.pem"),
+        generated: false,
+    };
+    let files = if files.cert.is_file() && files.key.is_file() {
+        files
+    } else {
+        generate(&files, extra_hosts)?;
+        TlsFiles { generated: true, ..files }
+    };
+    let config = from_pem_files(&files.cert, &files.key)?;
+    Ok((config, files))
+}
+
+fn generate(files: &TlsFiles, extra_hosts: &[String]) -> Result<(), String> {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    let err = |e: rcgen::Error| format!("cannot generate the TLS certificate: {e}");
+    std::fs::create_dir_all(&files.dir).map_err(|e| format!("cannot create {}: {e}", files.dir.display()))?;
+
+    let ca_key = KeyPair::generate().map_err(err)?;
+    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "alicom-emu local CA");
+    ca.distinguished_name.push(DnType::OrganizationName, "alicom-emu");
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+
+    let mut hosts: Vec<String> = DEFAULT_HOSTS.iter().map(|h| h.to_string()).collect();
+    for h in extra_hosts {
+        if !h.is_empty() && !hosts.contains(h) {
+            hosts.push(h.clone());
+        }
+    }
+    let key = KeyPair::generate().map_err(err)?;
+    let mut leaf = CertificateParams::new(hosts).map_err(err)?;
+    leaf.distinguished_name.push(DnType::CommonName, "alicom-emu");
+    leaf.is_ca = IsCa::NoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.use_authority_key_identifier_extension = true;
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    let cert = leaf.signed_by(&key, &issuer).map_err(err)?;
+
+    let write = |path: &Path, content: String| {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, content)
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    write(&files.ca_cert, ca_cert.pem())?;
+    write(&files.key, key.serialize_pem())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&files.key, std::fs::Permissions::from_mode(0o600));
+    }
+    // Written last: its presence means the set is complete.
+    write(&files.cert, format!("{}{}", cert.pem(), ca_cert.pem()))?;
+    Ok(())
+}
+
+/// A server configuration from a PEM certificate chain and a PEM private key.
+pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("cannot read {}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot parse {}: {e}", cert.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", cert.display()));
+    }
+    let key =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read the private key {}: {e}", key.display()))?;
+    let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("TLS: {e}"))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `router` over TLS on `listener` until `shutdown` resolves; then open connections are
+/// closed gracefully (in-flight requests finish). Requests carry [`ViaTls`] and `ConnectInfo`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    config: Arc<ServerConfig>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut conns = tokio::task::JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!("TLS listener: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        let mut stop = stop_rx.clone();
+        conns.spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+                req.extensions_mut().insert(ViaTls);
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                router.clone().oneshot(req)
+            });
+            let conn =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stopped(&mut stop) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+                }
+            }
+        });
+        while conns.try_join_next().is_some() {}
+    }
+    let _ = stop_tx.send(true);
+    while conns.join_next().await.is_some() {}
+}
+
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    loop {
+        if *stop.borrow_and_update() {
+            return;
+        }
+        if stop.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generates_once_then_reuses() {
+        let dir = std::env::temp_dir().join(format!("emu-mns-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (_, first) = self_signed(&dir, &["emu.example".to_string()]).unwrap();
+        assert!(first.generated);
+        assert!(first.ca_cert.is_file() && first.cert.is_file() && first.key.is_file());
+        let pem = std::fs::read_to_string(&first.cert).unwrap();
+        assert_eq!(pem.matches("BEGIN CERTIFICATE").count(), 2, "server certificate + CA");
+        let (_, second) = self_signed(&dir, &[]).unwrap();
+        assert!(!second.generated);
+        assert_eq!(std::fs::read_to_string(&second.cert).unwrap(), pem);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

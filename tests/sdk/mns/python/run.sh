@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Runs the Python MNS real-SDK suite (tests/sdk/mns/python: aliyun-mns-sdk 1.3.0, plus
+# aliyun-python-sdk-dybaseapi for QueryTokenForMnsQueue) against the built emulator binary.
+#   binary: $ALICOM_EMU_BIN, default <repo>/target/release/alicom-emu (this script never builds it);
+#           any binary taking --config/--ephemeral-ports/--ready-file works, e.g. the stand-alone
+#           MNS harness target/debug/examples/serve (cargo build -p emu-mns --examples).
+#           The suite skips itself when the ready-file has no "mns" endpoint.
+#   venv:   <repo>/target/sdk-venv-mns, (re)created when missing or when requirements.txt changed
+# Extra arguments are passed to pytest (e.g. -k visibility -x). Exit code = pytest's.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../../../.." && pwd)"
+VENV="$REPO/target/sdk-venv-mns"
+REQ="$HERE/requirements.txt"
+STAMP="$VENV/.requirements.sha256"
+PYTHON="${PYTHON:-python3}"
+
+want="$( { sha256sum "$REQ" | cut -d' ' -f1; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
+have="$(cat "$STAMP" 2>/dev/null || true)"
+
+if [[ ! -x "$VENV/bin/python" || "$want" != "$have" ]]; then
+    echo "sdk-venv-mns: installing $(basename "$REQ") into $VENV" >&2
+    rm -rf "$VENV"
+    mkdir -p "$REPO/target"
+    "$PYTHON" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2 || true
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ" >&2
+    echo "$want" > "$STAMP"
+fi
+
+cd "$REPO"
+export PYTHONDONTWRITEBYTECODE=1
+set +e
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider -rs tests/sdk/mns/python "$@"
+rc=$?
+set -e
+exit $rc
