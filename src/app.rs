@@ -20,6 +20,11 @@ pub struct Endpoints {
     pub mqtt_ws: String,
     pub mqtt_tcp: String,
     pub mns: String,
+    /// The TURN server handed to browsers (`turn:host:port?transport=udp`), when enabled.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub turn: String,
+    /// The media server's UDP address (its ICE candidate).
+    pub media_udp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pop_tls: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,6 +46,7 @@ pub struct Running {
     pub gateway: Arc<emu_gateway::Hub>,
     pub calls: crate::driver::DriverHandle,
     pub mns: Arc<emu_mns::Mns>,
+    pub media: Arc<emu_media::MediaServer>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -48,6 +54,7 @@ pub struct Running {
 impl Running {
     /// Stops accepting, lets in-flight requests finish, and waits for every listener.
     pub async fn shutdown(mut self) {
+        self.media.shutdown().await;
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
     }
@@ -91,9 +98,11 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         server_id: TokenSettings::server_id_for(&host),
         lifetime_ms: config.tokens.lifetime_secs.saturating_mul(1000),
     };
+    let media_cfg = media_config(&config, &host, admin_port)?;
     let default_key = config.default_access_key().cloned();
     let first_tenant = config.tenants[0].clone();
     let shared = Shared::new(config, token_settings);
+    let (media, media_events) = emu_media::MediaServer::start(media_cfg, shared.clock.clone()).await?;
     let pop = emu_pop::Pop::new(shared.clone());
     let admin = Admin::new(shared.clone(), pop.clone());
     let data_dir = Some(std::path::PathBuf::from(&shared.config.server.data_dir)).filter(|d| !d.as_os_str().is_empty());
@@ -125,6 +134,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         mqtt_ws: format!("ws://{host}:{mqtt_ws_port}/mqtt"),
         mqtt_tcp: format!("mqtt://{host}:{mqtt_tcp_port}"),
         mns: format!("http://{host}:{}", port(&mns_listener)),
+        turn: media.turn_url().unwrap_or_default(),
+        media_udp: media.candidate_addr().to_string(),
         pop_tls: tls_listeners.as_ref().map(|(p, _)| format!("https://{host}:{}", port(p))),
         mns_tls: tls_listeners.as_ref().map(|(_, m)| format!("https://{host}:{}", port(m))),
         tls_ca_cert: tls.as_ref().and_then(|(_, ca)| ca.as_ref().map(|p| p.display().to_string())),
@@ -136,7 +147,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let (calls, driver_task) = crate::driver::spawn(shared.clone(), gateway.clone(), mns.clone(), stop_rx.clone())?;
+    let (calls, driver_task) = crate::driver::spawn(
+        shared.clone(),
+        gateway.clone(),
+        mns.clone(),
+        media.clone(),
+        media_events,
+        stop_rx.clone(),
+    )?;
     tasks.spawn(async move {
         let _ = driver_task.await;
     });
@@ -176,7 +194,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let admin_routes = emu_admin::router(admin.clone())
         .merge(emu_gateway::admin_router(gateway.clone()))
         .merge(crate::calls_api::router(calls.clone()))
-        .merge(emu_mns::admin::router(mns.clone()));
+        .merge(emu_mns::admin::router(mns.clone()))
+        .merge(emu_media::router(media.clone()));
     serve(&mut tasks, "admin", admin_listener, admin_routes, stop_rx.clone());
     serve(
         &mut tasks,
@@ -192,7 +211,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     admin.set_ready(serde_json::to_value(&endpoints).unwrap_or_default());
     tracing::info!(pop = %endpoints.pop, admin = %endpoints.admin, mqtt_ws = %endpoints.mqtt_ws, mqtt_tcp = %endpoints.mqtt_tcp, "alicom-emu ready");
     tracing::info!(mns = %endpoints.mns, "MNS ready");
-    Ok(Running { endpoints, shared, admin, gateway, calls, mns, stop, tasks })
+    Ok(Running { endpoints, shared, admin, gateway, calls, mns, media, stop, tasks })
 }
 
 fn serve(
@@ -272,4 +291,39 @@ fn tls_server_config(config: &Config, data_dir: Option<&std::path::Path>, host: 
         tracing::info!(ca = %files.ca_cert.display(), "generated a self-signed TLS certificate: trust this CA");
     }
     Ok((c, Some(files.ca_cert)))
+}
+
+/// The media server's settings: recordings go to `media.recordings_dir`, else
+/// `<data_dir>/recordings`, else a temporary directory; download URLs name the admin listener.
+fn media_config(config: &Config, host: &str, admin_port: u16) -> anyhow::Result<emu_media::MediaConfig> {
+    let m = &config.media;
+    let recordings_dir = if !m.recordings_dir.is_empty() {
+        std::path::PathBuf::from(&m.recordings_dir)
+    } else if !config.server.data_dir.is_empty() {
+        std::path::Path::new(&config.server.data_dir).join("recordings")
+    } else {
+        std::env::temp_dir().join(format!("alicom-emu-recordings-{}", std::process::id()))
+    };
+    Ok(emu_media::MediaConfig {
+        bind: config
+            .server
+            .bind
+            .parse()
+            .with_context(|| format!("server.bind {:?} is not an IP address", config.server.bind))?,
+        public_host: config.server.public_host.clone(),
+        udp_port: config.ports.media,
+        turn_port: config.ports.turn,
+        turn_enabled: m.turn,
+        turn_realm: m.turn_realm.clone(),
+        turn_credential_ttl: std::time::Duration::from_secs(m.turn_credential_ttl_secs),
+        recordings_dir,
+        audio_dir: m.audio_dir.clone().into(),
+        record_by_default: emu_media::RecordDefaults {
+            voip2pstn: m.record_voip2pstn,
+            voip2voip: m.record_voip2voip,
+            pstn2voip: m.record_pstn2voip,
+            pstn2pstn: false,
+        },
+        http_base: format!("http://{host}:{admin_port}"),
+    })
 }

@@ -86,6 +86,7 @@ async fn call(State(d): State<DriverHandle>, Path(channel_id): Path<String>) -> 
                 let timeline =
                     d.shared.events.query(&EventFilter { channel_id: Some(id.clone()), ..Default::default() });
                 v["timeline"] = serde_json::to_value(timeline).unwrap_or(Value::Null);
+                v["media"] = d.media.stats(&id);
                 v
             })
         })

@@ -50,6 +50,7 @@ pub fn for_tests(overrides: &str) -> anyhow::Result<Config> {
 fn zero_ports(config: &mut Config) {
     let p = &mut config.ports;
     (p.pop, p.admin, p.mqtt_ws, p.mqtt_tcp, p.mns, p.turn) = (0, 0, 0, 0, 0, 0);
+    p.media = 0;
     config.tls.pop_port = 0;
     config.tls.mns_port = 0;
 }

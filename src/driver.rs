@@ -6,11 +6,14 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
+use emu_core::clock::format_shanghai;
+use emu_core::engine::call::{Caller, Target};
 use emu_core::engine::{CallbackKind, DeviceInput, Engine, EngineConfig, Input, MediaCommand, Output, Routing};
 use emu_core::events::NewEvent;
 use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
 use emu_core::{Millis, Shared, TenantId};
 use emu_gateway::{GatewayEvent, Hub, media_signal};
+use emu_media::{CodecPreference, Endpoint, MediaEvent, MediaServer};
 use emu_pstn::PstnSim;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -48,6 +51,7 @@ pub struct Driver {
     pub shared: Shared,
     pub hub: Arc<Hub>,
     pub mns: Arc<emu_mns::Mns>,
+    pub media: Arc<MediaServer>,
     pub engine: Engine,
     pub pstn: PstnSim,
     pub cdrs: VecDeque<Value>,
@@ -75,6 +79,12 @@ pub fn routing_from_config(shared: &Shared) -> Vec<Routing> {
                 .map(|n| (n.number.clone(), Some(n.inbound_callback.clone()).filter(|u| !u.is_empty())))
                 .collect(),
             self_lines: t.self_lines.iter().cloned().collect(),
+            announcements: t
+                .numbers
+                .iter()
+                .filter(|n| !n.announcements.is_empty())
+                .map(|n| (n.number.clone(), n.announcements.clone().into_iter().collect()))
+                .collect(),
         })
         .collect()
 }
@@ -96,6 +106,8 @@ pub fn spawn(
     shared: Shared,
     hub: Arc<Hub>,
     mns: Arc<emu_mns::Mns>,
+    media: Arc<MediaServer>,
+    mut media_events: mpsc::Receiver<MediaEvent>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(DriverHandle, tokio::task::JoinHandle<()>)> {
     let pstn =
@@ -113,6 +125,7 @@ pub fn spawn(
         shared,
         hub,
         mns,
+        media,
     };
     let task = tokio::spawn(async move {
         loop {
@@ -120,6 +133,7 @@ pub fn spawn(
             tokio::select! {
                 Some(ev) = gateway.recv() => driver.on_gateway(ev),
                 Some(job) = jobs.recv() => job(&mut driver),
+                Some(ev) = media_events.recv() => driver.on_media(ev),
                 Some((channel_id, kind, result)) = cb_rx.recv() => {
                     let now = driver.now();
                     driver.feed(Input::Callback { channel_id, kind, result }, now);
@@ -167,6 +181,7 @@ impl Driver {
                 }
             } else {
                 for (at, event) in self.pstn.handle_timeout(next) {
+                    self.pstn_to_media(&event);
                     self.feed(Input::Pstn(event), at);
                 }
             }
@@ -209,6 +224,7 @@ impl Driver {
                     let events = self.pstn_command(cmd, now);
                     for e in events {
                         self.log_pstn(&e);
+                        self.pstn_to_media(&e);
                         queue.extend(self.engine.handle(Input::Pstn(e), now));
                     }
                 }
@@ -310,23 +326,108 @@ impl Driver {
         });
     }
 
-    /// Media without a media server: the joinChannel result devices wait for, with no TURN
-    /// servers; offers are not answered. The media server (issue 6) replaces this.
+    /// Carries out a media command: joinChannel and sdpCandidate results go back to the device.
     fn media(&self, cmd: MediaCommand) {
-        if let MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal } = cmd {
-            let mut result = json!({
-                "api": "joinChannel", "errorCode": 0, "errorMsg": "SUCCESS",
-                "data": {"channelId": channel_id, "turnServers": [], "dynamicConfig": {}},
-            });
-            if let Some(seq) = signal.get("seqId") {
-                result["seqId"] = seq.clone();
+        match cmd {
+            MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal } => {
+                let tenant_name = self.shared.tenants.get(tenant).name.clone();
+                let rtc_type = self.engine.call(&channel_id).map(|c| c.rtc_type.clone()).unwrap_or_default();
+                let preference = CodecPreference::for_call_type(&rtc_type);
+                let result = self.media.join_with(&channel_id, &tenant_name, &rtc_id, &uuid, &signal, preference);
+                self.send(
+                    tenant,
+                    &rtc_id,
+                    "joinChannel",
+                    json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": result}),
+                );
             }
-            self.send(
-                tenant,
-                &rtc_id,
-                "joinChannel",
-                json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": result}),
-            );
+            MediaCommand::Signal { channel_id, tenant, rtc_id, uuid, api, signal } => {
+                if let Some(result) = self.media.signal(&channel_id, &rtc_id, &uuid, &api, &signal) {
+                    let body = json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": result});
+                    self.send(tenant, &rtc_id, "sdpCandidate", body);
+                }
+            }
+            MediaCommand::Bridge { channel_id, record } => {
+                let Some(call) = self.engine.call(&channel_id) else { return };
+                let phone =
+                    |n: &str| Endpoint::Phone { number: n.to_string(), audio: self.pstn.behavior_of(n).0.audio };
+                let caller = match &call.caller {
+                    Caller::Device { rtc_id, .. } => Endpoint::Device { rtc_id: rtc_id.clone() },
+                    Caller::Phone { number, .. } => phone(number),
+                };
+                let Some(leg) = call.answered_leg() else { return };
+                let callee = match &leg.target {
+                    Target::Device { rtc_id } => Endpoint::Device { rtc_id: rtc_id.clone() },
+                    Target::Phone { number, .. } => phone(number),
+                };
+                let record = self.media.should_record(&call.rtc_type, record);
+                self.media.bridge(&channel_id, caller, callee, record);
+            }
+            MediaCommand::Release { channel_id } => {
+                self.media.release(&channel_id);
+            }
+        }
+    }
+
+    fn on_media(&mut self, ev: MediaEvent) {
+        let now = self.now();
+        let log = |kind: &'static str, channel_id: String, detail: Value| {
+            self.shared.events.record(NewEvent { kind, channel_id: Some(channel_id), detail, ..Default::default() })
+        };
+        match ev {
+            MediaEvent::DeviceDtmf { channel_id, rtc_id, digit } => {
+                log("media.dtmf", channel_id.clone(), json!({"rtcId": rtc_id, "digit": digit.to_string()}));
+                self.feed(Input::DeviceDtmf { channel_id, rtc_id, digits: digit.to_string() }, now);
+            }
+            MediaEvent::RecordingDone { channel_id, file, duration_ms, bytes } => {
+                let url = self.media.recording_url(&file);
+                log(
+                    "media.recording",
+                    channel_id.clone(),
+                    json!({"file": file, "url": url, "durationMs": duration_ms, "bytes": bytes}),
+                );
+                self.recording_report(&channel_id, &file, &url, duration_ms);
+            }
+            MediaEvent::LegConnected { channel_id, rtc_id } => {
+                log("media.connected", channel_id, json!({"rtcId": rtc_id}))
+            }
+            MediaEvent::LegDisconnected { channel_id, rtc_id } => {
+                log("media.disconnected", channel_id, json!({"rtcId": rtc_id}))
+            }
+        }
+    }
+
+    /// The `VoiceRecordReport` of a finished recording (PRODUCT.md §5), with its download URL.
+    fn recording_report(&self, channel_id: &str, file: &str, url: &str, duration_ms: u64) {
+        let Some(call) = self.engine.call(channel_id) else { return };
+        let begin = call.answered_ms.unwrap_or(call.created_ms);
+        let end = call.ended_ms.unwrap_or(begin + duration_ms);
+        let report = json!({
+            "call_id": channel_id,
+            "channelId": channel_id,
+            "start_time": format_shanghai(call.created_ms),
+            "end_time": format_shanghai(end),
+            "duration": (duration_ms / 1000).to_string(),
+            "status_code": "200000",
+            "status_msg": "recording done",
+            "out_id": call.extend,
+            "dtmf": "",
+            "caller": call.caller_label(),
+            "callee": call.answered_leg().map(|l| l.target.label().to_string()).unwrap_or_default(),
+            "alicomRtcType": call.rtc_type,
+            "record_file": file,
+            "record_url": url,
+            "record_begin_time": format_shanghai(begin),
+        });
+        self.receipt(call.tenant, "VoiceRecordReport", report);
+    }
+
+    /// A phone's key press also goes into the device's audio (RFC 4733).
+    fn pstn_to_media(&self, e: &PstnEvent) {
+        if let PstnEvent::Dtmf { leg, digit } = e
+            && let Some(channel_id) = self.engine.channel_of_leg(*leg)
+        {
+            self.media.phone_dtmf(channel_id, *digit);
         }
     }
 
@@ -346,6 +447,7 @@ impl Driver {
         self.pstn.reset();
         self.cdrs.clear();
         self.leg_numbers.clear();
+        self.media.reset();
     }
 }
 

@@ -360,6 +360,23 @@ async fn pstn_to_voip_through_the_inbound_callback() {
 }
 
 #[tokio::test]
+async fn a_number_can_have_its_own_announcements() {
+    let extra = r#"
+[[tenants]]
+name = "default"
+uid = "1234567890123456"
+numbers = [{ number = "02160000009", announcements = { not_connected = "after-hours.wav" } }]
+[[tenants.access_keys]]
+id = "testAK"
+secret = "testSecret"
+"#;
+    let emu = Emulator::start(&format!("{MANUAL}{extra}")).await.unwrap();
+    emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110005", "to": "02160000009"})).await.unwrap();
+    let phone = emu.admin_get("/admin/pstn/phones/13911110005").await.unwrap();
+    assert_eq!(phone["announcements"], json!(["after-hours.wav"]));
+}
+
+#[tokio::test]
 async fn inbound_without_callback_hears_the_default_announcement() {
     let emu = emu().await;
     let (_, call) =
@@ -439,17 +456,10 @@ async fn inbound_callback_failures_leave_the_call_not_connected() {
             .unwrap();
         server.next_request().await.unwrap();
         let channel = call["channelId"].as_str().unwrap().to_string();
-        // The answer is processed asynchronously: wait for the call to end.
-        let mut ended = false;
-        for _ in 0..100 {
-            let c = emu.admin_get(&format!("/admin/calls/{channel}")).await.unwrap();
-            if c["state"] == "ended" {
-                ended = true;
-                break;
-            }
-            let _ = emu.admin_get("/health").await; // a round trip lets the driver run
-        }
-        assert!(ended, "call {channel} not ended");
+        // The answer is processed asynchronously: await the call's end on the event log.
+        emu.event_where("call.state", &channel, Duration::from_secs(5), |e| e.detail["state"] == "ended")
+            .await
+            .unwrap();
         let phone = emu.admin_get("/admin/pstn/phones/13911110009").await.unwrap();
         assert_eq!(phone["announcements"], json!(["not_connected"]));
     }

@@ -24,7 +24,11 @@ run() { # $1 = name, rest = command
 }
 
 run build cargo build --release --locked
-[ -x target/release/alicom-emu ] || { echo "release build failed"; exit 1; }
+# Every later suite runs this binary: a failed build must not test a stale one.
+if [ ${#failed_suites[@]} -gt 0 ] || [ ! -x target/release/alicom-emu ]; then
+  echo "release build failed"
+  exit 1
+fi
 run rust cargo test --workspace --locked
 count "$logs/rust.log" 'test result: [a-zA-Z]+\. [0-9]+ passed' '; [0-9]+ failed'
 export ALICOM_EMU_BIN="$PWD/target/release/alicom-emu"

@@ -17,6 +17,8 @@ pub struct Config {
     pub pstn: PstnConfig,
     pub calls: CallsConfig,
     #[serde(default)]
+    pub media: MediaSettings,
+    #[serde(default)]
     pub mns: MnsConfig,
     #[serde(default)]
     pub tls: TlsConfig,
@@ -60,6 +62,45 @@ pub struct PortsConfig {
     pub mqtt_tcp: u16,
     pub mns: u16,
     pub turn: u16,
+    /// The one UDP port of all call media (0 = a free port).
+    #[serde(default = "default_media_port")]
+    pub media: u16,
+}
+
+fn default_media_port() -> u16 {
+    40000
+}
+
+/// The media server (docs/media.md).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MediaSettings {
+    /// The embedded TURN server (UDP, `ports.turn`): the Web SDK's default mode needs it.
+    pub turn: bool,
+    pub turn_realm: String,
+    pub turn_credential_ttl_secs: u64,
+    /// Empty: `<server.data_dir>/recordings`, or a temporary directory.
+    pub recordings_dir: String,
+    /// Base of relative WAV paths of phone audio.
+    pub audio_dir: String,
+    pub record_voip2pstn: bool,
+    pub record_voip2voip: bool,
+    pub record_pstn2voip: bool,
+}
+
+impl Default for MediaSettings {
+    fn default() -> Self {
+        MediaSettings {
+            turn: true,
+            turn_realm: "alicom-emu".into(),
+            turn_credential_ttl_secs: 86_400,
+            recordings_dir: String::new(),
+            audio_dir: ".".into(),
+            record_voip2pstn: true,
+            record_voip2voip: false,
+            record_pstn2voip: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -270,7 +311,16 @@ pub struct NumberConfig {
     /// Overrides the tenant's inbound callback for calls to this number.
     #[serde(default)]
     pub inbound_callback: String,
+    /// Announcements (voice file names, as approved in the console) a calling phone hears:
+    /// `{ not_connected = "closed.wav", no_answer = "…", busy = "…", rejected = "…",
+    /// unreachable = "…", invalid_number = "…" }`; unset situations play the default.
+    #[serde(default)]
+    pub announcements: std::collections::BTreeMap<String, String>,
 }
+
+/// The situations a bought number can have its own announcement for.
+pub const ANNOUNCEMENT_SITUATIONS: &[&str] =
+    &["not_connected", "no_answer", "busy", "rejected", "unreachable", "invalid_number"];
 
 fn default_account_limit() -> u64 {
     5_000_000
@@ -305,6 +355,13 @@ impl Config {
                 let digits = n.number.strip_prefix('+').unwrap_or(&n.number);
                 if digits.len() < 3 || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
                     return Err(format!("tenant {:?}: {:?} is not a phone number", t.name, n.number));
+                }
+                if let Some(bad) = n.announcements.keys().find(|k| !ANNOUNCEMENT_SITUATIONS.contains(&k.as_str())) {
+                    return Err(format!(
+                        "number {:?}: unknown announcement situation {bad:?} (one of {})",
+                        n.number,
+                        ANNOUNCEMENT_SITUATIONS.join(", ")
+                    ));
                 }
                 if self.tenants.iter().filter(|o| o.numbers.iter().any(|m| m.number == n.number)).count() > 1 {
                     return Err(format!("number {:?} is bought by more than one tenant", n.number));
@@ -341,6 +398,9 @@ impl Config {
         }
         if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
             return Err("tls.cert_file and tls.key_file go together".into());
+        }
+        if self.media.turn_credential_ttl_secs == 0 {
+            return Err("media.turn_credential_ttl_secs must be at least 1".into());
         }
         if self.tokens.lifetime_secs == 0 {
             return Err("tokens.lifetime_secs must be at least 1".into());

@@ -3,8 +3,8 @@
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::device::Device;
 use crate::Envelope;
+use crate::device::Device;
 
 fn user_info(d: &Device) -> Value {
     json!({"platform": "web", "os": "linux", "osVersion": "x86_64", "model": "emu-testkit", "appkey": "__alicom_appkey",
@@ -13,7 +13,12 @@ fn user_info(d: &Device) -> Value {
 
 impl Device {
     /// The caller's `joinChannel`: waits for its ACK and the joinChannel result.
-    pub async fn join_as_caller(&mut self, channel_id: &str, rtc_type: &str, callee_info: Value) -> anyhow::Result<Envelope> {
+    pub async fn join_as_caller(
+        &mut self,
+        channel_id: &str,
+        rtc_type: &str,
+        callee_info: Value,
+    ) -> anyhow::Result<Envelope> {
         let ms = json!({"api": "joinChannel", "data": {
             "channelConfig": {"callType": "chat", "outerBizId": "alicom", "allowVideo": 0, "creator": 1, "sigVersion": 1},
             "userInfo": user_info(self), "channelId": channel_id}});
@@ -25,30 +30,42 @@ impl Device {
         self.expect("joinChannel").await
     }
 
-    /// A VoIP→VoIP call to one or more accounts: joinChannel, then `call`.
-    pub async fn call_voip(&mut self, channel_id: &str, callees: &[&str]) -> anyhow::Result<()> {
+    /// A VoIP→VoIP call to one or more accounts: joinChannel, then `call`. Returns the
+    /// joinChannel result (for media).
+    pub async fn call_voip(&mut self, channel_id: &str, callees: &[&str]) -> anyhow::Result<Envelope> {
         let first = callees.first().copied().unwrap_or_default();
-        self.join_as_caller(channel_id, "voip2voip", json!({"isPstn": false, "rtcId": first, "uuid": uuid::Uuid::new_v4().to_string()})).await?;
+        let join = self
+            .join_as_caller(
+                channel_id,
+                "voip2voip",
+                json!({"isPstn": false, "rtcId": first, "uuid": uuid::Uuid::new_v4().to_string()}),
+            )
+            .await?;
         let devices: Vec<Value> = callees.iter().map(|c| json!({"deviceId": c, "appkey": "__alicom_appkey"})).collect();
         let mut caller = user_info(self);
         caller["role"] = 1.into();
         let ms = json!({"api": "call", "data": {"channelId": channel_id, "callerUserInfo": caller,
             "calleeDeviceInfo": {"deviceList": devices}, "channelConfig": {"allowVideo": 0, "callType": "chat", "outerBizId": "alicom"}}});
         self.request("call", json!({"channelId": channel_id, "alicomRtcType": "voip2voip"}), Some(&ms)).await?;
-        Ok(())
+        Ok(join)
     }
 
-    /// A VoIP→PSTN call showing `show_number` to `phone`.
-    pub async fn call_pstn(&mut self, channel_id: &str, show_number: &str, phone: &str) -> anyhow::Result<()> {
+    /// A VoIP→PSTN call showing `show_number` to `phone`. Returns the joinChannel result.
+    pub async fn call_pstn(&mut self, channel_id: &str, show_number: &str, phone: &str) -> anyhow::Result<Envelope> {
         let callee_uuid = uuid::Uuid::new_v4().to_string();
-        self.join_as_caller(channel_id, "voip2pstn", json!({"isPstn": true, "phoneNumber": phone, "showNumber": show_number, "uuid": callee_uuid}))
+        let join = self
+            .join_as_caller(
+                channel_id,
+                "voip2pstn",
+                json!({"isPstn": true, "phoneNumber": phone, "showNumber": show_number, "uuid": callee_uuid}),
+            )
             .await?;
         let mut caller = user_info(self);
         caller["role"] = 1.into();
         let ms = json!({"api": "call", "data": {"channelId": channel_id, "callerUserInfo": caller,
             "calleePstnInfo": {"mcuPhone": show_number, "phone": phone, "userId": callee_uuid}}});
         self.request("call", json!({"channelId": channel_id, "alicomRtcType": "voip2pstn"}), Some(&ms)).await?;
-        Ok(())
+        Ok(join)
     }
 
     /// Answers (callResult 1) or rejects (2) an incoming `called`; an answer also joins the

@@ -146,7 +146,12 @@ impl Device {
     }
 
     /// Sends a request and waits for its ACK.
-    pub async fn request(&mut self, message_type: &str, body: Value, media_signal: Option<&Value>) -> anyhow::Result<Envelope> {
+    pub async fn request(
+        &mut self,
+        message_type: &str,
+        body: Value,
+        media_signal: Option<&Value>,
+    ) -> anyhow::Result<Envelope> {
         let env = self.build_request(message_type, body, media_signal);
         self.publish(&env).await?;
         self.expect_ack(&env.request_id).await
@@ -179,7 +184,10 @@ impl Device {
 
     pub async fn expect_within(&mut self, message_type: &str, within: Duration) -> anyhow::Result<Envelope> {
         let t = message_type.to_string();
-        match self.next_matching(within, |i| matches!(i, Inbound::Envelope(e) if !e.response && e.message_type == t)).await? {
+        match self
+            .next_matching(within, |i| matches!(i, Inbound::Envelope(e) if !e.response && e.message_type == t))
+            .await?
+        {
             Inbound::Envelope(e) => Ok(*e),
             other => Err(anyhow!("unexpected {other:?}")),
         }
@@ -234,7 +242,8 @@ impl Device {
     pub async fn reconnect(&mut self) -> anyhow::Result<()> {
         self.task.abort();
         let client_id = self.token["clientId"].as_str().unwrap_or_default().to_string();
-        let (client, inbox, task) = open(&self.mqtt_addr, &client_id, &self.rtc_id, &self.token, self.auto_ack.clone()).await?;
+        let (client, inbox, task) =
+            open(&self.mqtt_addr, &client_id, &self.rtc_id, &self.token, self.auto_ack.clone()).await?;
         (self.client, self.inbox, self.task) = (client, inbox, task);
         self.backlog.clear();
         self.upload_and_subscribe().await
@@ -294,9 +303,9 @@ async fn open(
                     }
                     Err(e) => Inbound::Closed(format!("unparseable server message: {e}")),
                 },
-                Ok(Event::Incoming(Packet::SubAck(s))) => {
-                    Inbound::SubAck(s.return_codes.iter().map(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_))).collect())
-                }
+                Ok(Event::Incoming(Packet::SubAck(s))) => Inbound::SubAck(
+                    s.return_codes.iter().map(|c| matches!(c, rumqttc::SubscribeReasonCode::Success(_))).collect(),
+                ),
                 Ok(_) => continue,
                 Err(e) => {
                     let _ = tx.send(Inbound::Closed(e.to_string()));

@@ -12,6 +12,7 @@
 mod callback_server;
 mod calls;
 mod device;
+pub mod media;
 mod pop;
 
 use std::time::Duration;
@@ -84,6 +85,48 @@ impl Emulator {
         let mut d = self.device(device_id).await?;
         d.register().await?;
         Ok(d)
+    }
+
+    /// The first event of `kind` (a prefix, e.g. `media.recording`) for `channel_id`, whether it
+    /// already happened or happens within `within`: awaited on the event log, not polled.
+    pub async fn event(
+        &self,
+        kind: &str,
+        channel_id: &str,
+        within: std::time::Duration,
+    ) -> anyhow::Result<emu_core::events::Event> {
+        self.event_where(kind, channel_id, within, |_| true).await
+    }
+
+    /// Like [`Emulator::event`], for the first such event that `want` accepts.
+    pub async fn event_where(
+        &self,
+        kind: &str,
+        channel_id: &str,
+        within: std::time::Duration,
+        want: impl Fn(&emu_core::events::Event) -> bool,
+    ) -> anyhow::Result<emu_core::events::Event> {
+        let events = &self.running.shared.events;
+        let mut live = events.subscribe();
+        let filter = emu_core::events::EventFilter {
+            channel_id: Some(channel_id.to_string()),
+            kind_prefix: Some(kind.to_string()),
+            ..Default::default()
+        };
+        if let Some(e) = events.query(&filter).into_iter().find(|e| want(e)) {
+            return Ok(e);
+        }
+        tokio::time::timeout(within, async {
+            loop {
+                match live.recv().await {
+                    Ok(e) if filter.matches(&e) && want(&e) => return Ok(e),
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(e) => return Err(anyhow::anyhow!("event log closed: {e}")),
+                }
+            }
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("no {kind} event for {channel_id} within {within:?}"))?
     }
 
     pub async fn shutdown(self) {

@@ -28,6 +28,10 @@ pub struct Routing {
     pub inbound_callback: Option<String>,
     /// Bought numbers and their own inbound callback (overrides the tenant's).
     pub numbers: HashMap<String, Option<String>>,
+    /// Per bought number: the announcement a calling phone hears in each situation
+    /// (`not_connected`, `no_answer`, `busy`, `rejected`, `unreachable`, `invalid_number`),
+    /// instead of the platform's default one of the same name.
+    pub announcements: HashMap<String, HashMap<String, String>>,
     pub self_lines: HashSet<String>,
 }
 
@@ -1051,7 +1055,8 @@ impl Engine {
                 }
             }
             Caller::Phone { leg, .. } => {
-                self.out.push(Output::Pstn(PstnCommand::Announce { leg, name: announcement.into() }));
+                let name = self.announcement(channel_id, announcement);
+                self.out.push(Output::Pstn(PstnCommand::Announce { leg, name }));
                 self.out.push(Output::Pstn(PstnCommand::Release { leg, reason: ReleaseReason::CallEnded }));
             }
         }
@@ -1072,7 +1077,8 @@ impl Engine {
     fn not_connected(&mut self, channel_id: &str, why: &str, now: Millis) {
         let Some(Caller::Phone { leg, .. }) = self.calls.get(channel_id).map(|c| c.caller.clone()) else { return };
         tracing::info!(channel_id, "inbound call not connected: {why}");
-        self.out.push(Output::Pstn(PstnCommand::Announce { leg, name: "not_connected".into() }));
+        let name = self.announcement(channel_id, "not_connected");
+        self.out.push(Output::Pstn(PstnCommand::Announce { leg, name }));
         self.out.push(Output::Pstn(PstnCommand::Release { leg, reason: ReleaseReason::CallEnded }));
         self.end_call(channel_id, why, None, now);
     }
@@ -1119,6 +1125,17 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// The announcement for `situation` on the platform number the call came in on.
+    fn announcement(&self, channel_id: &str, situation: &str) -> String {
+        self.calls
+            .get(channel_id)
+            .and_then(|c| {
+                let number = c.display_number.as_ref()?;
+                self.routing.get(c.tenant.0)?.announcements.get(number)?.get(situation).cloned()
+            })
+            .unwrap_or_else(|| situation.to_string())
     }
 
     // ---- timers ------------------------------------------------------------------------------

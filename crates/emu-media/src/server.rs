@@ -1,0 +1,1490 @@
+//! The media server: legs (one str0m `Rtc` each), channels, bridges, the I/O task.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use emu_core::{Clock, Millis};
+use parking_lot::Mutex;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{Value, json};
+use str0m::change::SdpOffer;
+use str0m::config::{CryptoProvider, DtlsCert};
+use str0m::format::{Codec, CodecExtra, FormatParams, PayloadParams};
+use str0m::media::{Frequency, MediaData, MediaTime, Mid, Pt, TelephoneEvent};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::audio::{self, FRAME, Tone};
+use crate::codec::{AudioCodec, Decoder, Encoder};
+use crate::recorder::Recorder;
+use crate::stun::{self, Kind};
+use crate::turn::TurnRelay;
+use crate::{Audio, CodecPreference, Endpoint, MediaConfig, MediaEvent, sdp};
+
+type LegId = u64;
+
+/// Error codes of failed ARTC results (the SDK only reports them: reportStatus 32 / 34).
+const ERR_BAD_OFFER: i64 = 40001;
+const ERR_NO_LEG: i64 = 40004;
+
+const SYNTH_PERIOD: Duration = Duration::from_millis(20);
+const DTMF_DURATION: Duration = Duration::from_millis(100);
+const INBAND_DTMF_SAMPLES: usize = 800; // 100 ms
+const INBAND_GAP_SAMPLES: usize = 480; // 60 ms
+
+/// A finished recording.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingInfo {
+    pub file: String,
+    pub channel_id: String,
+    pub tenant: String,
+    pub duration_ms: u64,
+    pub bytes: u64,
+    pub created_ms: Millis,
+    /// Download URL (`http_base` + `/recordings/<file>`).
+    pub url: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum LegState {
+    /// Joined; no offer yet (sigv 1 before `sdpCandidate`).
+    New,
+    /// Offer answered; ICE/DTLS under way.
+    Connecting,
+    Connected,
+    Disconnected,
+    /// The Rtc reported an error or closed.
+    Closed,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LegStats {
+    packets_in: u64,
+    bytes_in: u64,
+    packets_out: u64,
+    bytes_out: u64,
+    rtp_in: u64,
+    rtp_bytes_in: u64,
+    rtp_out: u64,
+    rtp_bytes_out: u64,
+    dtmf_in: u64,
+    dtmf_out: u64,
+    loss_in: Option<f32>,
+    loss_out: Option<f32>,
+    rtt: Option<Duration>,
+    last_packet: Option<Instant>,
+    last_rtp_in: Option<Instant>,
+    connected_at: Option<Instant>,
+}
+
+/// The codec a leg sends with: the first audio codec of its answer.
+#[derive(Debug, Clone, Copy)]
+struct SendCodec {
+    codec: AudioCodec,
+    pt: Pt,
+    /// A telephone-event payload type at the same clock rate was negotiated.
+    tele: bool,
+}
+
+struct Leg {
+    id: LegId,
+    channel_id: String,
+    rtc_id: String,
+    uuid: String,
+    tenant: String,
+    prefer: CodecPreference,
+    sigv: u8,
+    ice: IceCreds,
+    rtc: Option<Rtc>,
+    mid: Option<Mid>,
+    send: Option<SendCodec>,
+    state: LegState,
+    turn_user: Option<String>,
+    addrs: Vec<SocketAddr>,
+    scheduled: Option<Instant>,
+    /// Next RTP timestamp of audio this server generates for the leg (its send clock).
+    tx_time: u64,
+    decoder: Option<Decoder>,
+    encoder: Option<Encoder>,
+    last_dtmf: Option<u64>,
+    /// Phone key presses waiting to go out as telephone-events, and when the next may start
+    /// (events may not overlap: RFC 4733 §2.5.1.5, str0m's 50 ms pause).
+    dtmf_queue: VecDeque<char>,
+    dtmf_next: Option<Instant>,
+    stats: LegStats,
+    created: Instant,
+}
+
+impl Leg {
+    fn send_codec(&mut self) -> Option<SendCodec> {
+        if self.send.is_some() {
+            return self.send;
+        }
+        let mid = self.mid?;
+        let writer = self.rtc.as_mut()?.writer(mid)?;
+        let params: Vec<PayloadParams> = writer.payload_params().copied().collect();
+        let first = params.iter().find(|p| AudioCodec::from_str0m(p.spec().codec).is_some())?;
+        let clock = first.spec().clock_rate;
+        let tele = params.iter().any(|p| p.spec().codec == Codec::Tele && p.spec().clock_rate == clock);
+        self.send = Some(SendCodec { codec: AudioCodec::from_str0m(first.spec().codec)?, pt: first.pt(), tele });
+        self.send
+    }
+
+    fn decode(&mut self, codec: AudioCodec, payload: &[u8]) -> Vec<i16> {
+        if self.decoder.as_ref().is_none_or(|d| d.codec() != codec) {
+            self.decoder = Some(Decoder::new(codec));
+        }
+        self.decoder.as_mut().expect("set above").decode(payload)
+    }
+
+    /// The local payload type that carries `params` unchanged, if this leg negotiated it.
+    fn passthrough_pt(&mut self, params: PayloadParams) -> Option<Pt> {
+        let mid = self.mid?;
+        let writer = self.rtc.as_mut()?.writer(mid)?;
+        let pt = writer.match_params(params)?;
+        writer.payload_params().any(|p| p.pt() == pt).then_some(pt)
+    }
+
+    fn is_connected(&self) -> bool {
+        self.state == LegState::Connected
+    }
+
+    /// Encodes 8 kHz PCM in this leg's codec, in 20 ms frames, on its own timeline.
+    fn write_pcm(&mut self, pcm: &[i16], now: Instant) -> bool {
+        if !self.is_connected() {
+            return false;
+        }
+        let Some(send) = self.send_codec() else { return false };
+        if self.encoder.as_ref().is_none_or(|e| e.codec() != send.codec) {
+            self.encoder = Some(Encoder::new(send.codec));
+        }
+        let (Some(mid), Some(rtc), Some(enc)) = (self.mid, self.rtc.as_mut(), self.encoder.as_mut()) else {
+            return false;
+        };
+        let freq = freq_of(send.codec);
+        let mut wrote = false;
+        for frame in pcm.chunks(FRAME) {
+            let payload = enc.encode(frame);
+            let len = payload.len() as u64;
+            let Some(writer) = rtc.writer(mid) else { return wrote };
+            let at = MediaTime::new(self.tx_time, freq);
+            match writer.write(send.pt, now, at, payload) {
+                Ok(()) => {
+                    self.stats.rtp_out += 1;
+                    self.stats.rtp_bytes_out += len;
+                    wrote = true;
+                }
+                Err(e) => tracing::debug!(rtc_id = %self.rtc_id, "write failed: {e}"),
+            }
+            self.tx_time =
+                self.tx_time.wrapping_add(frame.len() as u64 * send.codec.clock_rate() as u64 / audio::RATE as u64);
+        }
+        wrote
+    }
+
+    fn stats_json(&self, clock_now: Millis, now: Instant) -> Value {
+        let s = &self.stats;
+        let ms_at = |t: Option<Instant>| {
+            t.map(|t| clock_now.saturating_sub(now.saturating_duration_since(t).as_millis() as Millis))
+        };
+        json!({
+            "rtcId": self.rtc_id,
+            "uuid": self.uuid,
+            "tenant": self.tenant,
+            "sigv": self.sigv,
+            "state": self.state,
+            "codec": self.send.map(|c| c.codec.to_string()),
+            "telephoneEvent": self.send.map(|c| c.tele),
+            "remoteAddress": self.addrs.last().map(|a| a.to_string()),
+            "packetsIn": s.packets_in,
+            "bytesIn": s.bytes_in,
+            "packetsOut": s.packets_out,
+            "bytesOut": s.bytes_out,
+            "rtpPacketsIn": s.rtp_in,
+            "rtpBytesIn": s.rtp_bytes_in,
+            "rtpPacketsOut": s.rtp_out,
+            "rtpBytesOut": s.rtp_bytes_out,
+            "dtmfIn": s.dtmf_in,
+            "dtmfOut": s.dtmf_out,
+            "lossIn": s.loss_in,
+            "lossOut": s.loss_out,
+            "rttMs": s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            "lastPacketMs": ms_at(s.last_packet),
+            "lastRtpInMs": ms_at(s.last_rtp_in),
+            "connectedMs": ms_at(s.connected_at),
+            "ageMs": now.saturating_duration_since(self.created).as_millis() as u64,
+        })
+    }
+}
+
+fn freq_of(codec: AudioCodec) -> Frequency {
+    match codec.clock_rate() {
+        48000 => Frequency::FORTY_EIGHT_KHZ,
+        _ => Frequency::EIGHT_KHZ,
+    }
+}
+
+/// What a phone sends.
+enum Source {
+    Silence,
+    Echo,
+    Tone(Tone),
+    Wav { pcm: Arc<Vec<i16>>, pos: usize },
+}
+
+/// The phone side of a bridge.
+struct Phone {
+    /// 0 = caller side, 1 = callee side.
+    side: usize,
+    source: Source,
+    /// In-band DTMF waiting (for legs without telephone-event).
+    inband: VecDeque<char>,
+    /// (tone, samples left of it, silence after it).
+    playing: Option<(Tone, usize, usize)>,
+}
+
+impl Phone {
+    /// The phone's next 20 ms, or None when it only echoes.
+    fn next_frame(&mut self) -> Option<[i16; FRAME]> {
+        let mut f = [0i16; FRAME];
+        let mut have = false;
+        match &mut self.source {
+            Source::Silence => have = true,
+            Source::Echo => {}
+            Source::Tone(t) => {
+                t.fill(&mut f);
+                have = true;
+            }
+            Source::Wav { pcm, pos } => {
+                if !pcm.is_empty() {
+                    for s in f.iter_mut() {
+                        *s = pcm[*pos];
+                        *pos = (*pos + 1) % pcm.len();
+                    }
+                }
+                have = true;
+            }
+        }
+        if !have {
+            return None;
+        }
+        // In-band DTMF replaces the audio while it plays.
+        if self.playing.is_none()
+            && let Some(d) = self.inband.pop_front()
+            && let Some((lo, hi, _)) = audio::dtmf_key(d)
+        {
+            self.playing = Some((Tone::dual(lo, hi, 7000.0), INBAND_DTMF_SAMPLES, INBAND_GAP_SAMPLES));
+        }
+        if let Some((tone, left, gap)) = &mut self.playing {
+            for s in f.iter_mut() {
+                if *left > 0 {
+                    let mut one = [0i16; 1];
+                    tone.fill(&mut one);
+                    *s = one[0];
+                    *left -= 1;
+                } else if *gap > 0 {
+                    *s = 0;
+                    *gap -= 1;
+                }
+            }
+            if *left == 0 && *gap == 0 {
+                self.playing = None;
+            }
+        }
+        Some(f)
+    }
+}
+
+struct Bridge {
+    sides: [Endpoint; 2],
+    record: bool,
+    phone: Option<Phone>,
+}
+
+impl Bridge {
+    fn side_of(&self, rtc_id: &str) -> Option<usize> {
+        self.sides.iter().position(|e| matches!(e, Endpoint::Device { rtc_id: r } if r == rtc_id))
+    }
+}
+
+fn endpoint_json(e: &Endpoint) -> Value {
+    match e {
+        Endpoint::Device { rtc_id } => json!({"device": rtc_id}),
+        Endpoint::Phone { number, audio } => json!({"phone": number, "audio": audio}),
+    }
+}
+
+struct Channel {
+    tenant: String,
+    legs: HashMap<String, LegId>,
+    bridge: Option<Bridge>,
+    recorder: Option<Recorder>,
+    record_file: Option<String>,
+    created_ms: Millis,
+}
+
+/// Global counters.
+#[derive(Debug, Default, Clone, Copy, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Counters {
+    packets_in: u64,
+    packets_out: u64,
+    /// Datagrams that are not STUN, DTLS, RTP or RTCP.
+    garbage: u64,
+    /// STUN for no known ufrag, or DTLS/RTP from an address no leg has validated.
+    unknown_source: u64,
+    /// Datagrams str0m refused to parse.
+    unparseable: u64,
+    send_errors: u64,
+    legs_created: u64,
+    legs_released: u64,
+    offers_rejected: u64,
+    events_dropped: u64,
+}
+
+struct State {
+    cfg: Arc<MediaConfig>,
+    clock: Clock,
+    socket: Arc<UdpSocket>,
+    cand_addr: SocketAddr,
+    provider: Arc<CryptoProvider>,
+    cert: DtlsCert,
+    turn: Option<Arc<TurnRelay>>,
+    events: mpsc::Sender<MediaEvent>,
+    channels: HashMap<String, Channel>,
+    legs: HashMap<LegId, Leg>,
+    by_ufrag: HashMap<String, LegId>,
+    by_addr: HashMap<SocketAddr, LegId>,
+    timers: BinaryHeap<Reverse<(Instant, LegId)>>,
+    next_synth: Option<Instant>,
+    next_leg: LegId,
+    recordings: Vec<RecordingInfo>,
+    wav_cache: HashMap<PathBuf, Arc<Vec<i16>>>,
+    /// Final statistics of released channels, newest last.
+    recent: VecDeque<(String, Value)>,
+    counters: Counters,
+}
+
+const RECENT_KEPT: usize = 1000;
+
+/// The media server. See the crate docs.
+pub struct MediaServer {
+    state: Mutex<State>,
+    wake: Notify,
+    stop: watch::Sender<bool>,
+    cfg: Arc<MediaConfig>,
+    socket: Arc<UdpSocket>,
+    local_addr: SocketAddr,
+    cand_addr: SocketAddr,
+    turn: Option<Arc<TurnRelay>>,
+    clock: Clock,
+}
+
+fn random_string(n: usize) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..n).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
+}
+
+/// The IP the server's candidate and relay addresses carry.
+fn public_ip(cfg: &MediaConfig) -> IpAddr {
+    let host = cfg.public_host.trim();
+    if host.is_empty() {
+        return if cfg.bind.is_unspecified() { IpAddr::from([127, 0, 0, 1]) } else { cfg.bind };
+    }
+    if let Ok(ip) = host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+        return ip;
+    }
+    match (host, 0)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.find(|a| a.is_ipv4()).or_else(|| (host, 0).to_socket_addrs().ok()?.next()))
+    {
+        Some(a) => a.ip(),
+        None => {
+            tracing::warn!(host, "cannot resolve the media public host; using 127.0.0.1");
+            IpAddr::from([127, 0, 0, 1])
+        }
+    }
+}
+
+fn safe_file_stem(s: &str) -> String {
+    let stem: String =
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(80).collect();
+    if stem.is_empty() { "call".into() } else { stem }
+}
+
+impl MediaServer {
+    /// Binds the media port and the TURN port and starts the I/O task.
+    pub async fn start(
+        cfg: MediaConfig,
+        clock: Clock,
+    ) -> anyhow::Result<(Arc<MediaServer>, mpsc::Receiver<MediaEvent>)> {
+        let ip = public_ip(&cfg);
+        let socket = UdpSocket::bind(SocketAddr::new(cfg.bind, cfg.udp_port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{} (media)", cfg.bind, cfg.udp_port))?;
+        let local_addr = socket.local_addr()?;
+        let cand_addr = SocketAddr::new(ip, local_addr.port());
+        let turn = if cfg.turn_enabled {
+            Some(Arc::new(TurnRelay::start(cfg.bind, cfg.turn_port, ip, &cfg.turn_realm).await?))
+        } else {
+            None
+        };
+        std::fs::create_dir_all(&cfg.recordings_dir)
+            .with_context(|| format!("cannot create the recordings directory {}", cfg.recordings_dir.display()))?;
+        let provider = Arc::new(str0m::crypto::from_feature_flags());
+        let cert = provider.dtls_provider.generate_certificate().context("cannot generate the DTLS certificate")?;
+        let socket = Arc::new(socket);
+        let cfg = Arc::new(cfg);
+        let (events, events_rx) = mpsc::channel(16_384);
+        let (stop, stop_rx) = watch::channel(false);
+        let state = State {
+            cfg: cfg.clone(),
+            clock: clock.clone(),
+            socket: socket.clone(),
+            cand_addr,
+            provider,
+            cert,
+            turn: turn.clone(),
+            events,
+            channels: HashMap::new(),
+            legs: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            timers: BinaryHeap::new(),
+            next_synth: None,
+            next_leg: 1,
+            recordings: Vec::new(),
+            wav_cache: HashMap::new(),
+            recent: VecDeque::new(),
+            counters: Counters::default(),
+        };
+        let server = Arc::new(MediaServer {
+            state: Mutex::new(state),
+            wake: Notify::new(),
+            stop,
+            cfg,
+            socket,
+            local_addr,
+            cand_addr,
+            turn,
+            clock,
+        });
+        tokio::spawn(io_loop(server.clone(), stop_rx));
+        tracing::info!(media = %local_addr, candidate = %cand_addr, turn = ?server.turn_addr(), "media server ready");
+        Ok((server, events_rx))
+    }
+
+    /// The bound media socket.
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The address in the server's ICE candidate.
+    pub fn candidate_addr(&self) -> SocketAddr {
+        self.cand_addr
+    }
+
+    /// The TURN server's bound address.
+    pub fn turn_addr(&self) -> Option<SocketAddr> {
+        self.turn.as_ref().map(|t| t.addr())
+    }
+
+    /// The TURN URL handed to clients.
+    pub fn turn_url(&self) -> Option<String> {
+        let port = self.turn_addr()?.port();
+        let host = if self.cfg.public_host.trim().is_empty() {
+            self.cand_addr.ip().to_string()
+        } else {
+            self.cfg.public_host.trim().to_string()
+        };
+        Some(format!("turn:{host}:{port}?transport=udp"))
+    }
+
+    pub fn config(&self) -> &MediaConfig {
+        &self.cfg
+    }
+
+    /// Whether a call is recorded: asked for (`needRecord`), or recorded by default for its type.
+    pub fn should_record(&self, rtc_type: &str, requested: bool) -> bool {
+        requested || self.cfg.record_by_default.for_type(rtc_type)
+    }
+
+    /// A device's joinChannel: mints TURN credentials and returns the ARTC joinChannel result
+    /// (the JSON for `body.mediaSignal`). With sigv 2 (the offer inside `signal`), it also
+    /// carries the answer and the server's one candidate.
+    pub fn join(&self, channel_id: &str, tenant: &str, rtc_id: &str, uuid: &str, signal: &Value) -> Value {
+        self.join_with(channel_id, tenant, rtc_id, uuid, signal, CodecPreference::Opus)
+    }
+
+    /// [`MediaServer::join`], choosing which codec the answer puts first
+    /// ([`CodecPreference::for_call_type`]).
+    pub fn join_with(
+        &self,
+        channel_id: &str,
+        tenant: &str,
+        rtc_id: &str,
+        uuid: &str,
+        signal: &Value,
+        prefer: CodecPreference,
+    ) -> Value {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let id = st.new_leg(channel_id, tenant, rtc_id, uuid, prefer, now);
+        let mut result = json!({
+            "api": "joinChannel", "errorCode": 0, "errorMsg": "SUCCESS",
+            "data": {"channelId": channel_id, "turnServers": [], "dynamicConfig": {}},
+        });
+        if let Some(seq) = signal.get("seqId") {
+            result["seqId"] = seq.clone();
+        }
+        if let (Some(turn), Some(url)) = (st.turn.clone(), self.turn_url()) {
+            let ttl = self.cfg.turn_credential_ttl;
+            let expiry = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default() + ttl;
+            let username = format!("{}:{}", expiry.as_secs(), random_string(12));
+            let password = random_string(24);
+            turn.add_user(&username, &password, ttl);
+            if let Some(leg) = st.legs.get_mut(&id) {
+                leg.turn_user = Some(username.clone());
+            }
+            result["data"]["turnServers"] = json!([{"address": url, "username": username, "password": password}]);
+        }
+        let offer = signal.pointer("/data/sdpInfo/sdp").and_then(Value::as_str);
+        let sigv2 =
+            offer.is_some() || signal.pointer("/data/channelConfig/sigVersion").and_then(Value::as_i64) == Some(2);
+        if let Some(leg) = st.legs.get_mut(&id) {
+            leg.sigv = if sigv2 { 2 } else { 1 };
+        }
+        if let Some(offer) = offer {
+            match st.answer(id, offer, &[], now) {
+                Ok((answer, mid, label)) => {
+                    result["data"]["sdpInfo"] = json!({"sdp": answer, "type": "answer"});
+                    result["data"]["candidateInfo"] = sdp::candidate_json(st.cand_addr, &mid, label);
+                }
+                Err(e) => {
+                    tracing::warn!(channel_id, rtc_id, "joinChannel offer refused: {e}");
+                    result["errorCode"] = ERR_BAD_OFFER.into();
+                    result["errorMsg"] = format!("cannot answer the offer: {e}").into();
+                }
+            }
+        }
+        drop(st);
+        self.wake.notify_one();
+        result
+    }
+
+    /// A device's media signal: `sdpCandidate` (offer + candidates → the answer result),
+    /// `candidate` (a trickled candidate; no result), anything else ignored.
+    pub fn signal(&self, channel_id: &str, rtc_id: &str, uuid: &str, api: &str, signal: &Value) -> Option<Value> {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let out = match api {
+            "sdpCandidate" => {
+                let mut result = json!({"api": "sdpCandidate", "errorCode": 0, "errorMsg": "SUCCESS", "data": {"channelId": channel_id}});
+                if let Some(seq) = signal.get("seqId") {
+                    result["seqId"] = seq.clone();
+                }
+                let offer = signal.pointer("/data/sdpInfo/sdp").and_then(Value::as_str);
+                let candidates = sdp::candidate_strings(signal.pointer("/data/candidateList").unwrap_or(&Value::Null));
+                let id = match st.leg_of(channel_id, rtc_id) {
+                    Some(id) => Some(id),
+                    // No joinChannel seen (a restart, a replayed message): answer anyway.
+                    None if offer.is_some() => {
+                        let tenant = st.channels.get(channel_id).map(|c| c.tenant.clone()).unwrap_or_default();
+                        Some(st.new_leg(channel_id, &tenant, rtc_id, uuid, CodecPreference::Opus, now))
+                    }
+                    None => None,
+                };
+                match (id, offer) {
+                    (Some(id), Some(offer)) => match st.answer(id, offer, &candidates, now) {
+                        Ok((answer, mid, label)) => {
+                            result["data"]["sdpInfo"] = json!({"sdp": answer, "type": "answer"});
+                            result["data"]["candidateList"] = json!([sdp::candidate_json(st.cand_addr, &mid, label)]);
+                        }
+                        Err(e) => {
+                            tracing::warn!(channel_id, rtc_id, "sdpCandidate offer refused: {e}");
+                            result["errorCode"] = ERR_BAD_OFFER.into();
+                            result["errorMsg"] = format!("cannot answer the offer: {e}").into();
+                        }
+                    },
+                    _ => {
+                        result["errorCode"] = (if id.is_none() { ERR_NO_LEG } else { ERR_BAD_OFFER }).into();
+                        result["errorMsg"] = "sdpCandidate without an offer".into();
+                    }
+                }
+                Some(result)
+            }
+            "candidate" => {
+                let info = signal
+                    .pointer("/data/candidateInfo")
+                    .or_else(|| signal.pointer("/data/candidateList"))
+                    .unwrap_or(&Value::Null);
+                if let Some(id) = st.leg_of(channel_id, rtc_id) {
+                    for c in sdp::candidate_strings(info) {
+                        st.add_remote_candidate(id, &c, now);
+                    }
+                }
+                None
+            }
+            _ => None,
+        };
+        drop(st);
+        self.wake.notify_one();
+        out
+    }
+
+    /// Connects the two sides of a call (a = caller, left channel; b = callee, right channel).
+    /// Device legs may join before or after. A phone side's audio is synthesized.
+    pub fn bridge(&self, channel_id: &str, a: Endpoint, b: Endpoint, record: bool) {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let phone_side = match (&a, &b) {
+            (Endpoint::Device { .. }, Endpoint::Phone { .. }) => Some(1),
+            (Endpoint::Phone { .. }, Endpoint::Device { .. }) => Some(0),
+            _ => None,
+        };
+        let phone = phone_side.map(|side| {
+            let Endpoint::Phone { audio, .. } = (if side == 0 { &a } else { &b }) else { unreachable!("a phone side") };
+            let source = st.source_for(audio);
+            Phone { side, source, inband: VecDeque::new(), playing: None }
+        });
+        let clock_ms = st.clock.now_ms();
+        let cfg = st.cfg.clone();
+        let chan = st.channels.entry(channel_id.to_string()).or_insert_with(|| Channel {
+            tenant: String::new(),
+            legs: HashMap::new(),
+            bridge: None,
+            recorder: None,
+            record_file: None,
+            created_ms: clock_ms,
+        });
+        if record && chan.recorder.is_none() {
+            let stem = safe_file_stem(channel_id);
+            let mut file = format!("{stem}.wav");
+            let mut n = 1;
+            while cfg.recordings_dir.join(&file).exists() {
+                n += 1;
+                file = format!("{stem}-{n}.wav");
+            }
+            match Recorder::create(&cfg.recordings_dir.join(&file), now) {
+                Ok(r) => {
+                    chan.recorder = Some(r);
+                    chan.record_file = Some(file);
+                }
+                Err(e) => tracing::warn!(channel_id, "cannot create the recording: {e}"),
+            }
+        }
+        chan.bridge = Some(Bridge { sides: [a, b], record, phone });
+        if phone_side.is_some() && st.next_synth.is_none() {
+            st.next_synth = Some(now + SYNTH_PERIOD);
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// The phone in a bridged call pressed `digit`: RFC 4733 telephone-events to the device
+    /// leg, or the DTMF tone in-band when the leg negotiated no telephone-event. Presses queue
+    /// and go out one at a time (events never overlap) once the leg is connected. False when
+    /// the channel has no device leg bridged with a phone, or `digit` is not a DTMF key.
+    pub fn phone_dtmf(&self, channel_id: &str, digit: char) -> bool {
+        let ok = self.state.lock().phone_dtmf(channel_id, digit);
+        self.wake.notify_one();
+        ok
+    }
+
+    /// Tears down every leg of the channel (TURN credentials and allocations included) and
+    /// finishes its recording (→ [`MediaEvent::RecordingDone`]).
+    pub fn release(&self, channel_id: &str) -> Option<RecordingInfo> {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let rec = st.release(channel_id, now);
+        drop(st);
+        self.wake.notify_one();
+        rec
+    }
+
+    /// Per-leg media statistics of a channel; for a released channel, its final statistics
+    /// (`"released": true`, the last 1000 channels kept); `null` when the channel is unknown.
+    pub fn stats(&self, channel_id: &str) -> Value {
+        let st = self.state.lock();
+        match st.channel_stats(channel_id, Instant::now()) {
+            Value::Null => {
+                st.recent.iter().rev().find(|(id, _)| id == channel_id).map(|(_, v)| v.clone()).unwrap_or(Value::Null)
+            }
+            v => v,
+        }
+    }
+
+    /// Server-wide counters and sizes.
+    pub fn summary(&self) -> Value {
+        let st = self.state.lock();
+        json!({
+            "udp": self.local_addr.to_string(),
+            "candidate": self.cand_addr.to_string(),
+            "turn": self.turn_addr().map(|a| a.to_string()),
+            "turnUrl": self.turn_url(),
+            "channels": st.channels.len(),
+            "legs": st.legs.len(),
+            "connectedLegs": st.legs.values().filter(|l| l.is_connected()).count(),
+            "turnUsers": self.turn.as_ref().map(|t| t.users()),
+            "turnRejected": self.turn.as_ref().map(|t| t.rejected()),
+            "recordings": st.recordings.len(),
+            "counters": st.counters,
+        })
+    }
+
+    /// Channels with at least one leg or a bridge.
+    pub fn channel_count(&self) -> usize {
+        self.state.lock().channels.len()
+    }
+
+    pub fn leg_count(&self) -> usize {
+        self.state.lock().legs.len()
+    }
+
+    /// Whether `rtc_id`'s leg in the channel has ICE and DTLS up.
+    pub fn is_connected(&self, channel_id: &str, rtc_id: &str) -> bool {
+        let st = self.state.lock();
+        st.leg_of(channel_id, rtc_id).and_then(|id| st.legs.get(&id)).is_some_and(|l| l.is_connected())
+    }
+
+    /// Open TURN allocations (relay ports).
+    pub async fn turn_allocations(&self) -> usize {
+        match &self.turn {
+            Some(t) => t.allocations().await,
+            None => 0,
+        }
+    }
+
+    /// Finished recordings, oldest first.
+    pub fn recordings(&self) -> Vec<RecordingInfo> {
+        self.state.lock().recordings.clone()
+    }
+
+    /// The path of a recording file, if it is one of ours.
+    pub fn recording_path(&self, file: &str) -> Option<PathBuf> {
+        let ok = !file.is_empty()
+            && file.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && !file.starts_with('.');
+        if !ok {
+            return None;
+        }
+        let path = self.cfg.recordings_dir.join(file);
+        path.is_file().then_some(path)
+    }
+
+    /// The download URL of a recording file.
+    pub fn recording_url(&self, file: &str) -> String {
+        format!("{}/recordings/{file}", self.cfg.http_base.trim_end_matches('/'))
+    }
+
+    /// Drops every channel (recordings in progress are finished), as an emulator reset does.
+    pub fn reset(&self) {
+        let now = Instant::now();
+        let mut st = self.state.lock();
+        let ids: Vec<String> = st.channels.keys().cloned().collect();
+        for id in ids {
+            st.release(&id, now);
+        }
+        st.recent.clear();
+    }
+
+    /// Stops the I/O task and the TURN server.
+    pub async fn shutdown(&self) {
+        self.reset();
+        let _ = self.stop.send(true);
+        if let Some(t) = &self.turn {
+            t.close().await;
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    #[doc(hidden)]
+    pub fn socket(&self) -> &UdpSocket {
+        &self.socket
+    }
+}
+
+impl State {
+    fn channel_stats(&self, channel_id: &str, now: Instant) -> Value {
+        let clock_now = self.clock.now_ms();
+        let Some(chan) = self.channels.get(channel_id) else { return Value::Null };
+        let mut legs: Vec<&Leg> = chan.legs.values().filter_map(|id| self.legs.get(id)).collect();
+        legs.sort_by_key(|l| l.id);
+        json!({
+            "channelId": channel_id,
+            "released": false,
+            "legs": legs.iter().map(|l| l.stats_json(clock_now, now)).collect::<Vec<_>>(),
+            "bridge": chan.bridge.as_ref().map(|b| json!({"caller": endpoint_json(&b.sides[0]), "callee": endpoint_json(&b.sides[1]), "record": b.record})),
+            "recording": chan.record_file.as_ref().map(|f| json!({"file": f, "inProgress": true, "elapsedMs": chan.recorder.as_ref().map(|r| r.elapsed(now).as_millis() as u64)})),
+        })
+    }
+
+    fn leg_of(&self, channel_id: &str, rtc_id: &str) -> Option<LegId> {
+        self.channels.get(channel_id)?.legs.get(rtc_id).copied()
+    }
+
+    fn new_leg(
+        &mut self,
+        channel_id: &str,
+        tenant: &str,
+        rtc_id: &str,
+        uuid: &str,
+        prefer: CodecPreference,
+        now: Instant,
+    ) -> LegId {
+        // A device joining again (a new session) replaces its old leg.
+        if let Some(old) = self.leg_of(channel_id, rtc_id) {
+            self.remove_leg(old);
+        }
+        let id = self.next_leg;
+        self.next_leg += 1;
+        let mut ufrag = random_string(8);
+        while self.by_ufrag.contains_key(&ufrag) {
+            ufrag = random_string(8);
+        }
+        self.by_ufrag.insert(ufrag.clone(), id);
+        let clock_ms = self.clock.now_ms();
+        let chan = self.channels.entry(channel_id.to_string()).or_insert_with(|| Channel {
+            tenant: tenant.to_string(),
+            legs: HashMap::new(),
+            bridge: None,
+            recorder: None,
+            record_file: None,
+            created_ms: clock_ms,
+        });
+        if chan.tenant.is_empty() {
+            chan.tenant = tenant.to_string();
+        }
+        chan.legs.insert(rtc_id.to_string(), id);
+        let tx_time = rand::rng().random_range(0..1u64 << 30);
+        self.legs.insert(
+            id,
+            Leg {
+                id,
+                channel_id: channel_id.to_string(),
+                rtc_id: rtc_id.to_string(),
+                uuid: uuid.to_string(),
+                tenant: tenant.to_string(),
+                prefer,
+                sigv: 1,
+                ice: IceCreds { ufrag, pass: random_string(24) },
+                rtc: None,
+                mid: None,
+                send: None,
+                state: LegState::New,
+                turn_user: None,
+                addrs: Vec::new(),
+                scheduled: None,
+                tx_time,
+                decoder: None,
+                encoder: None,
+                last_dtmf: None,
+                dtmf_queue: VecDeque::new(),
+                dtmf_next: None,
+                stats: LegStats::default(),
+                created: now,
+            },
+        );
+        self.counters.legs_created += 1;
+        id
+    }
+
+    fn remove_leg(&mut self, id: LegId) {
+        let Some(mut leg) = self.legs.remove(&id) else { return };
+        self.by_ufrag.remove(&leg.ice.ufrag);
+        for a in &leg.addrs {
+            if self.by_addr.get(a) == Some(&id) {
+                self.by_addr.remove(a);
+            }
+        }
+        if let (Some(turn), Some(user)) = (&self.turn, &leg.turn_user) {
+            turn.remove_user(user);
+        }
+        if let Some(rtc) = leg.rtc.as_mut() {
+            // No DTLS close_notify: the signalling ends the call; a transport close arriving
+            // first would make the SDK report a network error instead.
+            rtc.disconnect();
+        }
+        if let Some(chan) = self.channels.get_mut(&leg.channel_id)
+            && chan.legs.get(&leg.rtc_id) == Some(&id)
+        {
+            chan.legs.remove(&leg.rtc_id);
+        }
+        self.counters.legs_released += 1;
+    }
+
+    fn new_rtc(&self, prefer: CodecPreference, ice: &IceCreds, now: Instant) -> Rtc {
+        let mut b = Rtc::builder()
+            .set_ice_lite(true)
+            .set_local_ice_credentials(ice.clone())
+            .set_crypto_provider(self.provider.clone())
+            .set_dtls_cert(self.cert.clone())
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .set_rtcp_report_interval_audio(Duration::from_secs(1))
+            .clear_codecs();
+        b = match prefer {
+            CodecPreference::Opus => b.enable_opus(true, false).enable_pcmu(true, false).enable_pcma(true, false),
+            CodecPreference::G711 => b.enable_pcmu(true, false).enable_pcma(true, false).enable_opus(true, false),
+        };
+        let (first, second) = match prefer {
+            CodecPreference::Opus => ((110u8, Frequency::FORTY_EIGHT_KHZ), (126u8, Frequency::EIGHT_KHZ)),
+            CodecPreference::G711 => ((126u8, Frequency::EIGHT_KHZ), (110u8, Frequency::FORTY_EIGHT_KHZ)),
+        };
+        for (pt, freq) in [first, second] {
+            b.codec_config().add_config(pt.into(), None, Codec::Tele, freq, None, FormatParams::default());
+        }
+        let mut rtc = b.build(now);
+        match Candidate::host(self.cand_addr, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => tracing::error!("cannot use {} as the media candidate: {e}", self.cand_addr),
+        }
+        rtc
+    }
+
+    /// Answers an offer for a leg: (answer SDP without candidates, offer mid, m-line index).
+    fn answer(
+        &mut self,
+        id: LegId,
+        offer_sdp: &str,
+        candidates: &[String],
+        now: Instant,
+    ) -> Result<(String, String, u32), String> {
+        let (mid, label) = sdp::audio_mid(offer_sdp).ok_or("the offer has no audio m-line")?;
+        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| format!("unparseable SDP: {e}"))?;
+        let (prefer, ice) = {
+            let leg = self.legs.get(&id).ok_or("no such leg")?;
+            (leg.prefer, leg.ice.clone())
+        };
+        let fresh = self.new_rtc(prefer, &ice, now);
+        let leg = self.legs.get_mut(&id).ok_or("no such leg")?;
+        // A re-offer (ICE restart, renegotiation) starts over on a new Rtc.
+        leg.rtc = Some(fresh);
+        leg.mid = None;
+        leg.send = None;
+        leg.scheduled = None;
+        leg.state = LegState::Connecting;
+        let rtc = leg.rtc.as_mut().expect("set above");
+        let answer = match rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                leg.rtc = None;
+                leg.state = LegState::New;
+                self.counters.offers_rejected += 1;
+                return Err(e.to_string());
+            }
+        };
+        let audio_ok = rtc.media(Mid::from(mid.as_str())).is_some_and(|m| !m.disabled());
+        if !audio_ok {
+            leg.rtc = None;
+            leg.state = LegState::New;
+            self.counters.offers_rejected += 1;
+            return Err("no audio codec in common (need Opus, PCMU or PCMA)".into());
+        }
+        leg.mid = Some(Mid::from(mid.as_str()));
+        self.drain(id, now);
+        for c in candidates {
+            self.add_remote_candidate(id, c, now);
+        }
+        Ok((sdp::strip_candidates(&answer.to_sdp_string()), mid, label))
+    }
+
+    fn add_remote_candidate(&mut self, id: LegId, c: &str, now: Instant) {
+        let Some(rtc) = self.legs.get_mut(&id).and_then(|l| l.rtc.as_mut()) else { return };
+        match Candidate::from_sdp_string(c) {
+            Ok(cand) => {
+                rtc.add_remote_candidate(cand);
+                self.drain(id, now);
+            }
+            Err(e) => tracing::debug!("remote candidate ignored: {e}"),
+        }
+    }
+
+    fn emit(&mut self, e: MediaEvent) {
+        if self.events.try_send(e).is_err() {
+            self.counters.events_dropped += 1;
+        }
+    }
+
+    /// Drains a leg's Rtc to its next timeout: transmits, events, then routes received audio.
+    fn drain(&mut self, id: LegId, now: Instant) {
+        let mut media = Vec::new();
+        let mut events = Vec::new();
+        let mut connected = false;
+        {
+            let Some(leg) = self.legs.get_mut(&id) else { return };
+            let Some(rtc) = leg.rtc.as_mut() else { return };
+            loop {
+                match rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => {
+                        if leg.scheduled.is_none_or(|s| t < s) {
+                            leg.scheduled = Some(t);
+                            self.timers.push(Reverse((t, id)));
+                        }
+                        break;
+                    }
+                    Ok(Output::Transmit(t)) => {
+                        leg.stats.packets_out += 1;
+                        leg.stats.bytes_out += t.contents.len() as u64;
+                        send(&self.socket, &mut self.counters, &t.contents, t.destination);
+                    }
+                    Ok(Output::Event(e)) => match e {
+                        Event::Connected => {
+                            connected = true;
+                            leg.state = LegState::Connected;
+                            leg.stats.connected_at = Some(now);
+                            events.push(MediaEvent::LegConnected {
+                                channel_id: leg.channel_id.clone(),
+                                rtc_id: leg.rtc_id.clone(),
+                            });
+                        }
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                            if leg.state == LegState::Connected =>
+                        {
+                            leg.state = LegState::Disconnected;
+                            events.push(MediaEvent::LegDisconnected {
+                                channel_id: leg.channel_id.clone(),
+                                rtc_id: leg.rtc_id.clone(),
+                            });
+                        }
+                        Event::IceConnectionStateChange(
+                            IceConnectionState::Connected | IceConnectionState::Completed,
+                        ) if leg.state == LegState::Disconnected => {
+                            leg.state = LegState::Connected;
+                        }
+                        Event::MediaAdded(m) => leg.mid = Some(m.mid),
+                        Event::MediaData(d) => media.push(d),
+                        Event::MediaIngressStats(s) => {
+                            leg.stats.loss_in = s.loss.or(leg.stats.loss_in);
+                            leg.stats.rtt = s.rtt.or(leg.stats.rtt);
+                        }
+                        Event::MediaEgressStats(s) => {
+                            leg.stats.loss_out = s.loss.or(leg.stats.loss_out);
+                            leg.stats.rtt = s.rtt.or(leg.stats.rtt);
+                        }
+                        Event::Closed => leg.state = LegState::Closed,
+                        _ => {}
+                    },
+                    Err(e) => {
+                        tracing::debug!(rtc_id = %leg.rtc_id, "rtc error: {e}");
+                        leg.state = LegState::Closed;
+                        break;
+                    }
+                }
+            }
+        }
+        if connected && let Some(leg) = self.legs.get_mut(&id) {
+            leg.send_codec();
+        }
+        for e in events {
+            self.emit(e);
+        }
+        for d in media {
+            self.route(id, d, now);
+        }
+    }
+
+    fn on_packet(&mut self, buf: &[u8], src: SocketAddr, now: Instant) {
+        self.counters.packets_in += 1;
+        let id = match stun::classify(buf) {
+            Kind::Stun => {
+                let Some(&id) = stun::local_ufrag(buf).and_then(|u| self.by_ufrag.get(u)) else {
+                    self.counters.unknown_source += 1;
+                    return;
+                };
+                if self.by_addr.get(&src) != Some(&id) {
+                    self.by_addr.insert(src, id);
+                    if let Some(leg) = self.legs.get_mut(&id)
+                        && !leg.addrs.contains(&src)
+                    {
+                        leg.addrs.push(src);
+                    }
+                }
+                id
+            }
+            Kind::Dtls | Kind::Rtp => match self.by_addr.get(&src) {
+                Some(&id) => id,
+                None => {
+                    self.counters.unknown_source += 1;
+                    return;
+                }
+            },
+            Kind::Other => {
+                self.counters.garbage += 1;
+                return;
+            }
+        };
+        let Some(leg) = self.legs.get_mut(&id) else { return };
+        let Some(rtc) = leg.rtc.as_mut() else { return };
+        let Ok(recv) = Receive::new(Protocol::Udp, src, self.cand_addr, buf) else {
+            self.counters.unparseable += 1;
+            return;
+        };
+        leg.stats.packets_in += 1;
+        leg.stats.bytes_in += buf.len() as u64;
+        leg.stats.last_packet = Some(now);
+        if let Err(e) = rtc.handle_input(Input::Receive(now, recv)) {
+            tracing::debug!(rtc_id = %leg.rtc_id, "input refused: {e}");
+        }
+        self.drain(id, now);
+    }
+
+    /// Audio from a device leg: DTMF detection, recording, forwarding to the other side.
+    fn route(&mut self, from: LegId, d: MediaData, now: Instant) {
+        let Some(leg) = self.legs.get_mut(&from) else { return };
+        leg.stats.rtp_in += 1;
+        leg.stats.rtp_bytes_in += d.data.len() as u64;
+        leg.stats.last_rtp_in = Some(now);
+        if let CodecExtra::Tele(ev) = d.codec_extra {
+            let t = d.time.numer();
+            if leg.last_dtmf != Some(t) {
+                leg.last_dtmf = Some(t);
+                if let Some(digit) = audio::dtmf_digit(ev.event) {
+                    leg.stats.dtmf_in += 1;
+                    let e = MediaEvent::DeviceDtmf {
+                        channel_id: leg.channel_id.clone(),
+                        rtc_id: leg.rtc_id.clone(),
+                        digit,
+                    };
+                    tracing::debug!(rtc_id = %leg.rtc_id, %digit, "device DTMF");
+                    self.emit(e);
+                }
+            }
+            return;
+        }
+        let Some(codec) = AudioCodec::from_str0m(d.params.spec().codec) else { return };
+        let (channel_id, rtc_id) = (leg.channel_id.clone(), leg.rtc_id.clone());
+        let Some(chan) = self.channels.get(&channel_id) else { return };
+        let Some(bridge) = &chan.bridge else { return };
+        let Some(side) = bridge.side_of(&rtc_id) else { return };
+        let other = 1 - side;
+        let echo = matches!(&bridge.sides[other], Endpoint::Phone { audio: Audio::Echo, .. });
+        let peer = match &bridge.sides[other] {
+            Endpoint::Device { rtc_id } => chan.legs.get(rtc_id).copied(),
+            Endpoint::Phone { .. } => None,
+        };
+        let recording = chan.recorder.is_some();
+        let mut pcm = None;
+        if recording {
+            let p = self.legs.get_mut(&from).map(|l| l.decode(codec, &d.data)).unwrap_or_default();
+            if let Some(rec) = self.channels.get_mut(&channel_id).and_then(|c| c.recorder.as_mut()) {
+                rec.push(side, &p, now);
+                if echo {
+                    rec.push(other, &p, now);
+                }
+            }
+            pcm = Some(p);
+        }
+        let target = if echo { Some(from) } else { peer };
+        if let Some(to) = target {
+            self.forward(from, to, &d, codec, pcm, now);
+        }
+    }
+
+    /// Sends a frame received on `from` out of `to`: the same payload when `to` negotiated the
+    /// codec, transcoded through PCM otherwise.
+    fn forward(
+        &mut self,
+        from: LegId,
+        to: LegId,
+        d: &MediaData,
+        codec: AudioCodec,
+        pcm: Option<Vec<i16>>,
+        now: Instant,
+    ) {
+        let Some(to_leg) = self.legs.get_mut(&to) else { return };
+        if !to_leg.is_connected() {
+            return;
+        }
+        if let Some(pt) = to_leg.passthrough_pt(d.params) {
+            let (Some(mid), Some(rtc)) = (to_leg.mid, to_leg.rtc.as_mut()) else { return };
+            let Some(writer) = rtc.writer(mid) else { return };
+            match writer.write(pt, d.network_time, d.time, d.data.clone()) {
+                Ok(()) => {
+                    to_leg.stats.rtp_out += 1;
+                    to_leg.stats.rtp_bytes_out += d.data.len() as u64;
+                }
+                Err(e) => tracing::debug!("forward failed: {e}"),
+            }
+        } else {
+            let pcm = match pcm {
+                Some(p) => p,
+                None => match self.legs.get_mut(&from) {
+                    Some(l) => l.decode(codec, &d.data),
+                    None => return,
+                },
+            };
+            let Some(to_leg) = self.legs.get_mut(&to) else { return };
+            to_leg.write_pcm(&pcm, now);
+        }
+        self.drain(to, now);
+    }
+
+    fn source_for(&mut self, audio: &Audio) -> Source {
+        match audio {
+            Audio::Silence => Source::Silence,
+            Audio::Echo => Source::Echo,
+            Audio::ToneHz(hz) => Source::Tone(Tone::new(*hz as f64)),
+            Audio::Wav(path) => {
+                let p = Path::new(path);
+                let full = if p.is_absolute() { p.to_path_buf() } else { self.cfg.audio_dir.join(p) };
+                if let Some(pcm) = self.wav_cache.get(&full) {
+                    return Source::Wav { pcm: pcm.clone(), pos: 0 };
+                }
+                match std::fs::read(&full).map_err(|e| e.to_string()).and_then(|b| audio::parse_wav(&b)) {
+                    Ok(w) => {
+                        let pcm = Arc::new(w.to_mono_8k());
+                        self.wav_cache.insert(full, pcm.clone());
+                        Source::Wav { pcm, pos: 0 }
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %full.display(), "phone audio file unusable ({e}); sending silence");
+                        Source::Silence
+                    }
+                }
+            }
+        }
+    }
+
+    fn phone_dtmf(&mut self, channel_id: &str, digit: char) -> bool {
+        if audio::dtmf_event_code(digit).is_none() {
+            return false;
+        }
+        let Some(chan) = self.channels.get(channel_id) else { return false };
+        let Some(bridge) = chan.bridge.as_ref() else { return false };
+        let Some(phone) = bridge.phone.as_ref() else { return false };
+        let Endpoint::Device { rtc_id } = &bridge.sides[1 - phone.side] else { return false };
+        let Some(leg) = chan.legs.get(rtc_id).and_then(|id| self.legs.get_mut(id)) else { return false };
+        leg.dtmf_queue.push_back(digit);
+        true
+    }
+
+    /// Sends the next queued key press of a device leg bridged with `phone`: RFC 4733 events
+    /// when negotiated, else the DTMF tone in-band (not into an echo).
+    fn send_queued_dtmf(&mut self, id: LegId, phone: &mut Phone, now: Instant) -> bool {
+        let Some(leg) = self.legs.get_mut(&id) else { return false };
+        if leg.dtmf_next.is_some_and(|t| now < t) || !leg.is_connected() {
+            return false;
+        }
+        let Some(digit) = leg.dtmf_queue.pop_front() else { return false };
+        let code = audio::dtmf_event_code(digit).unwrap_or(0);
+        leg.stats.dtmf_out += 1;
+        if let Some(send) = leg.send_codec().filter(|s| s.tele) {
+            let ev = TelephoneEvent { event: code, end: true, volume: 10, duration: DTMF_DURATION };
+            let at = MediaTime::new(leg.tx_time, freq_of(send.codec));
+            let sent = match (leg.mid, leg.rtc.as_mut()) {
+                (Some(mid), Some(rtc)) => match rtc.writer(mid) {
+                    Some(w) => w.telephone_event(ev).write(send.pt, now, at, Vec::new()).map_err(|e| e.to_string()),
+                    None => Err("no writer".into()),
+                },
+                _ => Err("not negotiated".into()),
+            };
+            match sent {
+                Ok(()) => {
+                    // The event, its three end packets (40 ms), and a pause.
+                    leg.dtmf_next = Some(now + DTMF_DURATION + Duration::from_millis(100));
+                    return true;
+                }
+                Err(e) => {
+                    tracing::debug!(rtc_id = %leg.rtc_id, %digit, "telephone-event not sent ({e}); playing it in-band")
+                }
+            }
+        }
+        leg.dtmf_next = Some(now + Duration::from_millis((INBAND_DTMF_SAMPLES + INBAND_GAP_SAMPLES) as u64 / 8));
+        if !matches!(phone.source, Source::Echo) {
+            phone.inband.push_back(digit);
+        }
+        false
+    }
+
+    /// Every 20 ms: the synthesized phones' audio, to their device legs and recordings.
+    fn synth_tick(&mut self, now: Instant) -> bool {
+        let mut out: Vec<(LegId, [i16; FRAME])> = Vec::new();
+        let mut any = false;
+        // Key presses first (an in-band one starts in this very frame).
+        let mut dtmf: Vec<(String, LegId)> = Vec::new();
+        for (cid, chan) in &self.channels {
+            if let Some(Bridge { sides, phone: Some(phone), .. }) = &chan.bridge
+                && let Endpoint::Device { rtc_id } = &sides[1 - phone.side]
+                && let Some(&id) = chan.legs.get(rtc_id)
+                && self.legs.get(&id).is_some_and(|l| !l.dtmf_queue.is_empty())
+            {
+                dtmf.push((cid.clone(), id));
+            }
+        }
+        for (cid, id) in dtmf {
+            let Some(mut phone) =
+                self.channels.get_mut(&cid).and_then(|c| c.bridge.as_mut()).and_then(|b| b.phone.take())
+            else {
+                continue;
+            };
+            if self.send_queued_dtmf(id, &mut phone, now) {
+                self.drain(id, now);
+            }
+            if let Some(b) = self.channels.get_mut(&cid).and_then(|c| c.bridge.as_mut()) {
+                b.phone = Some(phone);
+            }
+        }
+        for chan in self.channels.values_mut() {
+            let Some(bridge) = chan.bridge.as_mut() else { continue };
+            let Some(phone) = bridge.phone.as_mut() else { continue };
+            any = true;
+            let Some(frame) = phone.next_frame() else { continue };
+            if let Some(rec) = chan.recorder.as_mut() {
+                rec.push(phone.side, &frame, now);
+            }
+            if let Endpoint::Device { rtc_id } = &bridge.sides[1 - phone.side]
+                && let Some(&id) = chan.legs.get(rtc_id)
+            {
+                out.push((id, frame));
+            }
+        }
+        for (id, frame) in out {
+            if let Some(leg) = self.legs.get_mut(&id)
+                && leg.write_pcm(&frame, now)
+            {
+                self.drain(id, now);
+            }
+        }
+        any
+    }
+
+    fn release(&mut self, channel_id: &str, now: Instant) -> Option<RecordingInfo> {
+        let mut last = self.channel_stats(channel_id, now);
+        let chan = self.channels.remove(channel_id)?;
+        last["released"] = true.into();
+        if let Some(file) = &chan.record_file {
+            last["recording"] = json!({"file": file, "inProgress": false, "url": format!("{}/recordings/{file}", self.cfg.http_base.trim_end_matches('/'))});
+        }
+        if self.recent.len() == RECENT_KEPT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((channel_id.to_string(), last));
+        for id in chan.legs.values().copied().collect::<Vec<_>>() {
+            self.remove_leg(id);
+        }
+        let rec = chan.recorder?;
+        let file = chan.record_file.unwrap_or_default();
+        match rec.finish(now) {
+            Ok(done) => {
+                let info = RecordingInfo {
+                    url: format!("{}/recordings/{file}", self.cfg.http_base.trim_end_matches('/')),
+                    file: file.clone(),
+                    channel_id: channel_id.to_string(),
+                    tenant: chan.tenant.clone(),
+                    duration_ms: done.duration_ms,
+                    bytes: done.bytes,
+                    created_ms: chan.created_ms,
+                };
+                tracing::info!(channel_id, file, duration_ms = done.duration_ms, "recording done");
+                self.recordings.push(info.clone());
+                self.emit(MediaEvent::RecordingDone {
+                    channel_id: channel_id.to_string(),
+                    file,
+                    duration_ms: done.duration_ms,
+                    bytes: done.bytes,
+                });
+                Some(info)
+            }
+            Err(e) => {
+                tracing::warn!(channel_id, "recording failed: {e}");
+                None
+            }
+        }
+    }
+
+    fn next_deadline(&self, now: Instant) -> Instant {
+        let cap = now + Duration::from_secs(1);
+        let t = self.timers.peek().map(|Reverse((t, _))| *t).unwrap_or(cap);
+        let t = self.next_synth.map_or(t, |s| s.min(t));
+        t.min(cap)
+    }
+
+    fn run_due(&mut self, now: Instant) {
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(leg) = self.legs.get_mut(&id) else { continue };
+            if leg.scheduled != Some(t) {
+                continue; // superseded by an earlier deadline
+            }
+            leg.scheduled = None;
+            if let Some(rtc) = leg.rtc.as_mut()
+                && let Err(e) = rtc.handle_input(Input::Timeout(now))
+            {
+                tracing::debug!(rtc_id = %leg.rtc_id, "timeout refused: {e}");
+            }
+            self.drain(id, now);
+        }
+        while let Some(next) = self.next_synth {
+            if next > now {
+                break;
+            }
+            let any = self.synth_tick(now);
+            self.next_synth = if !any {
+                None
+            } else if now.saturating_duration_since(next) > Duration::from_millis(200) {
+                Some(now + SYNTH_PERIOD)
+            } else {
+                Some(next + SYNTH_PERIOD)
+            };
+        }
+    }
+}
+
+/// Sends without waiting: a full socket buffer drops the datagram (counted), as a router would.
+fn send(socket: &UdpSocket, counters: &mut Counters, buf: &[u8], dest: SocketAddr) {
+    counters.packets_out += 1;
+    if let Err(e) = socket.try_send_to(buf, dest) {
+        counters.send_errors += 1;
+        tracing::trace!(%dest, "media send failed: {e}");
+    }
+}
+
+async fn io_loop(server: Arc<MediaServer>, mut stop: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let deadline = server.state.lock().next_deadline(Instant::now());
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            r = server.socket.recv_from(&mut buf) => {
+                match r {
+                    Ok((n, src)) => {
+                        let mut st = server.state.lock();
+                        st.on_packet(&buf[..n], src, Instant::now());
+                        // Take what else is queued under the same lock.
+                        for _ in 0..64 {
+                            match server.socket.try_recv_from(&mut buf) {
+                                Ok((n, src)) => st.on_packet(&buf[..n], src, Instant::now()),
+                                Err(_) => break,
+                            }
+                        }
+                        st.run_due(Instant::now());
+                    }
+                    Err(e) => tracing::trace!("media socket: {e}"),
+                }
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => server.state.lock().run_due(Instant::now()),
+            _ = server.wake.notified() => {}
+        }
+    }
+}

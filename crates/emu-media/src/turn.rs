@@ -1,0 +1,118 @@
+//! The embedded TURN relay (RFC 5766, UDP), webrtc-rs's `turn` server with long-term
+//! credentials minted per joinChannel. The Web SDK's default mode (sigv 1) gathers only relay
+//! candidates (PROTOCOL.md §5.3), so without this no browser call connects.
+//!
+//! Allocations relay from `relay_ip` (a fresh UDP port per allocation) to any peer, loopback
+//! included: the media server listens on 127.0.0.1 too.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dashmap::DashMap;
+use turn::auth::{AuthHandler, generate_auth_key};
+use turn::relay::relay_static::RelayAddressGeneratorStatic;
+use turn::server::Server;
+use turn::server::config::{ConnConfig, ServerConfig};
+use webrtc_util::vnet::net::Net;
+
+/// Long-term credentials: username → (key = MD5(username:realm:password), expiry).
+#[derive(Default)]
+pub(crate) struct Credentials {
+    users: DashMap<String, (Vec<u8>, Instant)>,
+    pub(crate) rejected: std::sync::atomic::AtomicU64,
+}
+
+impl AuthHandler for Credentials {
+    fn auth_handle(&self, username: &str, _realm: &str, src_addr: SocketAddr) -> Result<Vec<u8>, turn::Error> {
+        match self.users.get(username) {
+            Some(entry) if entry.1 > Instant::now() => Ok(entry.0.clone()),
+            found => {
+                self.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let why = if found.is_some() { "expired" } else { "unknown" };
+                tracing::info!(username, %src_addr, "TURN request with {why} credentials refused");
+                Err(turn::Error::Other(format!("{why} username")))
+            }
+        }
+    }
+}
+
+/// A running TURN server.
+pub struct TurnRelay {
+    server: Server,
+    creds: Arc<Credentials>,
+    realm: String,
+    addr: SocketAddr,
+}
+
+impl TurnRelay {
+    /// Listens on `bind:port` (UDP; 0 = a free port); relays from `relay_ip`.
+    pub async fn start(bind: IpAddr, port: u16, relay_ip: IpAddr, realm: &str) -> anyhow::Result<Self> {
+        let socket = tokio::net::UdpSocket::bind(SocketAddr::new(bind, port))
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {bind}:{port} (turn): {e}"))?;
+        let addr = socket.local_addr()?;
+        let creds = Arc::new(Credentials::default());
+        let server = Server::new(ServerConfig {
+            conn_configs: vec![ConnConfig {
+                conn: Arc::new(socket),
+                relay_addr_generator: Box::new(RelayAddressGeneratorStatic {
+                    relay_address: relay_ip,
+                    address: bind.to_string(),
+                    net: Arc::new(Net::new(None)),
+                }),
+            }],
+            realm: realm.to_string(),
+            auth_handler: creds.clone(),
+            channel_bind_timeout: Duration::from_secs(0),
+            alloc_close_notify: None,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("turn server: {e}"))?;
+        Ok(TurnRelay { server, creds, realm: realm.to_string(), addr })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
+    pub fn add_user(&self, username: &str, password: &str, ttl: Duration) {
+        let key = generate_auth_key(username, &self.realm, password);
+        self.creds.users.insert(username.to_string(), (key, Instant::now() + ttl));
+    }
+
+    /// Forgets the credentials and closes the user's allocations (their relay ports).
+    pub fn remove_user(self: &Arc<Self>, username: &str) {
+        self.creds.users.remove(username);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let me = self.clone();
+            let name = username.to_string();
+            rt.spawn(async move {
+                let _ = me.server.delete_allocations_by_username(name).await;
+            });
+        }
+    }
+
+    /// Users with credentials (not yet removed).
+    pub fn users(&self) -> usize {
+        self.creds.users.len()
+    }
+
+    /// TURN requests refused for bad credentials so far.
+    pub fn rejected(&self) -> u64 {
+        self.creds.rejected.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Open allocations (relay ports).
+    pub async fn allocations(&self) -> usize {
+        self.server.get_allocations_info(None).await.map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub async fn close(&self) {
+        let _ = self.server.close().await;
+    }
+}
