@@ -106,7 +106,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let pop = emu_pop::Pop::new(shared.clone());
     let admin = Admin::new(shared.clone(), pop.clone());
     let data_dir = Some(std::path::PathBuf::from(&shared.config.server.data_dir)).filter(|d| !d.as_os_str().is_empty());
-    let mns = emu_mns::Mns::new(shared.clone(), mns_config(&shared.config.mns), data_dir.as_deref())
+    let mns = emu_mns::Mns::new(shared.clone(), shared.config.mns.clone(), data_dir.as_deref())
         .map_err(|e| anyhow::anyhow!("MNS store: {e}"))?;
     {
         let for_reset = mns.clone();
@@ -251,27 +251,6 @@ fn spawn_housekeeping(
             }
         }
     });
-}
-
-fn mns_config(c: &emu_core::config::MnsConfig) -> emu_mns::MnsConfig {
-    emu_mns::MnsConfig {
-        alicom_visibility_timeout_secs: c.alicom_visibility_timeout_secs,
-        alicom_polling_wait_secs: c.alicom_polling_wait_secs,
-        alicom_account_id: c.alicom_account_id.clone(),
-        date_skew_secs: c.date_skew_secs,
-        push: c
-            .push
-            .iter()
-            .map(|p| emu_mns::PushTarget {
-                tenant: p.tenant.clone(),
-                message_type: p.message_type.clone(),
-                url: p.url.clone(),
-            })
-            .collect(),
-        push_max_attempts: c.push_max_attempts,
-        push_backoff_ms: c.push_backoff_ms,
-        push_timeout_ms: c.push_timeout_ms,
-    }
 }
 
 type TlsSetup = (Arc<emu_mns::tls::ServerConfig>, Option<std::path::PathBuf>);

@@ -189,7 +189,7 @@ pub struct MnsConfig {
     /// Refuse requests whose `Date` is further than this from now (408 TimeExpired); 0 = off.
     pub date_skew_secs: u64,
     /// HTTP push of receipts.
-    pub push: Vec<MnsPushConfig>,
+    pub push: Vec<PushTarget>,
     pub push_max_attempts: u32,
     pub push_backoff_ms: u64,
     pub push_timeout_ms: u64,
@@ -210,12 +210,22 @@ impl Default for MnsConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Where to push one tenant's receipts of one type (`[[mns.push]]`, `PUT /admin/mns/push`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct MnsPushConfig {
+pub struct PushTarget {
+    /// Tenant name.
     pub tenant: String,
+    /// `ArtcCdrReport`, `VoiceRecordReport`, … or `*` for every type.
+    #[serde(alias = "messageType")]
     pub message_type: String,
     pub url: String,
+}
+
+impl PushTarget {
+    pub fn matches(&self, tenant: &str, message_type: &str) -> bool {
+        self.tenant == tenant && (self.message_type == "*" || self.message_type == message_type)
+    }
 }
 
 /// Optional TLS listeners for POP and MNS (the vendor's Java puller insists on HTTPS).

@@ -27,7 +27,7 @@ use dashmap::DashMap;
 use emu_core::events::NewEvent;
 use emu_core::{Millis, Shared, TenantId};
 use parking_lot::{Mutex, RwLock};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::{Notify, oneshot, watch};
 
 pub use crate::error::MnsError;
@@ -41,43 +41,8 @@ use crate::xml::Counts;
 /// `https://1943695596114318.mns.cn-hangzhou.aliyuncs.com/`).
 pub const ALICOM_ACCOUNT_ID: &str = "1943695596114318";
 
-/// Settings of the MNS service (the `[mns]` configuration section).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MnsConfig {
-    /// VisibilityTimeout (seconds) of the alicom queues created on demand.
-    pub alicom_visibility_timeout_secs: u32,
-    /// PollingWaitSeconds of the alicom queues created on demand (0–30).
-    pub alicom_polling_wait_secs: u32,
-    /// Besides each tenant's uid, the account id accepted in a `<id>.mns.…` Host header.
-    pub alicom_account_id: String,
-    /// Refuse requests whose `Date` is further than this from emulator time (408 TimeExpired);
-    /// 0 = no check (the default: test machines' clocks drift).
-    pub date_skew_secs: u64,
-    /// HTTP push of receipts: where to POST each message type of each tenant.
-    pub push: Vec<PushTarget>,
-    /// Attempts per pushed receipt (the first one included).
-    pub push_max_attempts: u32,
-    /// Wait before the first retry; doubles on every further one (emulator time).
-    pub push_backoff_ms: u64,
-    /// Timeout of one push attempt (real time).
-    pub push_timeout_ms: u64,
-}
-
-impl Default for MnsConfig {
-    fn default() -> Self {
-        MnsConfig {
-            alicom_visibility_timeout_secs: 30,
-            alicom_polling_wait_secs: 0,
-            alicom_account_id: ALICOM_ACCOUNT_ID.into(),
-            date_skew_secs: 0,
-            push: Vec::new(),
-            push_max_attempts: 5,
-            push_backoff_ms: 1000,
-            push_timeout_ms: 5000,
-        }
-    }
-}
+/// Settings of the MNS service: the `[mns]` configuration section.
+pub use emu_core::config::MnsConfig;
 
 /// `Alicom-Queue-<uid>-<MessageType>`.
 pub fn alicom_queue_name(uid: &str, message_type: &str) -> String {

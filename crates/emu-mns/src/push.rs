@@ -8,28 +8,11 @@ use std::sync::Arc;
 
 use emu_core::TenantId;
 use emu_core::events::NewEvent;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::Mns;
 
-/// Where to push one tenant's receipts of one type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PushTarget {
-    /// Tenant name.
-    pub tenant: String,
-    /// `ArtcCdrReport`, `VoiceRecordReport`, … or `*` for every type.
-    #[serde(alias = "messageType")]
-    pub message_type: String,
-    pub url: String,
-}
-
-impl PushTarget {
-    fn matches(&self, tenant: &str, message_type: &str) -> bool {
-        self.tenant == tenant && (self.message_type == "*" || self.message_type == message_type)
-    }
-}
+pub use emu_core::config::PushTarget;
 
 /// Starts one background push per matching target.
 pub(crate) fn start(
