@@ -327,7 +327,7 @@ impl Driver {
     }
 
     /// Carries out a media command: joinChannel and sdpCandidate results go back to the device.
-    fn media(&self, cmd: MediaCommand) {
+    fn media(&mut self, cmd: MediaCommand) {
         match cmd {
             MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal } => {
                 let tenant_name = self.shared.tenants.get(tenant).name.clone();
@@ -362,6 +362,9 @@ impl Driver {
                 };
                 let record = self.media.should_record(&call.rtc_type, record);
                 self.media.bridge(&channel_id, caller, callee, record);
+                if record {
+                    self.engine.mark_recorded(&channel_id);
+                }
             }
             MediaCommand::Release { channel_id } => {
                 self.media.release(&channel_id);
@@ -400,14 +403,14 @@ impl Driver {
     /// The `VoiceRecordReport` of a finished recording (PRODUCT.md §5), with its download URL.
     fn recording_report(&self, channel_id: &str, file: &str, url: &str, duration_ms: u64) {
         let Some(call) = self.engine.call(channel_id) else { return };
+        // The recording runs from the answer for `duration_ms`: start, end and duration agree.
         let begin = call.answered_ms.unwrap_or(call.created_ms);
-        let end = call.ended_ms.unwrap_or(begin + duration_ms);
         let report = json!({
             "call_id": channel_id,
             "channelId": channel_id,
-            "start_time": format_shanghai(call.created_ms),
-            "end_time": format_shanghai(end),
-            "duration": (duration_ms / 1000).to_string(),
+            "start_time": format_shanghai(begin),
+            "end_time": format_shanghai(begin + duration_ms),
+            "duration": duration_ms.div_ceil(1000).to_string(),
             "status_code": "200000",
             "status_msg": "recording done",
             "out_id": call.extend,

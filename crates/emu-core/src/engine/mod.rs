@@ -1270,6 +1270,14 @@ impl Engine {
         v
     }
 
+    /// The media server records this call (its own default, or because it was asked): the call
+    /// view and the CDR say so.
+    pub fn mark_recorded(&mut self, channel_id: &str) {
+        if let Some(c) = self.calls.get_mut(channel_id) {
+            c.need_record = true;
+        }
+    }
+
     /// The phone leg of a call a PSTN leg id belongs to.
     pub fn channel_of_leg(&self, leg: LegId) -> Option<&str> {
         self.leg_index.get(&leg).map(String::as_str)

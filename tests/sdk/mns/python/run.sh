@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs the Python MNS real-SDK suite (tests/sdk/mns/python: aliyun-mns-sdk 1.3.0, plus
-# aliyun-python-sdk-dybaseapi for QueryTokenForMnsQueue) against the built emulator binary.
+# aliyun-python-sdk-dybaseapi for QueryTokenForMnsQueue, and paho-mqtt for the virtual Web SDK
+# device that makes the call whose receipts test_mns_alicom_call_receipts.py consumes) against
+# the built emulator binary.
 #   binary: $ALICOM_EMU_BIN, default <repo>/target/release/alicom-emu (this script never builds it);
 #           any binary taking --config/--ephemeral-ports/--ready-file works, e.g. the stand-alone
 #           MNS harness target/debug/examples/serve (cargo build -p emu-mns --examples).
