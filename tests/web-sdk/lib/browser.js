@@ -52,10 +52,18 @@ async function launchBrowser() {
     version,
     args,
     devices,
-    /** A fresh browser context with the harness page loaded. */
-    async openDevice(name, harnessUrl) {
+    /**
+     * A fresh browser context with the harness page loaded. `localStorage` ({key: value}) is
+     * written before any script of the page runs (so the SDK reads it when it loads).
+     */
+    async openDevice(name, harnessUrl, { localStorage } = {}) {
       const context = await browser.createBrowserContext();
       const page = await context.newPage();
+      if (localStorage && Object.keys(localStorage).length) {
+        await page.evaluateOnNewDocument((kv) => {
+          for (const [k, v] of Object.entries(kv)) window.localStorage.setItem(k, v);
+        }, localStorage);
+      }
       const dev = { name, context, page, console: [], pageErrors: [], offline: [], failedRequests: [], sls: [] };
       page.on('console', (m) => dev.console.push({ t: Date.now(), type: m.type(), text: m.text().slice(0, 2000) }));
       page.on('pageerror', (e) => dev.pageErrors.push({ t: Date.now(), message: String(e && (e.stack || e.message || e)) }));

@@ -3,8 +3,8 @@
 // calls through the unmodified SDK, and the emulator's view of a call (/admin/calls/{channelId},
 // its legs, causeCode, CDR and timeline; /admin/pstn/phones/{n}).
 //
-// No media: the media server is not wired yet, so the joinChannel result has no TURN servers, ICE
-// never connects and onActive never fires. Every assertion here is about signalling.
+// These helpers assert signalling: the media-dependent callbacks are left out of callCallbacks()
+// (the scenarios with audio, test/calls-media.test.js with lib/media.js, assert them).
 
 const assert = require('node:assert/strict');
 const http = require('node:http');
@@ -27,9 +27,9 @@ function fmt(e) {
   return `${e.name}${args.length ? `(${args.map((a) => JSON.stringify(a)).join(',')})` : ''}`;
 }
 
-// Callbacks that depend on media (ICE, stats). The call scenarios assert signalling only, so these
-// are left out of callCallbacks(): today they never fire (no media server), and once media is
-// wired they will, without changing any signalling outcome.
+// Callbacks that depend on media (ICE, stats). The signalling scenarios leave these out of
+// callCallbacks(), so their outcome does not depend on whether or when ICE connects; the media
+// scenarios (test/calls-media.test.js) assert onActive.
 const MEDIA_CALLBACKS = ['onActive', 'onNetworkQuality', 'onMediaStatistics', 'onConnected'];
 
 /**
@@ -150,7 +150,7 @@ function wiresAtEnd(ctx, devs, extraNames = {}) {
       }
     }
     for (const ch of channels) await noteWire(ctx, ch, names);
-    // media callbacks are not asserted; say whether any fired (none can, until media is wired)
+    // media callbacks are not asserted here; say which fired
     const media = [];
     for (const d of devs) {
       const n = (await ctx.events(d).catch(() => [])).filter((e) => e.source === 'call' && MEDIA_CALLBACKS.includes(e.name));
@@ -160,11 +160,25 @@ function wiresAtEnd(ctx, devs, extraNames = {}) {
   });
 }
 
-/** Asserts a page's service callbacks stayed idle, available (no drop during the call). */
+// Once inbound audio exists the SDK's own stats timer throws on current Chrome (PROTOCOL.md §6.10,
+// captured against the reference server too): "Cannot read properties of undefined (reading
+// 'bytesReceived')" in StatsReport.calculateInData, every tick. It is the SDK's bug, independent
+// of the server, and harmless to the call. serviceStayedUp() tolerates exactly that error (and
+// notes it); any other page error fails the scenario.
+const KNOWN_SDK_STATS_ERROR = /reading 'bytesReceived'[\s\S]*calculateInData/;
+
+/**
+ * Asserts a page's service callbacks stayed idle, available (no drop during the call), and that
+ * the page threw nothing but the SDK's known stats error.
+ */
 async function serviceStayedUp(ctx, dev) {
   const s = (await ctx.events(dev)).filter((e) => e.source === 'service' && e.name !== 'onReceivingAudioCall').map((e) => e.name);
   assert.deepEqual(s, ['onServiceIdle', 'onServiceAvailable'], `${dev.name} service callbacks`);
-  assert.deepEqual(dev.pageErrors, [], `${dev.name} page errors`);
+  const known = dev.pageErrors.filter((e) => KNOWN_SDK_STATS_ERROR.test(e.message));
+  assert.deepEqual(dev.pageErrors.filter((e) => !KNOWN_SDK_STATS_ERROR.test(e.message)), [], `${dev.name} page errors`);
+  if (known.length) {
+    ctx.note(`${dev.name}: the SDK's stats timer threw ${known.length}× "reading 'bytesReceived'" (its known bug on current Chrome, PROTOCOL.md §6.10)`);
+  }
 }
 
 async function phone(ctx, number) {
@@ -212,6 +226,7 @@ async function callbackServer(answer) {
 
 module.exports = {
   MEDIA_CALLBACKS,
+  KNOWN_SDK_STATS_ERROR,
   online,
   fmt,
   callCallbacks,

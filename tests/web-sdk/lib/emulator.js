@@ -4,6 +4,7 @@
 //   config: optional TOML text, written to <tmp>/config.toml and passed with --config
 //   ports:  --ephemeral-ports, read back from <tmp>/ready.json
 //   log:    <tmp>/emulator.log (stdout + stderr), RUST_LOG from the environment or `rustLog`
+//   recordings: <tmp>/recordings (ALICOM_EMU_MEDIA__RECORDINGS_DIR, unless already set)
 
 const fs = require('node:fs');
 const os = require('node:os');
@@ -65,6 +66,10 @@ async function startEmulator({ config = '', rustLog } = {}) {
   }
   const env = { ...process.env };
   if (rustLog) env.RUST_LOG = rustLog;
+  // Recordings (VoIP→PSTN calls are recorded by default) go to the scenario's own tmp directory,
+  // removed with it; the emulator's default is a fresh $TMPDIR/alicom-emu-recordings-<pid> that
+  // nobody removes.
+  if (!env.ALICOM_EMU_MEDIA__RECORDINGS_DIR) env.ALICOM_EMU_MEDIA__RECORDINGS_DIR = path.join(dir, 'recordings');
   const logFd = fs.openSync(logFile, 'w');
   const child = spawn(bin, args, { cwd: dir, env, stdio: ['ignore', logFd, logFd] });
   fs.closeSync(logFd);

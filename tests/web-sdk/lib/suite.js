@@ -7,14 +7,17 @@
 //
 // ctx:
 //   ctx.emu, ctx.harness                 the running emulator (lib/emulator.js) and page server
-//   await ctx.device(name, {deviceId, rtcId})
+//   await ctx.device(name, {deviceId, rtcId, localStorage})
 //                                        a new browser context with the harness page; creates the
-//                                        account (AddRtcAccount(deviceId)) unless rtcId is given
+//                                        account (AddRtcAccount(deviceId)) unless rtcId is given;
+//                                        `localStorage` ({key: value}) is set before any page script
+//                                        runs (e.g. {ARTC_SIGV: "2"}, read when the SDK loads)
 //   await ctx.init(dev)                  harness.init({rtcId, deviceId}) in the page
 //   await ctx.waitFor(dev, name, opts)   see lib/browser.js waitForEvent
 //   await ctx.step(label, async () => {...})   a named, timed check for the report
 //   ctx.timing(label, ms), ctx.note(text)
 //   ctx.atEnd(async () => {...})         runs when the scenario ends, pass or fail (report notes)
+//   ctx.failed()                         in an end hook: whether the scenario failed
 
 const fs = require('node:fs');
 const crypto = require('node:crypto');
@@ -83,8 +86,8 @@ function webSdkSuite(file) {
           return harness;
         },
         newDeviceId: (prefix) => `${prefix}-${crypto.randomUUID().slice(0, 8)}`,
-        async device(devName, { deviceId, rtcId } = {}) {
-          const d = await browser.openDevice(devName, harness.url);
+        async device(devName, { deviceId, rtcId, localStorage } = {}) {
+          const d = await browser.openDevice(devName, harness.url, { localStorage });
           d.deviceId = deviceId || ctx.newDeviceId(`web-${devName}`);
           d.rtcId = rtcId || (await harness.addAccount(d.deviceId));
           devices.push(d);
@@ -120,6 +123,8 @@ function webSdkSuite(file) {
           result.notes.push(text);
         },
         sleep,
+        /** True once the scenario has failed (for end hooks that dump more on failure). */
+        failed: () => failure !== null,
         /** Runs `fn` when the scenario ends (pass or fail), before the pages close; errors ignored. */
         atEnd(fn) {
           endHooks.push(fn);

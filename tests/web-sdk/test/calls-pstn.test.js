@@ -2,10 +2,9 @@
 // VoIP→PSTN, DTMF and PSTN→VoIP signalling (PROTOCOL.md §6.3–6.5; docs/calls.md, docs/pstn.md):
 // a page calls the emulator's simulated phones (magic numbers) through the unmodified SDK, and a
 // simulated phone calls a page through a bought number and the customer's inbound callback.
-// No media (no media server yet: ICE never connects, so onActive never fires); every check is
-// signalling, the SDK's callbacks and codes, and the emulator's view of the call and the phone.
-// Media-dependent callbacks (onActive, onNetworkQuality, onMediaStatistics) are left out of the
-// asserted callback lists, so the scenarios hold once media is wired too.
+// Every check is signalling, the SDK's callbacks and codes, and the emulator's view of the call and
+// the phone. Media-dependent callbacks (onActive, onNetworkQuality, onMediaStatistics) are left out
+// of the asserted callback lists; the calls with audio are test/calls-media.test.js.
 // Most scenarios run the emulator on a manual clock, so the phones' timings are exact and free.
 
 const assert = require('node:assert/strict');
@@ -129,8 +128,8 @@ s.scenario(
     config: MANUAL,
     description:
       'A calls 13800000001 (rings 1 s, answers). A onCalleeRinging; advancing 1 s the phone answers: the emulator ' +
-      'shows the call active, the leg answered, the phone in_call, and sends A answered{1} + peerJoinedChannel (no ' +
-      'onActive today: no media, ICE never connects; media callbacks are not asserted). After 5 s more of emulator time A calls stop(): A onStopping(0,"ok"), ' +
+      'shows the call active, the leg answered, the phone in_call, and sends A answered{1} + peerJoinedChannel (media ' +
+      'callbacks are not asserted here: calls-media.test.js). After 5 s more of emulator time A calls stop(): A onStopping(0,"ok"), ' +
       'onStopped(0,"ok") (leaveChannel); the phone is idle, history "ended"; the CDR is voip2pstn with one leg, ' +
       'completed, duration 5 s.',
   },
@@ -207,8 +206,8 @@ s.scenario(
     description:
       'A calls 13800000008 (rings 1 s, answers, presses 1234# from 1 s after answering, 300 ms apart). The test ' +
       'advances the clock 1 s (answer), then 3.2 s. The emulator sends cs_dtmf per key; the SDK delivers ' +
-      'onDtmfData(dtmf, timestamp) even though the call never became ACTIVE (no media): its handler only checks ' +
-      'state != DESTROYED. Digits in order, timestamps = the emulator-clock press times.',
+      'onDtmfData(dtmf, timestamp); the SDK\'s handler only checks state != DESTROYED, so the digits arrive whether ' +
+      'or not the call is ACTIVE yet. Digits in order, timestamps = the emulator-clock press times.',
   },
   async (ctx) => {
     const [a] = await C.online(ctx, 'alice');

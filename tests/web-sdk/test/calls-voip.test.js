@@ -1,10 +1,10 @@
 'use strict';
 // VoIP→VoIP call signalling (PROTOCOL.md §6.2, §6.4; docs/calls.md): two or three pages, each its
-// own account, call each other through the unmodified SDK. No media (no media server yet: ICE
-// never connects, so onActive never fires); every check is a signalling outcome, its SDK callback
-// and code on both pages, and the emulator's view of the call (/admin/calls/{channelId}, CDR).
-// Media-dependent callbacks (onActive, onNetworkQuality, onMediaStatistics) are left out of the
-// asserted callback lists (lib/calls.js), so the scenarios hold once media is wired too.
+// own account, call each other through the unmodified SDK. Every check is a signalling outcome,
+// its SDK callback and code on both pages, and the emulator's view of the call
+// (/admin/calls/{channelId}, CDR). Media-dependent callbacks (onActive, onNetworkQuality,
+// onMediaStatistics) are left out of the asserted callback lists (lib/calls.js); the calls with
+// audio are test/calls-media.test.js.
 
 const assert = require('node:assert/strict');
 const { webSdkSuite } = require('../lib/suite');
@@ -196,7 +196,7 @@ s.scenario(
   'voip→voip: callee busy in another call → caller onStopped(2000109)',
   {
     description:
-      'C calls B and B answers with call.start() (no media: the emulator marks the call active on answer). Then A ' +
+      'C calls B and B answers with call.start() (the emulator marks the call active on answer). Then A ' +
       'calls B: the emulator sends A cs_disconnect{2000109,"callee busy"} → A onStopped(2000109,"callee busy"), and ' +
       'B gets no second onReceivingAudioCall. The C–B call stays active. Then C hangs up: C onStopped(0,"ok"), ' +
       'B onStopped(2000099,"remote hangup") (peerLeftChannel), the C–B CDR is voip2voip, completed. Last, B is ' +
