@@ -47,6 +47,8 @@ pub struct Running {
     pub calls: crate::driver::DriverHandle,
     pub mns: Arc<emu_mns::Mns>,
     pub media: Arc<emu_media::MediaServer>,
+    /// A recordings directory made for this run only (no data dir): removed at shutdown.
+    temp_recordings: Option<std::path::PathBuf>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -57,6 +59,9 @@ impl Running {
         self.media.shutdown().await;
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Some(dir) = &self.temp_recordings {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     /// Resolves when any listener stops on its own (it should not).
@@ -98,7 +103,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         server_id: TokenSettings::server_id_for(&host),
         lifetime_ms: config.tokens.lifetime_secs.saturating_mul(1000),
     };
-    let media_cfg = media_config(&config, &host, admin_port)?;
+    let (media_cfg, temp_recordings) = media_config(&config, &host, admin_port)?;
     let default_key = config.default_access_key().cloned();
     let first_tenant = config.tenants[0].clone();
     let shared = Shared::new(config, token_settings);
@@ -211,7 +216,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     admin.set_ready(serde_json::to_value(&endpoints).unwrap_or_default());
     tracing::info!(pop = %endpoints.pop, admin = %endpoints.admin, mqtt_ws = %endpoints.mqtt_ws, mqtt_tcp = %endpoints.mqtt_tcp, "alicom-emu ready");
     tracing::info!(mns = %endpoints.mns, "MNS ready");
-    Ok(Running { endpoints, shared, admin, gateway, calls, mns, media, stop, tasks })
+    Ok(Running { endpoints, shared, admin, gateway, calls, mns, media, temp_recordings, stop, tasks })
 }
 
 fn serve(
@@ -273,17 +278,25 @@ fn tls_server_config(config: &Config, data_dir: Option<&std::path::Path>, host: 
 }
 
 /// The media server's settings: recordings go to `media.recordings_dir`, else
-/// `<data_dir>/recordings`, else a temporary directory; download URLs name the admin listener.
-fn media_config(config: &Config, host: &str, admin_port: u16) -> anyhow::Result<emu_media::MediaConfig> {
+/// `<data_dir>/recordings`, else a temporary directory of this run (returned, to be removed at
+/// shutdown); download URLs name the admin listener.
+fn media_config(
+    config: &Config,
+    host: &str,
+    admin_port: u16,
+) -> anyhow::Result<(emu_media::MediaConfig, Option<std::path::PathBuf>)> {
     let m = &config.media;
-    let recordings_dir = if !m.recordings_dir.is_empty() {
-        std::path::PathBuf::from(&m.recordings_dir)
+    let (recordings_dir, temp) = if !m.recordings_dir.is_empty() {
+        (std::path::PathBuf::from(&m.recordings_dir), None)
     } else if !config.server.data_dir.is_empty() {
-        std::path::Path::new(&config.server.data_dir).join("recordings")
+        (std::path::Path::new(&config.server.data_dir).join("recordings"), None)
     } else {
-        std::env::temp_dir().join(format!("alicom-emu-recordings-{}", std::process::id()))
+        static RUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("alicom-emu-recordings-{}-{n}", std::process::id()));
+        (dir.clone(), Some(dir))
     };
-    Ok(emu_media::MediaConfig {
+    let media = emu_media::MediaConfig {
         bind: config
             .server
             .bind
@@ -304,5 +317,6 @@ fn media_config(config: &Config, host: &str, admin_port: u16) -> anyhow::Result<
             pstn2pstn: false,
         },
         http_base: format!("http://{host}:{admin_port}"),
-    })
+    };
+    Ok((media, temp))
 }

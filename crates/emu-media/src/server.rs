@@ -111,6 +111,9 @@ struct Leg {
     state: LegState,
     turn_user: Option<String>,
     addrs: Vec<SocketAddr>,
+    /// Where the leg's DTLS/SRTP comes from: the nominated path (STUN checks also arrive on
+    /// candidate pairs that are never used).
+    media_from: Option<SocketAddr>,
     scheduled: Option<Instant>,
     /// Next RTP timestamp of audio this server generates for the leg (its send clock).
     tx_time: u64,
@@ -205,7 +208,7 @@ impl Leg {
             "state": self.state,
             "codec": self.send.map(|c| c.codec.to_string()),
             "telephoneEvent": self.send.map(|c| c.tele),
-            "remoteAddress": self.addrs.last().map(|a| a.to_string()),
+            "remoteAddress": self.media_from.or(self.addrs.last().copied()).map(|a| a.to_string()),
             "packetsIn": s.packets_in,
             "bytesIn": s.bytes_in,
             "packetsOut": s.packets_out,
@@ -889,6 +892,7 @@ impl State {
                 state: LegState::New,
                 turn_user: None,
                 addrs: Vec::new(),
+                media_from: None,
                 scheduled: None,
                 tx_time,
                 decoder: None,
@@ -1102,7 +1106,8 @@ impl State {
 
     fn on_packet(&mut self, buf: &[u8], src: SocketAddr, now: Instant) {
         self.counters.packets_in += 1;
-        let id = match stun::classify(buf) {
+        let kind = stun::classify(buf);
+        let id = match kind {
             Kind::Stun => {
                 let Some(&id) = stun::local_ufrag(buf).and_then(|u| self.by_ufrag.get(u)) else {
                     self.counters.unknown_source += 1;
@@ -1131,6 +1136,9 @@ impl State {
             }
         };
         let Some(leg) = self.legs.get_mut(&id) else { return };
+        if !matches!(kind, Kind::Stun) {
+            leg.media_from = Some(src);
+        }
         let Some(rtc) = leg.rtc.as_mut() else { return };
         let Ok(recv) = Receive::new(Protocol::Udp, src, self.cand_addr, buf) else {
             self.counters.unparseable += 1;
