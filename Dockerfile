@@ -31,8 +31,8 @@ WORKDIR /data
 # Listen on every interface of the container; URLs handed to clients still say 127.0.0.1
 # unless ALICOM_EMU_SERVER__PUBLIC_HOST is set.
 ENV ALICOM_EMU_SERVER__BIND=0.0.0.0
-#      POP   admin MQTT/ws MQTT/tcp MNS  TURN
-EXPOSE 18080 18090 18083   11883    18081 3478/udp 3478/tcp
+#      POP   admin MQTT/ws MQTT/tcp MNS   POP/TLS MNS/TLS TURN     media
+EXPOSE 18080 18090 18083   11883    18081 18443   18444   3478/udp 40000/udp
 HEALTHCHECK --interval=5s --timeout=3s --start-period=2s --retries=3 \
     CMD ["alicom-emu", "health", "--url", "http://127.0.0.1:18090/health"]
 # The binary handles SIGTERM itself (graceful shutdown), so it can run as PID 1.
