@@ -112,7 +112,7 @@ pub fn spawn(
 ) -> anyhow::Result<(DriverHandle, tokio::task::JoinHandle<()>)> {
     let pstn =
         PstnSim::from_config(&shared.config.pstn).map_err(|e| anyhow::anyhow!("invalid [pstn] configuration: {e}"))?;
-    let mut gateway = hub.attach_engine(65_536);
+    let mut gateway = hub.attach_engine();
     let (job_tx, mut jobs) = mpsc::channel::<Job>(1024);
     let (cb_tx, mut cb_rx) = mpsc::channel(1024);
     let mut driver = Driver {

@@ -27,7 +27,10 @@ async fn emu(extra: &str) -> Emulator {
 }
 
 /// The next engine event that matches, within 5 s.
-async fn next_event(rx: &mut mpsc::Receiver<GatewayEvent>, want: impl Fn(&GatewayEvent) -> bool) -> GatewayEvent {
+async fn next_event(
+    rx: &mut mpsc::UnboundedReceiver<GatewayEvent>,
+    want: impl Fn(&GatewayEvent) -> bool,
+) -> GatewayEvent {
     tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             let e = rx.recv().await.expect("gateway alive");
@@ -154,7 +157,7 @@ async fn invalid_token_gets_the_invalid_notice_and_is_closed_in_time() {
 #[tokio::test]
 async fn retransmitted_requests_are_processed_once() {
     let emu = emu("").await;
-    let mut engine = emu.running.gateway.attach_engine(64);
+    let mut engine = emu.running.gateway.attach_engine();
     let mut dev = emu.device("retry").await.unwrap();
     dev.register().await.unwrap();
     let env = dev.build_request(
@@ -173,10 +176,10 @@ async fn retransmitted_requests_are_processed_once() {
     assert_eq!((req.message_type.as_str(), req.channel_id.as_deref()), ("joinChannel", Some("chan-1")));
     assert_eq!(req.media_signal.unwrap()["api"], "joinChannel");
     // A later request proves the duplicate was not queued behind the first.
-    dev.request("reportStatus", json!({"channelId": "chan-1"}), None).await.unwrap();
+    dev.request("leaveChannel", json!({"channelId": "chan-1"}), None).await.unwrap();
     let next = next_event(&mut engine, |e| matches!(e, GatewayEvent::Request(_))).await;
     let GatewayEvent::Request(req) = next else { unreachable!() };
-    assert_eq!(req.message_type, "reportStatus");
+    assert_eq!(req.message_type, "leaveChannel");
     let events = emu.admin_get("/admin/events?channelId=chan-1&kind=envelope.in").await.unwrap();
     assert_eq!(events["events"].as_array().unwrap().len(), 2);
 }
@@ -184,7 +187,7 @@ async fn retransmitted_requests_are_processed_once() {
 #[tokio::test]
 async fn server_requests_are_retransmitted_until_acked_then_reported() {
     let emu = emu("").await;
-    let mut engine = emu.running.gateway.attach_engine(64);
+    let mut engine = emu.running.gateway.attach_engine();
     let mut dev = emu.device("deaf").await.unwrap();
     dev.register().await.unwrap();
     dev.set_auto_ack(false);
@@ -214,7 +217,7 @@ async fn server_requests_are_retransmitted_until_acked_then_reported() {
 #[tokio::test]
 async fn disconnect_grace_keeps_or_removes_the_registration() {
     let emu = emu("").await;
-    let mut engine = emu.running.gateway.attach_engine(64);
+    let mut engine = emu.running.gateway.attach_engine();
     let mut back = emu.device("comes-back").await.unwrap();
     back.register().await.unwrap();
     let mut gone = emu.device("goes-away").await.unwrap();

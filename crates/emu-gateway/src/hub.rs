@@ -182,7 +182,7 @@ pub struct Hub {
     regs: DashMap<(TenantId, String), Registration>,
     dedupe: DashMap<String, Dedupe>,
     pending: DashMap<String, Pending>,
-    engine: RwLock<Option<mpsc::Sender<GatewayEvent>>>,
+    engine: RwLock<Option<mpsc::UnboundedSender<GatewayEvent>>>,
 }
 
 impl Hub {
@@ -208,17 +208,19 @@ impl Hub {
     }
 
     /// The call engine's end of the event queue. A second call replaces the first receiver.
-    pub fn attach_engine(&self, capacity: usize) -> mpsc::Receiver<GatewayEvent> {
-        let (tx, rx) = mpsc::channel(capacity);
+    /// Unbounded on purpose: a device request the gateway has ACKed must reach the engine, even
+    /// while another client floods the gateway (the ACK-only messages never enter this queue).
+    pub fn attach_engine(&self) -> mpsc::UnboundedReceiver<GatewayEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
         *self.engine.write() = Some(tx);
         rx
     }
 
     fn to_engine(&self, event: GatewayEvent) {
         if let Some(tx) = self.engine.read().as_ref()
-            && let Err(e) = tx.try_send(event)
+            && tx.send(event).is_err()
         {
-            tracing::error!("call engine queue full or closed, event dropped: {e}");
+            tracing::error!("the call engine has stopped; device event not delivered");
         }
     }
 
@@ -440,7 +442,10 @@ impl Hub {
         let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), ack.to_bytes());
         self.dedupe_store(&client_id, &env.request_id, packet.clone());
         self.send_packet(conn, packet);
-        if code == 200 && !matches!(env.message_type.as_str(), "cs_register" | "cs_get_sls_sts") {
+        // ACK-only messages (PROTOCOL.md §8: reportStatus, stat, client ACKs of notices) stop here.
+        let for_engine =
+            !matches!(env.message_type.as_str(), "cs_register" | "cs_get_sls_sts" | "reportStatus" | "stat");
+        if code == 200 && for_engine {
             self.to_engine(GatewayEvent::Request(DeviceRequest {
                 tenant: binding.tenant,
                 rtc_id: binding.rtc_id,
