@@ -2,13 +2,15 @@
 //! per core, added latency) and concurrent recorded G.711 calls.
 //!
 //! ```text
-//! cargo build --release -p emu-media --examples
-//! target/release/examples/bench forward [--calls 16] [--pps 2000] [--seconds 10] [--payload-bytes 80]
-//!                                       [--client-threads 1] [--direct] [--json]
-//! target/release/examples/bench latency [--calls 50] [--pps 50] [--seconds 10] ...
-//! target/release/examples/bench g711    [--start 100] [--step 100] [--max 1500] [--seconds 10]
-//!                                       [--no-record] [--client-threads 1] [--json]
+//! cargo run --release -p emu-media --example bench -- forward [--calls 16] [--pps 2000] [--seconds 10]
+//!     [--payload-bytes 80] [--client-threads 1] [--direct] [--json]
+//! cargo run --release -p emu-media --example bench -- latency [--calls 50] [--pps 50] [--seconds 10] ...
+//! cargo run --release -p emu-media --example bench -- g711 [--start 100] [--step 100] [--max 1500]
+//!     [--seconds 10] [--no-record] [--client-threads 1] [--json]
 //! ```
+//!
+//! (emu-mns has an example called `bench` too: `target/release/examples/bench` is whichever was
+//! built last; `cargo run` relinks the right one.) Results and method: docs/benchmarks-media-mns.md.
 //!
 //! **The server** runs in a child process (this executable with `--server`), so that
 //! `/proc/<pid>/stat` gives its CPU time alone: `emu_media::MediaServer::start` on a
@@ -42,8 +44,9 @@
 //!   level, once every leg is connected and 2 s have passed, measures a `--seconds` window:
 //!   uplink loss (1 − Δ server `rtpPacketsIn` / Δ sent by the clients), downlink loss (1 − Δ
 //!   received by the clients / 50 × seconds × calls: the server's lateness counts as loss),
-//!   whether the clients kept their 50 pps, and CPU. Stops at the first level with ≥ 1 % loss
-//!   either way, or at `--max`.
+//!   whether the clients kept their 50 pps, datagrams dropped on the server's socket (a full
+//!   receive buffer, /proc/net/udp), and CPU. A level with ≥ 1 % loss either way is measured once
+//!   more; the ramp stops at its second failure, or at `--max`.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -238,7 +241,7 @@ fn serve_op(server: &MediaServer, live: &mut HashSet<String>, req: &Value) -> Va
 /// The server child process and its control pipe.
 struct ServerProc {
     child: tokio::process::Child,
-    stdin: tokio::process::ChildStdin,
+    stdin: Option<tokio::process::ChildStdin>,
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     pid: String,
     dir: PathBuf,
@@ -263,7 +266,7 @@ impl ServerProc {
         let pid = child.id().context("no pid")?.to_string();
         let stdin = child.stdin.take().context("no stdin")?;
         let lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-        let mut p = ServerProc { child, stdin, lines, pid, dir, port: 0 };
+        let mut p = ServerProc { child, stdin: Some(stdin), lines, pid, dir, port: 0 };
         let summary = p.call(json!({"op": "summary"})).await?;
         let udp: SocketAddr = summary["udp"].as_str().unwrap_or_default().parse().context("no media port")?;
         p.port = udp.port();
@@ -271,8 +274,9 @@ impl ServerProc {
     }
 
     async fn call(&mut self, req: Value) -> anyhow::Result<Value> {
-        self.stdin.write_all(format!("{req}\n").as_bytes()).await?;
-        self.stdin.flush().await?;
+        let stdin = self.stdin.as_mut().context("the server was stopped")?;
+        stdin.write_all(format!("{req}\n").as_bytes()).await?;
+        stdin.flush().await?;
         let line = self.lines.next_line().await?.context("the server process ended")?;
         Ok(serde_json::from_str(&line)?)
     }
@@ -285,7 +289,7 @@ impl ServerProc {
 
     /// Closes the control pipe (the server shuts down, finishing recordings) and waits for it.
     async fn stop(mut self) -> anyhow::Result<()> {
-        drop(self.stdin);
+        drop(self.stdin.take());
         match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
             Ok(s) => {
                 let s = s?;
@@ -298,8 +302,14 @@ impl ServerProc {
                 self.child.kill().await?;
             }
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
         Ok(())
+    }
+}
+
+impl Drop for ServerProc {
+    /// The child is killed (`kill_on_drop`) if still running; its recordings go in any case.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

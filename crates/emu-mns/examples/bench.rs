@@ -3,10 +3,12 @@
 //! the server's CPU time apart from the load generator's.
 //!
 //! ```text
-//! cargo build --release -p emu-mns --examples
-//! target/release/examples/bench [--seconds 10] [--clients 32] [--batch 1..16] [--data-dir DIR]
-//!                               [--shared-queue] [--client-threads 1] [--json]
+//! cargo run --release -p emu-mns --example bench -- [--seconds 10] [--clients 32] [--batch 1..16]
+//!     [--data-dir DIR] [--shared-queue] [--client-threads 1] [--json]
 //! ```
+//!
+//! (emu-media has an example called `bench` too: `target/release/examples/bench` is whichever was
+//! built last; `cargo run` relinks the right one.) Results and method: docs/benchmarks-media-mns.md.
 //!
 //! * The example starts itself again with `--server` (and `--data-dir` when given): the MNS router
 //!   (`emu_mns::router`) served by `axum::serve` on 127.0.0.1, a multi-threaded tokio runtime with
@@ -50,7 +52,7 @@ use serde_json::json;
 const DEFAULT_TOML: &str = include_str!("../../../fixtures/default.toml");
 const ACCESS_KEY_ID: &str = "testAK";
 const ACCESS_KEY_SECRET: &str = "testSecret";
-/// A 29-byte base64 JSON body, like a small alicom receipt.
+/// A 28-byte base64 JSON body, like a small alicom receipt.
 const BODY: &str = "eyJjaGFubmVsSWQiOiJiZW5jaCJ9";
 
 struct Args {
