@@ -10,7 +10,8 @@
 //! ```
 //!
 //! (emu-mns has an example called `bench` too: `target/release/examples/bench` is whichever was
-//! built last; `cargo run` relinks the right one.) Results and method: docs/benchmarks-media-mns.md.
+//! built last; `cargo run` relinks the right one.) Results and method: docs/benchmarks.md,
+//! "Media server and MNS".
 //!
 //! **The server** runs in a child process (this executable with `--server`), so that
 //! `/proc/<pid>/stat` gives its CPU time alone: `emu_media::MediaServer::start` on a

@@ -8,7 +8,8 @@
 //! ```
 //!
 //! (emu-media has an example called `bench` too: `target/release/examples/bench` is whichever was
-//! built last; `cargo run` relinks the right one.) Results and method: docs/benchmarks-media-mns.md.
+//! built last; `cargo run` relinks the right one.) Results and method: docs/benchmarks.md,
+//! "Media server and MNS".
 //!
 //! * The example starts itself again with `--server` (and `--data-dir` when given): the MNS router
 //!   (`emu_mns::router`) served by `axum::serve` on 127.0.0.1, a multi-threaded tokio runtime with
