@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use futures_util::SinkExt;
 use rumqttc::mqttbytes::QoS;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -21,6 +22,9 @@ pub enum Transport {
     Tcp(TcpStream),
 }
 
+/// What a TCP read reserves: most reads carry a few packets, a burst fills it.
+const READ_CHUNK: usize = 8192;
+
 impl Transport {
     fn kind(&self) -> &'static str {
         match self {
@@ -29,32 +33,56 @@ impl Transport {
         }
     }
 
-    /// The next bytes from the client; None when it has gone. Cancel-safe.
-    async fn recv(&mut self, buf: &mut Vec<u8>) -> Option<Bytes> {
+    /// Feeds the client's next bytes to the framer; false when the client has gone. Cancel-safe.
+    async fn recv_into(&mut self, framer: &mut Framer) -> bool {
         match self {
             Transport::Ws(ws) => loop {
-                match ws.recv().await? {
-                    Ok(Message::Binary(b)) => return Some(b),
-                    Ok(Message::Text(t)) => return Some(Bytes::copy_from_slice(t.as_bytes())),
-                    Ok(Message::Close(_)) | Err(_) => return None,
-                    Ok(_) => continue, // ping/pong are the WebSocket layer's business
+                match ws.recv().await {
+                    Some(Ok(Message::Binary(b))) => {
+                        framer.feed(&b);
+                        return true;
+                    }
+                    Some(Ok(Message::Text(t))) => {
+                        framer.feed(t.as_bytes());
+                        return true;
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => return false,
+                    Some(Ok(_)) => continue, // ping/pong are the WebSocket layer's business
                 }
             },
-            Transport::Tcp(s) => {
-                buf.clear();
-                match s.read_buf(buf).await {
-                    Ok(0) | Err(_) => None,
-                    Ok(_) => Some(Bytes::copy_from_slice(buf)),
-                }
-            }
+            // Straight into the framer's buffer: no copy per read.
+            Transport::Tcp(s) => matches!(s.read_buf(framer.read_buffer(READ_CHUNK)).await, Ok(n) if n > 0),
         }
     }
 
-    async fn send(&mut self, data: Bytes) -> bool {
-        match self {
-            Transport::Ws(ws) => ws.send(Message::Binary(data)).await.is_ok(),
-            Transport::Tcp(s) => s.write_all(&data).await.is_ok(),
-        }
+    /// Writes every queued packet with as few system calls as possible: one `write` for all of
+    /// them over TCP, one flush over WebSocket (each packet stays its own binary message there).
+    async fn send_all(&mut self, queued: &mut Vec<Bytes>, scratch: &mut BytesMut) -> bool {
+        let ok = match self {
+            Transport::Ws(ws) => {
+                let mut ok = true;
+                for p in queued.drain(..) {
+                    if ws.feed(Message::Binary(p)).await.is_err() {
+                        ok = false;
+                        break;
+                    }
+                }
+                ok && ws.flush().await.is_ok()
+            }
+            Transport::Tcp(s) => match queued.as_slice() {
+                [] => true,
+                [one] => s.write_all(one).await.is_ok(),
+                many => {
+                    scratch.clear();
+                    for p in many {
+                        scratch.extend_from_slice(p);
+                    }
+                    s.write_all(scratch).await.is_ok()
+                }
+            },
+        };
+        queued.clear();
+        ok
     }
 
     async fn close(&mut self) {
@@ -69,53 +97,79 @@ impl Transport {
     }
 }
 
+/// Moves what the hub queued for this connection (ACKs, server requests) into `queued` without
+/// waiting; `Err` when the hub asked to close.
+fn take_queued(rx: &mut mpsc::Receiver<Outbound>, queued: &mut Vec<Bytes>) -> Result<(), &'static str> {
+    while let Ok(out) = rx.try_recv() {
+        match out {
+            Outbound::Packet(p) => queued.push(p),
+            Outbound::Close(why) => return Err(why),
+        }
+    }
+    Ok(())
+}
+
 /// Serves one connection until it closes.
 pub async fn serve(hub: Arc<Hub>, mut transport: Transport, peer: String) {
     let kind = transport.kind();
     let mut framer = Framer::new(hub.cfg.max_packet_bytes);
-    let mut read_buf = Vec::with_capacity(8192);
     let auth_deadline = Instant::now() + Duration::from_millis(hub.cfg.auth_timeout_ms);
     let (tx, mut rx) = mpsc::channel::<Outbound>(1024);
     let mut conn: Option<ConnId> = None;
     let mut keepalive: Option<Duration> = None;
     let mut last_seen = Instant::now();
+    // Packets to write, gathered over one wake-up so a burst of requests costs one write.
+    let mut queued: Vec<Bytes> = Vec::new();
+    let mut scratch = BytesMut::new();
 
     let reason = 'conn: loop {
         let keepalive_deadline =
             keepalive.map(|k| last_seen + k).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         let bound = conn.is_some_and(|c| hub.is_bound(c));
+        let mut closing = None;
         tokio::select! {
-            data = transport.recv(&mut read_buf) => {
-                let Some(data) = data else { break 'conn "closed by the client" };
+            alive = transport.recv_into(&mut framer) => {
+                if !alive {
+                    break 'conn "closed by the client";
+                }
                 last_seen = Instant::now();
-                framer.feed(&data);
                 loop {
                     let packet = match framer.next_packet() {
                         Ok(Some(p)) => p,
                         Ok(None) => break,
                         Err(e) => {
                             tracing::warn!(peer, "{e}; closing the connection");
-                            break 'conn "protocol error";
+                            closing = Some("protocol error");
+                            break;
                         }
                     };
                     match handle(&hub, &mut conn, &mut keepalive, packet, &peer, kind, &tx) {
-                        Ok(replies) => {
-                            for r in replies {
-                                if !transport.send(r).await {
-                                    break 'conn "write failed";
-                                }
-                            }
+                        Ok(replies) => queued.extend(replies),
+                        Err(why) => {
+                            closing = Some(why);
+                            break;
                         }
-                        Err(why) => break 'conn why,
                     }
                 }
             }
             Some(out) = rx.recv() => match out {
-                Outbound::Packet(p) => if !transport.send(p).await { break 'conn "write failed" },
-                Outbound::Close(why) => break 'conn why,
+                Outbound::Packet(p) => queued.push(p),
+                Outbound::Close(why) => closing = Some(why),
             },
             _ = sleep_until(auth_deadline), if !bound => break 'conn "no valid token in time",
             _ = sleep_until(keepalive_deadline), if keepalive.is_some() => break 'conn "keepalive timeout",
+        }
+        if closing.is_none()
+            && let Err(why) = take_queued(&mut rx, &mut queued)
+        {
+            closing = Some(why);
+        }
+        // What was answered before a close still goes out (a refused token's notice, a PUBACK).
+        if !transport.send_all(&mut queued, &mut scratch).await {
+            break 'conn "write failed";
+        }
+        if let Some(why) = closing {
+            break 'conn why;
         }
     };
     tracing::info!(peer, transport = kind, conn, reason, "MQTT connection closed");

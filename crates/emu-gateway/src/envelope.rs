@@ -1,6 +1,9 @@
 //! The Alicom envelope (PROTOCOL.md §3): the JSON every SDK message travels in.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 /// An envelope as it is on the wire. Unknown fields are ignored; missing ones default.
@@ -94,6 +97,90 @@ impl Envelope {
     }
 }
 
+/// A device's envelope as the gateway's hot path reads it: the strings borrowed from the payload,
+/// `from` and `body` left as raw JSON (an ACK copies `from` verbatim, a heartbeat never looks at
+/// its body), so an ACK costs no JSON tree.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Inbound<'a> {
+    #[serde(default, borrow)]
+    pub topic: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub from: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    pub message_type: Cow<'a, str>,
+    #[serde(default, borrow)]
+    pub body: Option<&'a RawValue>,
+    #[serde(default)]
+    pub response: bool,
+    #[serde(default, borrow)]
+    pub request_id: Cow<'a, str>,
+}
+
+impl<'a> Inbound<'a> {
+    /// The same checks as [`Envelope::parse`].
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
+        let e: Inbound = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if e.message_type.is_empty() {
+            return Err("the envelope has no messageType".into());
+        }
+        if e.request_id.is_empty() {
+            return Err("the envelope has no requestId".into());
+        }
+        Ok(e)
+    }
+
+    /// The body as a JSON tree (null when absent, as [`Envelope`] has it).
+    pub fn body_value(&self) -> Result<Value, String> {
+        match self.body {
+            None => Ok(Value::Null),
+            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The JSON of this request's ACK: same topic, messageType and requestId, `to` = its `from`,
+    /// a fresh messageId. `server_from` is [`server_from_raw`]'s value. Field order as [`Envelope`].
+    pub fn ack_bytes(&self, code: i64, body: &Value, server_from: &RawValue, now_ms: u64) -> Vec<u8> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Ack<'b> {
+            topic: &'b str,
+            born_time: u64,
+            to: Option<&'b RawValue>,
+            from: &'b RawValue,
+            message_id: &'b str,
+            message_type: &'b str,
+            body: &'b Value,
+            response: bool,
+            encrypted_body: bool,
+            request_id: &'b str,
+            arrive_time: u64,
+            response_code: i64,
+        }
+        let message_id = new_id();
+        let ack = Ack {
+            topic: &self.topic,
+            born_time: now_ms,
+            to: self.from,
+            from: server_from,
+            message_id: &message_id,
+            message_type: &self.message_type,
+            body,
+            response: true,
+            encrypted_body: false,
+            request_id: &self.request_id,
+            arrive_time: 0,
+            response_code: code,
+        };
+        serde_json::to_vec(&ack).unwrap_or_default()
+    }
+}
+
+/// `from` of every server envelope, serialised once.
+pub fn server_from_raw(server_id: &str) -> Box<RawValue> {
+    RawValue::from_string(server_from(server_id).to_string()).expect("JSON from serde_json is valid")
+}
+
 fn server_from(server_id: &str) -> Value {
     json!({"sessionId": SERVER_SESSION, "clientType": "server", "transportId": server_id, "transportType": "mqtt"})
 }
@@ -126,6 +213,28 @@ mod tests {
         let wire: Value = serde_json::from_slice(&ack.to_bytes()).unwrap();
         assert_eq!(wire["messageType"], "cs_register");
         assert_eq!(wire["responseCode"], 200);
+    }
+
+    #[test]
+    fn the_borrowed_ack_is_the_same_as_the_tree_ack() {
+        let tree = Envelope::parse(REGISTER.as_bytes()).unwrap();
+        let fast = Inbound::parse(REGISTER.as_bytes()).unwrap();
+        assert_eq!(fast.body_value().unwrap(), tree.body);
+        let mut a: Value = serde_json::to_value(tree.ack(200, empty_body(), "GID_VOIP@@@x", 5)).unwrap();
+        let raw = server_from_raw("GID_VOIP@@@x");
+        let mut b: Value = serde_json::from_slice(&fast.ack_bytes(200, &empty_body(), &raw, 5)).unwrap();
+        assert_ne!(a["messageId"], b["messageId"]);
+        a["messageId"] = Value::Null;
+        b["messageId"] = Value::Null;
+        assert_eq!(a, b);
+        // Same field order on the wire as the full envelope.
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&a), keys(&b));
+        assert!(Inbound::parse(b"{\"a\":1}").is_err());
+        assert!(Inbound::parse(b"[]").is_err());
+        let escaped = r#"{"messageType":"cs_re\u0067ister","requestId":"r\"1","from":null}"#;
+        let e = Inbound::parse(escaped.as_bytes()).unwrap();
+        assert_eq!((e.message_type.as_ref(), e.request_id.as_ref()), ("cs_register", "r\"1"));
     }
 
     #[test]

@@ -16,15 +16,24 @@ use emu_core::events::NewEvent;
 use emu_core::{Shared, TenantId};
 use parking_lot::RwLock;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::envelope::{Envelope, empty_body};
+use crate::envelope::{Envelope, Inbound, empty_body, server_from_raw};
 use crate::media_signal;
 use crate::mqtt;
 use crate::sls::SlsSink;
 
 pub type ConnId = u64;
+
+/// The parts of a bound connection an envelope needs.
+struct Identity {
+    tenant: TenantId,
+    rtc_id: String,
+    device_id: String,
+    client_id: String,
+}
 
 /// What a connection task is told to do by others.
 #[derive(Debug)]
@@ -175,6 +184,8 @@ pub struct Hub {
     pub conference_topic: String,
     /// The one topic devices publish to: `<conferenceTopic>/p2p/<serverId>`.
     pub server_topic: String,
+    /// `from` of every server envelope, serialised once.
+    server_from: Box<RawValue>,
     pub sls: SlsSink,
     next_conn: AtomicU64,
     conns: DashMap<ConnId, Conn>,
@@ -192,6 +203,7 @@ impl Hub {
         let conference_topic = shared.token_settings.conference_topic.clone();
         Arc::new(Hub {
             server_topic: format!("{conference_topic}/p2p/{server_id}"),
+            server_from: server_from_raw(&server_id),
             sls: SlsSink::new(sls_endpoint),
             shared,
             cfg,
@@ -400,80 +412,98 @@ impl Hub {
 
     /// An envelope a bound device published to the server topic. Err closes the connection.
     pub fn envelope(&self, conn: ConnId, payload: &[u8]) -> Result<(), String> {
-        let Some(binding) = self.binding(conn) else {
+        let Some(who) = self.identity(conn) else {
             return Ok(()); // not authenticated: dropped (the caller logs)
         };
-        let env = Envelope::parse(payload)?;
+        let env = Inbound::parse(payload)?;
         if env.response {
-            self.ack_received(&binding, env);
+            self.ack_received(&who, Envelope::parse(payload)?);
             return Ok(());
         }
-        let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return Ok(()) };
-        if let Some(ack) = self.dedupe_lookup(&client_id, &env.request_id) {
+        if let Some(ack) = self.dedupe_lookup(&who.client_id, &env.request_id) {
             tracing::debug!(conn, request_id = %env.request_id, "retransmission; ACK re-sent, not processed again");
             self.send_packet(conn, ack);
             return Ok(());
         }
         let now = self.shared.clock.now_ms();
-        let (code, body, media) = match env.message_type.as_str() {
+        // Heartbeats and STS requests are answered without reading their body.
+        let (code, ack_body, request_body, media) = match &*env.message_type {
             "cs_register" => {
-                self.register(conn, &binding, &client_id);
-                (200, empty_body(), None)
+                self.register(conn, &who);
+                (200, empty_body(), Value::Null, None)
             }
-            "cs_get_sls_sts" => (200, self.sls.credentials(now), None),
-            _ => match env.body_str("mediaSignal").map(|m| media_signal::decode(m, self.cfg.max_media_signal_bytes)) {
-                Some(Err(e)) => {
-                    tracing::warn!(conn, rtc_id = %binding.rtc_id, message_type = %env.message_type, "refused: {e}");
-                    (400, json!({"error": e.to_string()}), None)
+            "cs_get_sls_sts" => (200, self.sls.credentials(now), Value::Null, None),
+            _ => {
+                let body = env.body_value()?;
+                match body.get("mediaSignal").and_then(Value::as_str) {
+                    Some(m) => match media_signal::decode(m, self.cfg.max_media_signal_bytes) {
+                        Err(e) => {
+                            tracing::warn!(conn, rtc_id = %who.rtc_id, message_type = %env.message_type, "refused: {e}");
+                            (400, json!({"error": e.to_string()}), body, None)
+                        }
+                        Ok(m) => (200, empty_body(), body, Some(m)),
+                    },
+                    None => (200, empty_body(), body, None),
                 }
-                Some(Ok(m)) => (200, empty_body(), Some(m)),
-                None => (200, empty_body(), None),
-            },
+            }
         };
-        let channel_id = env.channel_id(media.as_ref());
+        let channel_id = request_body.get("channelId").and_then(Value::as_str).map(str::to_string).or_else(|| {
+            media.as_ref().and_then(|m| m.pointer("/data/channelId")).and_then(Value::as_str).map(str::to_string)
+        });
         self.log(
             "envelope.in",
-            Some(binding.tenant),
-            Some(&binding.rtc_id),
+            Some(who.tenant),
+            Some(&who.rtc_id),
             channel_id.clone(),
             json!({"messageType": env.message_type, "requestId": env.request_id, "code": code}),
         );
-        let ack = env.ack(code, body, &self.server_id, now);
-        let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), ack.to_bytes());
-        self.dedupe_store(&client_id, &env.request_id, packet.clone());
+        let ack = env.ack_bytes(code, &ack_body, &self.server_from, now);
+        let packet = mqtt::publish(&Self::client_topic(&who.client_id, &self.conference_topic), ack);
+        self.dedupe_store(&who.client_id, &env.request_id, packet.clone());
         self.send_packet(conn, packet);
         // ACK-only messages (PROTOCOL.md §8: reportStatus, stat, client ACKs of notices) stop here.
-        let for_engine =
-            !matches!(env.message_type.as_str(), "cs_register" | "cs_get_sls_sts" | "reportStatus" | "stat");
+        let for_engine = !matches!(&*env.message_type, "cs_register" | "cs_get_sls_sts" | "reportStatus" | "stat");
         if code == 200 && for_engine {
             self.to_engine(GatewayEvent::Request(DeviceRequest {
-                tenant: binding.tenant,
-                rtc_id: binding.rtc_id,
-                device_id: binding.device_id,
-                message_type: env.message_type,
-                request_id: env.request_id,
+                tenant: who.tenant,
+                rtc_id: who.rtc_id,
+                device_id: who.device_id,
+                message_type: env.message_type.into_owned(),
+                request_id: env.request_id.into_owned(),
                 channel_id,
-                body: env.body,
+                body: request_body,
                 media_signal: media,
             }));
         }
         Ok(())
     }
 
-    fn ack_received(&self, binding: &Binding, env: Envelope) {
+    /// Who a bound connection is, with the few fields an envelope needs (not the whole token).
+    fn identity(&self, conn: ConnId) -> Option<Identity> {
+        let c = self.conns.get(&conn)?;
+        let b = c.binding.as_ref()?;
+        Some(Identity {
+            tenant: b.tenant,
+            rtc_id: b.rtc_id.clone(),
+            device_id: b.device_id.clone(),
+            client_id: c.client_id.clone(),
+        })
+    }
+
+    fn ack_received(&self, who: &Identity, env: Envelope) {
         let pending = self.pending.remove(&env.request_id).map(|(_, p)| p);
         let known = pending.is_some();
         let channel_id = pending.and_then(|p| p.channel_id).or_else(|| env.channel_id(None));
         self.log(
             "envelope.ack",
-            Some(binding.tenant),
-            Some(&binding.rtc_id),
+            Some(who.tenant),
+            Some(&who.rtc_id),
             channel_id,
             json!({"messageType": env.message_type, "requestId": env.request_id, "code": env.response_code, "known": known}),
         );
         self.to_engine(GatewayEvent::Ack {
-            tenant: binding.tenant,
-            rtc_id: binding.rtc_id.clone(),
+            tenant: who.tenant,
+            rtc_id: who.rtc_id.clone(),
             message_type: env.message_type,
             request_id: env.request_id,
             code: env.response_code,
@@ -504,7 +534,8 @@ impl Hub {
 
     /// `cs_register`: registers the device, or counts a heartbeat. Another connection registered
     /// for the same account is kicked (`cs_quit`).
-    fn register(&self, conn: ConnId, b: &Binding, client_id: &str) {
+    fn register(&self, conn: ConnId, b: &Identity) {
+        let client_id = b.client_id.as_str();
         let now = Instant::now();
         let now_ms = self.shared.clock.now_ms();
         let fresh = Registration {

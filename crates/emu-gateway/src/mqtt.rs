@@ -58,6 +58,12 @@ impl Framer {
         self.buf.extend_from_slice(data);
     }
 
+    /// The buffer to read the next bytes into directly, with room for at least `room` bytes.
+    pub fn read_buffer(&mut self, room: usize) -> &mut BytesMut {
+        self.buf.reserve(room);
+        &mut self.buf
+    }
+
     /// The next complete packet, `Ok(None)` when more bytes are needed.
     pub fn next_packet(&mut self) -> Result<Option<Incoming>, ProtocolError> {
         if self.buf.is_empty() {
