@@ -49,11 +49,12 @@
 //!   receive buffer, /proc/net/udp), and CPU. A level with ≥ 1 % loss either way is measured once
 //!   more; the ramp stops at its second failure, or at `--max`.
 
-use std::collections::HashSet;
-use std::net::SocketAddr;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,7 @@ use emu_core::Clock;
 use emu_core::config::{ClockConfig, ClockMode};
 use emu_media::audio::{FRAME, Tone};
 use emu_media::codec::{AudioCodec, Encoder};
+use emu_media::udp::{RecvBatch, SendQueue};
 use emu_media::{Audio, CodecPreference, Endpoint, MediaConfig, MediaServer};
 use serde_json::{Value, json};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -69,9 +71,9 @@ use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::UdpSocket;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 
@@ -152,8 +154,7 @@ fn main() -> anyhow::Result<()> {
     match a.mode.as_str() {
         "--server" => server_main(a.recordings.context("--server needs --recordings DIR")?),
         "forward" | "latency" | "g711" => {
-            let rt =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(a.client_threads).enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
                 match a.mode.as_str() {
                     "forward" => forward(&a).await.map(|_| ()),
@@ -425,10 +426,18 @@ struct LegPlan {
     payload: Arc<Vec<u8>>,
 }
 
-/// One client leg before it runs: its Rtc (offer made or answer given) and socket.
+/// Local addresses of client legs: 127.1.x.y, one per leg (the server tells legs apart by their
+/// source address), all on their hub's one port.
+static NEXT_LEG_IP: AtomicU32 = AtomicU32::new(1);
+
+fn next_leg_ip() -> IpAddr {
+    let k = NEXT_LEG_IP.fetch_add(1, Ordering::Relaxed);
+    IpAddr::from([127, 1 + (k >> 16) as u8, (k >> 8) as u8, k as u8])
+}
+
+/// One client leg before it runs: its Rtc (offer made or answer given) and address.
 struct ClientLeg {
     rtc: Rtc,
-    socket: UdpSocket,
     local: SocketAddr,
     mid: Option<Mid>,
     pending: Option<SdpPendingOffer>,
@@ -436,12 +445,13 @@ struct ClientLeg {
 }
 
 impl ClientLeg {
-    async fn new() -> anyhow::Result<ClientLeg> {
-        let socket = UdpSocket::bind("127.0.0.1:0").await?;
-        let local = socket.local_addr()?;
+    /// A leg of the hub on `port`, at a fresh local IP.
+    fn new(port: u16) -> anyhow::Result<ClientLeg> {
+        let local = SocketAddr::new(next_leg_ip(), port);
+        // As little as a browser-like endpoint needs: no statistics events (the default).
         let rtc = Rtc::builder().clear_codecs().enable_opus(true, false).enable_pcmu(true, false).build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(|e| anyhow!("{e}"))?;
-        let mut leg = ClientLeg { rtc, socket, local, mid: None, pending: None, candidate: candidate.clone() };
+        let mut leg = ClientLeg { rtc, local, mid: None, pending: None, candidate: candidate.clone() };
         leg.rtc.add_local_candidate(candidate).context("candidate refused")?;
         Ok(leg)
     }
@@ -477,8 +487,14 @@ impl ClientLeg {
 }
 
 /// Connects a leg to the media server the sigv 1 way: joinChannel, then sdpCandidate.
-async fn server_leg(srv: &mut ServerProc, chan: &str, rtc_id: &str, prefer: &str) -> anyhow::Result<ClientLeg> {
-    let mut leg = ClientLeg::new().await?;
+async fn server_leg(
+    srv: &mut ServerProc,
+    port: u16,
+    chan: &str,
+    rtc_id: &str,
+    prefer: &str,
+) -> anyhow::Result<ClientLeg> {
+    let mut leg = ClientLeg::new(port)?;
     let offer = leg.offer()?;
     let join = srv.call(json!({"op": "join", "chan": chan, "rtc": rtc_id, "prefer": prefer})).await?;
     if join["errorCode"] != 0 {
@@ -497,9 +513,9 @@ async fn server_leg(srv: &mut ServerProc, chan: &str, rtc_id: &str, prefer: &str
 }
 
 /// Two clients connected to each other directly (the baseline: no server in between).
-async fn direct_pair() -> anyhow::Result<(ClientLeg, ClientLeg)> {
-    let mut a = ClientLeg::new().await?;
-    let mut b = ClientLeg::new().await?;
+fn direct_pair(port_a: u16, port_b: u16) -> anyhow::Result<(ClientLeg, ClientLeg)> {
+    let mut a = ClientLeg::new(port_a)?;
+    let mut b = ClientLeg::new(port_b)?;
     let offer = a.offer()?;
     let offer = SdpOffer::from_sdp_string(&offer).map_err(|e| anyhow!("{e}"))?;
     let answer = b.rtc.sdp_api().accept_offer(offer).map_err(|e| anyhow!("{e}"))?;
@@ -509,95 +525,232 @@ async fn direct_pair() -> anyhow::Result<(ClientLeg, ClientLeg)> {
     Ok((a, b))
 }
 
-/// Sends `plan.pps` frames per second once connected; counts what it sends and receives; keeps
-/// the latency of stamped frames while `Global::measuring`. Returns the latency samples (µs).
-async fn run_leg(leg: ClientLeg, plan: LegPlan, g: Arc<Global>, mut stop: watch::Receiver<bool>) -> Vec<u32> {
-    let ClientLeg { mut rtc, socket, local, mut mid, .. } = leg;
-    let mut buf = vec![0u8; 2048];
-    let mut lat: Vec<u32> = Vec::new();
-    let mut connected = false;
-    let interval = Duration::from_secs_f64(1.0 / plan.pps);
-    let mut next_send = Instant::now();
-    let mut send: Option<(Pt, Frequency, u64)> = None;
-    let mut rtp_time: u64 = rand::random::<u32>() as u64;
-    let units = plan.codec.units_per_frame();
-    let stamp_at = plan.payload.len() - 8;
-    loop {
-        // Drain to the next timeout.
-        let timeout = loop {
-            match rtc.poll_output() {
-                Ok(Output::Timeout(t)) => break t,
-                Ok(Output::Transmit(t)) => {
-                    let _ = socket.try_send_to(&t.contents, t.destination);
+/// A client leg inside its hub.
+struct HubLeg {
+    rtc: Rtc,
+    local: SocketAddr,
+    mid: Option<Mid>,
+    plan: LegPlan,
+    connected: bool,
+    dead: bool,
+    /// str0m's next timeout.
+    timeout: Instant,
+    next_send: Instant,
+    interval: Duration,
+    send: Option<(Pt, Frequency)>,
+    rtp_time: u64,
+    /// The timer-heap entry that is current for this leg.
+    scheduled: Option<Instant>,
+    dirty: bool,
+}
+
+/// What a hub counts between two publications to [`Global`].
+#[derive(Default)]
+struct HubCounts {
+    tx: u64,
+    rx: u64,
+}
+
+impl HubLeg {
+    /// Sends what is due, feeds str0m its timeout when due, and drains it.
+    fn service(&mut self, now: Instant, out: &mut SendQueue, g: &Global, c: &mut HubCounts, lat: &mut Vec<u32>) {
+        if self.dead {
+            return;
+        }
+        let mut wrote = false;
+        while self.connected && now >= self.next_send {
+            if self.send.is_none() {
+                let want = if self.plan.codec == AudioCodec::Opus { Codec::Opus } else { Codec::PCMU };
+                self.send = self.mid.and_then(|m| self.rtc.writer(m)).and_then(|w| {
+                    w.payload_params().find(|p| p.spec().codec == want).map(|p| (p.pt(), p.spec().clock_rate))
+                });
+            }
+            let Some((pt, freq)) = self.send else {
+                self.fail(g, "no send codec");
+                return;
+            };
+            let payload = &self.plan.payload;
+            let stamp_at = payload.len() - 8;
+            let mut data = payload.to_vec();
+            data[stamp_at..].copy_from_slice(&now_ns().to_le_bytes());
+            if let Some(w) = self.mid.and_then(|m| self.rtc.writer(m))
+                && w.write(pt, now, MediaTime::new(self.rtp_time, freq), data).is_ok()
+            {
+                c.tx += 1;
+                wrote = true;
+            }
+            self.rtp_time = self.rtp_time.wrapping_add(self.plan.codec.units_per_frame());
+            self.next_send += self.interval;
+            if now > self.next_send + Duration::from_millis(200) {
+                self.next_send = now + self.interval; // fell far behind: do not burst
+            }
+        }
+        // str0m packetizes written frames in its timeout handling: the packet leaves now.
+        if (wrote || now >= self.timeout)
+            && let Err(e) = self.rtc.handle_input(Input::Timeout(now))
+        {
+            self.fail(g, &e.to_string());
+            return;
+        }
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.timeout = t;
+                    break;
                 }
+                Ok(Output::Transmit(t)) => out.push_from(Some(self.local.ip()), t.destination, t.contents.into()),
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => {
-                        connected = true;
+                        self.connected = true;
                         g.connected.fetch_add(1, Ordering::Relaxed);
-                        next_send = Instant::now();
+                        self.next_send = now;
                     }
-                    Event::MediaAdded(m) if mid.is_none() => mid = Some(m.mid),
+                    Event::MediaAdded(m) if self.mid.is_none() => self.mid = Some(m.mid),
                     Event::MediaData(d) => {
-                        g.rx.fetch_add(1, Ordering::Relaxed);
-                        if g.measuring.load(Ordering::Relaxed) && d.data.len() == plan.payload.len() {
-                            let sent = u64::from_le_bytes(d.data[stamp_at..].try_into().expect("8 bytes"));
+                        c.rx += 1;
+                        if d.data.len() == self.plan.payload.len() && g.measuring.load(Ordering::Relaxed) {
+                            let at = d.data.len() - 8;
+                            let sent = u64::from_le_bytes(d.data[at..].try_into().expect("8 bytes"));
                             lat.push(((now_ns().saturating_sub(sent)) / 1000).min(u32::MAX as u64) as u32);
                         }
                     }
                     _ => {}
                 },
                 Err(e) => {
-                    eprintln!("client leg: {e}");
-                    g.errors.fetch_add(1, Ordering::Relaxed);
-                    return lat;
+                    self.fail(g, &e.to_string());
+                    return;
                 }
             }
-        };
-        // Input first: whatever the socket has.
-        match socket.try_recv_from(&mut buf) {
-            Ok((n, src)) => {
-                if let Ok(r) = Receive::new(Protocol::Udp, src, local, &buf[..n]) {
-                    let _ = rtc.handle_input(Input::Receive(Instant::now(), r));
+        }
+    }
+
+    fn fail(&mut self, g: &Global, e: &str) {
+        eprintln!("client leg {}: {e}", self.local);
+        g.errors.fetch_add(1, Ordering::Relaxed);
+        self.dead = true;
+    }
+
+    fn due(&self) -> Instant {
+        if self.connected { self.timeout.min(self.next_send) } else { self.timeout }
+    }
+}
+
+/// All the client legs of one thread: one UDP socket bound to 0.0.0.0 (each leg sends from its
+/// own 127.1.x.y through `IP_PKTINFO`, and received datagrams find their leg by destination),
+/// batched system calls (`recvmmsg` / `sendmmsg`), one timer heap, and no task per leg.
+async fn hub_task(
+    socket: UdpSocket,
+    mut incoming: mpsc::UnboundedReceiver<(ClientLeg, LegPlan)>,
+    g: Arc<Global>,
+    mut stop: watch::Receiver<bool>,
+) -> Vec<u32> {
+    let mut legs: Vec<HubLeg> = Vec::new();
+    let mut by_ip: HashMap<IpAddr, usize> = HashMap::new();
+    let mut timers: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+    let mut dirty: Vec<usize> = Vec::new();
+    let mut batch = RecvBatch::new(64);
+    let mut out = SendQueue::new();
+    let mut lat: Vec<u32> = Vec::new();
+    let mut counts = HubCounts::default();
+    let mut fresh: Vec<(ClientLeg, LegPlan)> = Vec::new();
+    let mut closed = false;
+    loop {
+        while let Ok(x) = incoming.try_recv() {
+            fresh.push(x);
+        }
+        for (leg, plan) in fresh.drain(..) {
+            let i = legs.len();
+            by_ip.insert(leg.local.ip(), i);
+            let interval = Duration::from_secs_f64(1.0 / plan.pps);
+            legs.push(HubLeg {
+                rtc: leg.rtc,
+                local: leg.local,
+                mid: leg.mid,
+                plan,
+                connected: false,
+                dead: false,
+                timeout: Instant::now(),
+                next_send: Instant::now(),
+                interval,
+                send: None,
+                rtp_time: rand::random::<u32>() as u64,
+                scheduled: None,
+                dirty: true,
+            });
+            dirty.push(i);
+        }
+        // Input: whatever the socket has.
+        for _ in 0..8 {
+            match socket.try_io(Interest::READABLE, || batch.recv(&socket)) {
+                Ok(n) => {
+                    let now = Instant::now();
+                    for k in 0..n {
+                        let (buf, src, dst) = batch.get(k);
+                        let Some(&i) = dst.and_then(|d| by_ip.get(&d)) else { continue };
+                        let leg = &mut legs[i];
+                        if leg.dead {
+                            continue;
+                        }
+                        if let Ok(r) = Receive::new(Protocol::Udp, src, leg.local, buf) {
+                            let _ = leg.rtc.handle_input(Input::Receive(now, r));
+                        }
+                        if !leg.dirty {
+                            leg.dirty = true;
+                            dirty.push(i);
+                        }
+                    }
+                    if n < batch.capacity() {
+                        break;
+                    }
                 }
+                Err(_) => break,
+            }
+        }
+        // Timers due.
+        let now = Instant::now();
+        while let Some(&Reverse((t, i))) = timers.peek() {
+            if t > now {
+                break;
+            }
+            timers.pop();
+            let leg = &mut legs[i];
+            if leg.scheduled != Some(t) {
                 continue;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => {}
-        }
-        let now = Instant::now();
-        if connected && now >= next_send {
-            if send.is_none() {
-                send = mid.and_then(|m| rtc.writer(m)).and_then(|w| {
-                    let want = if plan.codec == AudioCodec::Opus { Codec::Opus } else { Codec::PCMU };
-                    w.payload_params().find(|p| p.spec().codec == want).map(|p| (p.pt(), p.spec().clock_rate, units))
-                });
+            leg.scheduled = None;
+            if !leg.dirty {
+                leg.dirty = true;
+                dirty.push(i);
             }
-            let Some((pt, freq, units)) = send else {
-                g.errors.fetch_add(1, Ordering::Relaxed);
-                return lat;
-            };
-            let mut data = plan.payload.to_vec();
-            data[stamp_at..].copy_from_slice(&now_ns().to_le_bytes());
-            if let Some(w) = mid.and_then(|m| rtc.writer(m))
-                && w.write(pt, now, MediaTime::new(rtp_time, freq), data).is_ok()
-            {
-                g.tx.fetch_add(1, Ordering::Relaxed);
-            }
-            rtp_time = rtp_time.wrapping_add(units);
-            next_send += interval;
-            if now > next_send + Duration::from_millis(200) {
-                next_send = now + interval; // fell far behind: do not burst
-            }
-            continue;
         }
-        if now >= timeout {
-            let _ = rtc.handle_input(Input::Timeout(now));
-            continue;
+        for i in dirty.drain(..) {
+            let leg = &mut legs[i];
+            leg.dirty = false;
+            leg.service(now, &mut out, &g, &mut counts, &mut lat);
+            if leg.dead {
+                continue;
+            }
+            let due = leg.due();
+            if leg.scheduled.is_none_or(|s| due < s) {
+                leg.scheduled = Some(due);
+                timers.push(Reverse((due, i)));
+            }
         }
-        let wake = if connected { timeout.min(next_send) } else { timeout };
+        if !out.is_empty() {
+            out.flush(&socket);
+        }
+        if counts.tx > 0 || counts.rx > 0 {
+            g.tx.fetch_add(std::mem::take(&mut counts.tx), Ordering::Relaxed);
+            g.rx.fetch_add(std::mem::take(&mut counts.rx), Ordering::Relaxed);
+        }
+        let wake = timers.peek().map_or(now + Duration::from_secs(1), |Reverse((t, _))| *t);
         tokio::select! {
             biased;
             _ = stop.changed() => return lat,
+            x = incoming.recv(), if !closed => match x {
+                Some(x) => fresh.push(x),
+                None => closed = true,
+            },
             _ = socket.readable() => {}
             _ = tokio::time::sleep_until(wake.into()) => {}
         }
@@ -622,20 +775,64 @@ fn pcmu_payload() -> Vec<u8> {
     p
 }
 
-/// Client legs running, and how to stop them.
+/// A hub's socket port and how to hand it legs.
+struct Hub {
+    port: u16,
+    legs: mpsc::UnboundedSender<(ClientLeg, LegPlan)>,
+}
+
+/// Client legs running (on `--client-threads` hubs, a thread each), and how to stop them.
 struct Running {
     g: Arc<Global>,
     stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<Vec<u32>>>,
+    hubs: Vec<Hub>,
+    threads: Vec<std::thread::JoinHandle<Vec<u32>>>,
+    next_hub: usize,
 }
 
 impl Running {
-    fn new() -> Running {
-        Running { g: Arc::new(Global::default()), stop: watch::channel(false).0, tasks: Vec::new() }
+    fn new(hubs: usize) -> anyhow::Result<Running> {
+        let mut run = Running {
+            g: Arc::new(Global::default()),
+            stop: watch::channel(false).0,
+            hubs: Vec::new(),
+            threads: Vec::new(),
+            next_hub: 0,
+        };
+        for _ in 0..hubs.max(1) {
+            let std_socket = std::net::UdpSocket::bind("0.0.0.0:0")?;
+            std_socket.set_nonblocking(true)?;
+            emu_media::udp::enable_pktinfo(&std_socket)?;
+            emu_media::udp::set_buffer_sizes(&std_socket, 4 << 20, 4 << 20);
+            let port = std_socket.local_addr()?.port();
+            let (tx, rx) = mpsc::unbounded_channel();
+            let (g, stop) = (run.g.clone(), run.stop.subscribe());
+            // A thread of its own: the hub never waits while it has work, and the control
+            // task's timers must not wait for it.
+            run.threads.push(std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                rt.block_on(async move {
+                    let socket = UdpSocket::from_std(std_socket).expect("socket");
+                    hub_task(socket, rx, g, stop).await
+                })
+            }));
+            run.hubs.push(Hub { port, legs: tx });
+        }
+        Ok(run)
     }
 
-    fn spawn(&mut self, leg: ClientLeg, plan: LegPlan) {
-        self.tasks.push(tokio::spawn(run_leg(leg, plan, self.g.clone(), self.stop.subscribe())));
+    /// The hub the next leg goes to (round robin).
+    fn pick(&mut self) -> usize {
+        self.next_hub = (self.next_hub + 1) % self.hubs.len();
+        self.next_hub
+    }
+
+    fn port(&self, hub: usize) -> u16 {
+        self.hubs[hub].port
+    }
+
+    fn spawn(&mut self, hub: usize, leg: ClientLeg, plan: LegPlan) {
+        let _ = self.hubs[hub].legs.send((leg, plan));
     }
 
     /// Waits until `n` legs have connected or failed; a few failed DTLS handshakes (out of
@@ -664,13 +861,18 @@ impl Running {
 
     async fn finish(self) -> Vec<u32> {
         let _ = self.stop.send(true);
-        let mut all = Vec::new();
-        for t in self.tasks {
-            if let Ok(v) = t.await {
-                all.extend(v);
+        let threads = self.threads;
+        tokio::task::spawn_blocking(move || {
+            let mut all = Vec::new();
+            for t in threads {
+                if let Ok(v) = t.join() {
+                    all.extend(v);
+                }
             }
-        }
-        all
+            all
+        })
+        .await
+        .unwrap_or_default()
     }
 }
 
@@ -709,21 +911,22 @@ async fn forward(a: &Args) -> anyhow::Result<Forward> {
 async fn forward_run(a: &Args) -> anyhow::Result<Forward> {
     let plan = LegPlan { codec: AudioCodec::Opus, pps: a.pps, payload: Arc::new(opus_payload(a.payload_bytes)) };
     let mut srv = if a.direct { None } else { Some(ServerProc::spawn("forward").await?) };
-    let mut run = Running::new();
+    let mut run = Running::new(a.client_threads)?;
     for c in 0..a.calls {
         let chan = format!("fwd-{c}");
+        let (hx, hy) = (run.pick(), run.pick());
         let (x, y) = match &mut srv {
             Some(s) => {
-                let x = server_leg(s, &chan, "alice", "opus").await?;
-                let y = server_leg(s, &chan, "bob", "opus").await?;
+                let x = server_leg(s, run.port(hx), &chan, "alice", "opus").await?;
+                let y = server_leg(s, run.port(hy), &chan, "bob", "opus").await?;
                 s.call(json!({"op": "bridge", "chan": chan, "a": {"device": "alice"}, "b": {"device": "bob"}, "record": false}))
                     .await?;
                 (x, y)
             }
-            None => direct_pair().await?,
+            None => direct_pair(run.port(hx), run.port(hy))?,
         };
-        run.spawn(x, plan.clone());
-        run.spawn(y, plan.clone());
+        run.spawn(hx, x, plan.clone());
+        run.spawn(hy, y, plan.clone());
     }
     let legs = 2 * a.calls as u64;
     run.wait_connected(legs, Duration::from_secs(60)).await?;
@@ -917,7 +1120,7 @@ async fn g711_window(
 async fn g711(a: &Args) -> anyhow::Result<()> {
     let plan = LegPlan { codec: AudioCodec::Pcmu, pps: 50.0, payload: Arc::new(pcmu_payload()) };
     let mut srv = ServerProc::spawn("g711").await?;
-    let mut run = Running::new();
+    let mut run = Running::new(a.client_threads)?;
     let mut calls = 0usize;
     let mut level = a.start;
     let mut best: Option<usize> = None;
@@ -927,10 +1130,11 @@ async fn g711(a: &Args) -> anyhow::Result<()> {
         let setup = Instant::now();
         while calls < level {
             let chan = format!("g711-{calls}");
-            let leg = server_leg(&mut srv, &chan, "dev", "g711").await?;
+            let hub = run.pick();
+            let leg = server_leg(&mut srv, run.port(hub), &chan, "dev", "g711").await?;
             srv.call(json!({"op": "bridge", "chan": chan, "a": {"device": "dev"}, "b": {"phone": format!("1380000{calls:04}"), "tone": 1000}, "record": a.record}))
                 .await?;
-            run.spawn(leg, plan.clone());
+            run.spawn(hub, leg, plan.clone());
             calls += 1;
         }
         run.wait_connected(calls as u64, Duration::from_secs(120)).await?;

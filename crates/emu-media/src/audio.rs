@@ -81,30 +81,85 @@ pub const ALAW_SILENCE: u8 = 0xD5;
 // ---- synthesis ---------------------------------------------------------------------------------
 
 /// A continuous sine generator (phase carried across frames, so frames join without clicks).
+///
+/// Tones of whole-hertz frequencies repeat after at most one second: their samples are
+/// computed once, for one period, and then read from that table.
 #[derive(Debug, Clone)]
 pub struct Tone {
     freqs: Vec<f64>,
     amplitude: f64,
     n: u64,
+    period: Option<std::sync::Arc<[i16]>>,
 }
+
+/// Longest period kept as a table (samples).
+const TONE_TABLE_MAX: u64 = RATE as u64;
 
 impl Tone {
     /// One sine of `hz` at about -10 dBFS.
     pub fn new(hz: f64) -> Self {
-        Tone { freqs: vec![hz], amplitude: 10_000.0, n: 0 }
+        Tone::with(vec![hz], 10_000.0)
     }
 
     /// The sum of several sines (DTMF: a row and a column frequency), `amplitude` each.
     pub fn dual(a: f64, b: f64, amplitude: f64) -> Self {
-        Tone { freqs: vec![a, b], amplitude, n: 0 }
+        Tone::with(vec![a, b], amplitude)
+    }
+
+    fn with(freqs: Vec<f64>, amplitude: f64) -> Self {
+        let mut t = Tone { freqs, amplitude, n: 0, period: None };
+        if let Some(p) = t.period_len() {
+            let table: Vec<i16> = (0..p).map(|n| t.sample(n)).collect();
+            t.period = Some(table.into());
+        }
+        t
+    }
+
+    /// Samples after which the tone repeats exactly, if whole-hertz and short enough.
+    fn period_len(&self) -> Option<u64> {
+        fn gcd(a: u64, b: u64) -> u64 {
+            if b == 0 { a } else { gcd(b, a % b) }
+        }
+        let mut p = 1u64;
+        for &f in &self.freqs {
+            if f.fract() != 0.0 || !(0.0..=RATE as f64).contains(&f) {
+                return None;
+            }
+            let own = RATE as u64 / gcd(f as u64, RATE as u64);
+            p = p / gcd(p, own) * own;
+            if p > TONE_TABLE_MAX {
+                return None;
+            }
+        }
+        Some(p)
+    }
+
+    fn sample(&self, n: u64) -> i16 {
+        let t = n as f64 / RATE as f64;
+        let v: f64 = self.freqs.iter().map(|f| (2.0 * PI * f * t).sin()).sum::<f64>() * self.amplitude;
+        v.clamp(i16::MIN as f64, i16::MAX as f64) as i16
     }
 
     pub fn fill(&mut self, out: &mut [i16]) {
-        for s in out.iter_mut() {
-            let t = self.n as f64 / RATE as f64;
-            let v: f64 = self.freqs.iter().map(|f| (2.0 * PI * f * t).sin()).sum::<f64>() * self.amplitude;
-            *s = v.clamp(i16::MIN as f64, i16::MAX as f64) as i16;
-            self.n += 1;
+        match &self.period {
+            Some(table) => {
+                let len = table.len() as u64;
+                let mut i = (self.n % len) as usize;
+                for s in out.iter_mut() {
+                    *s = table[i];
+                    i += 1;
+                    if i == table.len() {
+                        i = 0;
+                    }
+                }
+                self.n += out.len() as u64;
+            }
+            None => {
+                for s in out.iter_mut() {
+                    *s = self.sample(self.n);
+                    self.n += 1;
+                }
+            }
         }
     }
 

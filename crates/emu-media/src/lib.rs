@@ -22,6 +22,7 @@ pub mod sdp;
 mod server;
 pub mod stun;
 pub mod turn;
+pub mod udp;
 
 use std::net::IpAddr;
 use std::path::PathBuf;

@@ -2,6 +2,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,7 +20,7 @@ use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::{Codec, CodecExtra, FormatParams, PayloadParams};
 use str0m::media::{Frequency, MediaData, MediaTime, Mid, Pt, TelephoneEvent};
 use str0m::net::{Protocol, Receive};
-use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, PacerReason, Reason, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -27,6 +29,7 @@ use crate::codec::{AudioCodec, Decoder, Encoder};
 use crate::recorder::Recorder;
 use crate::stun::{self, Kind};
 use crate::turn::TurnRelay;
+use crate::udp::{self, RecvBatch, SendQueue};
 use crate::{Audio, CodecPreference, Endpoint, MediaConfig, MediaEvent, sdp};
 
 type LegId = u64;
@@ -36,9 +39,19 @@ const ERR_BAD_OFFER: i64 = 40001;
 const ERR_NO_LEG: i64 = 40004;
 
 const SYNTH_PERIOD: Duration = Duration::from_millis(20);
+/// How long the pacer's "handle a timeout before the next poll" may wait (see `State::drain`).
+const PACER_DEFER: Duration = Duration::from_millis(20);
 const DTMF_DURATION: Duration = Duration::from_millis(100);
 const INBAND_DTMF_SAMPLES: usize = 800; // 100 ms
 const INBAND_GAP_SAMPLES: usize = 480; // 60 ms
+/// Datagrams taken from the socket per system call, and per turn of the I/O task (the timers
+/// and the queued sends are served between turns).
+const RECV_BATCH: usize = 64;
+const RECV_BATCHES_PER_TURN: usize = 4;
+/// Socket buffers asked for: the default receive buffer (208 KiB, ~250 datagrams) overflows
+/// while the I/O task synthesizes a few hundred phones' frames.
+const SOCKET_RECV_BUFFER: usize = 4 << 20;
+const SOCKET_SEND_BUFFER: usize = 2 << 20;
 
 /// A finished recording.
 #[derive(Debug, Clone, Serialize)]
@@ -126,6 +139,26 @@ struct Leg {
     dtmf_next: Option<Instant>,
     stats: LegStats,
     created: Instant,
+    /// In `State::dirty`.
+    dirty: bool,
+    /// Frames were written (str0m packetizes them in its timeout handling) or a timer is due:
+    /// the next drain feeds the Rtc a timeout first, so written packets leave in that drain
+    /// rather than after a trip through the timers.
+    wants_timeout: bool,
+    /// Where this leg's audio goes, as of `State::topology` = the first field.
+    route: Option<(u64, Route)>,
+    /// The local payload type that carries a sender's payload params (passthrough), cached.
+    passthrough: Option<(PayloadParams, Option<Pt>)>,
+}
+
+/// Where a device leg's audio goes (see `State::route`).
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    side: usize,
+    /// The device leg of the other side.
+    peer: Option<LegId>,
+    /// The other side is a phone that echoes.
+    echo: bool,
 }
 
 impl Leg {
@@ -152,10 +185,21 @@ impl Leg {
 
     /// The local payload type that carries `params` unchanged, if this leg negotiated it.
     fn passthrough_pt(&mut self, params: PayloadParams) -> Option<Pt> {
-        let mid = self.mid?;
-        let writer = self.rtc.as_mut()?.writer(mid)?;
-        let pt = writer.match_params(params)?;
-        writer.payload_params().any(|p| p.pt() == pt).then_some(pt)
+        if let Some((p, pt)) = self.passthrough
+            && p == params
+        {
+            return pt;
+        }
+        let pt = (|| {
+            let mid = self.mid?;
+            let writer = self.rtc.as_mut()?.writer(mid)?;
+            let pt = writer.match_params(params)?;
+            writer.payload_params().any(|p| p.pt() == pt).then_some(pt)
+        })();
+        if self.mid.is_some() && self.rtc.is_some() {
+            self.passthrough = Some((params, pt));
+        }
+        pt
     }
 
     fn is_connected(&self) -> bool {
@@ -192,6 +236,7 @@ impl Leg {
             self.tx_time =
                 self.tx_time.wrapping_add(frame.len() as u64 * send.codec.clock_rate() as u64 / audio::RATE as u64);
         }
+        self.wants_timeout |= wrote;
         wrote
     }
 
@@ -359,15 +404,23 @@ struct State {
     cfg: Arc<MediaConfig>,
     clock: Clock,
     socket: Arc<UdpSocket>,
+    /// Datagrams to send, flushed in one go after each batch of work.
+    out: SendQueue,
     cand_addr: SocketAddr,
     provider: Arc<CryptoProvider>,
     cert: DtlsCert,
     turn: Option<Arc<TurnRelay>>,
     events: mpsc::Sender<MediaEvent>,
-    channels: HashMap<String, Channel>,
-    legs: HashMap<LegId, Leg>,
-    by_ufrag: HashMap<String, LegId>,
-    by_addr: HashMap<SocketAddr, LegId>,
+    channels: FxHashMap<String, Channel>,
+    legs: FxHashMap<LegId, Leg>,
+    by_ufrag: FxHashMap<String, LegId>,
+    by_addr: FxHashMap<SocketAddr, LegId>,
+    /// Legs with input, written frames or a due timeout since they were last drained, in the
+    /// order they were touched (so events come out in the order their datagrams came in).
+    dirty: VecDeque<LegId>,
+    /// Bumped whenever legs, channels or bridges change: cached routes older than this are
+    /// recomputed.
+    topology: u64,
     timers: BinaryHeap<Reverse<(Instant, LegId)>>,
     next_synth: Option<Instant>,
     next_leg: LegId,
@@ -438,6 +491,8 @@ impl MediaServer {
             .await
             .with_context(|| format!("cannot listen on {}:{} (media)", cfg.bind, cfg.udp_port))?;
         let local_addr = socket.local_addr()?;
+        let (rcvbuf, sndbuf) = udp::set_buffer_sizes(&socket, SOCKET_RECV_BUFFER, SOCKET_SEND_BUFFER);
+        tracing::debug!(rcvbuf, sndbuf, "media socket buffers");
         let cand_addr = SocketAddr::new(ip, local_addr.port());
         let turn = if cfg.turn_enabled {
             Some(Arc::new(TurnRelay::start(cfg.bind, cfg.turn_port, ip, &cfg.turn_realm).await?))
@@ -456,15 +511,18 @@ impl MediaServer {
             cfg: cfg.clone(),
             clock: clock.clone(),
             socket: socket.clone(),
+            out: SendQueue::new(),
             cand_addr,
             provider,
             cert,
             turn: turn.clone(),
             events,
-            channels: HashMap::new(),
-            legs: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            by_addr: HashMap::new(),
+            channels: FxHashMap::default(),
+            legs: FxHashMap::default(),
+            by_ufrag: FxHashMap::default(),
+            by_addr: FxHashMap::default(),
+            dirty: VecDeque::new(),
+            topology: 0,
             timers: BinaryHeap::new(),
             next_synth: None,
             next_leg: 1,
@@ -582,6 +640,7 @@ impl MediaServer {
                 }
             }
         }
+        st.flush();
         drop(st);
         self.wake.notify_one();
         result
@@ -642,6 +701,7 @@ impl MediaServer {
             }
             _ => None,
         };
+        st.flush();
         drop(st);
         self.wake.notify_one();
         out
@@ -689,6 +749,7 @@ impl MediaServer {
             }
         }
         chan.bridge = Some(Bridge { sides: [a, b], record, phone });
+        st.topology += 1;
         if phone_side.is_some() && st.next_synth.is_none() {
             st.next_synth = Some(now + SYNTH_PERIOD);
         }
@@ -902,14 +963,20 @@ impl State {
                 dtmf_next: None,
                 stats: LegStats::default(),
                 created: now,
+                dirty: false,
+                wants_timeout: false,
+                route: None,
+                passthrough: None,
             },
         );
+        self.topology += 1;
         self.counters.legs_created += 1;
         id
     }
 
     fn remove_leg(&mut self, id: LegId) {
         let Some(mut leg) = self.legs.remove(&id) else { return };
+        self.topology += 1;
         self.by_ufrag.remove(&leg.ice.ufrag);
         for a in &leg.addrs {
             if self.by_addr.get(a) == Some(&id) {
@@ -983,6 +1050,7 @@ impl State {
         leg.mid = None;
         leg.send = None;
         leg.scheduled = None;
+        leg.passthrough = None;
         leg.state = LegState::Connecting;
         let rtc = leg.rtc.as_mut().expect("set above");
         let answer = match rtc.sdp_api().accept_offer(offer) {
@@ -1002,7 +1070,8 @@ impl State {
             return Err("no audio codec in common (need Opus, PCMU or PCMA)".into());
         }
         leg.mid = Some(Mid::from(mid.as_str()));
-        self.drain(id, now);
+        self.touch(id);
+        self.settle(now);
         for c in candidates {
             self.add_remote_candidate(id, c, now);
         }
@@ -1014,7 +1083,8 @@ impl State {
         match Candidate::from_sdp_string(c) {
             Ok(cand) => {
                 rtc.add_remote_candidate(cand);
-                self.drain(id, now);
+                self.touch(id);
+                self.settle(now);
             }
             Err(e) => tracing::debug!("remote candidate ignored: {e}"),
         }
@@ -1023,6 +1093,33 @@ impl State {
     fn emit(&mut self, e: MediaEvent) {
         if self.events.try_send(e).is_err() {
             self.counters.events_dropped += 1;
+        }
+    }
+
+    /// Marks a leg for the next [`State::settle`].
+    fn touch(&mut self, id: LegId) {
+        if let Some(leg) = self.legs.get_mut(&id)
+            && !leg.dirty
+        {
+            leg.dirty = true;
+            self.dirty.push_back(id);
+        }
+    }
+
+    /// Drains every touched leg (packetizing what was written to it first); routing received
+    /// audio touches the legs it is written to, which are drained in turn. A leg with several
+    /// datagrams in one receive batch is drained once for all of them.
+    fn settle(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop_front() {
+            let Some(leg) = self.legs.get_mut(&id) else { continue };
+            leg.dirty = false;
+            if std::mem::take(&mut leg.wants_timeout)
+                && let Some(rtc) = leg.rtc.as_mut()
+                && let Err(e) = rtc.handle_input(Input::Timeout(now))
+            {
+                tracing::debug!(rtc_id = %leg.rtc_id, "timeout refused: {e}");
+            }
+            self.drain(id, now);
         }
     }
 
@@ -1037,6 +1134,15 @@ impl State {
             loop {
                 match rtc.poll_output() {
                     Ok(Output::Timeout(t)) => {
+                        // After each packet it sends, str0m's pacer asks for a timeout before
+                        // it polls its queues again. Every frame written here is followed by
+                        // one (`wants_timeout`), so that timer can wait: one timeout per packet
+                        // fewer. Later, so that a leg with nothing more to send gets it anyway.
+                        let t = if t <= now && rtc.last_timeout_reason() == Reason::Pacer(PacerReason::Handle) {
+                            now + PACER_DEFER
+                        } else {
+                            t
+                        };
                         if leg.scheduled.is_none_or(|s| t < s) {
                             leg.scheduled = Some(t);
                             self.timers.push(Reverse((t, id)));
@@ -1046,7 +1152,8 @@ impl State {
                     Ok(Output::Transmit(t)) => {
                         leg.stats.packets_out += 1;
                         leg.stats.bytes_out += t.contents.len() as u64;
-                        send(&self.socket, &mut self.counters, &t.contents, t.destination);
+                        self.counters.packets_out += 1;
+                        self.out.push(t.destination, t.contents.into());
                     }
                     Ok(Output::Event(e)) => match e {
                         Event::Connected => {
@@ -1150,7 +1257,35 @@ impl State {
         if let Err(e) = rtc.handle_input(Input::Receive(now, recv)) {
             tracing::debug!(rtc_id = %leg.rtc_id, "input refused: {e}");
         }
-        self.drain(id, now);
+        if !leg.dirty {
+            leg.dirty = true;
+            self.dirty.push_back(id);
+        }
+    }
+
+    /// Where `from`'s audio goes, from the cache or worked out anew.
+    fn route_of(&mut self, from: LegId) -> Option<Route> {
+        let leg = self.legs.get(&from)?;
+        if let Some((at, r)) = leg.route
+            && at == self.topology
+        {
+            return Some(r);
+        }
+        let chan = self.channels.get(&leg.channel_id)?;
+        let bridge = chan.bridge.as_ref()?;
+        let side = bridge.side_of(&leg.rtc_id)?;
+        let other = 1 - side;
+        let echo = matches!(&bridge.sides[other], Endpoint::Phone { audio: Audio::Echo, .. });
+        let peer = match &bridge.sides[other] {
+            Endpoint::Device { rtc_id } => chan.legs.get(rtc_id).copied(),
+            Endpoint::Phone { .. } => None,
+        };
+        let r = Route { side, peer, echo };
+        let topology = self.topology;
+        if let Some(leg) = self.legs.get_mut(&from) {
+            leg.route = Some((topology, r));
+        }
+        Some(r)
     }
 
     /// Audio from a device leg: DTMF detection, recording, forwarding to the other side.
@@ -1177,31 +1312,21 @@ impl State {
             return;
         }
         let Some(codec) = AudioCodec::from_str0m(d.params.spec().codec) else { return };
-        let (channel_id, rtc_id) = (leg.channel_id.clone(), leg.rtc_id.clone());
-        let Some(chan) = self.channels.get(&channel_id) else { return };
-        let Some(bridge) = &chan.bridge else { return };
-        let Some(side) = bridge.side_of(&rtc_id) else { return };
+        let Some(Route { side, peer, echo }) = self.route_of(from) else { return };
         let other = 1 - side;
-        let echo = matches!(&bridge.sides[other], Endpoint::Phone { audio: Audio::Echo, .. });
-        let peer = match &bridge.sides[other] {
-            Endpoint::Device { rtc_id } => chan.legs.get(rtc_id).copied(),
-            Endpoint::Phone { .. } => None,
-        };
-        let recording = chan.recorder.is_some();
         let mut pcm = None;
-        if recording {
-            let p = self.legs.get_mut(&from).map(|l| l.decode(codec, &d.data)).unwrap_or_default();
-            if let Some(rec) = self.channels.get_mut(&channel_id).and_then(|c| c.recorder.as_mut()) {
-                rec.push(side, &p, now);
-                if echo {
-                    rec.push(other, &p, now);
-                }
+        let Some(leg) = self.legs.get_mut(&from) else { return };
+        if let Some(rec) = self.channels.get_mut(&leg.channel_id).and_then(|c| c.recorder.as_mut()) {
+            let p = leg.decode(codec, &d.data);
+            rec.push(side, &p, now);
+            if echo {
+                rec.push(other, &p, now);
             }
             pcm = Some(p);
         }
         let target = if echo { Some(from) } else { peer };
         if let Some(to) = target {
-            self.forward(from, to, &d, codec, pcm, now);
+            self.forward(from, to, d, codec, pcm, now);
         }
     }
 
@@ -1211,7 +1336,7 @@ impl State {
         &mut self,
         from: LegId,
         to: LegId,
-        d: &MediaData,
+        d: MediaData,
         codec: AudioCodec,
         pcm: Option<Vec<i16>>,
         now: Instant,
@@ -1223,10 +1348,12 @@ impl State {
         if let Some(pt) = to_leg.passthrough_pt(d.params) {
             let (Some(mid), Some(rtc)) = (to_leg.mid, to_leg.rtc.as_mut()) else { return };
             let Some(writer) = rtc.writer(mid) else { return };
-            match writer.write(pt, d.network_time, d.time, d.data.clone()) {
+            let len = d.data.len() as u64;
+            match writer.write(pt, d.network_time, d.time, d.data) {
                 Ok(()) => {
                     to_leg.stats.rtp_out += 1;
-                    to_leg.stats.rtp_bytes_out += d.data.len() as u64;
+                    to_leg.stats.rtp_bytes_out += len;
+                    to_leg.wants_timeout = true;
                 }
                 Err(e) => tracing::debug!("forward failed: {e}"),
             }
@@ -1241,7 +1368,7 @@ impl State {
             let Some(to_leg) = self.legs.get_mut(&to) else { return };
             to_leg.write_pcm(&pcm, now);
         }
-        self.drain(to, now);
+        self.touch(to);
     }
 
     fn source_for(&mut self, audio: &Audio) -> Source {
@@ -1343,7 +1470,10 @@ impl State {
                 continue;
             };
             if self.send_queued_dtmf(id, &mut phone, now) {
-                self.drain(id, now);
+                if let Some(leg) = self.legs.get_mut(&id) {
+                    leg.wants_timeout = true;
+                }
+                self.touch(id);
             }
             if let Some(b) = self.channels.get_mut(&cid).and_then(|c| c.bridge.as_mut()) {
                 b.phone = Some(phone);
@@ -1367,9 +1497,10 @@ impl State {
             if let Some(leg) = self.legs.get_mut(&id)
                 && leg.write_pcm(&frame, now)
             {
-                self.drain(id, now);
+                self.touch(id);
             }
         }
+        self.settle(now);
         any
     }
 
@@ -1417,6 +1548,14 @@ impl State {
         }
     }
 
+    /// Sends the queued datagrams.
+    fn flush(&mut self) {
+        if !self.out.is_empty() {
+            let f = self.out.flush(&*self.socket);
+            self.counters.send_errors += f.failed as u64;
+        }
+    }
+
     fn next_deadline(&self, now: Instant) -> Instant {
         let cap = now + Duration::from_secs(1);
         let t = self.timers.peek().map(|Reverse((t, _))| *t).unwrap_or(cap);
@@ -1435,13 +1574,13 @@ impl State {
                 continue; // superseded by an earlier deadline
             }
             leg.scheduled = None;
-            if let Some(rtc) = leg.rtc.as_mut()
-                && let Err(e) = rtc.handle_input(Input::Timeout(now))
-            {
-                tracing::debug!(rtc_id = %leg.rtc_id, "timeout refused: {e}");
+            leg.wants_timeout = true;
+            if !leg.dirty {
+                leg.dirty = true;
+                self.dirty.push_back(id);
             }
-            self.drain(id, now);
         }
+        self.settle(now);
         while let Some(next) = self.next_synth {
             if next > now {
                 break;
@@ -1458,38 +1597,47 @@ impl State {
     }
 }
 
-/// Sends without waiting: a full socket buffer drops the datagram (counted), as a router would.
-fn send(socket: &UdpSocket, counters: &mut Counters, buf: &[u8], dest: SocketAddr) {
-    counters.packets_out += 1;
-    if let Err(e) = socket.try_send_to(buf, dest) {
-        counters.send_errors += 1;
-        tracing::trace!(%dest, "media send failed: {e}");
-    }
-}
-
 async fn io_loop(server: Arc<MediaServer>, mut stop: watch::Receiver<bool>) {
-    let mut buf = vec![0u8; 2048];
+    let mut batch = RecvBatch::new(RECV_BATCH);
     loop {
-        let deadline = server.state.lock().next_deadline(Instant::now());
+        let deadline = {
+            let mut st = server.state.lock();
+            st.flush();
+            st.next_deadline(Instant::now())
+        };
         tokio::select! {
             biased;
             _ = stop.wait_for(|s| *s) => return,
-            r = server.socket.recv_from(&mut buf) => {
-                match r {
-                    Ok((n, src)) => {
-                        let mut st = server.state.lock();
-                        st.on_packet(&buf[..n], src, Instant::now());
-                        // Take what else is queued under the same lock.
-                        for _ in 0..64 {
-                            match server.socket.try_recv_from(&mut buf) {
-                                Ok((n, src)) => st.on_packet(&buf[..n], src, Instant::now()),
-                                Err(_) => break,
+            r = server.socket.readable() => {
+                if let Err(e) = r {
+                    tracing::trace!("media socket: {e}");
+                    continue;
+                }
+                let mut st = server.state.lock();
+                for _ in 0..RECV_BATCHES_PER_TURN {
+                    match server.socket.try_io(tokio::io::Interest::READABLE, || batch.recv(&*server.socket)) {
+                        Ok(n) => {
+                            let now = Instant::now();
+                            for i in 0..n {
+                                let (buf, src, _) = batch.get(i);
+                                st.on_packet(buf, src, now);
+                            }
+                            st.settle(now);
+                            // Send what this batch produced before taking the next.
+                            st.flush();
+                            if n < batch.capacity() {
+                                break;
                             }
                         }
-                        st.run_due(Instant::now());
+                        Err(e) => {
+                            if e.kind() != std::io::ErrorKind::WouldBlock {
+                                tracing::trace!("media socket: {e}");
+                            }
+                            break;
+                        }
                     }
-                    Err(e) => tracing::trace!("media socket: {e}"),
                 }
+                st.run_due(Instant::now());
             }
             _ = tokio::time::sleep_until(deadline.into()) => server.state.lock().run_due(Instant::now()),
             _ = server.wake.notified() => {}
