@@ -299,8 +299,8 @@ impl Driver {
 
     /// Sends a server request to a device; a JSON `mediaSignal` is encoded on the way.
     fn send(&self, tenant: TenantId, rtc_id: &str, message_type: &str, mut body: Value) {
-        if let Some(ms) = body.get("mediaSignal").filter(|m| m.is_object()).cloned() {
-            body["mediaSignal"] = media_signal::encode(&ms).into();
+        if let Some(ms) = body.get_mut("mediaSignal").filter(|m| m.is_object()) {
+            *ms = media_signal::encode(ms).into();
         }
         if self.hub.send_request(tenant, rtc_id, message_type, body).is_err() {
             tracing::info!(rtc_id, message_type, "device not registered; message not sent");

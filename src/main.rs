@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use emu_core::config::LogFormat;
 use tracing_subscriber::EnvFilter;
 
+/// Every connection, call and media packet allocates; mimalloc's per-thread heaps keep the
+/// runtime's worker threads from contending on glibc's arena locks.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "alicom-emu", version, about = "Local emulator of Alibaba Cloud's converged communication service")]
 struct Cli {

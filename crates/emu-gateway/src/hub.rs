@@ -672,10 +672,10 @@ impl Hub {
         let channel_id = env.channel_id(None);
         let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), env.to_bytes());
         // The body without the (encoded) mediaSignal: codes, causes and digits, readable.
-        let mut shown = env.body.clone();
-        if let Some(o) = shown.as_object_mut() {
-            o.remove("mediaSignal");
-        }
+        let shown = match env.body.as_object() {
+            Some(o) => o.iter().filter(|(k, _)| *k != "mediaSignal").map(|(k, v)| (k.clone(), v.clone())).collect(),
+            None => env.body.clone(),
+        };
         self.log(
             "envelope.out",
             Some(tenant),
