@@ -40,7 +40,7 @@ const ERR_NO_LEG: i64 = 40004;
 
 const SYNTH_PERIOD: Duration = Duration::from_millis(20);
 /// How long the pacer's "handle a timeout before the next poll" may wait (see `State::drain`).
-const PACER_DEFER: Duration = Duration::from_millis(20);
+const PACER_DEFER: Duration = Duration::from_millis(40);
 const DTMF_DURATION: Duration = Duration::from_millis(100);
 const INBAND_DTMF_SAMPLES: usize = 800; // 100 ms
 const INBAND_GAP_SAMPLES: usize = 480; // 60 ms
@@ -1143,7 +1143,10 @@ impl State {
                         } else {
                             t
                         };
-                        if leg.scheduled.is_none_or(|s| t < s) {
+                        // The latest answer counts (an entry for another time is stale); at
+                        // most a second ahead, so stale entries leave the heap soon.
+                        let t = t.min(now + Duration::from_secs(1));
+                        if leg.scheduled != Some(t) {
                             leg.scheduled = Some(t);
                             self.timers.push(Reverse((t, id)));
                         }
@@ -1500,7 +1503,6 @@ impl State {
                 self.touch(id);
             }
         }
-        self.settle(now);
         any
     }
 
@@ -1564,23 +1566,8 @@ impl State {
     }
 
     fn run_due(&mut self, now: Instant) {
-        while let Some(&Reverse((t, id))) = self.timers.peek() {
-            if t > now {
-                break;
-            }
-            self.timers.pop();
-            let Some(leg) = self.legs.get_mut(&id) else { continue };
-            if leg.scheduled != Some(t) {
-                continue; // superseded by an earlier deadline
-            }
-            leg.scheduled = None;
-            leg.wants_timeout = true;
-            if !leg.dirty {
-                leg.dirty = true;
-                self.dirty.push_back(id);
-            }
-        }
-        self.settle(now);
+        // The phones' frames first: a leg with a frame to send and a due timer then takes one
+        // timeout for both.
         while let Some(next) = self.next_synth {
             if next > now {
                 break;
@@ -1594,6 +1581,23 @@ impl State {
                 Some(next + SYNTH_PERIOD)
             };
         }
+        while let Some(&Reverse((t, id))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(leg) = self.legs.get_mut(&id) else { continue };
+            if leg.scheduled != Some(t) {
+                continue; // superseded
+            }
+            leg.scheduled = None;
+            leg.wants_timeout = true;
+            if !leg.dirty {
+                leg.dirty = true;
+                self.dirty.push_back(id);
+            }
+        }
+        self.settle(now);
     }
 }
 
