@@ -75,6 +75,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 
+/// The allocator of `alicom-emu` (src/main.rs), so the server process measures what it runs.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 static EPOCH: OnceLock<Instant> = OnceLock::new();
 
 /// Nanoseconds since the process-wide epoch.

@@ -84,17 +84,23 @@ impl Recorder {
         if n == 0 {
             return;
         }
-        let mut buf = Vec::with_capacity(n * 4);
+        // Interleaved through a stack buffer, a run of frames at a time.
+        let mut buf = [0u8; 4 * 256];
         let [left, right] = &mut self.tracks;
-        for (l, r) in left.drain(..n).zip(right.drain(..n)) {
-            buf.extend_from_slice(&l.to_le_bytes());
-            buf.extend_from_slice(&r.to_le_bytes());
-        }
-        if !self.failed
-            && let Err(e) = self.file.write_all(&buf)
-        {
-            tracing::warn!(path = %self.path.display(), "recording write failed: {e}");
-            self.failed = true;
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(256);
+            for (i, (l, r)) in left.drain(..k).zip(right.drain(..k)).enumerate() {
+                buf[4 * i..4 * i + 2].copy_from_slice(&l.to_le_bytes());
+                buf[4 * i + 2..4 * i + 4].copy_from_slice(&r.to_le_bytes());
+            }
+            if !self.failed
+                && let Err(e) = self.file.write_all(&buf[..4 * k])
+            {
+                tracing::warn!(path = %self.path.display(), "recording write failed: {e}");
+                self.failed = true;
+            }
+            done += k;
         }
         self.flushed += n as u64;
     }

@@ -141,6 +141,8 @@ struct Leg {
     created: Instant,
     /// In `State::dirty`.
     dirty: bool,
+    /// In `State::deferred`.
+    deferred: bool,
     /// Frames were written (str0m packetizes them in its timeout handling) or a timer is due:
     /// the next drain feeds the Rtc a timeout first, so written packets leave in that drain
     /// rather than after a trip through the timers.
@@ -159,6 +161,8 @@ struct Route {
     peer: Option<LegId>,
     /// The other side is a phone that echoes.
     echo: bool,
+    /// The other side is a phone.
+    phone: bool,
 }
 
 impl Leg {
@@ -418,6 +422,10 @@ struct State {
     /// Legs with input, written frames or a due timeout since they were last drained, in the
     /// order they were touched (so events come out in the order their datagrams came in).
     dirty: VecDeque<LegId>,
+    /// Legs bridged with a synthesized phone that received RTP since the phone's last frame:
+    /// their audio only goes to the recording, so they are drained with that frame (one drain
+    /// per 20 ms for both directions instead of one per datagram more).
+    deferred: Vec<LegId>,
     /// Bumped whenever legs, channels or bridges change: cached routes older than this are
     /// recomputed.
     topology: u64,
@@ -522,6 +530,7 @@ impl MediaServer {
             by_ufrag: FxHashMap::default(),
             by_addr: FxHashMap::default(),
             dirty: VecDeque::new(),
+            deferred: Vec::new(),
             topology: 0,
             timers: BinaryHeap::new(),
             next_synth: None,
@@ -964,6 +973,7 @@ impl State {
                 stats: LegStats::default(),
                 created: now,
                 dirty: false,
+                deferred: false,
                 wants_timeout: false,
                 route: None,
                 passthrough: None,
@@ -1260,6 +1270,20 @@ impl State {
         if let Err(e) = rtc.handle_input(Input::Receive(now, recv)) {
             tracing::debug!(rtc_id = %leg.rtc_id, "input refused: {e}");
         }
+        // RTP (not RTCP) of a connected leg whose audio goes to a synthesized phone (and so
+        // only to the recording) waits for the phone's next frame.
+        let rtcp = buf.get(1).is_some_and(|b| (192..=223).contains(b));
+        if kind == Kind::Rtp
+            && !rtcp
+            && leg.is_connected()
+            && leg.route.is_some_and(|(at, r)| at == self.topology && r.phone && !r.echo && self.next_synth.is_some())
+        {
+            if !leg.deferred {
+                leg.deferred = true;
+                self.deferred.push(id);
+            }
+            return;
+        }
         if !leg.dirty {
             leg.dirty = true;
             self.dirty.push_back(id);
@@ -1283,7 +1307,8 @@ impl State {
             Endpoint::Device { rtc_id } => chan.legs.get(rtc_id).copied(),
             Endpoint::Phone { .. } => None,
         };
-        let r = Route { side, peer, echo };
+        let phone = matches!(&bridge.sides[other], Endpoint::Phone { .. });
+        let r = Route { side, peer, echo, phone };
         let topology = self.topology;
         if let Some(leg) = self.legs.get_mut(&from) {
             leg.route = Some((topology, r));
@@ -1315,15 +1340,17 @@ impl State {
             return;
         }
         let Some(codec) = AudioCodec::from_str0m(d.params.spec().codec) else { return };
-        let Some(Route { side, peer, echo }) = self.route_of(from) else { return };
+        let Some(Route { side, peer, echo, .. }) = self.route_of(from) else { return };
+        // Recorded where it arrived (a leg's audio may wait for the phone's next frame).
+        let at = d.network_time;
         let other = 1 - side;
         let mut pcm = None;
         let Some(leg) = self.legs.get_mut(&from) else { return };
         if let Some(rec) = self.channels.get_mut(&leg.channel_id).and_then(|c| c.recorder.as_mut()) {
             let p = leg.decode(codec, &d.data);
-            rec.push(side, &p, now);
+            rec.push(side, &p, at);
             if echo {
-                rec.push(other, &p, now);
+                rec.push(other, &p, at);
             }
             pcm = Some(p);
         }
@@ -1503,6 +1530,12 @@ impl State {
                 self.touch(id);
             }
         }
+        for id in std::mem::take(&mut self.deferred) {
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.deferred = false;
+            }
+            self.touch(id);
+        }
         any
     }
 
@@ -1580,6 +1613,14 @@ impl State {
             } else {
                 Some(next + SYNTH_PERIOD)
             };
+        }
+        if self.next_synth.is_none() {
+            for id in std::mem::take(&mut self.deferred) {
+                if let Some(leg) = self.legs.get_mut(&id) {
+                    leg.deferred = false;
+                }
+                self.touch(id);
+            }
         }
         while let Some(&Reverse((t, id))) = self.timers.peek() {
             if t > now {
