@@ -6,7 +6,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 use rustc_hash::FxHashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -404,6 +404,38 @@ struct Counters {
     events_dropped: u64,
 }
 
+/// The server's DTLS certificate. Generating it is the first use of the crypto library's random
+/// generator, whose entropy set-up takes ~30 ms of CPU: done on a thread of its own from start,
+/// so the emulator is ready at once; the first leg waits for it only if it comes sooner.
+struct DtlsIdentity {
+    provider: Arc<CryptoProvider>,
+    cert: OnceLock<DtlsCert>,
+}
+
+impl DtlsIdentity {
+    fn start(provider: Arc<CryptoProvider>) -> Arc<Self> {
+        let id = Arc::new(DtlsIdentity { provider, cert: OnceLock::new() });
+        let bg = id.clone();
+        std::thread::Builder::new()
+            .name("dtls-cert".into())
+            .spawn(move || {
+                bg.get();
+            })
+            .map_err(|e| tracing::warn!("no thread for the DTLS certificate ({e}); made at the first call"))
+            .ok();
+        id
+    }
+
+    fn get(&self) -> DtlsCert {
+        self.cert
+            .get_or_init(|| {
+                // The rust-crypto provider this crate is built with always generates certificates.
+                self.provider.dtls_provider.generate_certificate().expect("the DTLS provider generates certificates")
+            })
+            .clone()
+    }
+}
+
 struct State {
     cfg: Arc<MediaConfig>,
     clock: Clock,
@@ -412,7 +444,8 @@ struct State {
     out: SendQueue,
     cand_addr: SocketAddr,
     provider: Arc<CryptoProvider>,
-    cert: DtlsCert,
+    /// Made on a background thread at start (see [`DtlsIdentity`]).
+    cert: Arc<DtlsIdentity>,
     turn: Option<Arc<TurnRelay>>,
     events: mpsc::Sender<MediaEvent>,
     channels: FxHashMap<String, Channel>,
@@ -510,7 +543,7 @@ impl MediaServer {
         std::fs::create_dir_all(&cfg.recordings_dir)
             .with_context(|| format!("cannot create the recordings directory {}", cfg.recordings_dir.display()))?;
         let provider = Arc::new(str0m::crypto::from_feature_flags());
-        let cert = provider.dtls_provider.generate_certificate().context("cannot generate the DTLS certificate")?;
+        let cert = DtlsIdentity::start(provider.clone());
         let socket = Arc::new(socket);
         let cfg = Arc::new(cfg);
         let (events, events_rx) = mpsc::channel(16_384);
@@ -1014,7 +1047,7 @@ impl State {
             .set_ice_lite(true)
             .set_local_ice_credentials(ice.clone())
             .set_crypto_provider(self.provider.clone())
-            .set_dtls_cert(self.cert.clone())
+            .set_dtls_cert(self.cert.get())
             .set_stats_interval(Some(Duration::from_secs(1)))
             .set_rtcp_report_interval_audio(Duration::from_secs(1))
             .clear_codecs();
