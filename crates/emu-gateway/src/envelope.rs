@@ -36,12 +36,7 @@ pub fn new_id() -> String {
 impl Envelope {
     pub fn parse(bytes: &[u8]) -> Result<Self, String> {
         let e: Envelope = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if e.message_type.is_empty() {
-            return Err("the envelope has no messageType".into());
-        }
-        if e.request_id.is_empty() {
-            return Err("the envelope has no requestId".into());
-        }
+        require_ids(&e.message_type, &e.request_id)?;
         Ok(e)
     }
 
@@ -121,12 +116,7 @@ impl<'a> Inbound<'a> {
     /// The same checks as [`Envelope::parse`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
         let e: Inbound = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if e.message_type.is_empty() {
-            return Err("the envelope has no messageType".into());
-        }
-        if e.request_id.is_empty() {
-            return Err("the envelope has no requestId".into());
-        }
+        require_ids(&e.message_type, &e.request_id)?;
         Ok(e)
     }
 
@@ -174,6 +164,17 @@ impl<'a> Inbound<'a> {
         };
         serde_json::to_vec(&ack).unwrap_or_default()
     }
+}
+
+/// Every envelope names its messageType and requestId (the ACK echoes both).
+fn require_ids(message_type: &str, request_id: &str) -> Result<(), String> {
+    if message_type.is_empty() {
+        return Err("the envelope has no messageType".into());
+    }
+    if request_id.is_empty() {
+        return Err("the envelope has no requestId".into());
+    }
+    Ok(())
 }
 
 /// `from` of every server envelope, serialised once.
