@@ -86,9 +86,7 @@ impl Envelope {
 
     /// The call this envelope belongs to, if it says.
     pub fn channel_id(&self, media_signal: Option<&Value>) -> Option<String> {
-        self.body_str("channelId").map(str::to_string).or_else(|| {
-            media_signal.and_then(|m| m.pointer("/data/channelId")).and_then(Value::as_str).map(str::to_string)
-        })
+        channel_id_of(&self.body, media_signal)
     }
 }
 
@@ -110,6 +108,8 @@ pub struct Inbound<'a> {
     pub response: bool,
     #[serde(default, borrow)]
     pub request_id: Cow<'a, str>,
+    #[serde(default)]
+    pub response_code: i64,
 }
 
 impl<'a> Inbound<'a> {
@@ -164,6 +164,13 @@ impl<'a> Inbound<'a> {
         };
         serde_json::to_vec(&ack).unwrap_or_default()
     }
+}
+
+/// The call a message belongs to: `body.channelId`, else the decoded mediaSignal's
+/// `data.channelId`.
+pub fn channel_id_of(body: &Value, media_signal: Option<&Value>) -> Option<String> {
+    let in_signal = || media_signal.and_then(|m| m.pointer("/data/channelId")).and_then(Value::as_str);
+    body.get("channelId").and_then(Value::as_str).or_else(in_signal).map(str::to_string)
 }
 
 /// Every envelope names its messageType and requestId (the ACK echoes both).

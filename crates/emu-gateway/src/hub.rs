@@ -20,7 +20,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::envelope::{Envelope, Inbound, empty_body, server_from_raw};
+use crate::envelope::{Envelope, Inbound, channel_id_of, empty_body, server_from_raw};
 use crate::media_signal;
 use crate::mqtt;
 use crate::sls::SlsSink;
@@ -417,8 +417,7 @@ impl Hub {
         };
         let env = Inbound::parse(payload)?;
         if env.response {
-            self.ack_received(&who, Envelope::parse(payload)?);
-            return Ok(());
+            return self.ack_received(&who, env);
         }
         if let Some(ack) = self.dedupe_lookup(&who.client_id, &env.request_id) {
             tracing::debug!(conn, request_id = %env.request_id, "retransmission; ACK re-sent, not processed again");
@@ -447,9 +446,7 @@ impl Hub {
                 }
             }
         };
-        let channel_id = request_body.get("channelId").and_then(Value::as_str).map(str::to_string).or_else(|| {
-            media.as_ref().and_then(|m| m.pointer("/data/channelId")).and_then(Value::as_str).map(str::to_string)
-        });
+        let channel_id = channel_id_of(&request_body, media.as_ref());
         self.log(
             "envelope.in",
             Some(who.tenant),
@@ -490,10 +487,12 @@ impl Hub {
         })
     }
 
-    fn ack_received(&self, who: &Identity, env: Envelope) {
-        let pending = self.pending.remove(&env.request_id).map(|(_, p)| p);
+    /// A device's ACK of one of our requests: no longer pending, and news for the call engine.
+    fn ack_received(&self, who: &Identity, env: Inbound) -> Result<(), String> {
+        let body = env.body_value()?;
+        let pending = self.pending.remove(env.request_id.as_ref()).map(|(_, p)| p);
         let known = pending.is_some();
-        let channel_id = pending.and_then(|p| p.channel_id).or_else(|| env.channel_id(None));
+        let channel_id = pending.and_then(|p| p.channel_id).or_else(|| channel_id_of(&body, None));
         self.log(
             "envelope.ack",
             Some(who.tenant),
@@ -504,11 +503,12 @@ impl Hub {
         self.to_engine(GatewayEvent::Ack {
             tenant: who.tenant,
             rtc_id: who.rtc_id.clone(),
-            message_type: env.message_type,
-            request_id: env.request_id,
+            message_type: env.message_type.into_owned(),
+            request_id: env.request_id.into_owned(),
             code: env.response_code,
-            body: env.body,
+            body,
         });
+        Ok(())
     }
 
     fn dedupe_lookup(&self, client_id: &str, request_id: &str) -> Option<Bytes> {
