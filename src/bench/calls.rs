@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::device::{Account, Conn, Frame, STEP_TIMEOUT, media_signal, provision};
 use super::{
-    CpuUse, Emulator, Target, authority_of, cpu_delta, cpu_pair, get_json, per_op_us, percentile_ms, report, round3,
-    run_id,
+    CpuUse, Emulator, Target, authority_of, client_runtime, cpu_delta, cpu_pair, get_json, per_op_us, percentile_ms,
+    report, round3, run_id,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -79,19 +79,13 @@ pub(super) fn calls(args: CallsArgs) -> anyhow::Result<()> {
     let spawned = Emulator::spawn_with("calls", Some(&config));
     let _ = std::fs::remove_file(&config);
     let (mut emulator, _, ready) = spawned?;
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads).enable_all().build()?;
+    let runtime = client_runtime(args.client_threads)?;
     let result = runtime.block_on(run(&args, &emulator, &ready));
     let server_rss = emulator.rss_mib().ok();
-    let status = emulator.stop();
+    emulator.stop_or_warn();
     runtime.shutdown_timeout(Duration::from_secs(1));
     let r = result?;
     let (dropped, log_lines) = (emulator.log.engine_events_dropped(), emulator.log.other_lines());
-    match status {
-        Ok(s) if !s.success() => eprintln!("warning: the emulator exited with {s} after SIGTERM"),
-        Ok(_) => {}
-        Err(e) => eprintln!("warning: {e:#}"),
-    }
 
     let mut lat = r.latencies_us;
     lat.sort_unstable();

@@ -15,8 +15,8 @@ use tokio::sync::watch;
 
 use super::device::{Account, Conn, Frame, provision, scan_ack};
 use super::{
-    CpuUse, Emulator, Target, authority_of, cpu_delta, cpu_pair, get_json, micros_since, per_op_us, percentile_ms,
-    raise_nofile_limit, report, round3, run_id,
+    CpuUse, Emulator, Target, authority_of, client_runtime, cpu_delta, cpu_pair, get_json, micros_since, per_op_us,
+    percentile_ms, raise_nofile_limit, report, round3, run_id,
 };
 
 #[derive(Debug, Args)]
@@ -73,18 +73,12 @@ pub(super) fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         bail!("{} devices need more open files than the limit allows ({nofile}); raise `ulimit -Hn`", args.devices);
     }
     let (mut emulator, _, ready) = Emulator::spawn("gateway")?;
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads).enable_all().build()?;
+    let runtime = client_runtime(args.client_threads)?;
     let result = runtime.block_on(run(&args, &emulator, &ready));
-    let status = emulator.stop();
+    emulator.stop_or_warn();
     runtime.shutdown_timeout(Duration::from_secs(1));
     let r = result?;
     let (dropped, log_lines) = (emulator.log.engine_events_dropped(), emulator.log.other_lines());
-    match status {
-        Ok(s) if !s.success() => eprintln!("warning: the emulator exited with {s} after SIGTERM"),
-        Ok(_) => {}
-        Err(e) => eprintln!("warning: {e:#}"),
-    }
 
     let n = args.devices;
     let per_device_kib = |from: f64, to: f64| (to - from) * 1024.0 / n as f64;

@@ -173,6 +173,16 @@ impl Emulator {
         rss_mib(&self.pid())
     }
 
+    /// [`Emulator::stop`] after a load run: a failed or unclean exit is a warning, since the
+    /// measurements are already taken.
+    fn stop_or_warn(&mut self) {
+        match self.stop() {
+            Ok(s) if !s.success() => eprintln!("warning: the emulator exited with {s} after SIGTERM"),
+            Ok(_) => {}
+            Err(e) => eprintln!("warning: {e:#}"),
+        }
+    }
+
     /// SIGTERM (through kill(1)), then up to 5 s for the exit status.
     fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         let sent = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
@@ -252,6 +262,11 @@ struct CpuUse {
     server: Option<f64>,
     client: Option<f64>,
     others: Option<f64>,
+}
+
+/// The load generator's own runtime, with `threads` workers.
+fn client_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
 }
 
 fn cpu_pair(server_pid: Option<&str>) -> CpuReading {

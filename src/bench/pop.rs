@@ -10,7 +10,9 @@ use hyper::header::HeaderValue;
 use hyper::{StatusCode, Uri};
 use serde_json::{Value, json};
 
-use super::{Emulator, Sender, Target, connect, contains, cpu_secs, report, round3, send, signed};
+use super::{
+    Emulator, Sender, Target, client_runtime, connect, contains, cpu_secs, percentile_ms, report, round3, send, signed,
+};
 
 #[derive(Debug, Args)]
 pub(super) struct PopArgs {
@@ -104,8 +106,7 @@ pub(super) fn pop(args: PopArgs) -> anyhow::Result<()> {
     };
     let target = Target { authority, access_key_id, access_key_secret };
 
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.client_threads).enable_all().build()?;
+    let runtime = client_runtime(args.client_threads)?;
     let server_pid = emulator.as_ref().map(|e| e.child.id().to_string());
     let result = runtime.block_on(load(&args, &target, server_pid.as_deref()))?;
     let server_rss = emulator.as_ref().and_then(|e| e.rss_mib().ok());
@@ -118,14 +119,9 @@ pub(super) fn pop(args: PopArgs) -> anyhow::Result<()> {
 
     let mut latencies = result.latencies_us;
     latencies.sort_unstable();
-    let pct_ms = |p: usize| {
-        latencies
-            .get((latencies.len() * p / 100).min(latencies.len().saturating_sub(1)))
-            .map_or(0.0, |&us| f64::from(us) / 1000.0)
-    };
     let (requests, seconds) = (latencies.len(), result.seconds);
     let rps = requests as f64 / seconds;
-    let (p50, p99) = (pct_ms(50), pct_ms(99));
+    let (p50, p99) = (percentile_ms(&latencies, 50), percentile_ms(&latencies, 99));
     let mut summary = format!(
         "pop {}: {requests} ok, {} errors in {seconds:.2} s over {} connections ({} client threads): {rps:.0} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms",
         args.action, result.errors, args.connections, args.client_threads
