@@ -25,14 +25,8 @@ if [[ ! -x "$CHROMIUM" ]]; then
     fi
 fi
 
-STAMP="node_modules/.lockfile.sha256"
-want="$(sha256sum package-lock.json | cut -d' ' -f1)"
-have="$(cat "$STAMP" 2>/dev/null || true)"
-if [[ ! -d node_modules || "$want" != "$have" ]]; then
-    echo "web-sdk: npm ci" >&2
-    npm ci --no-audit --no-fund --loglevel=error >&2
-    echo "$want" > "$STAMP"
-fi
+source "$HERE/../sdk/deps.sh"
+ensure_node_modules web-sdk
 
 node lib/report.js clean
 set +e

@@ -8,14 +8,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE"
 
-STAMP="node_modules/.lockfile.sha256"
-want="$(sha256sum package-lock.json | cut -d' ' -f1)"
-have="$(cat "$STAMP" 2>/dev/null || true)"
-if [[ ! -d node_modules || "$want" != "$have" ]]; then
-    echo "node: npm ci" >&2
-    npm ci --no-audit --no-fund --loglevel=error >&2
-    echo "$want" > "$STAMP"
-fi
+source "$HERE/../deps.sh"
+ensure_node_modules node
 
 set +e
 node --test "$@" test/*.test.js

@@ -9,21 +9,9 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../../.." && pwd)"
 VENV="$REPO/target/sdk-venv"
 REQ="$HERE/requirements.txt"
-STAMP="$VENV/.requirements.sha256"
-PYTHON="${PYTHON:-python3}"
-
-want="$( { sha256sum "$REQ" | cut -d' ' -f1; "$PYTHON" -c 'import sys; print(sys.version)'; } | sha256sum | cut -d' ' -f1)"
-have="$(cat "$STAMP" 2>/dev/null || true)"
-
-if [[ ! -x "$VENV/bin/python" || "$want" != "$have" ]]; then
-    echo "sdk-venv: installing $(basename "$REQ") into $VENV" >&2
-    rm -rf "$VENV"
-    mkdir -p "$REPO/target"
-    "$PYTHON" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >&2 || true
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQ" >&2
-    echo "$want" > "$STAMP"
-fi
+# shellcheck source=../deps.sh
+source "$REPO/tests/sdk/deps.sh"
+ensure_venv "$VENV" "$REQ"
 
 cd "$REPO"
 export PYTHONDONTWRITEBYTECODE=1
