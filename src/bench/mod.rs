@@ -11,6 +11,7 @@ mod device;
 mod gateway;
 mod pop;
 
+use emu_procstat::{cpu_secs, machine_busy_secs, rss_mib};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -170,7 +171,7 @@ impl Emulator {
 
     /// Resident memory from /proc (Linux), MiB.
     fn rss_mib(&self) -> anyhow::Result<f64> {
-        rss_mib(&self.pid())
+        rss_mib(&self.pid()).context("cannot read the emulator's VmRSS from /proc")
     }
 
     /// [`Emulator::stop`] after a load run: a failed or unclean exit is a warning, since the
@@ -216,38 +217,6 @@ impl Drop for Emulator {
     }
 }
 
-/// User + system CPU time of a process (`self` or a pid) from /proc/<pid>/stat (Linux), seconds.
-fn cpu_secs(pid: &str) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // Fields after the parenthesised command name start at field 3 (state); utime and stime
-    // are fields 14 and 15, in USER_HZ ticks (100 per second on Linux).
-    let fields: Vec<&str> =
-        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).context("malformed /proc/<pid>/stat");
-    Ok((ticks(11)? + ticks(12)?) / 100.0)
-}
-
-/// Resident memory of a process (`self` or a pid) from /proc (Linux), MiB.
-fn rss_mib(pid: &str) -> anyhow::Result<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/<pid>/status")?;
-    Ok(kib / 1024.0)
-}
-
-/// Busy CPU seconds of the whole machine, all cores (`/proc/stat`: user, nice, system, irq,
-/// softirq, steal).
-fn machine_busy_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let ticks: Vec<f64> =
-        stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-    let busy = [0, 1, 2, 5, 6, 7].iter().map(|&i| ticks.get(i).copied().unwrap_or(0.0)).sum::<f64>();
-    Some(busy / 100.0)
-}
-
 /// CPU seconds used so far by the server (when known), by this process, and by the machine.
 #[derive(Clone, Copy)]
 struct CpuReading {
@@ -270,11 +239,7 @@ fn client_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn cpu_pair(server_pid: Option<&str>) -> CpuReading {
-    CpuReading {
-        server: server_pid.and_then(|pid| cpu_secs(pid).ok()),
-        client: cpu_secs("self").ok(),
-        machine: machine_busy_secs(),
-    }
+    CpuReading { server: server_pid.and_then(cpu_secs), client: cpu_secs("self"), machine: machine_busy_secs() }
 }
 
 /// What was used between two [`cpu_pair`] readings.

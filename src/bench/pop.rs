@@ -10,9 +10,9 @@ use hyper::header::HeaderValue;
 use hyper::{StatusCode, Uri};
 use serde_json::{Value, json};
 
-use super::{
-    Emulator, Sender, Target, client_runtime, connect, contains, cpu_secs, percentile_ms, report, round3, send, signed,
-};
+use emu_procstat::cpu_secs;
+
+use super::{Emulator, Sender, Target, client_runtime, connect, contains, percentile_ms, report, round3, send, signed};
 
 #[derive(Debug, Args)]
 pub(super) struct PopArgs {
@@ -214,7 +214,7 @@ async fn load(args: &PopArgs, target: &Target, server_pid: Option<&str>) -> anyh
         senders.push(connect(&target.authority).await?);
     }
     let next = Arc::new(AtomicUsize::new(0));
-    let cpu = || (server_pid.and_then(|pid| cpu_secs(pid).ok()), cpu_secs("self").ok());
+    let cpu = || (server_pid.and_then(cpu_secs), cpu_secs("self"));
     let cpu_before = cpu();
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.duration_secs);

@@ -49,6 +49,7 @@
 //!   receive buffer, /proc/net/udp), and CPU. A level with ≥ 1 % loss either way is measured once
 //!   more; the ramp stops at its second failure, or at `--max`.
 
+use emu_procstat::{cpu_secs, machine_busy_secs, rss_mib};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -328,26 +329,6 @@ struct Totals {
 
 // ---------------------------------------------------------------------------------------------
 // /proc
-
-fn cpu_secs(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
-}
-
-fn machine_busy_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let t: Vec<f64> =
-        stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-    Some([0, 1, 2, 5, 6, 7].iter().map(|&i| t.get(i).copied().unwrap_or(0.0)).sum::<f64>() / 100.0)
-}
-
-fn rss_mib(pid: &str) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 =
-        s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kib / 1024.0)
-}
 
 /// `RcvbufErrors` of /proc/net/snmp (UDP datagrams the kernel dropped: a full receive buffer).
 fn udp_rcvbuf_errors() -> Option<u64> {

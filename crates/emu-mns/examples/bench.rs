@@ -32,6 +32,7 @@
 //! server process and of the load generator (`/proc/<pid>/stat` utime + stime over the measured
 //! window), what the rest of the machine used meanwhile, and the server's RSS afterwards.
 
+use emu_procstat::{cpu_secs, machine_busy_secs, rss_mib};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -150,28 +151,6 @@ fn server(a: &Args) -> anyhow::Result<()> {
 
 // ---------------------------------------------------------------------------------------------
 // /proc
-
-/// utime + stime of a process (`self` or a pid), seconds (USER_HZ = 100).
-fn cpu_secs(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
-}
-
-/// Busy CPU seconds of the whole machine (user, nice, system, irq, softirq, steal).
-fn machine_busy_secs() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let t: Vec<f64> =
-        stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().filter_map(|v| v.parse().ok()).collect();
-    Some([0, 1, 2, 5, 6, 7].iter().map(|&i| t.get(i).copied().unwrap_or(0.0)).sum::<f64>() / 100.0)
-}
-
-fn rss_mib(pid: &str) -> Option<f64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 =
-        s.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kib / 1024.0)
-}
 
 // ---------------------------------------------------------------------------------------------
 // the load generator
