@@ -4,6 +4,8 @@
 # first use. Logs go to target/test-logs/. Exit status: non-zero if any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# No incremental caches: they add ~0.7 GiB to target/ and a one-shot run never reuses them.
+export CARGO_INCREMENTAL=0
 logs=target/test-logs
 mkdir -p "$logs"
 failed_suites=()
@@ -23,6 +25,7 @@ run() { # $1 = name, rest = command
   if "$@" 2>&1 | tee "$logs/$name.log"; then :; else failed_suites+=("$name"); fi
 }
 
+df -h . | tail -1 | awk '{print "disk: " $4 " free"}'
 run build cargo build --release --locked
 # Every later suite runs this binary: a failed build must not test a stale one.
 if [ ${#failed_suites[@]} -gt 0 ] || [ ! -x target/release/alicom-emu ]; then
@@ -45,5 +48,6 @@ count "$logs/web-sdk.log" '^# pass [0-9]+' '^# fail [0-9]+'
 
 echo
 echo "=== suites failed: ${failed_suites[*]:-none}"
+df -h . | tail -1 | awk '{print "disk: " $4 " free"}'
 echo "all: $passed passed, $failed failed"
 [ ${#failed_suites[@]} -eq 0 ]

@@ -19,7 +19,7 @@
 //! 127.0.0.1, TURN off (the clients connect directly, as sigv 2 browsers do), recordings in a
 //! temporary directory (deleted at the end). This process drives it with one JSON line per call
 //! of its API (`join_with`, `signal` with `sdpCandidate`, `bridge`, `release`, `stats`) over the
-//! child's stdin/stdout — the same calls `tests/media.rs` makes.
+//! child's stdin/stdout — the same calls `tests/integration/media.rs` makes.
 //!
 //! **The clients** are light str0m endpoints written here, playing the browser: one `Rtc` and one
 //! UDP socket per leg (the server demultiplexes by source address), full ICE (controlling),

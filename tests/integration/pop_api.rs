@@ -1,8 +1,6 @@
 //! The POP API end to end, in-process: signatures, actions, tenants and bad input.
 
-mod common;
-
-use common::{AK, SK, encode, signed_v1, start};
+use crate::common::{AK, SK, encode, signed_v1, start};
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -1,6 +1,5 @@
 //! Shared helpers for the integration tests: an in-process emulator on ephemeral ports and a
 //! POP client that signs like the vendor SDKs (RPC v1 and ACS3).
-#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -1,0 +1,15 @@
+//! The Rust integration tests, as one test binary: each `tests/*.rs` file would be linked into its
+//! own ~80 MB executable (CI once ran out of disk on exactly that). Run one area with
+//! `cargo test --test integration calls::`.
+
+// Helpers for the POP tests; not every helper is used by every build of the tests.
+#[allow(dead_code)]
+mod common;
+
+mod calls;
+mod cli;
+mod gateway;
+mod media;
+mod media_calls;
+mod pitfalls;
+mod pop_api;
