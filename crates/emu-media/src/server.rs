@@ -20,6 +20,7 @@ use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::{Codec, CodecExtra, FormatParams, PayloadParams};
 use str0m::media::{Frequency, MediaData, MediaTime, Mid, Pt, TelephoneEvent};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::Extension;
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, PacerReason, Reason, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, watch};
@@ -1050,6 +1051,13 @@ impl State {
             .set_dtls_cert(self.cert.get())
             .set_stats_interval(Some(Duration::from_secs(1)))
             .set_rtcp_report_interval_audio(Duration::from_secs(1))
+            // Audio only: keep the mid (BUNDLE demultiplexing) and the audio level; no
+            // transport-wide congestion control, whose per-packet feedback both ways costs
+            // more than the audio itself at 50 pps and steers nothing (the server never
+            // adapts an audio bitrate), nor abs-send-time, which only feeds that estimator.
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(4, Extension::RtpMid)
             .clear_codecs();
         b = match prefer {
             CodecPreference::Opus => b.enable_opus(true, false).enable_pcmu(true, false).enable_pcma(true, false),

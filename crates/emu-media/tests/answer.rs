@@ -60,6 +60,10 @@ async fn sigv1_join_then_sdp_candidate() {
     // Opus first (the PT the browser will send), telephone-event offered at both rates kept.
     assert!(m_line(answer).starts_with("m=audio 9 UDP/TLS/RTP/SAVPF 111 "), "{}", m_line(answer));
     assert!(answer.contains("telephone-event/48000") && answer.contains("telephone-event/8000"), "{answer}");
+    // Header extensions: the mid (BUNDLE) and the audio level; no transport-wide CC or
+    // abs-send-time (the vendor's answer in the captures has no extmap at all).
+    assert!(answer.contains("urn:ietf:params:rtp-hdrext:sdes:mid"), "{answer}");
+    assert!(!answer.contains("transport-wide-cc") && !answer.contains("abs-send-time"), "{answer}");
     let cands = result["data"]["candidateList"].as_array().unwrap();
     assert_eq!(cands.len(), 1);
     assert_eq!(cands[0]["id"], "0");
