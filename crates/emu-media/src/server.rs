@@ -42,6 +42,11 @@ const ERR_NO_LEG: i64 = 40004;
 const SYNTH_PERIOD: Duration = Duration::from_millis(20);
 /// How long the pacer's "handle a timeout before the next poll" may wait (see `State::drain`).
 const PACER_DEFER: Duration = Duration::from_millis(40);
+/// A leg's first ICE checks are answered this much later. On loopback Chrome's ICE connects
+/// within a millisecond of `addIceCandidate`, sometimes before that call's promise resolves,
+/// and the Web SDK then misses "ICE connected" for good (no `onActive`; PROTOCOL.md §5.4). A
+/// real network's round trip hides that race; this restores a small one.
+const ICE_HOLD: Duration = Duration::from_millis(30);
 const DTMF_DURATION: Duration = Duration::from_millis(100);
 const INBAND_DTMF_SAMPLES: usize = 800; // 100 ms
 const INBAND_GAP_SAMPLES: usize = 480; // 60 ms
@@ -144,6 +149,8 @@ struct Leg {
     dirty: bool,
     /// In `State::deferred`.
     deferred: bool,
+    /// STUN from this leg is held until then (set by its first STUN packet; see `ICE_HOLD`).
+    ice_hold_until: Option<Instant>,
     /// Frames were written (str0m packetizes them in its timeout handling) or a timer is due:
     /// the next drain feeds the Rtc a timeout first, so written packets leave in that drain
     /// rather than after a trip through the timers.
@@ -460,6 +467,8 @@ struct State {
     /// their audio only goes to the recording, so they are drained with that frame (one drain
     /// per 20 ms for both directions instead of one per datagram more).
     deferred: Vec<LegId>,
+    /// STUN packets held by `ICE_HOLD`, in arrival order: (release time, source, datagram).
+    held_stun: VecDeque<(Instant, SocketAddr, Vec<u8>)>,
     /// Bumped whenever legs, channels or bridges change: cached routes older than this are
     /// recomputed.
     topology: u64,
@@ -565,6 +574,7 @@ impl MediaServer {
             by_addr: FxHashMap::default(),
             dirty: VecDeque::new(),
             deferred: Vec::new(),
+            held_stun: VecDeque::new(),
             topology: 0,
             timers: BinaryHeap::new(),
             next_synth: None,
@@ -1008,6 +1018,7 @@ impl State {
                 created: now,
                 dirty: false,
                 deferred: false,
+                ice_hold_until: None,
                 wants_timeout: false,
                 route: None,
                 passthrough: None,
@@ -1267,6 +1278,10 @@ impl State {
 
     fn on_packet(&mut self, buf: &[u8], src: SocketAddr, now: Instant) {
         self.counters.packets_in += 1;
+        self.handle_packet(buf, src, now);
+    }
+
+    fn handle_packet(&mut self, buf: &[u8], src: SocketAddr, now: Instant) {
         let kind = stun::classify(buf);
         let id = match kind {
             Kind::Stun => {
@@ -1297,7 +1312,13 @@ impl State {
             }
         };
         let Some(leg) = self.legs.get_mut(&id) else { return };
-        if !matches!(kind, Kind::Stun) {
+        if kind == Kind::Stun {
+            let until = *leg.ice_hold_until.get_or_insert(now + ICE_HOLD);
+            if now < until {
+                self.held_stun.push_back((until, src, buf.to_vec()));
+                return;
+            }
+        } else {
             leg.media_from = Some(src);
         }
         let Some(rtc) = leg.rtc.as_mut() else { return };
@@ -1636,10 +1657,18 @@ impl State {
         let cap = now + Duration::from_secs(1);
         let t = self.timers.peek().map(|Reverse((t, _))| *t).unwrap_or(cap);
         let t = self.next_synth.map_or(t, |s| s.min(t));
+        let t = self.held_stun.front().map_or(t, |(h, _, _)| (*h).min(t));
         t.min(cap)
     }
 
     fn run_due(&mut self, now: Instant) {
+        // Every hold is the same length, so the queue is (nearly) in release order; a packet
+        // waits at most for those ahead of it.
+        while self.held_stun.front().is_some_and(|(t, _, _)| *t <= now) {
+            if let Some((_, src, buf)) = self.held_stun.pop_front() {
+                self.handle_packet(&buf, src, now);
+            }
+        }
         // The phones' frames first: a leg with a frame to send and a due timer then takes one
         // timeout for both.
         while let Some(next) = self.next_synth {
