@@ -24,11 +24,12 @@
 //! **The clients** are light str0m endpoints written here, playing the browser: one `Rtc` and one
 //! UDP socket per leg (the server demultiplexes by source address), full ICE (controlling),
 //! DTLS client, offering Opus and PCMU, sending in the answer's codec — but nothing the
-//! measurement does not need: no TURN, no decoding, no locks; one tokio task per leg on a
-//! `--client-threads` runtime. Payloads are prepared once: a real Opus frame (emu-media's
+//! measurement does not need: no TURN, no decoding, no locks, and str0m's RTP mode (whole
+//! packets written and read, as the server does); the legs of a `--client-threads` runtime
+//! thread share one socket and one timer heap (a "hub"). Payloads are prepared once: a real Opus frame (emu-media's
 //! encoder, a 440 Hz tone) padded to `--payload-bytes`, or 20 ms of a µ-law 440 Hz tone (160 B).
 //! Each payload's last 8 bytes carry the send time (ns since a process-wide epoch), taken just
-//! before `Writer::write`, so the receiving client knows the one-way latency.
+//! before `StreamTx::write_rtp`, so the receiving client knows the one-way latency.
 //!
 //! * `forward`: `--calls` VoIP↔VoIP calls (two legs, codec preference Opus, bridged without
 //!   recording), both legs sending `--pps` packets/s; after 2 s of warm-up a `--seconds` window
@@ -69,8 +70,9 @@ use emu_media::{Audio, CodecPreference, Endpoint, MediaConfig, MediaServer};
 use serde_json::{Value, json};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, PacerReason, Reason, Rtc};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::UdpSocket;
@@ -433,8 +435,14 @@ impl ClientLeg {
     /// A leg of the hub on `port`, at a fresh local IP.
     fn new(port: u16) -> anyhow::Result<ClientLeg> {
         let local = SocketAddr::new(next_leg_ip(), port);
-        // As little as a browser-like endpoint needs: no statistics events (the default).
-        let rtc = Rtc::builder().clear_codecs().enable_opus(true, false).enable_pcmu(true, false).build(Instant::now());
+        // As little as a browser-like endpoint needs: no statistics events (the default), and
+        // str0m's RTP mode (whole packets in and out, as the server does: no packetizing).
+        let rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_pcmu(true, false)
+            .build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(|e| anyhow!("{e}"))?;
         let mut leg = ClientLeg { rtc, local, mid: None, pending: None, candidate: candidate.clone() };
         leg.rtc.add_local_candidate(candidate).context("candidate refused")?;
@@ -522,8 +530,9 @@ struct HubLeg {
     timeout: Instant,
     next_send: Instant,
     interval: Duration,
-    send: Option<(Pt, Frequency)>,
-    rtp_time: u64,
+    send: Option<Pt>,
+    rtp_time: u32,
+    seq: u64,
     /// The timer-heap entry that is current for this leg.
     scheduled: Option<Instant>,
     dirty: bool,
@@ -546,11 +555,18 @@ impl HubLeg {
         while self.connected && now >= self.next_send {
             if self.send.is_none() {
                 let want = if self.plan.codec == AudioCodec::Opus { Codec::Opus } else { Codec::PCMU };
-                self.send = self.mid.and_then(|m| self.rtc.writer(m)).and_then(|w| {
-                    w.payload_params().find(|p| p.spec().codec == want).map(|p| (p.pt(), p.spec().clock_rate))
+                self.send = self.mid.and_then(|m| {
+                    let remote = self.rtc.media(m)?.remote_pts();
+                    let p = self
+                        .rtc
+                        .codec_config()
+                        .params()
+                        .iter()
+                        .find(|p| p.spec().codec == want && remote.contains(&p.pt()))?;
+                    Some(p.pt())
                 });
             }
-            let Some((pt, freq)) = self.send else {
+            let Some(pt) = self.send else {
                 self.fail(g, "no send codec");
                 return;
             };
@@ -558,25 +574,40 @@ impl HubLeg {
             let stamp_at = payload.len() - 8;
             let mut data = payload.to_vec();
             data[stamp_at..].copy_from_slice(&now_ns().to_le_bytes());
-            if let Some(w) = self.mid.and_then(|m| self.rtc.writer(m))
-                && w.write(pt, now, MediaTime::new(self.rtp_time, freq), data).is_ok()
-            {
+            let mut api = self.rtc.direct_api();
+            if let Some(tx) = self.mid.and_then(|m| api.stream_tx_by_mid(m, None)) {
+                tx.write_rtp(RtpWrite::new(pt, SeqNo::from(self.seq), self.rtp_time, now, data));
+                self.seq += 1;
                 c.tx += 1;
                 wrote = true;
             }
-            self.rtp_time = self.rtp_time.wrapping_add(self.plan.codec.units_per_frame());
+            self.rtp_time = self.rtp_time.wrapping_add(self.plan.codec.units_per_frame() as u32);
             self.next_send += self.interval;
             if now > self.next_send + Duration::from_millis(200) {
                 self.next_send = now + self.interval; // fell far behind: do not burst
             }
         }
-        // str0m packetizes written frames in its timeout handling: the packet leaves now.
+        // str0m sends written packets in its timeout handling: the packet leaves now.
         if (wrote || now >= self.timeout)
             && let Err(e) = self.rtc.handle_input(Input::Timeout(now))
         {
             self.fail(g, &e.to_string());
             return;
         }
+        self.poll(now, out, g, c, lat, false);
+    }
+
+    /// Drains str0m to its next timeout, or (`to_packet`) only until it hands out the packet
+    /// just received (in RTP mode it keeps one until the next poll; see the server).
+    fn poll(
+        &mut self,
+        now: Instant,
+        out: &mut SendQueue,
+        g: &Global,
+        c: &mut HubCounts,
+        lat: &mut Vec<u32>,
+        to_packet: bool,
+    ) {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
@@ -594,12 +625,15 @@ impl HubLeg {
                         self.next_send = now;
                     }
                     Event::MediaAdded(m) if self.mid.is_none() => self.mid = Some(m.mid),
-                    Event::MediaData(d) => {
+                    Event::RtpPacket(p) => {
                         c.rx += 1;
-                        if d.data.len() == self.plan.payload.len() && g.measuring.load(Ordering::Relaxed) {
-                            let at = d.data.len() - 8;
-                            let sent = u64::from_le_bytes(d.data[at..].try_into().expect("8 bytes"));
+                        if p.payload.len() == self.plan.payload.len() && g.measuring.load(Ordering::Relaxed) {
+                            let at = p.payload.len() - 8;
+                            let sent = u64::from_le_bytes(p.payload[at..].try_into().expect("8 bytes"));
                             lat.push(((now_ns().saturating_sub(sent)) / 1000).min(u32::MAX as u64) as u32);
+                        }
+                        if to_packet {
+                            break;
                         }
                     }
                     _ => {}
@@ -661,7 +695,8 @@ async fn hub_task(
                 next_send: Instant::now(),
                 interval,
                 send: None,
-                rtp_time: rand::random::<u32>() as u64,
+                rtp_time: rand::random::<u32>(),
+                seq: rand::random::<u16>() as u64 & 0x7fff,
                 scheduled: None,
                 dirty: true,
             });
@@ -681,6 +716,7 @@ async fn hub_task(
                         }
                         if let Ok(r) = Receive::new(Protocol::Udp, src, leg.local, buf) {
                             let _ = leg.rtc.handle_input(Input::Receive(now, r));
+                            leg.poll(now, &mut out, &g, &mut counts, &mut lat, true);
                         }
                         if !leg.dirty {
                             leg.dirty = true;

@@ -26,6 +26,8 @@ pub(crate) struct Recorder {
     /// Samples (frames of two) written so far.
     flushed: u64,
     tracks: [VecDeque<i16>; 2],
+    /// Interleaved bytes of the last write (reused).
+    scratch: Vec<u8>,
     failed: bool,
 }
 
@@ -46,6 +48,7 @@ impl Recorder {
             start,
             flushed: 0,
             tracks: [VecDeque::new(), VecDeque::new()],
+            scratch: Vec::new(),
             failed: false,
         })
     }
@@ -84,28 +87,26 @@ impl Recorder {
         if n == 0 {
             return;
         }
-        // Interleaved through a stack buffer, a run of frames at a time.
-        let mut buf = [0u8; 4 * 256];
+        // Interleave from contiguous slices (no per-sample iterator over two ring buffers).
         let [left, right] = &mut self.tracks;
-        let mut done = 0;
-        while done < n {
-            let k = (n - done).min(256);
-            for (i, (l, r)) in left.drain(..k).zip(right.drain(..k)).enumerate() {
-                buf[4 * i..4 * i + 2].copy_from_slice(&l.to_le_bytes());
-                buf[4 * i + 2..4 * i + 4].copy_from_slice(&r.to_le_bytes());
-            }
-            if !self.failed
-                && let Err(e) = self.file.write_all(&buf[..4 * k])
-            {
-                tracing::warn!(path = %self.path.display(), "recording write failed: {e}");
-                self.failed = true;
-            }
-            done += k;
+        let (l, r) = (&left.make_contiguous()[..n], &right.make_contiguous()[..n]);
+        self.scratch.clear();
+        self.scratch.resize(4 * n, 0);
+        for (out, (a, b)) in self.scratch.chunks_exact_mut(4).zip(l.iter().zip(r)) {
+            out[..2].copy_from_slice(&a.to_le_bytes());
+            out[2..].copy_from_slice(&b.to_le_bytes());
+        }
+        left.drain(..n);
+        right.drain(..n);
+        if !self.failed
+            && let Err(e) = self.file.write_all(&self.scratch)
+        {
+            tracing::warn!(path = %self.path.display(), "recording write failed: {e}");
+            self.failed = true;
         }
         self.flushed += n as u64;
     }
 
-    /// Pads both sides to the end of the call, writes the header's sizes, closes the file.
     pub fn finish(mut self, at: Instant) -> std::io::Result<Finished> {
         let now = self.pos(at);
         let end = self.tracks.iter().map(|t| self.flushed + t.len() as u64).max().unwrap_or(0).max(now);

@@ -17,10 +17,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use str0m::change::SdpOffer;
 use str0m::config::{CryptoProvider, DtlsCert};
-use str0m::format::{Codec, CodecExtra, FormatParams, PayloadParams};
-use str0m::media::{Frequency, MediaData, MediaTime, Mid, Pt, TelephoneEvent};
+use str0m::format::{Codec, FormatParams, PayloadParams};
+use str0m::media::{Frequency, Mid, Pt, TelephoneEvent};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::Extension;
+use str0m::rtp::{Extension, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, PacerReason, Reason, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, watch};
@@ -133,12 +133,24 @@ struct Leg {
     /// Where the leg's DTLS/SRTP comes from: the nominated path (STUN checks also arrive on
     /// candidate pairs that are never used).
     media_from: Option<SocketAddr>,
+    /// When str0m last asked to be woken (the latest answer counts).
+    timeout: Option<Instant>,
+    /// The leg's live entry in `State::timers` (no later than `timeout`; older entries are
+    /// stale). A later `timeout` does not push a new entry: the live one re-arms when it fires.
     scheduled: Option<Instant>,
-    /// Next RTP timestamp of audio this server generates for the leg (its send clock).
-    tx_time: u64,
+    /// The leg's outgoing RTP timeline (str0m's RTP mode: this server numbers and stamps the
+    /// packets): the next sequence number, and the RTP timestamp of the next 20 ms.
+    tx_seq: u64,
+    tx_time: u32,
+    /// Forwarded audio keeps its sender's timestamp spacing: (sender leg, its SSRC, offset
+    /// added to its timestamps). Reset by generated audio, so a new source starts a talkspurt.
+    fwd: Option<(LegId, Ssrc, u32)>,
+    /// The telephone-event being sent, one packet per 20 ms tick.
+    dtmf_out: Option<DtmfOut>,
     decoder: Option<Decoder>,
     encoder: Option<Encoder>,
-    last_dtmf: Option<u64>,
+    /// RTP timestamp of the last telephone-event received (its packets repeat it).
+    last_dtmf: Option<u32>,
     /// Phone key presses waiting to go out as telephone-events, and when the next may start
     /// (events may not overlap: RFC 4733 §2.5.1.5, str0m's 50 ms pause).
     dtmf_queue: VecDeque<char>,
@@ -147,8 +159,6 @@ struct Leg {
     created: Instant,
     /// In `State::dirty`.
     dirty: bool,
-    /// In `State::deferred`.
-    deferred: bool,
     /// STUN from this leg is held until then (set by its first STUN packet; see `ICE_HOLD`).
     ice_hold_until: Option<Instant>,
     /// Frames were written (str0m packetizes them in its timeout handling) or a timer is due:
@@ -173,14 +183,56 @@ struct Route {
     phone: bool,
 }
 
+/// A telephone-event going out (RFC 4733 §2.5): every 20 ms a packet with the same RTP
+/// timestamp and the duration so far, the first one marked; the last one (E bit) three times.
+#[derive(Debug, Clone, Copy)]
+struct DtmfOut {
+    pt: Pt,
+    event: u8,
+    time: u32,
+    freq: Frequency,
+    /// Duration reported by the next packet.
+    elapsed: Duration,
+    /// End packets still to send after the first one.
+    repeats: u8,
+}
+
+impl DtmfOut {
+    /// The next packet's payload and marker bit, or None when the event is over.
+    fn next(&mut self) -> Option<([u8; 4], bool)> {
+        if self.elapsed > DTMF_DURATION {
+            if self.repeats == 0 {
+                return None;
+            }
+            self.repeats -= 1;
+        }
+        let end = self.elapsed >= DTMF_DURATION;
+        let report = TelephoneEvent { event: self.event, end, volume: 10, duration: self.elapsed.min(DTMF_DURATION) };
+        let marker = self.elapsed == SYNTH_PERIOD;
+        self.elapsed += SYNTH_PERIOD;
+        Some((report.to_bytes(self.freq)?, marker))
+    }
+}
+
 impl Leg {
+    /// The payload params of a payload type this leg negotiated (both directions use the
+    /// offer's numbers).
+    fn params_of(&self, pt: Pt) -> Option<PayloadParams> {
+        self.rtc.as_ref()?.codec_config().params().iter().find(|p| p.pt() == pt).copied()
+    }
+
+    /// The params the remote side accepts, in our preference order.
+    fn send_params(&self) -> Vec<PayloadParams> {
+        let (Some(mid), Some(rtc)) = (self.mid, self.rtc.as_ref()) else { return Vec::new() };
+        let Some(media) = rtc.media(mid) else { return Vec::new() };
+        rtc.codec_config().params().iter().filter(|p| media.remote_pts().contains(&p.pt())).copied().collect()
+    }
+
     fn send_codec(&mut self) -> Option<SendCodec> {
         if self.send.is_some() {
             return self.send;
         }
-        let mid = self.mid?;
-        let writer = self.rtc.as_mut()?.writer(mid)?;
-        let params: Vec<PayloadParams> = writer.payload_params().copied().collect();
+        let params = self.send_params();
         let first = params.iter().find(|p| AudioCodec::from_str0m(p.spec().codec).is_some())?;
         let clock = first.spec().clock_rate;
         let tele = params.iter().any(|p| p.spec().codec == Codec::Tele && p.spec().clock_rate == clock);
@@ -203,10 +255,8 @@ impl Leg {
             return pt;
         }
         let pt = (|| {
-            let mid = self.mid?;
-            let writer = self.rtc.as_mut()?.writer(mid)?;
-            let pt = writer.match_params(params)?;
-            writer.payload_params().any(|p| p.pt() == pt).then_some(pt)
+            let pt = self.rtc.as_ref()?.codec_config().match_params(params)?.pt();
+            self.send_params().iter().any(|p| p.pt() == pt).then_some(pt)
         })();
         if self.mid.is_some() && self.rtc.is_some() {
             self.passthrough = Some((params, pt));
@@ -218,6 +268,21 @@ impl Leg {
         self.state == LegState::Connected
     }
 
+    /// Queues one RTP packet on the leg's send stream (str0m encrypts and sends it at the
+    /// leg's next timeout, see `wants_timeout`).
+    fn write_rtp(&mut self, pt: Pt, time: u32, marker: bool, wallclock: Instant, payload: Arc<[u8]>) -> bool {
+        let (Some(mid), Some(rtc)) = (self.mid, self.rtc.as_mut()) else { return false };
+        let mut api = rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else { return false };
+        let len = payload.len() as u64;
+        tx.write_rtp(RtpWrite::new(pt, SeqNo::from(self.tx_seq), time, wallclock, payload).marker(marker));
+        self.tx_seq += 1;
+        self.stats.rtp_out += 1;
+        self.stats.rtp_bytes_out += len;
+        self.wants_timeout = true;
+        true
+    }
+
     /// Encodes 8 kHz PCM in this leg's codec, in 20 ms frames, on its own timeline.
     fn write_pcm(&mut self, pcm: &[i16], now: Instant) -> bool {
         if !self.is_connected() {
@@ -227,29 +292,30 @@ impl Leg {
         if self.encoder.as_ref().is_none_or(|e| e.codec() != send.codec) {
             self.encoder = Some(Encoder::new(send.codec));
         }
-        let (Some(mid), Some(rtc), Some(enc)) = (self.mid, self.rtc.as_mut(), self.encoder.as_mut()) else {
-            return false;
-        };
-        let freq = freq_of(send.codec);
+        // After forwarded audio, this is a new source: a new talkspurt.
+        let mut marker = self.fwd.take().is_some();
         let mut wrote = false;
         for frame in pcm.chunks(FRAME) {
+            let Some(enc) = self.encoder.as_mut() else { return wrote };
             let payload = enc.encode(frame);
-            let len = payload.len() as u64;
-            let Some(writer) = rtc.writer(mid) else { return wrote };
-            let at = MediaTime::new(self.tx_time, freq);
-            match writer.write(send.pt, now, at, payload) {
-                Ok(()) => {
-                    self.stats.rtp_out += 1;
-                    self.stats.rtp_bytes_out += len;
-                    wrote = true;
-                }
-                Err(e) => tracing::debug!(rtc_id = %self.rtc_id, "write failed: {e}"),
-            }
-            self.tx_time =
-                self.tx_time.wrapping_add(frame.len() as u64 * send.codec.clock_rate() as u64 / audio::RATE as u64);
+            wrote |= self.write_rtp(send.pt, self.tx_time, marker, now, payload.into());
+            marker = false;
+            self.tx_time = self
+                .tx_time
+                .wrapping_add((frame.len() as u64 * send.codec.clock_rate() as u64 / audio::RATE as u64) as u32);
         }
-        self.wants_timeout |= wrote;
         wrote
+    }
+
+    /// Sends the next packet of the telephone-event in progress, if any.
+    fn dtmf_tick(&mut self, now: Instant) -> bool {
+        let Some(mut out) = self.dtmf_out else { return false };
+        let Some((payload, marker)) = out.next() else {
+            self.dtmf_out = None;
+            return false;
+        };
+        self.dtmf_out = Some(out);
+        self.write_rtp(out.pt, out.time, marker, now, Arc::from(&payload[..]))
     }
 
     fn stats_json(&self, clock_now: Millis, now: Instant) -> Value {
@@ -311,6 +377,8 @@ struct Phone {
     inband: VecDeque<char>,
     /// (tone, samples left of it, silence after it).
     playing: Option<(Tone, usize, usize)>,
+    /// The device leg it talks to, as of `State::topology` = the first field.
+    device: Option<(u64, Option<LegId>)>,
 }
 
 impl Phone {
@@ -463,10 +531,16 @@ struct State {
     /// Legs with input, written frames or a due timeout since they were last drained, in the
     /// order they were touched (so events come out in the order their datagrams came in).
     dirty: VecDeque<LegId>,
-    /// Legs bridged with a synthesized phone that received RTP since the phone's last frame:
-    /// their audio only goes to the recording, so they are drained with that frame (one drain
-    /// per 20 ms for both directions instead of one per datagram more).
-    deferred: Vec<LegId>,
+    /// RTP datagrams of legs bridged with a synthesized phone, since the phone's last frame:
+    /// their audio only goes to the recording, so they are fed to str0m right after that frame
+    /// (one timeout and one drain per 20 ms for both directions instead of two): (leg, source,
+    /// bytes in `deferred_bytes`).
+    deferred: Vec<(LegId, SocketAddr, std::ops::Range<usize>)>,
+    deferred_bytes: Vec<u8>,
+    /// Legs sending a telephone-event (`Leg::dtmf_out`).
+    dtmf_active: Vec<LegId>,
+    /// (channel, device leg) with phone key presses queued (`Leg::dtmf_queue`).
+    phone_dtmf_pending: Vec<(String, LegId)>,
     /// STUN packets held by `ICE_HOLD`, in arrival order: (release time, source, datagram).
     held_stun: VecDeque<(Instant, SocketAddr, Vec<u8>)>,
     /// Bumped whenever legs, channels or bridges change: cached routes older than this are
@@ -574,9 +648,12 @@ impl MediaServer {
             by_addr: FxHashMap::default(),
             dirty: VecDeque::new(),
             deferred: Vec::new(),
+            deferred_bytes: Vec::new(),
             held_stun: VecDeque::new(),
             topology: 0,
             timers: BinaryHeap::new(),
+            dtmf_active: Vec::new(),
+            phone_dtmf_pending: Vec::new(),
             next_synth: None,
             next_leg: 1,
             recordings: Vec::new(),
@@ -773,7 +850,7 @@ impl MediaServer {
         let phone = phone_side.map(|side| {
             let Endpoint::Phone { audio, .. } = (if side == 0 { &a } else { &b }) else { unreachable!("a phone side") };
             let source = st.source_for(audio);
-            Phone { side, source, inband: VecDeque::new(), playing: None }
+            Phone { side, source, inband: VecDeque::new(), playing: None, device: None }
         });
         let clock_ms = st.clock.now_ms();
         let cfg = st.cfg.clone();
@@ -988,7 +1065,7 @@ impl State {
             chan.tenant = tenant.to_string();
         }
         chan.legs.insert(rtc_id.to_string(), id);
-        let tx_time = rand::rng().random_range(0..1u64 << 30);
+        let (tx_seq, tx_time) = (rand::rng().random_range(0..1u64 << 15), rand::rng().random::<u32>());
         self.legs.insert(
             id,
             Leg {
@@ -1007,8 +1084,12 @@ impl State {
                 turn_user: None,
                 addrs: Vec::new(),
                 media_from: None,
+                timeout: None,
                 scheduled: None,
+                tx_seq,
                 tx_time,
+                fwd: None,
+                dtmf_out: None,
                 decoder: None,
                 encoder: None,
                 last_dtmf: None,
@@ -1017,7 +1098,6 @@ impl State {
                 stats: LegStats::default(),
                 created: now,
                 dirty: false,
-                deferred: false,
                 ice_hold_until: None,
                 wants_timeout: false,
                 route: None,
@@ -1056,6 +1136,10 @@ impl State {
 
     fn new_rtc(&self, prefer: CodecPreference, ice: &IceCreds, now: Instant) -> Rtc {
         let mut b = Rtc::builder()
+            // RTP mode: received packets come out as they are and this server writes whole
+            // packets; forwarding then skips str0m's depacketizing, sample assembly and
+            // packetizing (and their copies) — the payload is shared, not copied.
+            .set_rtp_mode(true)
             .set_ice_lite(true)
             .set_local_ice_credentials(ice.clone())
             .set_crypto_provider(self.provider.clone())
@@ -1112,7 +1196,10 @@ impl State {
         leg.mid = None;
         leg.send = None;
         leg.scheduled = None;
+        leg.timeout = None;
         leg.passthrough = None;
+        leg.fwd = None;
+        leg.dtmf_out = None;
         leg.state = LegState::Connecting;
         let rtc = leg.rtc.as_mut().expect("set above");
         let answer = match rtc.sdp_api().accept_offer(offer) {
@@ -1187,6 +1274,14 @@ impl State {
 
     /// Drains a leg's Rtc to its next timeout: transmits, events, then routes received audio.
     fn drain(&mut self, id: LegId, now: Instant) {
+        self.poll_leg(id, now, false);
+    }
+
+    /// Polls a leg's Rtc: to its next timeout, or (`to_packet`) only until it hands out the
+    /// packet just received — in RTP mode str0m keeps one received packet until the next
+    /// poll, so each must be taken before the next datagram goes in. The rest of that drain
+    /// (the next timeout) then comes with the leg's next full drain.
+    fn poll_leg(&mut self, id: LegId, now: Instant, to_packet: bool) {
         let mut media = Vec::new();
         let mut events = Vec::new();
         let mut connected = false;
@@ -1205,10 +1300,10 @@ impl State {
                         } else {
                             t
                         };
-                        // The latest answer counts (an entry for another time is stale); at
-                        // most a second ahead, so stale entries leave the heap soon.
+                        // At most a second ahead, so that stale entries leave the heap soon.
                         let t = t.min(now + Duration::from_secs(1));
-                        if leg.scheduled != Some(t) {
+                        leg.timeout = Some(t);
+                        if leg.scheduled.is_none_or(|s| t < s) {
                             leg.scheduled = Some(t);
                             self.timers.push(Reverse((t, id)));
                         }
@@ -1245,7 +1340,12 @@ impl State {
                             leg.state = LegState::Connected;
                         }
                         Event::MediaAdded(m) => leg.mid = Some(m.mid),
-                        Event::MediaData(d) => media.push(d),
+                        Event::RtpPacket(p) => {
+                            media.push(p);
+                            if to_packet {
+                                break;
+                            }
+                        }
                         Event::MediaIngressStats(s) => {
                             leg.stats.loss_in = s.loss.or(leg.stats.loss_in);
                             leg.stats.rtt = s.rtt.or(leg.stats.rtt);
@@ -1321,6 +1421,26 @@ impl State {
         } else {
             leg.media_from = Some(src);
         }
+        let rtp = kind == Kind::Rtp && !buf.get(1).is_some_and(|b| (192..=223).contains(b));
+        // RTP of a connected leg whose audio goes to a synthesized phone (and so only to the
+        // recording) waits for the phone's next frame: str0m then takes the frame and the
+        // datagram with one timeout and one drain instead of two each.
+        if rtp
+            && leg.is_connected()
+            && leg.route.is_some_and(|(at, r)| at == self.topology && r.phone && !r.echo && self.next_synth.is_some())
+        {
+            let start = self.deferred_bytes.len();
+            self.deferred_bytes.extend_from_slice(buf);
+            self.deferred.push((id, src, start..self.deferred_bytes.len()));
+            return;
+        }
+        self.receive(id, src, buf, rtp, now);
+    }
+
+    /// Feeds a datagram to its leg's Rtc, takes the RTP packet it carried (and routes it), and
+    /// marks the leg for the next drain when that may send something.
+    fn receive(&mut self, id: LegId, src: SocketAddr, buf: &[u8], rtp: bool, now: Instant) {
+        let Some(leg) = self.legs.get_mut(&id) else { return };
         let Some(rtc) = leg.rtc.as_mut() else { return };
         let Ok(recv) = Receive::new(Protocol::Udp, src, self.cand_addr, buf) else {
             self.counters.unparseable += 1;
@@ -1329,27 +1449,37 @@ impl State {
         leg.stats.packets_in += 1;
         leg.stats.bytes_in += buf.len() as u64;
         leg.stats.last_packet = Some(now);
-        if let Err(e) = rtc.handle_input(Input::Receive(now, recv)) {
-            tracing::debug!(rtc_id = %leg.rtc_id, "input refused: {e}");
+        let written = leg.wants_timeout;
+        match rtc.handle_input(Input::Receive(now, recv)) {
+            // str0m handles a timeout after each datagram: what was written to the leg before
+            // it leaves with the next drain without one more.
+            Ok(()) => leg.wants_timeout = false,
+            Err(e) => tracing::debug!(rtc_id = %leg.rtc_id, "input refused: {e}"),
         }
-        // RTP (not RTCP) of a connected leg whose audio goes to a synthesized phone (and so
-        // only to the recording) waits for the phone's next frame.
-        let rtcp = buf.get(1).is_some_and(|b| (192..=223).contains(b));
-        if kind == Kind::Rtp
-            && !rtcp
-            && leg.is_connected()
-            && leg.route.is_some_and(|(at, r)| at == self.topology && r.phone && !r.echo && self.next_synth.is_some())
-        {
-            if !leg.deferred {
-                leg.deferred = true;
-                self.deferred.push(id);
+        if rtp {
+            self.poll_leg(id, now, true);
+            // Receiving audio sends nothing by itself (no NACK for audio, no TWCC). What the
+            // receive's timeout made due (an RTCP report) goes when the leg's timer, due too,
+            // fires at the end of this turn. Only packets written to the leg need a drain now.
+            if !written {
+                return;
             }
-            return;
         }
-        if !leg.dirty {
-            leg.dirty = true;
-            self.dirty.push_back(id);
+        self.touch(id);
+    }
+
+    /// The datagrams that waited for the phones' frames (see `handle_packet`).
+    fn receive_deferred(&mut self, now: Instant) {
+        let list = std::mem::take(&mut self.deferred);
+        let bytes = std::mem::take(&mut self.deferred_bytes);
+        for (id, src, range) in &list {
+            self.receive(*id, *src, &bytes[range.clone()], true, now);
         }
+        // Keep the allocations.
+        self.deferred = list;
+        self.deferred.clear();
+        self.deferred_bytes = bytes;
+        self.deferred_bytes.clear();
     }
 
     /// Where `from`'s audio goes, from the cache or worked out anew.
@@ -1379,14 +1509,18 @@ impl State {
     }
 
     /// Audio from a device leg: DTMF detection, recording, forwarding to the other side.
-    fn route(&mut self, from: LegId, d: MediaData, now: Instant) {
+    fn route(&mut self, from: LegId, p: RtpPacket, now: Instant) {
         let Some(leg) = self.legs.get_mut(&from) else { return };
+        let Some(params) = leg.params_of(p.header.payload_type) else { return };
         leg.stats.rtp_in += 1;
-        leg.stats.rtp_bytes_in += d.data.len() as u64;
+        leg.stats.rtp_bytes_in += p.payload.len() as u64;
         leg.stats.last_rtp_in = Some(now);
-        if let CodecExtra::Tele(ev) = d.codec_extra {
-            let t = d.time.numer();
-            if leg.last_dtmf != Some(t) {
+        if params.spec().codec == Codec::Tele {
+            // Every packet of an event repeats its timestamp: the first one reports the key.
+            let t = p.header.timestamp;
+            if leg.last_dtmf != Some(t)
+                && let Some(ev) = TelephoneEvent::parse(&p.payload, params.spec().clock_rate)
+            {
                 leg.last_dtmf = Some(t);
                 if let Some(digit) = audio::dtmf_digit(ev.event) {
                     leg.stats.dtmf_in += 1;
@@ -1401,34 +1535,37 @@ impl State {
             }
             return;
         }
-        let Some(codec) = AudioCodec::from_str0m(d.params.spec().codec) else { return };
+        let Some(codec) = AudioCodec::from_str0m(params.spec().codec) else { return };
         let Some(Route { side, peer, echo, .. }) = self.route_of(from) else { return };
         // Recorded where it arrived (a leg's audio may wait for the phone's next frame).
-        let at = d.network_time;
+        let at = p.timestamp;
         let other = 1 - side;
         let mut pcm = None;
         let Some(leg) = self.legs.get_mut(&from) else { return };
         if let Some(rec) = self.channels.get_mut(&leg.channel_id).and_then(|c| c.recorder.as_mut()) {
-            let p = leg.decode(codec, &d.data);
-            rec.push(side, &p, at);
+            let pcm_in = leg.decode(codec, &p.payload);
+            rec.push(side, &pcm_in, at);
             if echo {
-                rec.push(other, &p, at);
+                rec.push(other, &pcm_in, at);
             }
-            pcm = Some(p);
+            pcm = Some(pcm_in);
         }
         let target = if echo { Some(from) } else { peer };
         if let Some(to) = target {
-            self.forward(from, to, d, codec, pcm, now);
+            self.forward(from, to, p, params, codec, pcm, now);
         }
     }
 
-    /// Sends a frame received on `from` out of `to`: the same payload when `to` negotiated the
-    /// codec, transcoded through PCM otherwise.
+    /// Sends a packet received on `from` out of `to`: the same payload when `to` negotiated
+    /// the codec (renumbered and restamped onto `to`'s timeline), transcoded through PCM
+    /// otherwise.
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         from: LegId,
         to: LegId,
-        d: MediaData,
+        p: RtpPacket,
+        params: PayloadParams,
         codec: AudioCodec,
         pcm: Option<Vec<i16>>,
         now: Instant,
@@ -1437,23 +1574,21 @@ impl State {
         if !to_leg.is_connected() {
             return;
         }
-        if let Some(pt) = to_leg.passthrough_pt(d.params) {
-            let (Some(mid), Some(rtc)) = (to_leg.mid, to_leg.rtc.as_mut()) else { return };
-            let Some(writer) = rtc.writer(mid) else { return };
-            let len = d.data.len() as u64;
-            match writer.write(pt, d.network_time, d.time, d.data) {
-                Ok(()) => {
-                    to_leg.stats.rtp_out += 1;
-                    to_leg.stats.rtp_bytes_out += len;
-                    to_leg.wants_timeout = true;
-                }
-                Err(e) => tracing::debug!("forward failed: {e}"),
-            }
+        if let Some(pt) = to_leg.passthrough_pt(params) {
+            let source = (from, p.header.ssrc);
+            let (offset, new_source) = match to_leg.fwd {
+                Some((leg, ssrc, offset)) if (leg, ssrc) == source => (offset, false),
+                _ => (to_leg.tx_time.wrapping_sub(p.header.timestamp), true),
+            };
+            to_leg.fwd = Some((source.0, source.1, offset));
+            let time = p.header.timestamp.wrapping_add(offset);
+            to_leg.write_rtp(pt, time, p.header.marker || new_source, p.timestamp, p.payload);
+            to_leg.tx_time = time.wrapping_add(codec.units_per_frame() as u32);
         } else {
             let pcm = match pcm {
-                Some(p) => p,
+                Some(pcm) => pcm,
                 None => match self.legs.get_mut(&from) {
-                    Some(l) => l.decode(codec, &d.data),
+                    Some(l) => l.decode(codec, &p.payload),
                     None => return,
                 },
             };
@@ -1497,8 +1632,10 @@ impl State {
         let Some(bridge) = chan.bridge.as_ref() else { return false };
         let Some(phone) = bridge.phone.as_ref() else { return false };
         let Endpoint::Device { rtc_id } = &bridge.sides[1 - phone.side] else { return false };
-        let Some(leg) = chan.legs.get(rtc_id).and_then(|id| self.legs.get_mut(id)) else { return false };
+        let Some(&id) = chan.legs.get(rtc_id) else { return false };
+        let Some(leg) = self.legs.get_mut(&id) else { return false };
         leg.dtmf_queue.push_back(digit);
+        self.phone_dtmf_pending.push((channel_id.to_string(), id));
         true
     }
 
@@ -1513,25 +1650,21 @@ impl State {
         let code = audio::dtmf_event_code(digit).unwrap_or(0);
         leg.stats.dtmf_out += 1;
         if let Some(send) = leg.send_codec().filter(|s| s.tele) {
-            let ev = TelephoneEvent { event: code, end: true, volume: 10, duration: DTMF_DURATION };
-            let at = MediaTime::new(leg.tx_time, freq_of(send.codec));
-            let sent = match (leg.mid, leg.rtc.as_mut()) {
-                (Some(mid), Some(rtc)) => match rtc.writer(mid) {
-                    Some(w) => w.telephone_event(ev).write(send.pt, now, at, Vec::new()).map_err(|e| e.to_string()),
-                    None => Err("no writer".into()),
-                },
-                _ => Err("not negotiated".into()),
-            };
-            match sent {
-                Ok(()) => {
-                    // The event, its three end packets (40 ms), and a pause.
-                    leg.dtmf_next = Some(now + DTMF_DURATION + Duration::from_millis(100));
-                    return true;
-                }
-                Err(e) => {
-                    tracing::debug!(rtc_id = %leg.rtc_id, %digit, "telephone-event not sent ({e}); playing it in-band")
-                }
+            let freq = freq_of(send.codec);
+            let tele_pt = leg
+                .send_params()
+                .iter()
+                .find(|p| p.spec().codec == Codec::Tele && p.spec().clock_rate == freq)
+                .map(|p| p.pt());
+            if let Some(pt) = tele_pt {
+                let time = leg.tx_time;
+                leg.dtmf_out = Some(DtmfOut { pt, event: code, time, freq, elapsed: SYNTH_PERIOD, repeats: 2 });
+                self.dtmf_active.push(id);
+                // The event, its three end packets (40 ms), and a pause.
+                leg.dtmf_next = Some(now + DTMF_DURATION + Duration::from_millis(100));
+                return leg.dtmf_tick(now);
             }
+            tracing::debug!(rtc_id = %leg.rtc_id, %digit, "no telephone-event payload type; playing it in-band");
         }
         leg.dtmf_next = Some(now + Duration::from_millis((INBAND_DTMF_SAMPLES + INBAND_GAP_SAMPLES) as u64 / 8));
         if !matches!(phone.source, Source::Echo) {
@@ -1544,18 +1677,21 @@ impl State {
     fn synth_tick(&mut self, now: Instant) -> bool {
         let mut out: Vec<(LegId, [i16; FRAME])> = Vec::new();
         let mut any = false;
-        // Key presses first (an in-band one starts in this very frame).
-        let mut dtmf: Vec<(String, LegId)> = Vec::new();
-        for (cid, chan) in &self.channels {
-            if let Some(Bridge { sides, phone: Some(phone), .. }) = &chan.bridge
-                && let Endpoint::Device { rtc_id } = &sides[1 - phone.side]
-                && let Some(&id) = chan.legs.get(rtc_id)
-                && self.legs.get(&id).is_some_and(|l| !l.dtmf_queue.is_empty())
-            {
-                dtmf.push((cid.clone(), id));
+        // Telephone-events in progress: their next packet.
+        for id in std::mem::take(&mut self.dtmf_active) {
+            if self.legs.get_mut(&id).is_some_and(|l| l.dtmf_tick(now)) {
+                self.dtmf_active.push(id);
+                self.touch(id);
             }
         }
+        // Key presses first (an in-band one starts in this very frame).
+        let mut dtmf = std::mem::take(&mut self.phone_dtmf_pending);
+        dtmf.sort();
+        dtmf.dedup();
         for (cid, id) in dtmf {
+            if self.legs.get(&id).is_none_or(|l| l.dtmf_queue.is_empty()) {
+                continue;
+            }
             let Some(mut phone) =
                 self.channels.get_mut(&cid).and_then(|c| c.bridge.as_mut()).and_then(|b| b.phone.take())
             else {
@@ -1570,7 +1706,11 @@ impl State {
             if let Some(b) = self.channels.get_mut(&cid).and_then(|c| c.bridge.as_mut()) {
                 b.phone = Some(phone);
             }
+            if self.legs.get(&id).is_some_and(|l| !l.dtmf_queue.is_empty()) {
+                self.phone_dtmf_pending.push((cid, id));
+            }
         }
+        let topology = self.topology;
         for chan in self.channels.values_mut() {
             let Some(bridge) = chan.bridge.as_mut() else { continue };
             let Some(phone) = bridge.phone.as_mut() else { continue };
@@ -1579,9 +1719,18 @@ impl State {
             if let Some(rec) = chan.recorder.as_mut() {
                 rec.push(phone.side, &frame, now);
             }
-            if let Endpoint::Device { rtc_id } = &bridge.sides[1 - phone.side]
-                && let Some(&id) = chan.legs.get(rtc_id)
-            {
+            let device = match phone.device {
+                Some((at, id)) if at == topology => id,
+                _ => {
+                    let id = match &bridge.sides[1 - phone.side] {
+                        Endpoint::Device { rtc_id } => chan.legs.get(rtc_id).copied(),
+                        Endpoint::Phone { .. } => None,
+                    };
+                    phone.device = Some((topology, id));
+                    id
+                }
+            };
+            if let Some(id) = device {
                 out.push((id, frame));
             }
         }
@@ -1592,12 +1741,8 @@ impl State {
                 self.touch(id);
             }
         }
-        for id in std::mem::take(&mut self.deferred) {
-            if let Some(leg) = self.legs.get_mut(&id) {
-                leg.deferred = false;
-            }
-            self.touch(id);
-        }
+        // After the frames, so that each leg's datagram and frame share one timeout.
+        self.receive_deferred(now);
         any
     }
 
@@ -1685,12 +1830,7 @@ impl State {
             };
         }
         if self.next_synth.is_none() {
-            for id in std::mem::take(&mut self.deferred) {
-                if let Some(leg) = self.legs.get_mut(&id) {
-                    leg.deferred = false;
-                }
-                self.touch(id);
-            }
+            self.receive_deferred(now);
         }
         while let Some(&Reverse((t, id))) = self.timers.peek() {
             if t > now {
@@ -1702,6 +1842,11 @@ impl State {
                 continue; // superseded
             }
             leg.scheduled = None;
+            if let Some(later) = leg.timeout.filter(|&d| d > now) {
+                leg.scheduled = Some(later);
+                self.timers.push(Reverse((later, id)));
+                continue;
+            }
             leg.wants_timeout = true;
             if !leg.dirty {
                 leg.dirty = true;
