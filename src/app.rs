@@ -304,6 +304,7 @@ fn media_config(
             .with_context(|| format!("server.bind {:?} is not an IP address", config.server.bind))?,
         public_host: config.server.public_host.clone(),
         udp_port: config.ports.media,
+        workers: m.workers,
         turn_port: config.ports.turn,
         turn_enabled: m.turn,
         turn_realm: m.turn_realm.clone(),

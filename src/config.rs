@@ -90,6 +90,17 @@ mod tests {
     }
 
     #[test]
+    fn media_workers_default_to_one_and_are_bounded() {
+        let c = load_with_env(None, false, Env::prefixed("ALICOM_EMU_TEST_NONE_")).unwrap();
+        assert_eq!(c.media.workers, 1, "one media port by default");
+        assert_eq!(for_tests("[media]\nworkers = 4\n").unwrap().media.workers, 4);
+        for bad in ["0", "65"] {
+            let e = for_tests(&format!("[media]\nworkers = {bad}\n")).unwrap_err();
+            assert!(e.to_string().contains("media.workers"), "{e}");
+        }
+    }
+
+    #[test]
     fn ephemeral_ports_zero_everything() {
         let c = load_with_env(None, true, Env::prefixed("ALICOM_EMU_TEST_NONE_")).unwrap();
         assert_eq!([c.ports.pop, c.ports.admin, c.ports.mqtt_ws, c.ports.mns], [0; 4]);

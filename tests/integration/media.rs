@@ -25,10 +25,18 @@ struct Media {
 }
 
 async fn start(name: &str) -> Media {
+    start_with(name, 1).await
+}
+
+async fn start_with(name: &str, workers: usize) -> Media {
     let dir = std::env::temp_dir().join(format!("alicom-emu-media-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let cfg =
-        MediaConfig { recordings_dir: dir.clone(), http_base: "http://emu.test".into(), ..MediaConfig::default() };
+    let cfg = MediaConfig {
+        recordings_dir: dir.clone(),
+        http_base: "http://emu.test".into(),
+        workers,
+        ..MediaConfig::default()
+    };
     let (server, events) = MediaServer::start(cfg, Clock::manual_at(1_700_000_000_000)).await.expect("media server");
     Media { server, events, dir }
 }
@@ -44,6 +52,18 @@ impl Media {
         prefer: CodecPreference,
         opts: ClientOptions,
     ) -> MediaClient {
+        self.leg_on_port(chan, rtc_id, relay, prefer, opts).await.0
+    }
+
+    /// [`Media::leg`], and the media port of the server's candidate.
+    async fn leg_on_port(
+        &self,
+        chan: &str,
+        rtc_id: &str,
+        relay: bool,
+        prefer: CodecPreference,
+        opts: ClientOptions,
+    ) -> (MediaClient, u16) {
         let uuid = format!("uuid-{rtc_id}");
         let join = self.server.join_with(
             chan,
@@ -63,7 +83,9 @@ impl Media {
         let result =
             self.server.signal(chan, rtc_id, &uuid, "sdpCandidate", &c.sdp_candidate_signal(chan)).expect("a result");
         c.accept(&result).expect("answer accepted");
-        c
+        let cand = result["data"]["candidateList"][0]["candidate"].as_str().expect("a candidate").to_string();
+        let port = cand.split_whitespace().nth(5).and_then(|p| p.parse().ok()).expect("a port");
+        (c, port)
     }
 
     async fn event(&mut self, what: &str, want: impl Fn(&MediaEvent) -> bool) -> MediaEvent {
@@ -481,4 +503,54 @@ async fn bad_credentials_garbage_and_stale_signals_leave_live_calls_alone() {
     let c = m.server.summary()["counters"].clone();
     assert!(c["garbage"].as_u64().unwrap() + c["unknownSource"].as_u64().unwrap() >= 60, "{c}");
     m.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_workers_share_out_the_calls_and_keep_each_call_on_one_port() {
+    let mut m = start_with("workers", 2).await;
+    let summary = m.server.summary();
+    let ports: Vec<u16> = summary["udpPorts"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u16).collect();
+    assert_eq!(ports.len(), 2, "{summary}");
+    assert_ne!(ports[0], ports[1]);
+    // Calls until both workers have one: each call's two legs share a port.
+    let mut calls = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..32 {
+        let chan = format!("w{i}");
+        let opts = |hz| ClientOptions::default().tone(hz);
+        let (alice, pa) = m.leg_on_port(&chan, "alice", false, CodecPreference::Opus, opts(440.0)).await;
+        let (bob, pb) = m.leg_on_port(&chan, "bob", false, CodecPreference::Opus, opts(880.0)).await;
+        assert_eq!(pa, pb, "both legs of {chan} on one worker");
+        assert!(ports.contains(&pa), "{pa} is one of {ports:?}");
+        if !seen.insert(pa) {
+            m.server.release(&chan);
+            alice.close().await;
+            bob.close().await;
+            continue;
+        }
+        let (a, b) = (Endpoint::Device { rtc_id: "alice".into() }, Endpoint::Device { rtc_id: "bob".into() });
+        m.server.bridge(&chan, a, b, false);
+        calls.push((chan, alice, bob));
+        if seen.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(calls.len(), 2, "32 channels all hashed to one worker");
+    for (chan, alice, bob) in &mut calls {
+        alice.wait_rtp(40, T).await.unwrap();
+        bob.wait_rtp(40, T).await.unwrap();
+        assert_tone(&bob.received_pcm(), 440.0, &format!("{chan}: bob hears alice"));
+        assert_tone(&alice.received_pcm(), 880.0, &format!("{chan}: alice hears bob"));
+        assert!(m.leg_stats(chan, "alice")["rtpPacketsOut"].as_u64().unwrap() >= 40);
+    }
+    let summary = m.server.summary();
+    assert_eq!((summary["legs"].as_u64(), summary["connectedLegs"].as_u64()), (Some(4), Some(4)), "{summary}");
+    for (chan, alice, bob) in calls {
+        m.server.release(&chan);
+        alice.close().await;
+        bob.close().await;
+    }
+    assert_eq!(m.server.leg_count(), 0);
+    m.server.shutdown().await;
+    let _ = m.events.try_recv();
 }

@@ -86,6 +86,9 @@ pub struct MediaSettings {
     pub record_voip2pstn: bool,
     pub record_voip2voip: bool,
     pub record_pstn2voip: bool,
+    /// Media I/O tasks, each on its own UDP port (`ports.media`, `+1`, …) with its share of
+    /// the calls. 1 (the default): one port for every leg.
+    pub workers: usize,
 }
 
 impl Default for MediaSettings {
@@ -99,6 +102,7 @@ impl Default for MediaSettings {
             record_voip2pstn: true,
             record_voip2voip: false,
             record_pstn2voip: false,
+            workers: 1,
         }
     }
 }
@@ -408,6 +412,9 @@ impl Config {
         }
         if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
             return Err("tls.cert_file and tls.key_file go together".into());
+        }
+        if !(1..=64).contains(&self.media.workers) {
+            return Err("media.workers must be 1 to 64".into());
         }
         if self.media.turn_credential_ttl_secs == 0 {
             return Err("media.turn_credential_ttl_secs must be at least 1".into());

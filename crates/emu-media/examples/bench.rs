@@ -3,11 +3,13 @@
 //!
 //! ```text
 //! cargo run --release -p emu-media --example bench -- forward [--calls 16] [--pps 2000] [--seconds 10]
-//!     [--payload-bytes 80] [--client-threads 1] [--direct] [--json]
+//!     [--payload-bytes 80] [--client-threads 1] [--direct] [--workers 1] [--json]
 //! cargo run --release -p emu-media --example bench -- latency [--calls 50] [--pps 50] [--seconds 10] ...
 //! cargo run --release -p emu-media --example bench -- g711 [--start 100] [--step 100] [--max 1500]
-//!     [--seconds 10] [--no-record] [--client-threads 1] [--json]
+//!     [--seconds 10] [--no-record] [--client-threads 1] [--workers 1] [--json]
 //! ```
+//!
+//! `--workers N` runs the server with `media.workers = N` (N I/O tasks, N ports).
 //!
 //! (emu-mns has an example called `bench` too: `target/release/examples/bench` is whichever was
 //! built last; `cargo run` relinks the right one.) Results and method: docs/benchmarks.md,
@@ -107,6 +109,7 @@ struct Args {
     record: bool,
     json: bool,
     recordings: Option<PathBuf>,
+    workers: usize,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -127,6 +130,7 @@ fn parse_args() -> anyhow::Result<Args> {
         record: true,
         json: false,
         recordings: None,
+        workers: 1,
     };
     while let Some(arg) = it.next() {
         let mut v = |n: &str| it.next().with_context(|| format!("{n} needs a value"));
@@ -143,6 +147,7 @@ fn parse_args() -> anyhow::Result<Args> {
             "--no-record" => a.record = false,
             "--json" => a.json = true,
             "--recordings" => a.recordings = Some(v("--recordings")?.into()),
+            "--workers" => a.workers = v("--workers")?.parse()?,
             other => bail!("unknown argument {other:?}"),
         }
     }
@@ -159,7 +164,7 @@ fn main() -> anyhow::Result<()> {
     EPOCH.get_or_init(Instant::now);
     let a = parse_args()?;
     match a.mode.as_str() {
-        "--server" => server_main(a.recordings.context("--server needs --recordings DIR")?),
+        "--server" => server_main(a.recordings.context("--server needs --recordings DIR")?, a.workers),
         "forward" | "latency" | "g711" => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
@@ -177,10 +182,10 @@ fn main() -> anyhow::Result<()> {
 // ---------------------------------------------------------------------------------------------
 // the server process
 
-fn server_main(recordings: PathBuf) -> anyhow::Result<()> {
+fn server_main(recordings: PathBuf, workers: usize) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let cfg = MediaConfig { turn_enabled: false, recordings_dir: recordings, ..MediaConfig::default() };
+        let cfg = MediaConfig { turn_enabled: false, recordings_dir: recordings, workers, ..MediaConfig::default() };
         let clock = Clock::new(ClockConfig { mode: ClockMode::Real, scale: 1.0 });
         let (server, mut events) = MediaServer::start(cfg, clock).await?;
         tokio::spawn(async move { while events.recv().await.is_some() {} });
@@ -255,17 +260,20 @@ struct ServerProc {
     pid: String,
     dir: PathBuf,
     /// The media port (all legs).
-    port: u16,
+    /// The media ports (one per worker).
+    ports: Vec<u16>,
 }
 
 impl ServerProc {
-    async fn spawn(tag: &str) -> anyhow::Result<ServerProc> {
+    async fn spawn(tag: &str, workers: usize) -> anyhow::Result<ServerProc> {
         let dir = std::env::temp_dir().join(format!("alicom-emu-media-bench-{}-{tag}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut child = tokio::process::Command::new(std::env::current_exe()?)
             .arg("--server")
             .arg("--recordings")
             .arg(&dir)
+            .arg("--workers")
+            .arg(workers.to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -275,10 +283,15 @@ impl ServerProc {
         let pid = child.id().context("no pid")?.to_string();
         let stdin = child.stdin.take().context("no stdin")?;
         let lines = BufReader::new(child.stdout.take().context("no stdout")?).lines();
-        let mut p = ServerProc { child, stdin: Some(stdin), lines, pid, dir, port: 0 };
+        let mut p = ServerProc { child, stdin: Some(stdin), lines, pid, dir, ports: Vec::new() };
         let summary = p.call(json!({"op": "summary"})).await?;
-        let udp: SocketAddr = summary["udp"].as_str().unwrap_or_default().parse().context("no media port")?;
-        p.port = udp.port();
+        p.ports = summary["udpPorts"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|v| v.as_u64()).map(|v| v as u16).collect())
+            .unwrap_or_default();
+        if p.ports.is_empty() {
+            bail!("no media port in {summary}");
+        }
         Ok(p)
     }
 
@@ -341,15 +354,39 @@ fn udp_rcvbuf_errors() -> Option<u64> {
     values.split_whitespace().nth(i)?.parse().ok()
 }
 
-/// Datagrams the kernel dropped on the UDP socket bound to `port` on 127.0.0.1 (its receive
-/// buffer was full): the `drops` column of /proc/net/udp.
-fn udp_socket_drops(port: u16) -> Option<u64> {
+/// A client hub's receive buffer beyond `net.core.rmem_max` when allowed (`SO_RCVBUFFORCE`
+/// needs CAP_NET_ADMIN; otherwise nothing changes): the server sends a phone frame to every leg
+/// at once every 20 ms, and a hub thread that the two busy cores keep waiting must not lose
+/// them on its own socket — that would count against the server as downlink loss.
+fn force_recv_buffer(socket: &std::net::UdpSocket, bytes: usize) {
+    use std::os::fd::AsRawFd;
+    let v = bytes as libc::c_int;
+    // SAFETY: a valid fd and a c_int option value of the right size.
+    unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&v as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+}
+
+/// Datagrams the kernel dropped on the server's UDP sockets, bound to `ports` on 127.0.0.1
+/// (their receive buffers were full): the `drops` column of /proc/net/udp.
+fn udp_socket_drops(ports: &[u16]) -> Option<u64> {
     let s = std::fs::read_to_string("/proc/net/udp").ok()?;
-    let want = format!("0100007F:{port:04X}");
-    s.lines().skip(1).find_map(|l| {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        (f.get(1) == Some(&want.as_str())).then(|| f.last()?.parse().ok()).flatten()
-    })
+    let mut total = None;
+    for port in ports {
+        let want = format!("0100007F:{port:04X}");
+        let drops: u64 = s.lines().skip(1).find_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.get(1) == Some(&want.as_str())).then(|| f.last()?.parse().ok()).flatten()
+        })?;
+        total = Some(total.unwrap_or(0) + drops);
+    }
+    total
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -411,6 +448,10 @@ struct LegPlan {
     codec: AudioCodec,
     pps: f64,
     payload: Arc<Vec<u8>>,
+    /// Received datagrams wait for the leg's next send and go in right after it (one str0m
+    /// timeout and one drain per send for both directions, as the server does for phone-bridged
+    /// legs). For `g711`, which does not measure latency.
+    batch_rx: bool,
 }
 
 /// Local addresses of client legs: 127.1.x.y, one per leg (the server tells legs apart by their
@@ -536,6 +577,9 @@ struct HubLeg {
     /// The timer-heap entry that is current for this leg.
     scheduled: Option<Instant>,
     dirty: bool,
+    /// Datagrams waiting for the next send (`LegPlan::batch_rx`): (source, bytes in `rx_bytes`).
+    rx_waiting: Vec<(SocketAddr, std::ops::Range<usize>)>,
+    rx_bytes: Vec<u8>,
 }
 
 /// What a hub counts between two publications to [`Global`].
@@ -587,8 +631,25 @@ impl HubLeg {
                 self.next_send = now + self.interval; // fell far behind: do not burst
             }
         }
-        // str0m sends written packets in its timeout handling: the packet leaves now.
-        if (wrote || now >= self.timeout)
+        // str0m sends written packets in its timeout handling (which it also runs after each
+        // datagram): the packet leaves now.
+        let mut timed_out = false;
+        if wrote && !self.rx_waiting.is_empty() {
+            let waiting = std::mem::take(&mut self.rx_waiting);
+            let bytes = std::mem::take(&mut self.rx_bytes);
+            for (src, range) in &waiting {
+                if let Ok(r) = Receive::new(Protocol::Udp, *src, self.local, &bytes[range.clone()]) {
+                    timed_out |= self.rtc.handle_input(Input::Receive(now, r)).is_ok();
+                    self.poll(now, out, g, c, lat, true);
+                }
+            }
+            self.rx_waiting = waiting;
+            self.rx_waiting.clear();
+            self.rx_bytes = bytes;
+            self.rx_bytes.clear();
+        }
+        if !timed_out
+            && (wrote || now >= self.timeout)
             && let Err(e) = self.rtc.handle_input(Input::Timeout(now))
         {
             self.fail(g, &e.to_string());
@@ -699,6 +760,8 @@ async fn hub_task(
                 seq: rand::random::<u16>() as u64 & 0x7fff,
                 scheduled: None,
                 dirty: true,
+                rx_waiting: Vec::new(),
+                rx_bytes: Vec::new(),
             });
             dirty.push(i);
         }
@@ -712,6 +775,13 @@ async fn hub_task(
                         let Some(&i) = dst.and_then(|d| by_ip.get(&d)) else { continue };
                         let leg = &mut legs[i];
                         if leg.dead {
+                            continue;
+                        }
+                        let rtp = buf.len() > 12 && (128..=191).contains(&buf[0]) && !(192..=223).contains(&buf[1]);
+                        if leg.plan.batch_rx && leg.connected && rtp {
+                            let start = leg.rx_bytes.len();
+                            leg.rx_bytes.extend_from_slice(buf);
+                            leg.rx_waiting.push((src, start..leg.rx_bytes.len()));
                             continue;
                         }
                         if let Ok(r) = Receive::new(Protocol::Udp, src, leg.local, buf) {
@@ -829,6 +899,7 @@ impl Running {
             std_socket.set_nonblocking(true)?;
             emu_media::udp::enable_pktinfo(&std_socket)?;
             emu_media::udp::set_buffer_sizes(&std_socket, 4 << 20, 4 << 20);
+            force_recv_buffer(&std_socket, 32 << 20);
             let port = std_socket.local_addr()?.port();
             let (tx, rx) = mpsc::unbounded_channel();
             let (g, stop) = (run.g.clone(), run.stop.subscribe());
@@ -939,8 +1010,13 @@ async fn forward(a: &Args) -> anyhow::Result<Forward> {
 }
 
 async fn forward_run(a: &Args) -> anyhow::Result<Forward> {
-    let plan = LegPlan { codec: AudioCodec::Opus, pps: a.pps, payload: Arc::new(opus_payload(a.payload_bytes)) };
-    let mut srv = if a.direct { None } else { Some(ServerProc::spawn("forward").await?) };
+    let plan = LegPlan {
+        codec: AudioCodec::Opus,
+        pps: a.pps,
+        payload: Arc::new(opus_payload(a.payload_bytes)),
+        batch_rx: false,
+    };
+    let mut srv = if a.direct { None } else { Some(ServerProc::spawn("forward", a.workers).await?) };
     let mut run = Running::new(a.client_threads)?;
     for c in 0..a.calls {
         let chan = format!("fwd-{c}");
@@ -966,8 +1042,8 @@ async fn forward_run(a: &Args) -> anyhow::Result<Forward> {
         Some(s) => s.totals().await?,
         None => Totals::default(),
     };
-    let port = srv.as_ref().map(|s| s.port);
-    let d0 = port.and_then(udp_socket_drops);
+    let ports = srv.as_ref().map(|s| s.ports.clone());
+    let d0 = ports.as_deref().and_then(udp_socket_drops);
     let c0 = cpu_now(pid.as_deref());
     let (tx0, rx0) = run.counts();
     run.g.measuring.store(true, Ordering::Relaxed);
@@ -975,7 +1051,7 @@ async fn forward_run(a: &Args) -> anyhow::Result<Forward> {
     run.g.measuring.store(false, Ordering::Relaxed);
     let (tx1, rx1) = run.counts();
     let c1 = cpu_now(pid.as_deref());
-    let server_drops = d0.zip(port.and_then(udp_socket_drops)).map(|(x, y)| y - x).unwrap_or(0);
+    let server_drops = d0.zip(ports.as_deref().and_then(udp_socket_drops)).map(|(x, y)| y - x).unwrap_or(0);
     let t1 = match &mut srv {
         Some(s) => s.totals().await?,
         None => Totals::default(),
@@ -1095,7 +1171,7 @@ async fn g711_window(
     run: &Running,
     calls: usize,
 ) -> anyhow::Result<(bool, Value, String)> {
-    let drops0 = udp_socket_drops(srv.port);
+    let drops0 = udp_socket_drops(&srv.ports);
     let t0 = srv.totals().await?;
     let c0 = cpu_now(Some(&srv.pid));
     let (tx0, rx0) = run.counts();
@@ -1103,7 +1179,7 @@ async fn g711_window(
     let (tx1, rx1) = run.counts();
     let c1 = cpu_now(Some(&srv.pid));
     let t1 = srv.totals().await?;
-    let drops1 = udp_socket_drops(srv.port);
+    let drops1 = udp_socket_drops(&srv.ports);
     let server_drops = drops0.zip(drops1).map(|(x, y)| y - x).unwrap_or(0);
     let u = cpu_use(c0, c1);
     let expected = 50.0 * u.seconds * calls as f64;
@@ -1148,8 +1224,8 @@ async fn g711_window(
 }
 
 async fn g711(a: &Args) -> anyhow::Result<()> {
-    let plan = LegPlan { codec: AudioCodec::Pcmu, pps: 50.0, payload: Arc::new(pcmu_payload()) };
-    let mut srv = ServerProc::spawn("g711").await?;
+    let plan = LegPlan { codec: AudioCodec::Pcmu, pps: 50.0, payload: Arc::new(pcmu_payload()), batch_rx: true };
+    let mut srv = ServerProc::spawn("g711", a.workers).await?;
     let mut run = Running::new(a.client_threads)?;
     let mut calls = 0usize;
     let mut level = a.start;

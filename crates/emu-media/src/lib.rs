@@ -42,8 +42,11 @@ pub struct MediaConfig {
     /// server's ICE candidate and the TURN relay addresses. Empty: the bind address, or
     /// 127.0.0.1 when bound to an unspecified address.
     pub public_host: String,
-    /// The one UDP port of every leg (0 = a free port).
+    /// The UDP port of every leg (0 = a free port); with several workers, the first of
+    /// consecutive ports.
     pub udp_port: u16,
+    /// I/O tasks, each with its own port and its share of the channels (default 1).
+    pub workers: usize,
     /// The TURN server's UDP port (0 = a free port).
     pub turn_port: u16,
     /// Whether to run the TURN server (without it, sigv 1 browsers cannot connect).
@@ -98,6 +101,7 @@ impl Default for MediaConfig {
             bind: IpAddr::from([127, 0, 0, 1]),
             public_host: String::new(),
             udp_port: 0,
+            workers: 1,
             turn_port: 0,
             turn_enabled: true,
             turn_realm: "alicom-emu".into(),

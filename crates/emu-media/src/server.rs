@@ -480,6 +480,22 @@ struct Counters {
     events_dropped: u64,
 }
 
+impl Counters {
+    /// Adds another worker's counters.
+    fn add(&mut self, o: &Counters) {
+        self.packets_in += o.packets_in;
+        self.packets_out += o.packets_out;
+        self.garbage += o.garbage;
+        self.unknown_source += o.unknown_source;
+        self.unparseable += o.unparseable;
+        self.send_errors += o.send_errors;
+        self.legs_created += o.legs_created;
+        self.legs_released += o.legs_released;
+        self.offers_rejected += o.offers_rejected;
+        self.events_dropped += o.events_dropped;
+    }
+}
+
 /// The server's DTLS certificate. Generating it is the first use of the crypto library's random
 /// generator, whose entropy set-up takes ~30 ms of CPU: done on a thread of its own from start,
 /// so the emulator is ready at once; the first leg waits for it only if it comes sooner.
@@ -560,15 +576,22 @@ const RECENT_KEPT: usize = 1000;
 
 /// The media server. See the crate docs.
 pub struct MediaServer {
-    state: Mutex<State>,
-    wake: Notify,
+    /// `media.workers` I/O tasks, each with its own UDP port and its share of the channels
+    /// (both legs of a call on one worker, so forwarding never crosses threads).
+    workers: Vec<Worker>,
     stop: watch::Sender<bool>,
     cfg: Arc<MediaConfig>,
+    turn: Option<Arc<TurnRelay>>,
+    clock: Clock,
+}
+
+/// One I/O task: its socket, and the state of its channels' legs.
+struct Worker {
+    state: Mutex<State>,
+    wake: Notify,
     socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
     cand_addr: SocketAddr,
-    turn: Option<Arc<TurnRelay>>,
-    clock: Clock,
 }
 
 fn random_string(n: usize) -> String {
@@ -612,13 +635,6 @@ impl MediaServer {
         clock: Clock,
     ) -> anyhow::Result<(Arc<MediaServer>, mpsc::Receiver<MediaEvent>)> {
         let ip = public_ip(&cfg);
-        let socket = UdpSocket::bind(SocketAddr::new(cfg.bind, cfg.udp_port))
-            .await
-            .with_context(|| format!("cannot listen on {}:{} (media)", cfg.bind, cfg.udp_port))?;
-        let local_addr = socket.local_addr()?;
-        let (rcvbuf, sndbuf) = udp::set_buffer_sizes(&socket, SOCKET_RECV_BUFFER, SOCKET_SEND_BUFFER);
-        tracing::debug!(rcvbuf, sndbuf, "media socket buffers");
-        let cand_addr = SocketAddr::new(ip, local_addr.port());
         let turn = if cfg.turn_enabled {
             Some(Arc::new(TurnRelay::start(cfg.bind, cfg.turn_port, ip, &cfg.turn_realm).await?))
         } else {
@@ -628,63 +644,84 @@ impl MediaServer {
             .with_context(|| format!("cannot create the recordings directory {}", cfg.recordings_dir.display()))?;
         let provider = Arc::new(str0m::crypto::from_feature_flags());
         let cert = DtlsIdentity::start(provider.clone());
-        let socket = Arc::new(socket);
         let cfg = Arc::new(cfg);
         let (events, events_rx) = mpsc::channel(16_384);
         let (stop, stop_rx) = watch::channel(false);
-        let state = State {
-            cfg: cfg.clone(),
-            clock: clock.clone(),
-            socket: socket.clone(),
-            out: SendQueue::new(),
-            cand_addr,
-            provider,
-            cert,
-            turn: turn.clone(),
-            events,
-            channels: FxHashMap::default(),
-            legs: FxHashMap::default(),
-            by_ufrag: FxHashMap::default(),
-            by_addr: FxHashMap::default(),
-            dirty: VecDeque::new(),
-            deferred: Vec::new(),
-            deferred_bytes: Vec::new(),
-            held_stun: VecDeque::new(),
-            topology: 0,
-            timers: BinaryHeap::new(),
-            dtmf_active: Vec::new(),
-            phone_dtmf_pending: Vec::new(),
-            next_synth: None,
-            next_leg: 1,
-            recordings: Vec::new(),
-            wav_cache: HashMap::new(),
-            recent: VecDeque::new(),
-            counters: Counters::default(),
-        };
-        let server = Arc::new(MediaServer {
-            state: Mutex::new(state),
-            wake: Notify::new(),
-            stop,
-            cfg,
-            socket,
-            local_addr,
-            cand_addr,
-            turn,
-            clock,
-        });
-        tokio::spawn(io_loop(server.clone(), stop_rx));
-        tracing::info!(media = %local_addr, candidate = %cand_addr, turn = ?server.turn_addr(), "media server ready");
+        let mut workers = Vec::new();
+        for i in 0..cfg.workers.max(1) {
+            // Consecutive ports from `udp_port`, or any free ones.
+            let port = if cfg.udp_port == 0 { 0 } else { cfg.udp_port.saturating_add(i as u16) };
+            let socket = UdpSocket::bind(SocketAddr::new(cfg.bind, port))
+                .await
+                .with_context(|| format!("cannot listen on {}:{port} (media)", cfg.bind))?;
+            let local_addr = socket.local_addr()?;
+            let (rcvbuf, sndbuf) = udp::set_buffer_sizes(&socket, SOCKET_RECV_BUFFER, SOCKET_SEND_BUFFER);
+            tracing::debug!(rcvbuf, sndbuf, "media socket buffers");
+            let cand_addr = SocketAddr::new(ip, local_addr.port());
+            let socket = Arc::new(socket);
+            let state = State {
+                cfg: cfg.clone(),
+                clock: clock.clone(),
+                socket: socket.clone(),
+                out: SendQueue::new(),
+                cand_addr,
+                provider: provider.clone(),
+                cert: cert.clone(),
+                turn: turn.clone(),
+                events: events.clone(),
+                channels: FxHashMap::default(),
+                legs: FxHashMap::default(),
+                by_ufrag: FxHashMap::default(),
+                by_addr: FxHashMap::default(),
+                dirty: VecDeque::new(),
+                deferred: Vec::new(),
+                deferred_bytes: Vec::new(),
+                held_stun: VecDeque::new(),
+                topology: 0,
+                timers: BinaryHeap::new(),
+                dtmf_active: Vec::new(),
+                phone_dtmf_pending: Vec::new(),
+                next_synth: None,
+                next_leg: 1,
+                recordings: Vec::new(),
+                wav_cache: HashMap::new(),
+                recent: VecDeque::new(),
+                counters: Counters::default(),
+            };
+            workers.push(Worker { state: Mutex::new(state), wake: Notify::new(), socket, local_addr, cand_addr });
+        }
+        let server = Arc::new(MediaServer { workers, stop, cfg, turn, clock });
+        for i in 0..server.workers.len() {
+            tokio::spawn(io_loop(server.clone(), i, stop_rx.clone()));
+        }
+        let ports: Vec<u16> = server.workers.iter().map(|w| w.local_addr.port()).collect();
+        tracing::info!(media = %server.udp_addr(), ?ports, candidate = %server.candidate_addr(), turn = ?server.turn_addr(), "media server ready");
         Ok((server, events_rx))
     }
 
-    /// The bound media socket.
-    pub fn udp_addr(&self) -> SocketAddr {
-        self.local_addr
+    /// The worker that serves a channel.
+    fn worker(&self, channel_id: &str) -> &Worker {
+        if self.workers.len() == 1 {
+            return &self.workers[0];
+        }
+        use std::hash::BuildHasher;
+        let h = rustc_hash::FxBuildHasher.hash_one(channel_id);
+        &self.workers[(h % self.workers.len() as u64) as usize]
     }
 
-    /// The address in the server's ICE candidate.
+    /// The media ports of all workers (one by default).
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.workers.iter().map(|w| w.local_addr).collect()
+    }
+
+    /// The bound media socket (the first worker's).
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.workers[0].local_addr
+    }
+
+    /// The address in the server's ICE candidate (the first worker's).
     pub fn candidate_addr(&self) -> SocketAddr {
-        self.cand_addr
+        self.workers[0].cand_addr
     }
 
     /// The TURN server's bound address.
@@ -696,7 +733,7 @@ impl MediaServer {
     pub fn turn_url(&self) -> Option<String> {
         let port = self.turn_addr()?.port();
         let host = if self.cfg.public_host.trim().is_empty() {
-            self.cand_addr.ip().to_string()
+            self.candidate_addr().ip().to_string()
         } else {
             self.cfg.public_host.trim().to_string()
         };
@@ -731,7 +768,8 @@ impl MediaServer {
         prefer: CodecPreference,
     ) -> Value {
         let now = Instant::now();
-        let mut st = self.state.lock();
+        let w = self.worker(channel_id);
+        let mut st = w.state.lock();
         let id = st.new_leg(channel_id, tenant, rtc_id, uuid, prefer, now);
         let mut result = json!({
             "api": "joinChannel", "errorCode": 0, "errorMsg": "SUCCESS",
@@ -772,7 +810,7 @@ impl MediaServer {
         }
         st.flush();
         drop(st);
-        self.wake.notify_one();
+        w.wake.notify_one();
         result
     }
 
@@ -780,7 +818,8 @@ impl MediaServer {
     /// `candidate` (a trickled candidate; no result), anything else ignored.
     pub fn signal(&self, channel_id: &str, rtc_id: &str, uuid: &str, api: &str, signal: &Value) -> Option<Value> {
         let now = Instant::now();
-        let mut st = self.state.lock();
+        let w = self.worker(channel_id);
+        let mut st = w.state.lock();
         let out = match api {
             "sdpCandidate" => {
                 let mut result = json!({"api": "sdpCandidate", "errorCode": 0, "errorMsg": "SUCCESS", "data": {"channelId": channel_id}});
@@ -833,7 +872,7 @@ impl MediaServer {
         };
         st.flush();
         drop(st);
-        self.wake.notify_one();
+        w.wake.notify_one();
         out
     }
 
@@ -841,7 +880,8 @@ impl MediaServer {
     /// Device legs may join before or after. A phone side's audio is synthesized.
     pub fn bridge(&self, channel_id: &str, a: Endpoint, b: Endpoint, record: bool) {
         let now = Instant::now();
-        let mut st = self.state.lock();
+        let w = self.worker(channel_id);
+        let mut st = w.state.lock();
         let phone_side = match (&a, &b) {
             (Endpoint::Device { .. }, Endpoint::Phone { .. }) => Some(1),
             (Endpoint::Phone { .. }, Endpoint::Device { .. }) => Some(0),
@@ -884,7 +924,7 @@ impl MediaServer {
             st.next_synth = Some(now + SYNTH_PERIOD);
         }
         drop(st);
-        self.wake.notify_one();
+        w.wake.notify_one();
     }
 
     /// The phone in a bridged call pressed `digit`: RFC 4733 telephone-events to the device
@@ -892,8 +932,9 @@ impl MediaServer {
     /// and go out one at a time (events never overlap) once the leg is connected. False when
     /// the channel has no device leg bridged with a phone, or `digit` is not a DTMF key.
     pub fn phone_dtmf(&self, channel_id: &str, digit: char) -> bool {
-        let ok = self.state.lock().phone_dtmf(channel_id, digit);
-        self.wake.notify_one();
+        let w = self.worker(channel_id);
+        let ok = w.state.lock().phone_dtmf(channel_id, digit);
+        w.wake.notify_one();
         ok
     }
 
@@ -901,17 +942,18 @@ impl MediaServer {
     /// finishes its recording (→ [`MediaEvent::RecordingDone`]).
     pub fn release(&self, channel_id: &str) -> Option<RecordingInfo> {
         let now = Instant::now();
-        let mut st = self.state.lock();
+        let w = self.worker(channel_id);
+        let mut st = w.state.lock();
         let rec = st.release(channel_id, now);
         drop(st);
-        self.wake.notify_one();
+        w.wake.notify_one();
         rec
     }
 
     /// Per-leg media statistics of a channel; for a released channel, its final statistics
     /// (`"released": true`, the last 1000 channels kept); `null` when the channel is unknown.
     pub fn stats(&self, channel_id: &str) -> Value {
-        let st = self.state.lock();
+        let st = self.worker(channel_id).state.lock();
         match st.channel_stats(channel_id, Instant::now()) {
             Value::Null => {
                 st.recent.iter().rev().find(|(id, _)| id == channel_id).map(|(_, v)| v.clone()).unwrap_or(Value::Null)
@@ -922,34 +964,44 @@ impl MediaServer {
 
     /// Server-wide counters and sizes.
     pub fn summary(&self) -> Value {
-        let st = self.state.lock();
+        let (mut channels, mut legs, mut connected, mut recordings) = (0, 0, 0, 0);
+        let mut counters = Counters::default();
+        for w in &self.workers {
+            let st = w.state.lock();
+            channels += st.channels.len();
+            legs += st.legs.len();
+            connected += st.legs.values().filter(|l| l.is_connected()).count();
+            recordings += st.recordings.len();
+            counters.add(&st.counters);
+        }
         json!({
-            "udp": self.local_addr.to_string(),
-            "candidate": self.cand_addr.to_string(),
+            "udp": self.udp_addr().to_string(),
+            "udpPorts": self.workers.iter().map(|w| w.local_addr.port()).collect::<Vec<_>>(),
+            "candidate": self.candidate_addr().to_string(),
             "turn": self.turn_addr().map(|a| a.to_string()),
             "turnUrl": self.turn_url(),
-            "channels": st.channels.len(),
-            "legs": st.legs.len(),
-            "connectedLegs": st.legs.values().filter(|l| l.is_connected()).count(),
+            "channels": channels,
+            "legs": legs,
+            "connectedLegs": connected,
             "turnUsers": self.turn.as_ref().map(|t| t.users()),
             "turnRejected": self.turn.as_ref().map(|t| t.rejected()),
-            "recordings": st.recordings.len(),
-            "counters": st.counters,
+            "recordings": recordings,
+            "counters": counters,
         })
     }
 
     /// Channels with at least one leg or a bridge.
     pub fn channel_count(&self) -> usize {
-        self.state.lock().channels.len()
+        self.workers.iter().map(|w| w.state.lock().channels.len()).sum()
     }
 
     pub fn leg_count(&self) -> usize {
-        self.state.lock().legs.len()
+        self.workers.iter().map(|w| w.state.lock().legs.len()).sum()
     }
 
     /// Whether `rtc_id`'s leg in the channel has ICE and DTLS up.
     pub fn is_connected(&self, channel_id: &str, rtc_id: &str) -> bool {
-        let st = self.state.lock();
+        let st = self.worker(channel_id).state.lock();
         st.leg_of(channel_id, rtc_id).and_then(|id| st.legs.get(&id)).is_some_and(|l| l.is_connected())
     }
 
@@ -963,7 +1015,9 @@ impl MediaServer {
 
     /// Finished recordings, oldest first.
     pub fn recordings(&self) -> Vec<RecordingInfo> {
-        self.state.lock().recordings.clone()
+        let mut all: Vec<RecordingInfo> = self.workers.iter().flat_map(|w| w.state.lock().recordings.clone()).collect();
+        all.sort_by_key(|r| r.created_ms);
+        all
     }
 
     /// The path of a recording file, if it is one of ours.
@@ -986,12 +1040,14 @@ impl MediaServer {
     /// Drops every channel (recordings in progress are finished), as an emulator reset does.
     pub fn reset(&self) {
         let now = Instant::now();
-        let mut st = self.state.lock();
-        let ids: Vec<String> = st.channels.keys().cloned().collect();
-        for id in ids {
-            st.release(&id, now);
+        for w in &self.workers {
+            let mut st = w.state.lock();
+            let ids: Vec<String> = st.channels.keys().cloned().collect();
+            for id in ids {
+                st.release(&id, now);
+            }
+            st.recent.clear();
         }
-        st.recent.clear();
     }
 
     /// Stops the I/O task and the TURN server.
@@ -1009,7 +1065,7 @@ impl MediaServer {
 
     #[doc(hidden)]
     pub fn socket(&self) -> &UdpSocket {
-        &self.socket
+        &self.workers[0].socket
     }
 }
 
@@ -1857,7 +1913,8 @@ impl State {
     }
 }
 
-async fn io_loop(server: Arc<MediaServer>, mut stop: watch::Receiver<bool>) {
+async fn io_loop(server: Arc<MediaServer>, index: usize, mut stop: watch::Receiver<bool>) {
+    let server = &server.workers[index];
     let mut batch = RecvBatch::new(RECV_BATCH);
     loop {
         let deadline = {
@@ -1902,5 +1959,40 @@ async fn io_loop(server: Arc<MediaServer>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep_until(deadline.into()) => server.state.lock().run_due(Instant::now()),
             _ = server.wake.notified() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_telephone_event_is_five_updates_and_three_end_packets() {
+        let mut out = DtmfOut {
+            pt: Pt::from(101),
+            event: 5,
+            time: 1234,
+            freq: Frequency::EIGHT_KHZ,
+            elapsed: SYNTH_PERIOD,
+            repeats: 2,
+        };
+        let mut packets = Vec::new();
+        while let Some(p) = out.next() {
+            packets.push(p);
+        }
+        assert_eq!(packets.len(), 7, "{packets:?}");
+        let reports: Vec<TelephoneEvent> =
+            packets.iter().map(|(b, _)| TelephoneEvent::parse(b, Frequency::EIGHT_KHZ).unwrap()).collect();
+        // Only the first is marked; durations grow by 20 ms to 100 ms; the last three end it.
+        assert_eq!(
+            packets.iter().map(|(_, m)| *m).collect::<Vec<_>>(),
+            [true, false, false, false, false, false, false]
+        );
+        let ms: Vec<u128> = reports.iter().map(|r| r.duration.as_millis()).collect();
+        assert_eq!(ms, [20, 40, 60, 80, 100, 100, 100]);
+        let ends: Vec<bool> = reports.iter().map(|r| r.end).collect();
+        assert_eq!(ends, [false, false, false, false, true, true, true]);
+        assert!(reports.iter().all(|r| r.event == 5 && r.volume == 10));
+        assert!(out.next().is_none(), "stays over");
     }
 }
