@@ -100,6 +100,12 @@ impl Media {
         }
     }
 
+    /// Bridges the channel's device legs `alice` (caller) and `bob` (callee), not recorded.
+    fn bridge_alice_bob(&self, chan: &str) {
+        let device = |id: &str| Endpoint::Device { rtc_id: id.into() };
+        self.server.bridge(chan, device("alice"), device("bob"), false);
+    }
+
     fn leg_stats(&self, chan: &str, rtc_id: &str) -> Value {
         let s = self.server.stats(chan);
         s["legs"]
@@ -125,12 +131,7 @@ async fn voip_call(relay: bool, name: &str) {
     let mut m = start(name).await;
     let mut alice = m.leg("c1", "alice", relay, CodecPreference::Opus, ClientOptions::default().tone(440.0)).await;
     let mut bob = m.leg("c1", "bob", relay, CodecPreference::Opus, ClientOptions::default().tone(880.0)).await;
-    m.server.bridge(
-        "c1",
-        Endpoint::Device { rtc_id: "alice".into() },
-        Endpoint::Device { rtc_id: "bob".into() },
-        false,
-    );
+    m.bridge_alice_bob("c1");
     alice.wait_connected(T).await.unwrap();
     bob.wait_connected(T).await.unwrap();
     for who in ["alice", "bob"] {
@@ -188,12 +189,7 @@ async fn sigv2_offer_in_join_and_peer_reflexive_candidates() {
         c.accept(&join).unwrap();
         clients.push(c);
     }
-    m.server.bridge(
-        "c2",
-        Endpoint::Device { rtc_id: "alice".into() },
-        Endpoint::Device { rtc_id: "bob".into() },
-        false,
-    );
+    m.bridge_alice_bob("c2");
     let (mut alice, mut bob) = (clients.remove(0), clients.remove(0));
     alice.wait_rtp(30, T).await.unwrap();
     bob.wait_rtp(30, T).await.unwrap();
@@ -410,12 +406,7 @@ async fn release_cleans_up_and_the_ports_serve_the_next_call() {
         let chan = format!("x{round}");
         let mut a = m.leg(&chan, "alice", true, CodecPreference::Opus, ClientOptions::default()).await;
         let mut b = m.leg(&chan, "bob", true, CodecPreference::Opus, ClientOptions::default()).await;
-        m.server.bridge(
-            &chan,
-            Endpoint::Device { rtc_id: "alice".into() },
-            Endpoint::Device { rtc_id: "bob".into() },
-            false,
-        );
+        m.bridge_alice_bob(&chan);
         a.wait_rtp(10, T).await.unwrap();
         b.wait_rtp(10, T).await.unwrap();
         assert_eq!(m.server.summary()["turnUsers"], 2);
@@ -445,12 +436,7 @@ async fn bad_credentials_garbage_and_stale_signals_leave_live_calls_alone() {
     let m = start("bad").await;
     let mut a = m.leg("g1", "alice", true, CodecPreference::Opus, ClientOptions::default().tone(440.0)).await;
     let mut b = m.leg("g1", "bob", true, CodecPreference::Opus, ClientOptions::default().tone(880.0)).await;
-    m.server.bridge(
-        "g1",
-        Endpoint::Device { rtc_id: "alice".into() },
-        Endpoint::Device { rtc_id: "bob".into() },
-        false,
-    );
+    m.bridge_alice_bob("g1");
     a.wait_rtp(10, T).await.unwrap();
 
     // TURN with a wrong password or an unknown user: no allocation.
@@ -528,8 +514,7 @@ async fn two_workers_share_out_the_calls_and_keep_each_call_on_one_port() {
             bob.close().await;
             continue;
         }
-        let (a, b) = (Endpoint::Device { rtc_id: "alice".into() }, Endpoint::Device { rtc_id: "bob".into() });
-        m.server.bridge(&chan, a, b, false);
+        m.bridge_alice_bob(&chan);
         calls.push((chan, alice, bob));
         if seen.len() == 2 {
             break;

@@ -67,7 +67,7 @@ use emu_core::Clock;
 use emu_core::config::{ClockConfig, ClockMode};
 use emu_media::audio::{FRAME, Tone};
 use emu_media::codec::{AudioCodec, Encoder};
-use emu_media::udp::{RecvBatch, SendQueue};
+use emu_media::udp::{Parked, RecvBatch, SendQueue};
 use emu_media::{Audio, CodecPreference, Endpoint, MediaConfig, MediaServer};
 use serde_json::{Value, json};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -577,9 +577,8 @@ struct HubLeg {
     /// The timer-heap entry that is current for this leg.
     scheduled: Option<Instant>,
     dirty: bool,
-    /// Datagrams waiting for the next send (`LegPlan::batch_rx`): (source, bytes in `rx_bytes`).
-    rx_waiting: Vec<(SocketAddr, std::ops::Range<usize>)>,
-    rx_bytes: Vec<u8>,
+    /// Datagrams waiting for the next send (`LegPlan::batch_rx`).
+    rx_waiting: Parked<()>,
 }
 
 /// What a hub counts between two publications to [`Global`].
@@ -635,18 +634,15 @@ impl HubLeg {
         // datagram): the packet leaves now.
         let mut timed_out = false;
         if wrote && !self.rx_waiting.is_empty() {
-            let waiting = std::mem::take(&mut self.rx_waiting);
-            let bytes = std::mem::take(&mut self.rx_bytes);
-            for (src, range) in &waiting {
-                if let Ok(r) = Receive::new(Protocol::Udp, *src, self.local, &bytes[range.clone()]) {
+            let mut waiting = std::mem::take(&mut self.rx_waiting);
+            for ((), src, buf) in waiting.iter() {
+                if let Ok(r) = Receive::new(Protocol::Udp, src, self.local, buf) {
                     timed_out |= self.rtc.handle_input(Input::Receive(now, r)).is_ok();
                     self.poll(now, out, g, c, lat, true);
                 }
             }
+            waiting.clear();
             self.rx_waiting = waiting;
-            self.rx_waiting.clear();
-            self.rx_bytes = bytes;
-            self.rx_bytes.clear();
         }
         if !timed_out
             && (wrote || now >= self.timeout)
@@ -760,8 +756,7 @@ async fn hub_task(
                 seq: rand::random::<u16>() as u64 & 0x7fff,
                 scheduled: None,
                 dirty: true,
-                rx_waiting: Vec::new(),
-                rx_bytes: Vec::new(),
+                rx_waiting: Parked::default(),
             });
             dirty.push(i);
         }
@@ -777,11 +772,8 @@ async fn hub_task(
                         if leg.dead {
                             continue;
                         }
-                        let rtp = buf.len() > 12 && (128..=191).contains(&buf[0]) && !(192..=223).contains(&buf[1]);
-                        if leg.plan.batch_rx && leg.connected && rtp {
-                            let start = leg.rx_bytes.len();
-                            leg.rx_bytes.extend_from_slice(buf);
-                            leg.rx_waiting.push((src, start..leg.rx_bytes.len()));
+                        if leg.plan.batch_rx && leg.connected && emu_media::stun::is_rtp(buf) {
+                            leg.rx_waiting.push((), src, buf);
                             continue;
                         }
                         if let Ok(r) = Receive::new(Protocol::Udp, src, leg.local, buf) {

@@ -30,7 +30,7 @@ use crate::codec::{AudioCodec, Decoder, Encoder};
 use crate::recorder::Recorder;
 use crate::stun::{self, Kind};
 use crate::turn::TurnRelay;
-use crate::udp::{self, RecvBatch, SendQueue};
+use crate::udp::{self, Parked, RecvBatch, SendQueue};
 use crate::{Audio, CodecPreference, Endpoint, MediaConfig, MediaEvent, sdp};
 
 type LegId = u64;
@@ -111,8 +111,8 @@ struct LegStats {
 struct SendCodec {
     codec: AudioCodec,
     pt: Pt,
-    /// A telephone-event payload type at the same clock rate was negotiated.
-    tele: bool,
+    /// The telephone-event payload type at the same clock rate, if negotiated.
+    tele: Option<Pt>,
 }
 
 struct Leg {
@@ -235,7 +235,8 @@ impl Leg {
         let params = self.send_params();
         let first = params.iter().find(|p| AudioCodec::from_str0m(p.spec().codec).is_some())?;
         let clock = first.spec().clock_rate;
-        let tele = params.iter().any(|p| p.spec().codec == Codec::Tele && p.spec().clock_rate == clock);
+        let tele =
+            params.iter().find(|p| p.spec().codec == Codec::Tele && p.spec().clock_rate == clock).map(|p| p.pt());
         self.send = Some(SendCodec { codec: AudioCodec::from_str0m(first.spec().codec)?, pt: first.pt(), tele });
         self.send
     }
@@ -330,7 +331,7 @@ impl Leg {
             "sigv": self.sigv,
             "state": self.state,
             "codec": self.send.map(|c| c.codec.to_string()),
-            "telephoneEvent": self.send.map(|c| c.tele),
+            "telephoneEvent": self.send.map(|c| c.tele.is_some()),
             "remoteAddress": self.media_from.or(self.addrs.last().copied()).map(|a| a.to_string()),
             "packetsIn": s.packets_in,
             "bytesIn": s.bytes_in,
@@ -549,10 +550,8 @@ struct State {
     dirty: VecDeque<LegId>,
     /// RTP datagrams of legs bridged with a synthesized phone, since the phone's last frame:
     /// their audio only goes to the recording, so they are fed to str0m right after that frame
-    /// (one timeout and one drain per 20 ms for both directions instead of two): (leg, source,
-    /// bytes in `deferred_bytes`).
-    deferred: Vec<(LegId, SocketAddr, std::ops::Range<usize>)>,
-    deferred_bytes: Vec<u8>,
+    /// (one timeout and one drain per 20 ms for both directions instead of two).
+    deferred: Parked<LegId>,
     /// Legs sending a telephone-event (`Leg::dtmf_out`).
     dtmf_active: Vec<LegId>,
     /// (channel, device leg) with phone key presses queued (`Leg::dtmf_queue`).
@@ -674,8 +673,7 @@ impl MediaServer {
                 by_ufrag: FxHashMap::default(),
                 by_addr: FxHashMap::default(),
                 dirty: VecDeque::new(),
-                deferred: Vec::new(),
-                deferred_bytes: Vec::new(),
+                deferred: Parked::default(),
                 held_stun: VecDeque::new(),
                 topology: 0,
                 timers: BinaryHeap::new(),
@@ -707,11 +705,6 @@ impl MediaServer {
         use std::hash::BuildHasher;
         let h = rustc_hash::FxBuildHasher.hash_one(channel_id);
         &self.workers[(h % self.workers.len() as u64) as usize]
-    }
-
-    /// The media ports of all workers (one by default).
-    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
-        self.workers.iter().map(|w| w.local_addr).collect()
     }
 
     /// The bound media socket (the first worker's).
@@ -1477,7 +1470,7 @@ impl State {
         } else {
             leg.media_from = Some(src);
         }
-        let rtp = kind == Kind::Rtp && !buf.get(1).is_some_and(|b| (192..=223).contains(b));
+        let rtp = stun::is_rtp(buf);
         // RTP of a connected leg whose audio goes to a synthesized phone (and so only to the
         // recording) waits for the phone's next frame: str0m then takes the frame and the
         // datagram with one timeout and one drain instead of two each.
@@ -1485,9 +1478,7 @@ impl State {
             && leg.is_connected()
             && leg.route.is_some_and(|(at, r)| at == self.topology && r.phone && !r.echo && self.next_synth.is_some())
         {
-            let start = self.deferred_bytes.len();
-            self.deferred_bytes.extend_from_slice(buf);
-            self.deferred.push((id, src, start..self.deferred_bytes.len()));
+            self.deferred.push(id, src, buf);
             return;
         }
         self.receive(id, src, buf, rtp, now);
@@ -1526,16 +1517,12 @@ impl State {
 
     /// The datagrams that waited for the phones' frames (see `handle_packet`).
     fn receive_deferred(&mut self, now: Instant) {
-        let list = std::mem::take(&mut self.deferred);
-        let bytes = std::mem::take(&mut self.deferred_bytes);
-        for (id, src, range) in &list {
-            self.receive(*id, *src, &bytes[range.clone()], true, now);
+        let mut parked = std::mem::take(&mut self.deferred);
+        for (id, src, buf) in parked.iter() {
+            self.receive(id, src, buf, true, now);
         }
-        // Keep the allocations.
-        self.deferred = list;
-        self.deferred.clear();
-        self.deferred_bytes = bytes;
-        self.deferred_bytes.clear();
+        parked.clear(); // and keep its allocations
+        self.deferred = parked;
     }
 
     /// Where `from`'s audio goes, from the cache or worked out anew.
@@ -1705,22 +1692,15 @@ impl State {
         let Some(digit) = leg.dtmf_queue.pop_front() else { return false };
         let code = audio::dtmf_event_code(digit).unwrap_or(0);
         leg.stats.dtmf_out += 1;
-        if let Some(send) = leg.send_codec().filter(|s| s.tele) {
-            let freq = freq_of(send.codec);
-            let tele_pt = leg
-                .send_params()
-                .iter()
-                .find(|p| p.spec().codec == Codec::Tele && p.spec().clock_rate == freq)
-                .map(|p| p.pt());
-            if let Some(pt) = tele_pt {
-                let time = leg.tx_time;
-                leg.dtmf_out = Some(DtmfOut { pt, event: code, time, freq, elapsed: SYNTH_PERIOD, repeats: 2 });
-                self.dtmf_active.push(id);
-                // The event, its three end packets (40 ms), and a pause.
-                leg.dtmf_next = Some(now + DTMF_DURATION + Duration::from_millis(100));
-                return leg.dtmf_tick(now);
-            }
-            tracing::debug!(rtc_id = %leg.rtc_id, %digit, "no telephone-event payload type; playing it in-band");
+        if let Some(send) = leg.send_codec()
+            && let Some(pt) = send.tele
+        {
+            let (freq, time) = (freq_of(send.codec), leg.tx_time);
+            leg.dtmf_out = Some(DtmfOut { pt, event: code, time, freq, elapsed: SYNTH_PERIOD, repeats: 2 });
+            self.dtmf_active.push(id);
+            // The event, its three end packets (40 ms), and a pause.
+            leg.dtmf_next = Some(now + DTMF_DURATION + Duration::from_millis(100));
+            return leg.dtmf_tick(now);
         }
         leg.dtmf_next = Some(now + Duration::from_millis((INBAND_DTMF_SAMPLES + INBAND_GAP_SAMPLES) as u64 / 8));
         if !matches!(phone.source, Source::Echo) {

@@ -19,6 +19,12 @@ pub fn classify(buf: &[u8]) -> Kind {
     }
 }
 
+/// RTP and not RTCP: RTCP's packet types (200–204, …) put 192–223 in the second byte where
+/// RTP has its marker bit and payload type (RFC 5761 §4).
+pub fn is_rtp(buf: &[u8]) -> bool {
+    classify(buf) == Kind::Rtp && !buf.get(1).is_some_and(|b| (192..=223).contains(b))
+}
+
 /// The local (server) ufrag of a STUN message's USERNAME attribute.
 pub fn local_ufrag(buf: &[u8]) -> Option<&str> {
     if classify(buf) != Kind::Stun {
@@ -59,6 +65,16 @@ mod tests {
         m.extend_from_slice(&[7; 12]);
         m.extend_from_slice(&attr);
         m
+    }
+
+    #[test]
+    fn tells_rtp_from_rtcp() {
+        assert!(is_rtp(&[0x80, 0x00, 0, 1]), "PCMU");
+        assert!(is_rtp(&[0x80, 0xE0, 0, 1]), "marker + PT 96");
+        assert!(!is_rtp(&[0x80, 200, 0, 6]), "sender report");
+        assert!(!is_rtp(&[0x81, 201, 0, 7]), "receiver report");
+        assert!(!is_rtp(&binding(b"a:b")));
+        assert!(!is_rtp(&[22, 254, 253]), "DTLS");
     }
 
     #[test]

@@ -181,6 +181,42 @@ impl RecvBatch {
     }
 }
 
+/// Received datagrams put aside to be handled later, each with a tag (e.g. its leg), in one
+/// buffer that keeps its allocation across [`Parked::clear`].
+#[derive(Debug)]
+pub struct Parked<T> {
+    list: Vec<(T, SocketAddr, std::ops::Range<usize>)>,
+    bytes: Vec<u8>,
+}
+
+impl<T> Default for Parked<T> {
+    fn default() -> Self {
+        Parked { list: Vec::new(), bytes: Vec::new() }
+    }
+}
+
+impl<T: Copy> Parked<T> {
+    pub fn push(&mut self, tag: T, src: SocketAddr, datagram: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(datagram);
+        self.list.push((tag, src, start..self.bytes.len()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// The datagrams in the order they were parked.
+    pub fn iter(&self) -> impl Iterator<Item = (T, SocketAddr, &[u8])> {
+        self.list.iter().map(|(tag, src, r)| (*tag, *src, &self.bytes[r.clone()]))
+    }
+
+    pub fn clear(&mut self) {
+        self.list.clear();
+        self.bytes.clear();
+    }
+}
+
 /// Datagrams waiting to be sent, sent in as few calls as possible by [`SendQueue::flush`].
 #[derive(Default)]
 pub struct SendQueue {
@@ -406,6 +442,20 @@ fn pktinfo_dst(h: &libc::msghdr) -> Option<IpAddr> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parked_datagrams_come_back_in_order_and_clear() {
+        let (a, b): (SocketAddr, SocketAddr) = ("127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap());
+        let mut p = Parked::default();
+        assert!(p.is_empty());
+        p.push(7u64, a, b"first");
+        p.push(9u64, b, b"");
+        p.push(7u64, b, b"third");
+        let got: Vec<(u64, SocketAddr, Vec<u8>)> = p.iter().map(|(t, s, d)| (t, s, d.to_vec())).collect();
+        assert_eq!(got, [(7, a, b"first".to_vec()), (9, b, vec![]), (7, b, b"third".to_vec())]);
+        p.clear();
+        assert!(p.is_empty() && p.iter().next().is_none());
+    }
 
     #[test]
     fn batches_both_ways_with_pktinfo() {
