@@ -410,8 +410,13 @@ async fn release_cleans_up_and_the_ports_serve_the_next_call() {
         a.wait_rtp(10, T).await.unwrap();
         b.wait_rtp(10, T).await.unwrap();
         assert_eq!(m.server.summary()["turnUsers"], 2);
+        let live = m.server.summary();
+        for key in ["rtpPacketsIn", "rtpPacketsOut"] {
+            assert!(live[key].as_u64().unwrap() >= 20, "two legs' audio in {key}: {live}");
+        }
         m.server.release(&chan);
         assert_eq!((m.server.leg_count(), m.server.channel_count()), (0, 0));
+        assert_eq!(m.server.summary()["rtpPacketsIn"], 0, "only the legs open now count");
         assert_eq!(m.server.summary()["turnUsers"], 0, "credentials revoked");
         let last = m.server.stats(&chan);
         assert_eq!(last["released"], true, "the final statistics stay: {last}");

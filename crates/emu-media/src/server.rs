@@ -958,12 +958,19 @@ impl MediaServer {
     /// Server-wide counters and sizes.
     pub fn summary(&self) -> Value {
         let (mut channels, mut legs, mut connected, mut recordings) = (0, 0, 0, 0);
+        let (mut rtp_in, mut rtp_out) = (0u64, 0u64);
         let mut counters = Counters::default();
         for w in &self.workers {
             let st = w.state.lock();
             channels += st.channels.len();
             legs += st.legs.len();
             connected += st.legs.values().filter(|l| l.is_connected()).count();
+            // Summed here, not per channel: one short lock per worker, so a caller watching a
+            // thousand calls does not hold up their audio.
+            for l in st.legs.values() {
+                rtp_in += l.stats.rtp_in;
+                rtp_out += l.stats.rtp_out;
+            }
             recordings += st.recordings.len();
             counters.add(&st.counters);
         }
@@ -976,6 +983,8 @@ impl MediaServer {
             "channels": channels,
             "legs": legs,
             "connectedLegs": connected,
+            "rtpPacketsIn": rtp_in,
+            "rtpPacketsOut": rtp_out,
             "turnUsers": self.turn.as_ref().map(|t| t.users()),
             "turnRejected": self.turn.as_ref().map(|t| t.rejected()),
             "recordings": recordings,
