@@ -163,6 +163,9 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown argument {other:?}"),
         }
     }
+    if a.prebuilt && a.mode == "latency" {
+        bail!("latency cannot be measured with --prebuilt (a packet made in advance has no send time)");
+    }
     if a.payload_bytes < 16 || a.payload_bytes > 1000 {
         bail!("--payload-bytes is 16 to 1000");
     }
