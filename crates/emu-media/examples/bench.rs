@@ -469,7 +469,7 @@ struct LegPlan {
     /// timeout and one drain per send for both directions, as the server does for phone-bridged
     /// legs). For `g711`, which does not measure latency.
     batch_rx: bool,
-    /// `forward --prebuilt`: this many SRTP packets are made by str0m right after the leg
+    /// `--prebuilt`: this many SRTP packets are made by str0m right after the leg
     /// connects, and then only sent (0 = each packet is made when it is sent).
     prebuild: usize,
 }
