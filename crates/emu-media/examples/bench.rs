@@ -482,6 +482,16 @@ struct Built {
     dest: Option<SocketAddr>,
 }
 
+impl Built {
+    /// The next datagram to send and where, until they run out.
+    fn take(&mut self) -> Option<(SocketAddr, &[u8])> {
+        let (dest, end) = (self.dest?, *self.ends.get(self.next)?);
+        let start = if self.next == 0 { 0 } else { self.ends[self.next - 1] };
+        self.next += 1;
+        Some((dest, &self.data[start..end]))
+    }
+}
+
 /// Local addresses of client legs: 127.1.x.y, one per leg (the server tells legs apart by their
 /// source address), all on their hub's one port.
 static NEXT_LEG_IP: AtomicU32 = AtomicU32::new(1);
@@ -640,34 +650,24 @@ impl HubLeg {
         let mut wrote = false;
         while self.connected && now >= self.next_send && !g.hold.load(Ordering::Relaxed) {
             if let Some(b) = &mut self.built {
-                if let (Some(dest), Some(&end)) = (b.dest, b.ends.get(b.next)) {
-                    let start = if b.next == 0 { 0 } else { b.ends[b.next - 1] };
-                    out.push_copy(Some(self.local.ip()), dest, &b.data[start..end]);
-                    b.next += 1;
+                if let Some((dest, datagram)) = b.take() {
+                    out.push_copy(Some(self.local.ip()), dest, datagram);
                     c.tx += 1;
                 }
-                self.next_send += self.interval;
-                if now > self.next_send + Duration::from_millis(200) {
-                    self.next_send = now + self.interval;
+            } else {
+                let Some(pt) = self.send_pt() else {
+                    self.fail(g, "no send codec");
+                    return;
+                };
+                let payload = &self.plan.payload;
+                let stamp_at = payload.len() - 8;
+                let mut data = payload.to_vec();
+                data[stamp_at..].copy_from_slice(&now_ns().to_le_bytes());
+                if self.write_next(pt, now, data) {
+                    c.tx += 1;
+                    wrote = true;
                 }
-                continue;
             }
-            let Some(pt) = self.send_pt() else {
-                self.fail(g, "no send codec");
-                return;
-            };
-            let payload = &self.plan.payload;
-            let stamp_at = payload.len() - 8;
-            let mut data = payload.to_vec();
-            data[stamp_at..].copy_from_slice(&now_ns().to_le_bytes());
-            let mut api = self.rtc.direct_api();
-            if let Some(tx) = self.mid.and_then(|m| api.stream_tx_by_mid(m, None)) {
-                tx.write_rtp(RtpWrite::new(pt, SeqNo::from(self.seq), self.rtp_time, now, data));
-                self.seq += 1;
-                c.tx += 1;
-                wrote = true;
-            }
-            self.rtp_time = self.rtp_time.wrapping_add(self.plan.codec.units_per_frame() as u32);
             self.next_send += self.interval;
             if now > self.next_send + Duration::from_millis(200) {
                 self.next_send = now + self.interval; // fell far behind: do not burst
@@ -715,11 +715,27 @@ impl HubLeg {
         self.send
     }
 
+    /// Writes the next packet of the leg's timeline to str0m; false when there is no send
+    /// stream (the timestamp moves on anyway).
+    fn write_next(&mut self, pt: Pt, now: Instant, payload: Vec<u8>) -> bool {
+        let mut api = self.rtc.direct_api();
+        let written = match self.mid.and_then(|m| api.stream_tx_by_mid(m, None)) {
+            Some(tx) => {
+                tx.write_rtp(RtpWrite::new(pt, SeqNo::from(self.seq), self.rtp_time, now, payload));
+                self.seq += 1;
+                true
+            }
+            None => false,
+        };
+        self.rtp_time = self.rtp_time.wrapping_add(self.plan.codec.units_per_frame() as u32);
+        written
+    }
+
     /// `--prebuilt`: str0m makes the leg's whole schedule of SRTP packets now (its own sequence
     /// numbers, SRTP index and encryption, exactly as when sending them one by one); what else
     /// it sends meanwhile (RTCP) goes out at once.
     fn build(&mut self, now: Instant, out: &mut SendQueue, g: &Global) {
-        let (Some(pt), Some(mid)) = (self.send_pt(), self.mid) else {
+        let Some(pt) = self.send_pt() else {
             self.fail(g, "no send codec");
             return;
         };
@@ -731,14 +747,10 @@ impl HubLeg {
             dest: None,
         };
         for _ in 0..n {
-            let mut api = self.rtc.direct_api();
-            let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            if !self.write_next(pt, now, self.plan.payload.to_vec()) {
                 self.fail(g, "no send stream");
                 return;
-            };
-            tx.write_rtp(RtpWrite::new(pt, SeqNo::from(self.seq), self.rtp_time, now, self.plan.payload.to_vec()));
-            self.seq += 1;
-            self.rtp_time = self.rtp_time.wrapping_add(self.plan.codec.units_per_frame() as u32);
+            }
             if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
                 self.fail(g, &e.to_string());
                 return;

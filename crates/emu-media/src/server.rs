@@ -964,10 +964,10 @@ impl MediaServer {
             let st = w.state.lock();
             channels += st.channels.len();
             legs += st.legs.len();
-            connected += st.legs.values().filter(|l| l.is_connected()).count();
             // Summed here, not per channel: one short lock per worker, so a caller watching a
             // thousand calls does not hold up their audio.
             for l in st.legs.values() {
+                connected += usize::from(l.is_connected());
                 rtp_in += l.stats.rtp_in;
                 rtp_out += l.stats.rtp_out;
             }
