@@ -107,6 +107,7 @@ impl Recorder {
         self.flushed += n as u64;
     }
 
+    /// Pads both sides to the end of the call, writes the header's sizes, closes the file.
     pub fn finish(mut self, at: Instant) -> std::io::Result<Finished> {
         let now = self.pos(at);
         let end = self.tracks.iter().map(|t| self.flushed + t.len() as u64).max().unwrap_or(0).max(now);
