@@ -151,6 +151,10 @@ async fn voip_call(relay: bool, name: &str) {
         assert!(l["rtpPacketsIn"].as_u64().unwrap() >= 40, "{l}");
         assert!(l["rtpPacketsOut"].as_u64().unwrap() >= 40, "{l}");
         assert!(l["bytesIn"].as_u64().unwrap() > 0 && l["lastPacketMs"].as_u64().is_some(), "{l}");
+        // After each stream's first packet the server does the SRTP itself (str0m keeps ICE,
+        // DTLS and RTCP): the tones above came through that path, both ways.
+        let (direct_in, direct_out) = (l["rtpDirectIn"].as_u64().unwrap(), l["rtpDirectOut"].as_u64().unwrap());
+        assert!(direct_in >= 30 && direct_out >= 30, "{l}");
         if relay {
             assert!(l["remoteAddress"].as_str().unwrap().starts_with("127.0.0.1:"));
         }

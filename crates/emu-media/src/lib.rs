@@ -20,6 +20,7 @@ mod http;
 mod recorder;
 pub mod sdp;
 mod server;
+pub mod srtp;
 pub mod stun;
 pub mod turn;
 pub mod udp;

@@ -28,6 +28,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::audio::{self, FRAME, Tone};
 use crate::codec::{AudioCodec, Decoder, Encoder};
 use crate::recorder::Recorder;
+use crate::srtp::{self, KeySlot, RtpHeader, RxStream, Srtp};
 use crate::stun::{self, Kind};
 use crate::turn::TurnRelay;
 use crate::udp::{self, Parked, RecvBatch, SendQueue};
@@ -96,6 +97,9 @@ struct LegStats {
     rtp_bytes_in: u64,
     rtp_out: u64,
     rtp_bytes_out: u64,
+    /// RTP this server decrypted / encrypted itself (`Direct`), not str0m.
+    rtp_direct_in: u64,
+    rtp_direct_out: u64,
     dtmf_in: u64,
     dtmf_out: u64,
     loss_in: Option<f32>,
@@ -169,6 +173,125 @@ struct Leg {
     route: Option<(u64, Route)>,
     /// The local payload type that carries a sender's payload params (passthrough), cached.
     passthrough: Option<(PayloadParams, Option<Pt>)>,
+    /// The leg's SRTP done here rather than by str0m, once its handshake is over.
+    direct: Direct,
+}
+
+/// A leg's audio encrypted and decrypted by this server (`crate::srtp`), not str0m: per packet,
+/// str0m's receive path, send queue, pacer and timeout cost more than the crypto itself. str0m
+/// keeps ICE, DTLS, RTCP and the first packet of every received stream, which gives the
+/// stream's SRTP index; a leg sends through str0m until str0m has sent one RTP packet, whose
+/// header (SSRC, the mid extension) and destination (the nominated path) the leg then reuses.
+struct Direct {
+    /// Filled by the leg's DTLS handshake (`srtp::with_key_slot`).
+    keys: KeySlot,
+    provider: Arc<CryptoProvider>,
+    srtp: Option<Srtp>,
+    /// Received streams this server decrypts, by SSRC (a handful at most: the newest kept).
+    rx: Vec<RxStream>,
+    /// The header of str0m's last RTP packet on this leg.
+    tx_header: Option<([u8; MAX_TEMPLATE], usize)>,
+    /// Where str0m sends this leg's RTP and RTCP.
+    dest: Option<SocketAddr>,
+}
+
+/// The longest RTP header kept as a template (12 bytes, the mid extension, room to spare).
+const MAX_TEMPLATE: usize = 64;
+const MAX_RX_STREAMS: usize = 4;
+
+impl Direct {
+    fn new(keys: KeySlot, provider: Arc<CryptoProvider>) -> Direct {
+        Direct { keys, provider, srtp: None, rx: Vec::new(), tx_header: None, dest: None }
+    }
+
+    /// The transforms, made when the handshake's keys are first needed.
+    fn srtp(&mut self) -> Option<&mut Srtp> {
+        if self.srtp.is_none() {
+            self.srtp = Srtp::new(&self.provider, self.keys.get()?);
+        }
+        self.srtp.as_mut()
+    }
+
+    /// str0m decrypted packet `index` of stream `ssrc`: this server decrypts the stream's next
+    /// packets itself.
+    fn seed(&mut self, ssrc: u32, index: u64) {
+        if self.srtp().is_none() {
+            return;
+        }
+        if let Some(rx) = self.rx.iter_mut().find(|r| r.ssrc == ssrc) {
+            rx.accept(index);
+            return;
+        }
+        if self.rx.len() == MAX_RX_STREAMS {
+            self.rx.remove(0);
+        }
+        self.rx.push(RxStream::new(ssrc, index));
+    }
+
+    /// Watches a datagram str0m sends on this leg.
+    fn observe(&mut self, datagram: &[u8], dest: SocketAddr) {
+        if stun::classify(datagram) != Kind::Rtp {
+            return;
+        }
+        self.dest = Some(dest);
+        if let Some(h) = RtpHeader::parse(datagram)
+            && h.len <= MAX_TEMPLATE
+        {
+            let mut t = [0u8; MAX_TEMPLATE];
+            t[..h.len].copy_from_slice(&datagram[..h.len]);
+            self.tx_header = Some((t, h.len));
+        }
+    }
+
+    /// Encrypts one RTP packet (packet index = extended sequence number) and queues it; the
+    /// datagram's size, or None when the leg is not ready for it.
+    fn send(
+        &mut self,
+        out: &mut SendQueue,
+        pt: Pt,
+        time: u32,
+        marker: bool,
+        index: u64,
+        payload: &[u8],
+    ) -> Option<usize> {
+        let (dest, (mut header, len)) = (self.dest?, self.tx_header?);
+        header[1] = (u8::from(marker) << 7) | *pt;
+        header[2..4].copy_from_slice(&(index as u16).to_be_bytes());
+        header[4..8].copy_from_slice(&time.to_be_bytes());
+        let srtp = self.srtp()?;
+        let mut datagram = out.buffer();
+        if !srtp.protect(&header[..len], payload, index, &mut datagram) {
+            return None;
+        }
+        let size = datagram.len();
+        out.push(dest, datagram);
+        Some(size)
+    }
+}
+
+/// A received RTP packet, decrypted by str0m or by this server (`Direct`).
+struct Heard<'a> {
+    pt: Pt,
+    ssrc: Ssrc,
+    time: u32,
+    marker: bool,
+    payload: &'a [u8],
+    /// When it arrived.
+    at: Instant,
+}
+
+impl<'a> Heard<'a> {
+    fn of(p: &'a RtpPacket) -> Heard<'a> {
+        let h = &p.header;
+        Heard {
+            pt: h.payload_type,
+            ssrc: h.ssrc,
+            time: h.timestamp,
+            marker: h.marker,
+            payload: &p.payload,
+            at: p.timestamp,
+        }
+    }
 }
 
 /// Where a device leg's audio goes (see `State::route`).
@@ -269,14 +392,37 @@ impl Leg {
         self.state == LegState::Connected
     }
 
-    /// Queues one RTP packet on the leg's send stream (str0m encrypts and sends it at the
-    /// leg's next timeout, see `wants_timeout`).
-    fn write_rtp(&mut self, pt: Pt, time: u32, marker: bool, wallclock: Instant, payload: Arc<[u8]>) -> bool {
+    /// Sends one RTP packet on the leg's timeline: encrypted here and queued on `out` once the
+    /// leg is ready for that (`Direct`), else queued on str0m's send stream (str0m encrypts and
+    /// sends it at the leg's next timeout, see `wants_timeout`). True when str0m has it: the
+    /// leg then needs a drain.
+    fn write_rtp(
+        &mut self,
+        out: &mut SendQueue,
+        pt: Pt,
+        time: u32,
+        marker: bool,
+        wallclock: Instant,
+        payload: &[u8],
+    ) -> bool {
+        let len = payload.len() as u64;
+        if self.is_connected()
+            && let Some(size) = self.direct.send(out, pt, time, marker, self.tx_seq, payload)
+        {
+            self.tx_seq += 1;
+            self.stats.rtp_out += 1;
+            self.stats.rtp_bytes_out += len;
+            self.stats.rtp_direct_out += 1;
+            self.stats.packets_out += 1;
+            self.stats.bytes_out += size as u64;
+            return false;
+        }
         let (Some(mid), Some(rtc)) = (self.mid, self.rtc.as_mut()) else { return false };
         let mut api = rtc.direct_api();
         let Some(tx) = api.stream_tx_by_mid(mid, None) else { return false };
-        let len = payload.len() as u64;
-        tx.write_rtp(RtpWrite::new(pt, SeqNo::from(self.tx_seq), time, wallclock, payload).marker(marker));
+        tx.write_rtp(
+            RtpWrite::new(pt, SeqNo::from(self.tx_seq), time, wallclock, Arc::<[u8]>::from(payload)).marker(marker),
+        );
         self.tx_seq += 1;
         self.stats.rtp_out += 1;
         self.stats.rtp_bytes_out += len;
@@ -284,8 +430,9 @@ impl Leg {
         true
     }
 
-    /// Encodes 8 kHz PCM in this leg's codec, in 20 ms frames, on its own timeline.
-    fn write_pcm(&mut self, pcm: &[i16], now: Instant) -> bool {
+    /// Encodes 8 kHz PCM in this leg's codec, in 20 ms frames, on its own timeline. True when
+    /// str0m has packets to send (see `write_rtp`).
+    fn write_pcm(&mut self, out: &mut SendQueue, pcm: &[i16], now: Instant) -> bool {
         if !self.is_connected() {
             return false;
         }
@@ -299,7 +446,7 @@ impl Leg {
         for frame in pcm.chunks(FRAME) {
             let Some(enc) = self.encoder.as_mut() else { return wrote };
             let payload = enc.encode(frame);
-            wrote |= self.write_rtp(send.pt, self.tx_time, marker, now, payload.into());
+            wrote |= self.write_rtp(out, send.pt, self.tx_time, marker, now, &payload);
             marker = false;
             self.tx_time = self
                 .tx_time
@@ -308,15 +455,16 @@ impl Leg {
         wrote
     }
 
-    /// Sends the next packet of the telephone-event in progress, if any.
-    fn dtmf_tick(&mut self, now: Instant) -> bool {
-        let Some(mut out) = self.dtmf_out else { return false };
-        let Some((payload, marker)) = out.next() else {
+    /// Sends the next packet of the telephone-event in progress, if any: Some(true when str0m
+    /// has it), None when the event is over.
+    fn dtmf_tick(&mut self, out: &mut SendQueue, now: Instant) -> Option<bool> {
+        let Some(mut event) = self.dtmf_out else { return None };
+        let Some((payload, marker)) = event.next() else {
             self.dtmf_out = None;
-            return false;
+            return None;
         };
-        self.dtmf_out = Some(out);
-        self.write_rtp(out.pt, out.time, marker, now, Arc::from(&payload[..]))
+        self.dtmf_out = Some(event);
+        Some(self.write_rtp(out, event.pt, event.time, marker, now, &payload))
     }
 
     fn stats_json(&self, clock_now: Millis, now: Instant) -> Value {
@@ -341,6 +489,8 @@ impl Leg {
             "rtpBytesIn": s.rtp_bytes_in,
             "rtpPacketsOut": s.rtp_out,
             "rtpBytesOut": s.rtp_bytes_out,
+            "rtpDirectIn": s.rtp_direct_in,
+            "rtpDirectOut": s.rtp_direct_out,
             "dtmfIn": s.dtmf_in,
             "dtmfOut": s.dtmf_out,
             "lossIn": s.loss_in,
@@ -474,6 +624,8 @@ struct Counters {
     unknown_source: u64,
     /// Datagrams str0m refused to parse.
     unparseable: u64,
+    /// SRTP packets dropped as replays (a duplicate, or older than the replay window).
+    rtp_replayed: u64,
     send_errors: u64,
     legs_created: u64,
     legs_released: u64,
@@ -489,6 +641,7 @@ impl Counters {
         self.garbage += o.garbage;
         self.unknown_source += o.unknown_source;
         self.unparseable += o.unparseable;
+        self.rtp_replayed += o.rtp_replayed;
         self.send_errors += o.send_errors;
         self.legs_created += o.legs_created;
         self.legs_released += o.legs_released;
@@ -569,6 +722,8 @@ struct State {
     /// Final statistics of released channels, newest last.
     recent: VecDeque<(String, Value)>,
     counters: Counters,
+    /// The payload of the packet being routed, decrypted by `Direct` (reused).
+    plain: Vec<u8>,
 }
 
 const RECENT_KEPT: usize = 1000;
@@ -641,7 +796,8 @@ impl MediaServer {
         };
         std::fs::create_dir_all(&cfg.recordings_dir)
             .with_context(|| format!("cannot create the recordings directory {}", cfg.recordings_dir.display()))?;
-        let provider = Arc::new(str0m::crypto::from_feature_flags());
+        // Each leg's DTLS handshake also hands its SRTP keys to the leg (`Direct`).
+        let provider = Arc::new(srtp::capturing(str0m::crypto::from_feature_flags()));
         let cert = DtlsIdentity::start(provider.clone());
         let cfg = Arc::new(cfg);
         let (events, events_rx) = mpsc::channel(16_384);
@@ -685,6 +841,7 @@ impl MediaServer {
                 wav_cache: HashMap::new(),
                 recent: VecDeque::new(),
                 counters: Counters::default(),
+                plain: Vec::new(),
             };
             workers.push(Worker { state: Mutex::new(state), wake: Notify::new(), socket, local_addr, cand_addr });
         }
@@ -958,7 +1115,7 @@ impl MediaServer {
     /// Server-wide counters and sizes.
     pub fn summary(&self) -> Value {
         let (mut channels, mut legs, mut connected, mut recordings) = (0, 0, 0, 0);
-        let (mut rtp_in, mut rtp_out) = (0u64, 0u64);
+        let (mut rtp_in, mut rtp_out, mut direct_in, mut direct_out) = (0u64, 0u64, 0u64, 0u64);
         let mut counters = Counters::default();
         for w in &self.workers {
             let st = w.state.lock();
@@ -970,9 +1127,11 @@ impl MediaServer {
                 connected += usize::from(l.is_connected());
                 rtp_in += l.stats.rtp_in;
                 rtp_out += l.stats.rtp_out;
+                direct_in += l.stats.rtp_direct_in;
+                direct_out += l.stats.rtp_direct_out;
             }
             recordings += st.recordings.len();
-            counters.add(&st.counters);
+            counters.add(&st.counters());
         }
         json!({
             "udp": self.udp_addr().to_string(),
@@ -985,6 +1144,8 @@ impl MediaServer {
             "connectedLegs": connected,
             "rtpPacketsIn": rtp_in,
             "rtpPacketsOut": rtp_out,
+            "rtpDirectIn": direct_in,
+            "rtpDirectOut": direct_out,
             "turnUsers": self.turn.as_ref().map(|t| t.users()),
             "turnRejected": self.turn.as_ref().map(|t| t.rejected()),
             "recordings": recordings,
@@ -1160,6 +1321,7 @@ impl State {
                 wants_timeout: false,
                 route: None,
                 passthrough: None,
+                direct: Direct::new(KeySlot::default(), self.provider.clone()),
             },
         );
         self.topology += 1;
@@ -1192,7 +1354,8 @@ impl State {
         self.counters.legs_released += 1;
     }
 
-    fn new_rtc(&self, prefer: CodecPreference, ice: &IceCreds, now: Instant) -> Rtc {
+    /// A leg's `Rtc`, and where its DTLS handshake puts the SRTP keys.
+    fn new_rtc(&self, prefer: CodecPreference, ice: &IceCreds, now: Instant) -> (Rtc, KeySlot) {
         let mut b = Rtc::builder()
             // RTP mode: received packets come out as they are and this server writes whole
             // packets; forwarding then skips str0m's depacketizing, sample assembly and
@@ -1223,14 +1386,15 @@ impl State {
         for (pt, freq) in [first, second] {
             b.codec_config().add_config(pt.into(), None, Codec::Tele, freq, None, FormatParams::default());
         }
-        let mut rtc = b.build(now);
+        let keys = KeySlot::default();
+        let mut rtc = srtp::with_key_slot(&keys, || b.build(now));
         match Candidate::host(self.cand_addr, "udp") {
             Ok(c) => {
                 rtc.add_local_candidate(c);
             }
             Err(e) => tracing::error!("cannot use {} as the media candidate: {e}", self.cand_addr),
         }
-        rtc
+        (rtc, keys)
     }
 
     /// Answers an offer for a leg: (answer SDP without candidates, offer mid, m-line index).
@@ -1247,10 +1411,11 @@ impl State {
             let leg = self.legs.get(&id).ok_or("no such leg")?;
             (leg.prefer, leg.ice.clone())
         };
-        let fresh = self.new_rtc(prefer, &ice, now);
+        let (fresh, keys) = self.new_rtc(prefer, &ice, now);
         let leg = self.legs.get_mut(&id).ok_or("no such leg")?;
         // A re-offer (ICE restart, renegotiation) starts over on a new Rtc.
         leg.rtc = Some(fresh);
+        leg.direct = Direct::new(keys, self.provider.clone());
         leg.mid = None;
         leg.send = None;
         leg.scheduled = None;
@@ -1295,6 +1460,11 @@ impl State {
             }
             Err(e) => tracing::debug!("remote candidate ignored: {e}"),
         }
+    }
+
+    /// The counters, with every datagram queued counted as sent.
+    fn counters(&self) -> Counters {
+        Counters { packets_out: self.out.queued(), ..self.counters }
     }
 
     fn emit(&mut self, e: MediaEvent) {
@@ -1370,7 +1540,7 @@ impl State {
                     Ok(Output::Transmit(t)) => {
                         leg.stats.packets_out += 1;
                         leg.stats.bytes_out += t.contents.len() as u64;
-                        self.counters.packets_out += 1;
+                        leg.direct.observe(&t.contents, t.destination);
                         self.out.push(t.destination, t.contents.into());
                     }
                     Ok(Output::Event(e)) => match e {
@@ -1429,8 +1599,12 @@ impl State {
         for e in events {
             self.emit(e);
         }
-        for d in media {
-            self.route(id, d, now);
+        for p in media {
+            // str0m found this packet's index: the stream's next packets are decrypted here.
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.direct.seed(*p.header.ssrc, *p.seq_no);
+            }
+            self.route(id, Heard::of(&p), now);
         }
     }
 
@@ -1479,6 +1653,10 @@ impl State {
         } else {
             leg.media_from = Some(src);
         }
+        if kind == Kind::Rtp && self.receive_direct(id, buf, now) {
+            return;
+        }
+        let Some(leg) = self.legs.get(&id) else { return };
         let rtp = stun::is_rtp(buf);
         // RTP of a connected leg whose audio goes to a synthesized phone (and so only to the
         // recording) waits for the phone's next frame: str0m then takes the frame and the
@@ -1524,6 +1702,45 @@ impl State {
         self.touch(id);
     }
 
+    /// RTP of a stream this server decrypts itself (`Direct`): decrypted and routed here. False
+    /// hands the datagram to str0m: a stream's first packet, a leg without keys, or a packet
+    /// that does not authenticate (str0m then has the last word).
+    fn receive_direct(&mut self, id: LegId, buf: &[u8], now: Instant) -> bool {
+        let Some(h) = RtpHeader::parse(buf) else { return false };
+        let Some(leg) = self.legs.get_mut(&id) else { return false };
+        if !leg.is_connected() {
+            return false;
+        }
+        let Some(i) = leg.direct.rx.iter().position(|r| r.ssrc == h.ssrc) else { return false };
+        let index = leg.direct.rx[i].index_of(h.seq);
+        if leg.direct.rx[i].is_replay(index) {
+            self.counters.rtp_replayed += 1;
+            return true;
+        }
+        let Some(srtp) = leg.direct.srtp.as_mut() else { return false };
+        let mut plain = std::mem::take(&mut self.plain);
+        if !srtp.unprotect(buf, &h, index, &mut plain) {
+            self.plain = plain;
+            return false;
+        }
+        leg.direct.rx[i].accept(index);
+        leg.stats.packets_in += 1;
+        leg.stats.bytes_in += buf.len() as u64;
+        leg.stats.last_packet = Some(now);
+        leg.stats.rtp_direct_in += 1;
+        let heard = Heard {
+            pt: Pt::from(h.pt),
+            ssrc: Ssrc::from(h.ssrc),
+            time: h.time,
+            marker: h.marker,
+            payload: &plain,
+            at: now,
+        };
+        self.route(id, heard, now);
+        self.plain = plain;
+        true
+    }
+
     /// The datagrams that waited for the phones' frames (see `handle_packet`).
     fn receive_deferred(&mut self, now: Instant) {
         let mut parked = std::mem::take(&mut self.deferred);
@@ -1561,17 +1778,17 @@ impl State {
     }
 
     /// Audio from a device leg: DTMF detection, recording, forwarding to the other side.
-    fn route(&mut self, from: LegId, p: RtpPacket, now: Instant) {
+    fn route(&mut self, from: LegId, p: Heard, now: Instant) {
         let Some(leg) = self.legs.get_mut(&from) else { return };
-        let Some(params) = leg.params_of(p.header.payload_type) else { return };
+        let Some(params) = leg.params_of(p.pt) else { return };
         leg.stats.rtp_in += 1;
         leg.stats.rtp_bytes_in += p.payload.len() as u64;
         leg.stats.last_rtp_in = Some(now);
         if params.spec().codec == Codec::Tele {
             // Every packet of an event repeats its timestamp: the first one reports the key.
-            let t = p.header.timestamp;
+            let t = p.time;
             if leg.last_dtmf != Some(t)
-                && let Some(ev) = TelephoneEvent::parse(&p.payload, params.spec().clock_rate)
+                && let Some(ev) = TelephoneEvent::parse(p.payload, params.spec().clock_rate)
             {
                 leg.last_dtmf = Some(t);
                 if let Some(digit) = audio::dtmf_digit(ev.event) {
@@ -1590,12 +1807,12 @@ impl State {
         let Some(codec) = AudioCodec::from_str0m(params.spec().codec) else { return };
         let Some(Route { side, peer, echo, .. }) = self.route_of(from) else { return };
         // Recorded where it arrived (a leg's audio may wait for the phone's next frame).
-        let at = p.timestamp;
+        let at = p.at;
         let other = 1 - side;
         let mut pcm = None;
         let Some(leg) = self.legs.get_mut(&from) else { return };
         if let Some(rec) = self.channels.get_mut(&leg.channel_id).and_then(|c| c.recorder.as_mut()) {
-            let pcm_in = leg.decode(codec, &p.payload);
+            let pcm_in = leg.decode(codec, p.payload);
             rec.push(side, &pcm_in, at);
             if echo {
                 rec.push(other, &pcm_in, at);
@@ -1616,7 +1833,7 @@ impl State {
         &mut self,
         from: LegId,
         to: LegId,
-        p: RtpPacket,
+        p: Heard,
         params: PayloadParams,
         codec: AudioCodec,
         pcm: Option<Vec<i16>>,
@@ -1626,28 +1843,31 @@ impl State {
         if !to_leg.is_connected() {
             return;
         }
-        if let Some(pt) = to_leg.passthrough_pt(params) {
-            let source = (from, p.header.ssrc);
+        let str0m_has_it = if let Some(pt) = to_leg.passthrough_pt(params) {
+            let source = (from, p.ssrc);
             let (offset, new_source) = match to_leg.fwd {
                 Some((leg, ssrc, offset)) if (leg, ssrc) == source => (offset, false),
-                _ => (to_leg.tx_time.wrapping_sub(p.header.timestamp), true),
+                _ => (to_leg.tx_time.wrapping_sub(p.time), true),
             };
             to_leg.fwd = Some((source.0, source.1, offset));
-            let time = p.header.timestamp.wrapping_add(offset);
-            to_leg.write_rtp(pt, time, p.header.marker || new_source, p.timestamp, p.payload);
+            let time = p.time.wrapping_add(offset);
+            let wrote = to_leg.write_rtp(&mut self.out, pt, time, p.marker || new_source, p.at, p.payload);
             to_leg.tx_time = time.wrapping_add(codec.units_per_frame() as u32);
+            wrote
         } else {
             let pcm = match pcm {
                 Some(pcm) => pcm,
                 None => match self.legs.get_mut(&from) {
-                    Some(l) => l.decode(codec, &p.payload),
+                    Some(l) => l.decode(codec, p.payload),
                     None => return,
                 },
             };
             let Some(to_leg) = self.legs.get_mut(&to) else { return };
-            to_leg.write_pcm(&pcm, now);
+            to_leg.write_pcm(&mut self.out, &pcm, now)
+        };
+        if str0m_has_it {
+            self.touch(to);
         }
-        self.touch(to);
     }
 
     fn source_for(&mut self, audio: &Audio) -> Source {
@@ -1709,7 +1929,7 @@ impl State {
             self.dtmf_active.push(id);
             // The event, its three end packets (40 ms), and a pause.
             leg.dtmf_next = Some(now + DTMF_DURATION + Duration::from_millis(100));
-            return leg.dtmf_tick(now);
+            return leg.dtmf_tick(&mut self.out, now).unwrap_or(false);
         }
         leg.dtmf_next = Some(now + Duration::from_millis((INBAND_DTMF_SAMPLES + INBAND_GAP_SAMPLES) as u64 / 8));
         if !matches!(phone.source, Source::Echo) {
@@ -1724,8 +1944,11 @@ impl State {
         let mut any = false;
         // Telephone-events in progress: their next packet.
         for id in std::mem::take(&mut self.dtmf_active) {
-            if self.legs.get_mut(&id).is_some_and(|l| l.dtmf_tick(now)) {
-                self.dtmf_active.push(id);
+            let Some(str0m_has_it) = self.legs.get_mut(&id).and_then(|l| l.dtmf_tick(&mut self.out, now)) else {
+                continue;
+            };
+            self.dtmf_active.push(id);
+            if str0m_has_it {
                 self.touch(id);
             }
         }
@@ -1781,7 +2004,7 @@ impl State {
         }
         for (id, frame) in out {
             if let Some(leg) = self.legs.get_mut(&id)
-                && leg.write_pcm(&frame, now)
+                && leg.write_pcm(&mut self.out, &frame, now)
             {
                 self.touch(id);
             }

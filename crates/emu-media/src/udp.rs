@@ -221,8 +221,10 @@ impl<T: Copy> Parked<T> {
 #[derive(Default)]
 pub struct SendQueue {
     items: Vec<(SocketAddr, Option<IpAddr>, Vec<u8>)>,
-    /// Buffers of sent datagrams, for [`SendQueue::push_copy`].
+    /// Buffers of sent datagrams, for [`SendQueue::push_copy`] and [`SendQueue::buffer`].
     spare: Vec<Vec<u8>>,
+    /// Datagrams queued since the queue was made.
+    queued: u64,
 }
 
 /// What a flush did.
@@ -246,23 +248,37 @@ impl SendQueue {
         self.items.is_empty()
     }
 
+    /// Datagrams queued since the queue was made (sent or not).
+    pub fn queued(&self) -> u64 {
+        self.queued
+    }
+
+    /// An empty buffer to build a datagram in (a sent one's, when there is one), for
+    /// [`SendQueue::push`].
+    pub fn buffer(&mut self) -> Vec<u8> {
+        let mut v = self.spare.pop().unwrap_or_default();
+        v.clear();
+        v
+    }
+
     /// Queues a datagram.
     pub fn push(&mut self, dest: SocketAddr, contents: Vec<u8>) {
+        self.queued += 1;
         self.items.push((dest, None, contents));
     }
 
     /// Queues a datagram from the local IPv4 address `src` (needs [`enable_pktinfo`] and a
     /// socket bound to a wildcard address).
     pub fn push_from(&mut self, src: Option<IpAddr>, dest: SocketAddr, contents: Vec<u8>) {
+        self.queued += 1;
         self.items.push((dest, src, contents));
     }
 
     /// Queues a copy of `contents` (into a reused buffer).
     pub fn push_copy(&mut self, src: Option<IpAddr>, dest: SocketAddr, contents: &[u8]) {
-        let mut v = self.spare.pop().unwrap_or_default();
-        v.clear();
+        let mut v = self.buffer();
         v.extend_from_slice(contents);
-        self.items.push((dest, src, v));
+        self.push_from(src, dest, v);
     }
 
     /// Sends everything queued without waiting; what the socket does not take is dropped (a
