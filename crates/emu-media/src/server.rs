@@ -458,7 +458,7 @@ impl Leg {
     /// Sends the next packet of the telephone-event in progress, if any: Some(true when str0m
     /// has it), None when the event is over.
     fn dtmf_tick(&mut self, out: &mut SendQueue, now: Instant) -> Option<bool> {
-        let Some(mut event) = self.dtmf_out else { return None };
+        let mut event = self.dtmf_out?;
         let Some((payload, marker)) = event.next() else {
             self.dtmf_out = None;
             return None;
