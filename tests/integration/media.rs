@@ -179,6 +179,32 @@ async fn voip_to_voip_audio_both_ways_directly() {
     voip_call(false, "direct").await;
 }
 
+/// A network that duplicates every packet: the server forwards each packet once and drops the
+/// copies (str0m for a stream's first packet, the server's own replay window after it).
+#[tokio::test]
+async fn duplicated_srtp_is_forwarded_once_and_the_copies_counted() {
+    let m = start("dup").await;
+    let opts = ClientOptions { duplicate_rtp: true, ..ClientOptions::default().tone(440.0) };
+    let mut alice = m.leg("u1", "alice", false, CodecPreference::Opus, opts).await;
+    let mut bob = m.leg("u1", "bob", false, CodecPreference::Opus, ClientOptions::default().tone(880.0)).await;
+    m.bridge_alice_bob("u1");
+    alice.wait_connected(T).await.unwrap();
+    bob.wait_connected(T).await.unwrap();
+    bob.wait_rtp(60, T).await.unwrap();
+    alice.wait_rtp(20, T).await.unwrap();
+    assert_tone(&bob.received_pcm(), 440.0, "bob hears alice");
+    // Read in this order, each count is at most the one after it.
+    let bob_heard = bob.stats().rtp_rx;
+    let leg = m.leg_stats("u1", "alice");
+    let replayed = m.server.summary()["counters"]["rtpReplayed"].as_u64().unwrap();
+    let sent = alice.stats().rtp_tx;
+    let (server_heard, direct_in) = (leg["rtpPacketsIn"].as_u64().unwrap(), leg["rtpDirectIn"].as_u64().unwrap());
+    assert!(bob_heard <= server_heard, "forwarded once: bob got {bob_heard}, the server took {server_heard}");
+    assert!(server_heard <= sent, "each packet taken once: {server_heard} of {sent} sent ({leg})");
+    assert!(direct_in >= 50 && replayed + 1 >= direct_in, "the copies of {direct_in} packets: {replayed} replays");
+    m.server.shutdown().await;
+}
+
 #[tokio::test]
 async fn sigv2_offer_in_join_and_peer_reflexive_candidates() {
     let m = start("sigv2").await;

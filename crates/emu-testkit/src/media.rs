@@ -80,6 +80,9 @@ pub struct ClientOptions {
     pub telephone_event: bool,
     /// The tone sent once connected (`None`: digital silence).
     pub tone_hz: Option<f64>,
+    /// Send every RTP datagram twice, as a network that duplicates packets does (the server
+    /// must drop the replays).
+    pub duplicate_rtp: bool,
 }
 
 impl Default for ClientOptions {
@@ -89,6 +92,7 @@ impl Default for ClientOptions {
             codecs: vec![AudioCodec::Opus, AudioCodec::Pcmu],
             telephone_event: true,
             tone_hz: Some(440.0),
+            duplicate_rtp: false,
         }
     }
 }
@@ -328,6 +332,7 @@ impl MediaClient {
             shared: self.shared.clone(),
             changed: self.changed_tx.clone(),
             tone: self.opts.tone_hz.map(Tone::new),
+            duplicate_rtp: self.opts.duplicate_rtp,
         };
         self.task = Some(tokio::spawn(ctx.run(rx)));
         Ok(())
@@ -451,6 +456,8 @@ struct Loop {
     shared: Arc<Mutex<Shared>>,
     changed: Arc<watch::Sender<u64>>,
     tone: Option<Tone>,
+    /// `ClientOptions::duplicate_rtp`.
+    duplicate_rtp: bool,
 }
 
 impl Loop {
@@ -480,9 +487,14 @@ impl Loop {
                 match self.rtc.poll_output() {
                     Ok(Output::Timeout(t)) => break t,
                     Ok(Output::Transmit(t)) => {
-                        self.shared.lock().stats.packets_tx += 1;
-                        if let Err(e) = self.transport.send(&t.contents, t.destination).await {
-                            tracing::debug!("client send: {e}");
+                        let rtp = t.contents.first().is_some_and(|b| (128..=191).contains(b))
+                            && t.contents.get(1).is_some_and(|b| !(192..=223).contains(b));
+                        let copies = if rtp && self.duplicate_rtp { 2 } else { 1 };
+                        for _ in 0..copies {
+                            self.shared.lock().stats.packets_tx += 1;
+                            if let Err(e) = self.transport.send(&t.contents, t.destination).await {
+                                tracing::debug!("client send: {e}");
+                            }
                         }
                     }
                     Ok(Output::Event(e)) => match e {
