@@ -179,6 +179,36 @@ async fn voip_to_voip_audio_both_ways_directly() {
     voip_call(false, "direct").await;
 }
 
+/// A second offer for a leg (an ICE restart: a new DTLS handshake, so new SRTP keys and a new
+/// SSRC) starts its connection over; audio flows both ways again, encrypted with the new keys.
+#[tokio::test]
+async fn a_second_offer_starts_the_leg_over_with_new_keys() {
+    let m = start("reoffer").await;
+    let alice = m.leg("r1", "alice", false, CodecPreference::Opus, ClientOptions::default().tone(440.0)).await;
+    let mut bob = m.leg("r1", "bob", false, CodecPreference::Opus, ClientOptions::default().tone(880.0)).await;
+    m.bridge_alice_bob("r1");
+    bob.wait_rtp(40, T).await.unwrap();
+    let first = m.leg_stats("r1", "alice")["rtpDirectOut"].as_u64().unwrap();
+    assert!(first >= 20, "the first connection's audio went the server's way: {first}");
+    alice.close().await;
+    // The same device offers again, from a new peer connection.
+    let mut again = MediaClient::new(ClientOptions::default().tone(660.0)).await.expect("client");
+    let result = m
+        .server
+        .signal("r1", "alice", "uuid-alice", "sdpCandidate", &again.sdp_candidate_signal("r1"))
+        .expect("a result");
+    again.accept(&result).expect("answer accepted");
+    again.wait_connected(T).await.unwrap();
+    again.wait_rtp(60, T).await.unwrap();
+    assert_tone(&again.received_pcm(), 880.0, "alice hears bob again");
+    let before = bob.received_pcm().len();
+    bob.wait_rtp(bob.stats().rtp_rx + 60, T).await.unwrap();
+    assert_tone(&bob.received_pcm()[before..], 660.0, "bob hears alice's new connection");
+    let leg = m.leg_stats("r1", "alice");
+    assert!(leg["rtpDirectOut"].as_u64().unwrap() >= first + 40, "{leg}");
+    m.server.shutdown().await;
+}
+
 /// A network that duplicates every packet: the server forwards each packet once and drops the
 /// copies (str0m for a stream's first packet, the server's own replay window after it).
 #[tokio::test]

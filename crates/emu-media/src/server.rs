@@ -748,6 +748,12 @@ struct Worker {
     cand_addr: SocketAddr,
 }
 
+/// A leg's first RTP sequence number: random, and low enough that the SRTP rollover counter
+/// stays 0 for the first 32,768 packets (RFC 3550 §5.1 wants it random).
+fn first_seq() -> u64 {
+    rand::rng().random_range(0..1u64 << 15)
+}
+
 fn random_string(n: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
@@ -1284,7 +1290,7 @@ impl State {
             chan.tenant = tenant.to_string();
         }
         chan.legs.insert(rtc_id.to_string(), id);
-        let (tx_seq, tx_time) = (rand::rng().random_range(0..1u64 << 15), rand::rng().random::<u32>());
+        let (tx_seq, tx_time) = (first_seq(), rand::rng().random::<u32>());
         self.legs.insert(
             id,
             Leg {
@@ -1416,6 +1422,10 @@ impl State {
         // A re-offer (ICE restart, renegotiation) starts over on a new Rtc.
         leg.rtc = Some(fresh);
         leg.direct = Direct::new(keys, self.provider.clone());
+        // A new SRTP session with a new SSRC, whose receiver takes the first packet's rollover
+        // counter to be 0: the numbering starts over, or a re-offer after 65,536 packets
+        // (~20 minutes) would send audio the browser cannot decrypt.
+        leg.tx_seq = first_seq();
         leg.mid = None;
         leg.send = None;
         leg.scheduled = None;
