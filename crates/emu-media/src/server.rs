@@ -243,6 +243,21 @@ impl Direct {
         }
     }
 
+    /// Decrypts RTP of a stream this server took over (`seed`) into `out`.
+    fn receive(&mut self, buf: &[u8], h: &RtpHeader, out: &mut Vec<u8>) -> Received {
+        let Some(rx) = self.rx.iter_mut().find(|r| r.ssrc == h.ssrc) else { return Received::NotOurs };
+        let index = rx.index_of(h.seq);
+        if rx.is_replay(index) {
+            return Received::Replay;
+        }
+        let Some(srtp) = self.srtp.as_mut() else { return Received::NotOurs };
+        if !srtp.unprotect(buf, h, index, out) {
+            return Received::NotOurs;
+        }
+        rx.accept(index);
+        Received::Decrypted
+    }
+
     /// Encrypts one RTP packet (packet index = extended sequence number) and queues it; the
     /// datagram's size, or None when the leg is not ready for it.
     fn send(
@@ -267,6 +282,14 @@ impl Direct {
         out.push(dest, datagram);
         Some(size)
     }
+}
+
+/// What `Direct::receive` made of a datagram.
+enum Received {
+    /// Not a stream this server decrypts, or not authentic: str0m's to handle.
+    NotOurs,
+    Replay,
+    Decrypted,
 }
 
 /// A received RTP packet, decrypted by str0m or by this server (`Direct`).
@@ -1721,19 +1744,19 @@ impl State {
         if !leg.is_connected() {
             return false;
         }
-        let Some(i) = leg.direct.rx.iter().position(|r| r.ssrc == h.ssrc) else { return false };
-        let index = leg.direct.rx[i].index_of(h.seq);
-        if leg.direct.rx[i].is_replay(index) {
-            self.counters.rtp_replayed += 1;
-            return true;
-        }
-        let Some(srtp) = leg.direct.srtp.as_mut() else { return false };
         let mut plain = std::mem::take(&mut self.plain);
-        if !srtp.unprotect(buf, &h, index, &mut plain) {
-            self.plain = plain;
-            return false;
+        match leg.direct.receive(buf, &h, &mut plain) {
+            Received::Decrypted => {}
+            Received::Replay => {
+                self.plain = plain;
+                self.counters.rtp_replayed += 1;
+                return true;
+            }
+            Received::NotOurs => {
+                self.plain = plain;
+                return false;
+            }
         }
-        leg.direct.rx[i].accept(index);
         leg.stats.packets_in += 1;
         leg.stats.bytes_in += buf.len() as u64;
         leg.stats.last_packet = Some(now);

@@ -162,7 +162,7 @@ pub struct RtpHeader {
 impl RtpHeader {
     /// The header of an RTP packet (version 2, not RTCP, no padding), or None.
     pub fn parse(buf: &[u8]) -> Option<RtpHeader> {
-        if buf.len() < 12 || buf[0] >> 6 != 2 || buf[0] & 0x20 != 0 || (192..=223).contains(&buf[1]) {
+        if buf.len() < 12 || !crate::stun::is_rtp(buf) || buf[0] & 0x20 != 0 {
             return None;
         }
         let mut len = 12 + 4 * (buf[0] & 0x0f) as usize;
@@ -242,9 +242,42 @@ const LABEL_RTP_SALT: u8 = 2;
 
 /// One direction's SRTP transform for RTP (SRTCP stays with str0m).
 enum Transform {
-    CmSha1 { auth: [u8; 20], salt: [u8; 14], cipher: Box<dyn Aes128CmSha1_80Cipher> },
-    Gcm128 { salt: [u8; 12], cipher: Box<dyn AeadAes128GcmCipher> },
-    Gcm256 { salt: [u8; 12], cipher: Box<dyn AeadAes256GcmCipher> },
+    CmSha1 {
+        auth: [u8; 20],
+        salt: [u8; 14],
+        cipher: Box<dyn Aes128CmSha1_80Cipher>,
+    },
+    /// AEAD_AES_128_GCM or AEAD_AES_256_GCM: RFC 7714 frames both alike.
+    Gcm {
+        salt: [u8; 12],
+        cipher: Box<dyn Gcm>,
+    },
+}
+
+/// str0m's two AES-GCM ciphers behind one face.
+trait Gcm: Send + Sync {
+    fn seal(&mut self, iv: &[u8; 12], aad: &[u8], input: &[u8], out: &mut [u8]) -> bool;
+    fn open(&mut self, iv: &[u8; 12], aad: &[u8], input: &[u8], out: &mut [u8]) -> bool;
+}
+
+impl Gcm for Box<dyn AeadAes128GcmCipher> {
+    fn seal(&mut self, iv: &[u8; 12], aad: &[u8], input: &[u8], out: &mut [u8]) -> bool {
+        self.encrypt(iv, aad, input, out).is_ok()
+    }
+
+    fn open(&mut self, iv: &[u8; 12], aad: &[u8], input: &[u8], out: &mut [u8]) -> bool {
+        self.decrypt(iv, &[aad], input, out).is_ok()
+    }
+}
+
+impl Gcm for Box<dyn AeadAes256GcmCipher> {
+    fn seal(&mut self, iv: &[u8; 12], aad: &[u8], input: &[u8], out: &mut [u8]) -> bool {
+        self.encrypt(iv, aad, input, out).is_ok()
+    }
+
+    fn open(&mut self, iv: &[u8; 12], aad: &[u8], input: &[u8], out: &mut [u8]) -> bool {
+        self.decrypt(iv, &[aad], input, out).is_ok()
+    }
 }
 
 /// A master key and salt (RFC 3711 §4.3), from one side of the keying material.
@@ -296,19 +329,20 @@ impl Transform {
                 m.derive(p, LABEL_RTP_SALT, &mut salt);
                 Transform::CmSha1 { auth, salt, cipher: p.aes_128_cm_sha1_80().create_cipher(key, encrypt) }
             }
-            SrtpProfile::AEAD_AES_128_GCM => {
-                let m = Master::of(material, AeadAes128Gcm::KEY_LEN, AeadAes128Gcm::SALT_LEN, client)?;
-                let (mut key, mut salt) = ([0u8; 16], [0u8; 12]);
-                m.derive(p, LABEL_RTP_ENCRYPTION, &mut key);
-                m.derive(p, LABEL_RTP_SALT, &mut salt);
-                Transform::Gcm128 { salt, cipher: p.aead_aes_128_gcm().create_cipher(key, encrypt) }
-            }
-            SrtpProfile::AEAD_AES_256_GCM => {
-                let m = Master::of(material, AeadAes256Gcm::KEY_LEN, AeadAes256Gcm::SALT_LEN, client)?;
+            SrtpProfile::AEAD_AES_128_GCM | SrtpProfile::AEAD_AES_256_GCM => {
+                let wide = keys.profile == SrtpProfile::AEAD_AES_256_GCM;
+                let key_len = if wide { AeadAes256Gcm::KEY_LEN } else { AeadAes128Gcm::KEY_LEN };
+                let m = Master::of(material, key_len, AeadAes128Gcm::SALT_LEN, client)?;
                 let (mut key, mut salt) = ([0u8; 32], [0u8; 12]);
-                m.derive(p, LABEL_RTP_ENCRYPTION, &mut key);
+                m.derive(p, LABEL_RTP_ENCRYPTION, &mut key[..key_len]);
                 m.derive(p, LABEL_RTP_SALT, &mut salt);
-                Transform::Gcm256 { salt, cipher: p.aead_aes_256_gcm().create_cipher(key, encrypt) }
+                let cipher: Box<dyn Gcm> = if wide {
+                    Box::new(p.aead_aes_256_gcm().create_cipher(key, encrypt))
+                } else {
+                    let short: [u8; 16] = key[..16].try_into().expect("16 of 32 bytes");
+                    Box::new(p.aead_aes_128_gcm().create_cipher(short, encrypt))
+                };
+                Transform::Gcm { salt, cipher }
             }
             // A profile str0m may add later: that leg stays on str0m's SRTP.
             _ => return None,
@@ -363,17 +397,11 @@ impl Srtp {
                 out.truncate(input.len());
                 ok
             }
-            Transform::Gcm128 { salt, cipher } => {
+            Transform::Gcm { salt, cipher } => {
                 let Some(n) = buf.len().checked_sub(h.len + AeadAes128Gcm::TAG_LEN) else { return false };
                 let iv = AeadAes128Gcm::rtp_iv(*salt, h.ssrc, (index >> 16) as u32, h.seq);
                 out.resize(n, 0);
-                cipher.decrypt(&iv, &[&buf[..h.len]], &buf[h.len..], out).is_ok()
-            }
-            Transform::Gcm256 { salt, cipher } => {
-                let Some(n) = buf.len().checked_sub(h.len + AeadAes256Gcm::TAG_LEN) else { return false };
-                let iv = AeadAes256Gcm::rtp_iv(*salt, h.ssrc, (index >> 16) as u32, h.seq);
-                out.resize(n, 0);
-                cipher.decrypt(&iv, &[&buf[..h.len]], &buf[h.len..], out).is_ok()
+                cipher.open(&iv, &buf[..h.len], &buf[h.len..], out)
             }
         }
     }
@@ -399,17 +427,11 @@ impl Srtp {
                 Aes128CmSha1_80::rtp_hmac(hmac, auth, out, index, end);
                 true
             }
-            Transform::Gcm128 { salt, cipher } => {
+            Transform::Gcm { salt, cipher } => {
                 let iv = AeadAes128Gcm::rtp_iv(*salt, h.ssrc, (index >> 16) as u32, h.seq);
                 out.resize(hlen + payload.len() + AeadAes128Gcm::TAG_LEN, 0);
                 let (aad, body) = out.split_at_mut(hlen);
-                cipher.encrypt(&iv, aad, payload, body).is_ok()
-            }
-            Transform::Gcm256 { salt, cipher } => {
-                let iv = AeadAes256Gcm::rtp_iv(*salt, h.ssrc, (index >> 16) as u32, h.seq);
-                out.resize(hlen + payload.len() + AeadAes256Gcm::TAG_LEN, 0);
-                let (aad, body) = out.split_at_mut(hlen);
-                cipher.encrypt(&iv, aad, payload, body).is_ok()
+                cipher.seal(&iv, aad, payload, body)
             }
         }
     }

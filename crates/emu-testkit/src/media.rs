@@ -487,9 +487,7 @@ impl Loop {
                 match self.rtc.poll_output() {
                     Ok(Output::Timeout(t)) => break t,
                     Ok(Output::Transmit(t)) => {
-                        let rtp = t.contents.first().is_some_and(|b| (128..=191).contains(b))
-                            && t.contents.get(1).is_some_and(|b| !(192..=223).contains(b));
-                        let copies = if rtp && self.duplicate_rtp { 2 } else { 1 };
+                        let copies = if self.duplicate_rtp && emu_media::stun::is_rtp(&t.contents) { 2 } else { 1 };
                         for _ in 0..copies {
                             self.shared.lock().stats.packets_tx += 1;
                             if let Err(e) = self.transport.send(&t.contents, t.destination).await {
