@@ -266,8 +266,10 @@ async fn dial_in(State(d): State<DriverHandle>, body: Bytes) -> Result<Response,
             emu_pstn::validate_number(&b.from)?;
             d.pstn.can_originate(&b.from)?;
             let now = d.now();
-            let (channel_id, outputs) =
-                d.engine.start_inbound(&b.from, &b.to, now).map_err(|e| ApiError(StatusCode::NOT_FOUND, e))?;
+            let (channel_id, outputs) = d
+                .engine
+                .start_inbound(&b.from, &b.to, now)
+                .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
             d.carry_out(outputs, now);
             Ok(json!({"channelId": channel_id}))
         })

@@ -127,6 +127,40 @@ async fn several_devices_first_answer_wins() {
 }
 
 #[tokio::test]
+async fn one_device_rejecting_cancels_the_other_ringing_devices() {
+    let emu = emu().await;
+    let mut alice = emu.registered("alice").await.unwrap();
+    let mut b1 = emu.registered("b1").await.unwrap();
+    let mut b2 = emu.registered("b2").await.unwrap();
+    let mut b3 = emu.registered("b3").await.unwrap();
+    alice.call_voip("c-one-rejects", &[&b1.rtc_id, &b2.rtc_id, &b3.rtc_id]).await.unwrap();
+    b1.expect("called").await.unwrap();
+    let called2 = b2.expect("called").await.unwrap();
+    b3.expect("called").await.unwrap();
+    b2.answer(&called2, false).await.unwrap();
+    for other in [&mut b1, &mut b3] {
+        let stopped = other.expect("cs_disconnect").await.unwrap();
+        assert_eq!(code(&stopped), 2000133, "rejected on another device");
+    }
+    let answered = alice.expect("answered").await.unwrap();
+    assert_eq!(media(&answered).unwrap()["data"]["callResult"], 2, "the caller's SDK reports 2000106");
+    let call = emu.admin_get("/admin/calls/c-one-rejects").await.unwrap();
+    assert_eq!((call["state"].as_str(), call["causeCode"].as_i64()), (Some("ended"), Some(2000106)));
+    let outcomes: Vec<&str> = call["legs"].as_array().unwrap().iter().map(|l| l["outcome"].as_str().unwrap()).collect();
+    assert_eq!(outcomes, vec!["rejected_elsewhere", "rejected", "rejected_elsewhere"]);
+
+    // With the keep-ringing flag the others ring on, and the call connects when one answers.
+    alice.call_voip_with_flag("c-keep-ringing", &[&b1.rtc_id, &b2.rtc_id], Some(json!(1))).await.unwrap();
+    let called1 = b1.expect("called").await.unwrap();
+    let called2 = b2.expect("called").await.unwrap();
+    b1.answer(&called1, false).await.unwrap();
+    let call = emu.admin_get("/admin/calls/c-keep-ringing").await.unwrap();
+    assert_eq!((call["state"].as_str(), call["cancelOnReject"].as_bool()), (Some("ringing"), Some(false)));
+    b2.answer(&called2, true).await.unwrap();
+    assert_eq!(media(&alice.expect("answered").await.unwrap()).unwrap()["data"]["callResult"], 1);
+}
+
+#[tokio::test]
 async fn device_lost_mid_call_and_kicked_mid_call() {
     let emu = Emulator::start(&format!("{MANUAL}\n[gateway]\nauth_timeout_ms = 10000\nheartbeat_timeout_ms = 95000\ndisconnect_grace_ms = 200\nretransmit_interval_ms = 2000\nretransmit_attempts = 3\ntoken_refresh_timeout_ms = 30000\nmax_packet_bytes = 262144\nmax_media_signal_bytes = 1048576\nsweep_interval_ms = 20\n")).await.unwrap();
     let mut alice = emu.registered("alice").await.unwrap();
@@ -191,6 +225,13 @@ async fn voip_to_pstn_magic_numbers() {
 
     alice.call_pstn("p-bad-display", "99999999", "13800000001").await.unwrap();
     assert_eq!(code(&alice.expect("cs_disconnect").await.unwrap()), 3100006);
+    // Refused before dialling, the CDR still names who was called and the number asked for.
+    let cdr = cdr_of(&emu, "p-bad-display").await;
+    assert_eq!(cdr["callee"], "13800000001");
+    assert_eq!(cdr["detail"]["displayNumber"], "99999999");
+    assert_eq!(cdr["callOutInfo"][0]["callee"], "13800000001");
+    assert_eq!(cdr["callOutInfo"][0]["caller"], "99999999");
+    assert_eq!(cdr["callOutInfo"][0]["outcome"], "not_dialled");
 }
 
 #[tokio::test]
@@ -442,6 +483,80 @@ async fn transfer_plans_sequential_and_simultaneous() {
     assert_eq!(outcomes, vec!["busy", "answered_elsewhere", "-"]);
     emu.admin_post_status("/admin/pstn/phones/13911110003/hangup", json!({})).await.unwrap();
     assert_eq!(emu.admin_get("/admin/pstn/phones/13800000001").await.unwrap()["state"], "idle");
+}
+
+#[tokio::test]
+async fn a_transfer_rings_the_phone_from_the_plans_platform_number() {
+    let emu = emu().await;
+    let plan = json!({"success": true, "model": {"mixedCalleeInfos": [
+        {"type": "pstn", "phoneNumber": "13700000021", "platformNumber": "02160000002"},
+    ]}});
+    let server = CallbackServer::start(move |_| Reply::Json(plan.clone())).await.unwrap();
+    with_callbacks(&emu, None, Some(&server.url)).await;
+    let (_, call) =
+        emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110021", "to": "02160000001"})).await.unwrap();
+    let channel = call["channelId"].as_str().unwrap().to_string();
+    server.next_request().await.unwrap();
+    emu.advance(2_000).await.unwrap(); // any other number answers after 2 s
+    let q = emu.admin_get("/admin/pstn/phones/13700000021").await.unwrap();
+    assert_eq!((q["state"].as_str(), q["peer"].as_str()), (Some("in_call"), Some("02160000002")), "{q}");
+    let call = emu.admin_get(&format!("/admin/calls/{channel}")).await.unwrap();
+    assert_eq!(call["legs"][0]["target"]["display"], "02160000002");
+    emu.admin_post_status("/admin/pstn/phones/13911110021/hangup", json!({})).await.unwrap();
+    let cdr = cdr_of(&emu, &channel).await;
+    assert_eq!(cdr["callOutInfo"][0]["caller"], "02160000002");
+}
+
+#[tokio::test]
+async fn plans_report_declared_sequences_and_drop_values_above_10() {
+    let emu = emu().await;
+    let plan = json!({"success": true, "model": {"mixedCalleeInfos": [
+        {"type": "pstn", "phoneNumber": "13700000031", "platformNumber": "02160000001", "sequence": 1},
+        {"type": "pstn", "phoneNumber": "13700000032", "platformNumber": "02160000001", "sequence": 2},
+        {"type": "pstn", "phoneNumber": "13700000033", "platformNumber": "02160000001", "sequence": 2},
+        {"type": "pstn", "phoneNumber": "13700000034", "platformNumber": "02160000001", "sequence": 3},
+        {"type": "pstn", "phoneNumber": "13700000035", "platformNumber": "02160000001", "sequence": 5},
+        {"type": "pstn", "phoneNumber": "13700000036", "platformNumber": "02160000001", "sequence": 11},
+    ]}});
+    for n in 31..=36 {
+        emu.admin_put(&format!("/admin/pstn/phones/137000000{n}"), json!({"then": "no_answer"})).await.unwrap();
+    }
+    let server = CallbackServer::start(move |_| Reply::Json(plan.clone())).await.unwrap();
+    with_callbacks(&emu, None, Some(&server.url)).await;
+    let (_, call) =
+        emu.admin_post_status("/admin/pstn/calls", json!({"from": "13911110031", "to": "02160000001"})).await.unwrap();
+    let channel = call["channelId"].as_str().unwrap().to_string();
+    server.next_request().await.unwrap();
+    emu.advance(200_000).await.unwrap();
+    let call = emu.admin_get(&format!("/admin/calls/{channel}")).await.unwrap();
+    let legs: Vec<(&str, i64, i64)> = call["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (l["target"]["number"].as_str().unwrap(), l["sequence"].as_i64().unwrap(), l["position"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(
+        legs,
+        vec![
+            ("13700000031", 1, 1),
+            ("13700000032", 2, 2),
+            ("13700000033", 2, 2),
+            ("13700000034", 3, 3),
+            ("13700000035", 5, 4),
+        ],
+        "the callee declared 11 never rings"
+    );
+    assert!(call["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("sequence 11")));
+    let ringing: Vec<i64> = call["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "call.state" && e["detail"]["state"] == "ringing")
+        .map(|e| e["detail"]["detail"]["sequence"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ringing, vec![1, 2, 3, 5]);
 }
 
 #[tokio::test]

@@ -33,6 +33,17 @@ impl Device {
     /// A VoIP→VoIP call to one or more accounts: joinChannel, then `call`. Returns the
     /// joinChannel result (for media).
     pub async fn call_voip(&mut self, channel_id: &str, callees: &[&str]) -> anyhow::Result<Envelope> {
+        self.call_voip_with_flag(channel_id, callees, None).await
+    }
+
+    /// `call_voip` with the native SDKs' cancel flag in the `call` (docs/calls.md): `0` ends the
+    /// call on the first reject (the default), `1` keeps ringing the other callees.
+    pub async fn call_voip_with_flag(
+        &mut self,
+        channel_id: &str,
+        callees: &[&str],
+        cancel_flag: Option<Value>,
+    ) -> anyhow::Result<Envelope> {
         let first = callees.first().copied().unwrap_or_default();
         let join = self
             .join_as_caller(
@@ -44,8 +55,11 @@ impl Device {
         let devices: Vec<Value> = callees.iter().map(|c| json!({"deviceId": c, "appkey": "__alicom_appkey"})).collect();
         let mut caller = user_info(self);
         caller["role"] = 1.into();
-        let ms = json!({"api": "call", "data": {"channelId": channel_id, "callerUserInfo": caller,
+        let mut ms = json!({"api": "call", "data": {"channelId": channel_id, "callerUserInfo": caller,
             "calleeDeviceInfo": {"deviceList": devices}, "channelConfig": {"allowVideo": 0, "callType": "chat", "outerBizId": "alicom"}}});
+        if let Some(flag) = cancel_flag {
+            ms["data"]["cancelFlag"] = flag;
+        }
         self.request("call", json!({"channelId": channel_id, "alicomRtcType": "voip2voip"}), Some(&ms)).await?;
         Ok(join)
     }

@@ -86,6 +86,10 @@ pub enum Outcome {
     Invalid,
     Cancelled,
     AnsweredElsewhere,
+    /// Still ringing when another callee rejected the call (the default cancel rule).
+    RejectedElsewhere,
+    /// Never rung: the call was refused before (callback, invalid number, limits).
+    NotDialled,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,8 +97,10 @@ pub struct Leg {
     pub id: LegId,
     pub target: Target,
     pub state: LegState,
-    /// 1-based ringing sequence.
-    pub sequence: usize,
+    /// The ringing sequence the customer declared (1 for a VoIP caller's callees).
+    pub sequence: i64,
+    /// 1-based position of that sequence in ringing order (`1-2-2-3-5`: 5 is position 4).
+    pub position: usize,
     #[serde(rename = "startMs")]
     pub start_ms: Millis,
     #[serde(rename = "answeredMs")]
@@ -143,9 +149,21 @@ pub struct Call {
     pub warnings: Vec<String>,
     /// Sequences not rung yet (inbound plans).
     #[serde(skip)]
-    pub pending_sequences: Vec<Vec<super::plan::Callee>>,
+    pub pending_sequences: Vec<super::plan::Group>,
+    /// The declared sequence ringing now (0 before the first).
     #[serde(rename = "sequence")]
-    pub current_sequence: usize,
+    pub current_sequence: i64,
+    /// Its position in ringing order.
+    #[serde(rename = "sequencePosition")]
+    pub sequence_position: usize,
+    /// Who the call asked for, whether or not they were ever rung: the CDR names them even
+    /// when the call was refused before dialling.
+    #[serde(skip)]
+    pub requested: Vec<Target>,
+    /// One callee's reject ends the whole call (the SDKs' default); false: the call fails only
+    /// when every callee rejected or timed out.
+    #[serde(rename = "cancelOnReject")]
+    pub cancel_on_reject: bool,
     #[serde(skip)]
     pub ringing_sent: bool,
     pub cdr: Option<Value>,

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::call::{Call, Caller};
+use super::call::{Call, Caller, Outcome, Target};
 use crate::clock::{Millis, format_shanghai};
 
 fn secs(from: Millis, to: Millis) -> String {
@@ -13,7 +13,15 @@ fn secs(from: Millis, to: Millis) -> String {
 pub fn report(call: &Call) -> Value {
     let ended = call.ended_ms.unwrap_or(call.created_ms);
     let caller = call.caller_label().to_string();
-    let callee = call.answered_leg().or(call.legs.first()).map(|l| l.target.label().to_string()).unwrap_or_default();
+    // Who was called, whatever stopped the call: the answered leg, else the first rung, else the
+    // first callee asked for (a call refused before dialling), else the number a phone dialled.
+    let callee = call
+        .answered_leg()
+        .or(call.legs.first())
+        .map(|l| l.target.label().to_string())
+        .or_else(|| call.requested.first().map(|t| t.label().to_string()))
+        .or_else(|| matches!(call.caller, Caller::Phone { .. }).then(|| call.display_number.clone()).flatten())
+        .unwrap_or_default();
     let call_in = json!({
         "caller": caller,
         "callee": match &call.caller { Caller::Phone { .. } => call.display_number.clone().unwrap_or_default(), Caller::Device { .. } => callee.clone() },
@@ -21,13 +29,13 @@ pub fn report(call: &Call) -> Value {
         "endTime": format_shanghai(ended),
         "duration": secs(call.created_ms, ended),
     });
-    let call_out: Vec<Value> = call
+    let mut call_out: Vec<Value> = call
         .legs
         .iter()
         .map(|l| {
             let end = l.ended_ms.unwrap_or(ended);
             let mut leg = json!({
-                "caller": match &l.target { super::call::Target::Phone { display, .. } => display.clone(), _ => caller.clone() },
+                "caller": match &l.target { Target::Phone { display, .. } => display.clone(), _ => caller.clone() },
                 "callee": l.target.label(),
                 "endTime": if l.answered_ms.is_some() { format_shanghai(end) } else { String::new() },
                 "duration": l.answered_ms.map(|a| secs(a, end)).unwrap_or_else(|| "0".into()),
@@ -40,6 +48,22 @@ pub fn report(call: &Call) -> Value {
             leg
         })
         .collect();
+    if call.legs.is_empty() {
+        // Refused before anyone was rung: one entry per callee asked for, never dialled.
+        call_out = call
+            .requested
+            .iter()
+            .map(|t| {
+                json!({
+                    "caller": match t { Target::Phone { display, .. } => display.clone(), _ => caller.clone() },
+                    "callee": t.label(),
+                    "endTime": "",
+                    "duration": "0",
+                    "outcome": Outcome::NotDialled,
+                })
+            })
+            .collect();
+    }
     let mut r = json!({
         "channelId": call.channel_id,
         "caller": caller,

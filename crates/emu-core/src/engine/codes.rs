@@ -13,6 +13,8 @@ pub const BUSY: i64 = 2000109;
 pub const TOO_MANY_CALLEES: i64 = 2000118;
 pub const EMPTY_NUMBER: i64 = 2000101;
 pub const ANSWERED_ELSEWHERE: i64 = 2000132;
+/// A callee of a multi-callee call: another callee rejected it (the default cancel rule).
+pub const REJECTED_ELSEWHERE: i64 = 2000133;
 pub const NOT_REGISTERED: i64 = 3100000;
 pub const CALL_ERROR: i64 = 3100001;
 pub const BAD_PARAMETERS: i64 = 3100002;

@@ -118,6 +118,11 @@ pub enum Output {
     Log(NewEvent),
 }
 
+/// A phone dialled a number no tenant bought.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0} is not a number bought by any tenant")]
+pub struct NotABoughtNumber(pub String);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Timer {
     Ring { channel_id: String, leg: LegId },
@@ -241,13 +246,18 @@ impl Engine {
     }
 
     /// A phone calls platform number `to` (inbound dialling). Returns the new channelId.
-    pub fn start_inbound(&mut self, from: &str, to: &str, now: Millis) -> Result<(String, Vec<Output>), String> {
+    pub fn start_inbound(
+        &mut self,
+        from: &str,
+        to: &str,
+        now: Millis,
+    ) -> Result<(String, Vec<Output>), NotABoughtNumber> {
         let tenant = self
             .routing
             .iter()
             .position(|r| r.numbers.contains_key(to))
             .map(TenantId)
-            .ok_or_else(|| format!("{to} is not a number bought by any tenant"))?;
+            .ok_or_else(|| NotABoughtNumber(to.to_string()))?;
         self.seq += 1;
         let channel_id = new_channel_id(self.seq, now);
         let leg = self.alloc_leg(&channel_id);
@@ -387,6 +397,7 @@ impl Engine {
         {
             call.extend = e.to_string();
         }
+        call.cancel_on_reject = cancel_on_reject(&ms, &d.body);
         let devices: Vec<String> = ms
             .pointer("/data/calleeDeviceInfo/deviceList")
             .and_then(Value::as_array)
@@ -403,21 +414,26 @@ impl Engine {
                 .or(p.get("customLineName"))
                 .or(p.get("lineName"))
                 .and_then(Value::as_str)
-                .unwrap_or_default();
+                .unwrap_or_default()
+                .to_string();
+            // Whatever stops the call from here on, its CDR names the number dialled and the
+            // display number asked for.
+            call.display_number = Some(if show.is_empty() { line.clone() } else { show.clone() });
+            call.requested = vec![Target::Phone { number: phone.clone(), display: show.clone() }];
             if phone.is_empty() {
                 return self.refuse(channel_id, codes::EMPTY_NUMBER, "empty callee number", now);
             }
             let r = &self.routing[tenant.0];
-            let valid = r.numbers.contains_key(&show) || (!line.is_empty() && r.self_lines.contains(line));
+            let valid = r.numbers.contains_key(&show) || (!line.is_empty() && r.self_lines.contains(&line));
             if !valid {
                 let why = format!("display number {show:?} is not a number bought by this account nor an own line");
                 return self.refuse(channel_id, codes::INVALID_DISPLAY_NUMBER, &why, now);
             }
-            self.calls.get_mut(channel_id).expect("present").display_number =
-                Some(if show.is_empty() { line.to_string() } else { show.clone() });
             vec![Target::Phone { number: phone, display: show }]
         } else {
-            devices.into_iter().map(|rtc_id| Target::Device { rtc_id }).collect()
+            let targets: Vec<Target> = devices.into_iter().map(|rtc_id| Target::Device { rtc_id }).collect();
+            call.requested = targets.clone();
+            targets
         };
         if targets.is_empty() {
             return self.refuse(channel_id, codes::EMPTY_NUMBER, "empty callee", now);
@@ -426,7 +442,8 @@ impl Engine {
             return self.refuse(channel_id, codes::TOO_MANY_CALLEES, "too many callees", now);
         }
         let call = self.calls.get_mut(channel_id).expect("present");
-        call.pending_sequences = vec![targets.iter().map(target_to_callee).collect()];
+        call.pending_sequences =
+            vec![plan::Group { sequence: 1, callees: targets.iter().map(target_to_callee).collect() }];
         match self.routing[tenant.0].outbound_callback.clone() {
             Some(url) => {
                 call.state = CallState::Authorizing;
@@ -488,8 +505,7 @@ impl Engine {
             }
             self.answer_leg(channel_id, leg, now);
         } else {
-            self.end_leg(channel_id, leg, Outcome::Rejected, now);
-            self.after_leg_ended(channel_id, now);
+            self.callee_rejected(channel_id, leg, now);
         }
     }
 
@@ -508,10 +524,7 @@ impl Engine {
         } else if let Some(leg) = call.device_leg(&d.rtc_id).map(|l| (l.id, l.state)) {
             match leg.1 {
                 LegState::Answered => self.hangup(channel_id, Party::Leg, now),
-                LegState::Ringing if !cancel => {
-                    self.end_leg(channel_id, leg.0, Outcome::Rejected, now);
-                    self.after_leg_ended(channel_id, now);
-                }
+                LegState::Ringing if !cancel => self.callee_rejected(channel_id, leg.0, now),
                 _ => {}
             }
         }
@@ -727,6 +740,12 @@ impl Engine {
                             .get("timeLimit")
                             .and_then(|t| t.as_u64().or_else(|| t.as_str().and_then(|s| s.parse().ok())));
                         call.need_record = model.get("needRecord").and_then(Value::as_bool).unwrap_or(false);
+                        call.requested = valid
+                            .sequences
+                            .iter()
+                            .flat_map(|g| &g.callees)
+                            .map(|c| callee_target(c, call.display_number.as_deref()))
+                            .collect();
                         call.pending_sequences = valid.sequences;
                         if call.pending_sequences.is_empty() {
                             return self.not_connected(channel_id, "the routing plan has no usable callee", now);
@@ -750,7 +769,7 @@ impl Engine {
         let r = &self.routing[tenant.0];
         let mut dropped = Vec::new();
         for group in &mut p.sequences {
-            group.retain(|c| match c {
+            group.callees.retain(|c| match c {
                 Callee::Pstn { platform_number, self_line, phone_number } => {
                     let ok = r.numbers.contains_key(platform_number) || self_line.as_ref().is_some_and(|l| r.self_lines.contains(l));
                     if !ok {
@@ -761,7 +780,7 @@ impl Engine {
                 Callee::Voip { .. } => true,
             });
         }
-        p.sequences.retain(|g| !g.is_empty());
+        p.sequences.retain(|g| !g.callees.is_empty());
         p.warnings.extend(dropped);
         p
     }
@@ -773,10 +792,11 @@ impl Engine {
         if call.pending_sequences.is_empty() {
             return self.finish_unanswered(channel_id, now);
         }
-        let group = call.pending_sequences.remove(0);
-        call.current_sequence += 1;
+        let plan::Group { sequence, callees: group } = call.pending_sequences.remove(0);
+        call.current_sequence = sequence;
+        call.sequence_position += 1;
         call.state = CallState::Ringing;
-        let (tenant, sequence) = (call.tenant, call.current_sequence);
+        let (tenant, position) = (call.tenant, call.sequence_position);
         let caller_info = match &call.caller {
             Caller::Device { rtc_id, uuid, user_info } => {
                 (json!({"isPstn": false, "rtcId": rtc_id, "uuid": uuid}), user_info.clone())
@@ -792,27 +812,22 @@ impl Engine {
         self.log_state(
             channel_id,
             "ringing",
-            json!({"sequence": sequence, "callees": group.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>()}),
+            json!({
+                "sequence": sequence,
+                "position": position,
+                "callees": group.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>(),
+            }),
         );
         for callee in group {
             let leg = self.alloc_leg(channel_id);
-            let target = match &callee {
-                Callee::Voip { rtc_id } => Target::Device { rtc_id: rtc_id.clone() },
-                Callee::Pstn { phone_number, platform_number, self_line } => Target::Phone {
-                    number: phone_number.clone(),
-                    display: if platform_number.is_empty() {
-                        self_line.clone().unwrap_or_default()
-                    } else {
-                        platform_number.clone()
-                    },
-                },
-            };
+            let target = callee_target(&callee, Some(&display));
             let call_id = format!("call-{channel_id}-{leg}");
             self.calls.get_mut(channel_id).expect("present").legs.push(Leg {
                 id: leg,
                 target: target.clone(),
                 state: LegState::Ringing,
                 sequence,
+                position,
                 start_ms: now,
                 answered_ms: None,
                 ended_ms: None,
@@ -838,8 +853,10 @@ impl Engine {
                         messages::called(kind, caller_info.0.clone(), channel_id, &call_id, caller_info.1.clone());
                     self.send_to(tenant, &rtc_id, "called", body);
                 }
-                Target::Phone { number, display: show } => {
-                    let from = if caller_is_phone { display.clone() } else { show };
+                Target::Phone { number, display: from } => {
+                    // The phone sees the leg's display number: for a transfer (a phone caller)
+                    // that is the plan's platformNumber, "the calling number used for the
+                    // transfer"; for a VoIP caller the display number it asked for.
                     self.out.push(Output::Pstn(PstnCommand::Dial {
                         leg,
                         channel_id: channel_id.into(),
@@ -866,6 +883,38 @@ impl Engine {
         } else {
             self.ring_next_sequence(channel_id, now);
         }
+    }
+
+    /// A ringing callee rejected. By default (the SDKs' `CALL_CANCLE_FLAG_WHEN_ONE_CALLEE_REJECT`)
+    /// one reject ends a VoIP caller's call: every other ringing callee stops with 2000133 and
+    /// the caller hears 2000106. With the other flag, and for a phone caller's routing plan, only
+    /// this leg ends and ringing goes on (next sequence when the whole group has ended).
+    fn callee_rejected(&mut self, channel_id: &str, leg: LegId, now: Millis) {
+        self.end_leg(channel_id, leg, Outcome::Rejected, now);
+        let Some(call) = self.calls.get(channel_id) else { return };
+        let cancels = call.cancel_on_reject && matches!(call.caller, Caller::Device { .. });
+        if !cancels || call.state != CallState::Ringing {
+            return self.after_leg_ended(channel_id, now);
+        }
+        let tenant = call.tenant;
+        let others: Vec<(LegId, Target)> =
+            call.legs.iter().filter(|l| l.state == LegState::Ringing).map(|l| (l.id, l.target.clone())).collect();
+        for (other, target) in others {
+            self.end_leg(channel_id, other, Outcome::RejectedElsewhere, now);
+            match target {
+                Target::Device { rtc_id } => self.send_to(
+                    tenant,
+                    &rtc_id,
+                    "cs_disconnect",
+                    messages::disconnect(None, channel_id, codes::REJECTED_ELSEWHERE, "rejected on another device"),
+                ),
+                Target::Phone { .. } => {
+                    self.out.push(Output::Pstn(PstnCommand::Release { leg: other, reason: ReleaseReason::Cancelled }))
+                }
+            }
+        }
+        self.call_pending_clear(channel_id);
+        self.finish_unanswered(channel_id, now);
     }
 
     fn answer_leg(&mut self, channel_id: &str, leg: LegId, now: Millis) {
@@ -1029,7 +1078,9 @@ impl Engine {
         let tenant = call.tenant;
         let outcomes: Vec<Outcome> = call.legs.iter().filter_map(|l| l.outcome).collect();
         let has = |o: Outcome| outcomes.contains(&o);
-        let (code, cause, announcement) = if has(Outcome::NoAnswer) {
+        let (code, cause, announcement) = if has(Outcome::RejectedElsewhere) {
+            (codes::REJECTED, "answer reject", "rejected")
+        } else if has(Outcome::NoAnswer) {
             (codes::NO_ANSWER, "no answer", "no_answer")
         } else if has(Outcome::Rejected) {
             (codes::REJECTED, "answer reject", "rejected")
@@ -1226,6 +1277,9 @@ impl Engine {
             warnings: Vec::new(),
             pending_sequences: Vec::new(),
             current_sequence: 0,
+            sequence_position: 0,
+            requested: Vec::new(),
+            cancel_on_reject: true,
             ringing_sent: false,
             cdr: None,
         }
@@ -1299,6 +1353,36 @@ enum Party {
     Caller,
     /// The answered callee.
     Leg,
+}
+
+/// The call request's cancel flag (iOS `createVoipCall(calleeRtcIds, cancleFlag, extend)`):
+/// `mediaSignal.data.cancelFlag` or `body.cancelFlag`, 0 or `CALL_CANCLE_FLAG_WHEN_ONE_CALLEE_REJECT`
+/// (the default) ends the call on the first reject; 1 or `CALL_CANCLE_FLAG_WHEN_ALL_CALLEE_REJECT`
+/// (also `…_ALL_CALLEES_REJECT`) keeps ringing the others.
+fn cancel_on_reject(media_signal: &Value, body: &Value) -> bool {
+    let flag = media_signal.pointer("/data/cancelFlag").or_else(|| body.get("cancelFlag"));
+    match flag {
+        Some(Value::Number(n)) => n.as_i64() != Some(1),
+        Some(Value::String(s)) => !(s == "1" || s.contains("WHEN_ALL")),
+        Some(Value::Bool(keep_ringing)) => !keep_ringing,
+        _ => true,
+    }
+}
+
+/// The leg target a plan callee rings; a PSTN callee without a platform number shows its own
+/// line, or else the number the call came in on.
+fn callee_target(c: &Callee, call_display: Option<&str>) -> Target {
+    match c {
+        Callee::Voip { rtc_id } => Target::Device { rtc_id: rtc_id.clone() },
+        Callee::Pstn { phone_number, platform_number, self_line } => Target::Phone {
+            number: phone_number.clone(),
+            display: if !platform_number.is_empty() {
+                platform_number.clone()
+            } else {
+                self_line.clone().or_else(|| call_display.map(str::to_string)).unwrap_or_default()
+            },
+        },
+    }
 }
 
 fn target_to_callee(t: &Target) -> Callee {

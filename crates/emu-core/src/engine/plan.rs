@@ -3,17 +3,20 @@
 //!
 //! Decisions where the manual is silent or contradicts itself (docs/calls.md repeats them):
 //! - Sequence numbers are sorted and gaps are skipped: `1-2-2-3-5` rings 1, then 2 (both at
-//!   once), then 3, then 5 (the manual's own example "rings through to 5").
+//!   once), then 3, then 5 (the manual's own example "rings through to 5"). Each group keeps the
+//!   number the customer declared, which is what the admin API and the events report.
 //! - A missing `sequence` is 1; a sequence below 1 is refused.
-//! - More than 10 sequences or more than 10 callees in one: the extra ones are dropped and a
-//!   warning explains it.
+//! - The manual's largest sequence value is 10: a callee declared above 10 is dropped with a
+//!   warning (the rest of the plan still rings). More than 10 callees in one sequence: the extra
+//!   ones are dropped and a warning explains it.
 //! - Unsupported shapes (several VoIP callees in one list; VoIP and PSTN callees in the same
 //!   sequence): the vendor "picks one at random"; the emulator keeps the first one listed, so
 //!   tests are repeatable, and says so in a warning.
 
 use serde_json::Value;
 
-pub const MAX_SEQUENCES: usize = 10;
+/// The largest `sequence` value the manual allows.
+pub const MAX_SEQUENCE: i64 = 10;
 pub const MAX_CALLEES_PER_SEQUENCE: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,10 +31,17 @@ impl Callee {
     }
 }
 
+/// The callees that ring at the same time, under the sequence number the customer declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub sequence: i64,
+    pub callees: Vec<Callee>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Plan {
     /// Sequences in ringing order; each rings all its callees at once.
-    pub sequences: Vec<Vec<Callee>>,
+    pub sequences: Vec<Group>,
     pub warnings: Vec<String>,
 }
 
@@ -80,10 +90,20 @@ pub fn parse(model: &Value) -> Result<Plan, String> {
         if sequence < 1 {
             return Err(format!("callee {i}: sequence {sequence} is below 1"));
         }
+        if sequence > MAX_SEQUENCE {
+            plan.warnings.push(format!(
+                "callee {i}: sequence {sequence} is above the largest allowed value {MAX_SEQUENCE}; dropped"
+            ));
+            continue;
+        }
         numbered.push((sequence, i, callee));
     }
     if numbered.is_empty() {
-        return Err("the callee list is empty".into());
+        return Err(if entries.is_empty() {
+            "the callee list is empty".into()
+        } else {
+            format!("no callee has a sequence from 1 to {MAX_SEQUENCE}")
+        });
     }
     // Several VoIP callees in one list: keep the first.
     let first_voip = numbered.iter().find(|(_, _, c)| c.is_voip()).map(|(_, i, _)| *i);
@@ -92,18 +112,11 @@ pub fn parse(model: &Value) -> Result<Plan, String> {
         numbered.retain(|(_, i, c)| !c.is_voip() || Some(*i) == first_voip);
     }
     numbered.sort_by_key(|(seq, i, _)| (*seq, *i));
-    let mut current: Option<i64> = None;
     for (seq, _, callee) in numbered {
-        if current != Some(seq) {
-            if plan.sequences.len() == MAX_SEQUENCES {
-                plan.warnings
-                    .push(format!("more than {MAX_SEQUENCES} sequences; sequence {seq} and later are dropped"));
-                break;
-            }
-            plan.sequences.push(Vec::new());
-            current = Some(seq);
+        if plan.sequences.last().is_none_or(|g| g.sequence != seq) {
+            plan.sequences.push(Group { sequence: seq, callees: Vec::new() });
         }
-        let group = plan.sequences.last_mut().expect("pushed above");
+        let group = &mut plan.sequences.last_mut().expect("pushed above").callees;
         if group.len() == MAX_CALLEES_PER_SEQUENCE {
             plan.warnings
                 .push(format!("more than {MAX_CALLEES_PER_SEQUENCE} callees in sequence {seq}; the rest are dropped"));
@@ -112,10 +125,11 @@ pub fn parse(model: &Value) -> Result<Plan, String> {
         group.push(callee);
     }
     for group in &mut plan.sequences {
-        if group.iter().any(Callee::is_voip) && group.iter().any(|c| !c.is_voip()) {
+        let callees = &mut group.callees;
+        if callees.iter().any(Callee::is_voip) && callees.iter().any(|c| !c.is_voip()) {
             plan.warnings
                 .push("VoIP and PSTN callees in one sequence are not supported; only the first is rung".into());
-            group.truncate(1);
+            callees.truncate(1);
         }
     }
     Ok(plan)
@@ -138,7 +152,8 @@ mod tests {
             .sequences
             .iter()
             .map(|g| {
-                g.iter()
+                g.callees
+                    .iter()
                     .map(|c| match c {
                         Callee::Pstn { phone_number, .. } => phone_number.clone(),
                         _ => "?".into(),
@@ -147,26 +162,38 @@ mod tests {
             })
             .collect();
         assert_eq!(names, vec![vec!["1"], vec!["2a", "2b"], vec!["3"], vec!["5"]]);
+        let declared: Vec<i64> = p.sequences.iter().map(|g| g.sequence).collect();
+        assert_eq!(declared, vec![1, 2, 3, 5], "each group keeps the sequence the customer declared");
         assert!(p.warnings.is_empty());
     }
 
     #[test]
     fn legacy_callee_infos_and_missing_sequence() {
         let p = parse(&json!({"calleeInfos": [{"rtcId": "2000000000000001"}]})).unwrap();
-        assert_eq!(p.sequences, vec![vec![Callee::Voip { rtc_id: "2000000000000001".into() }]]);
+        assert_eq!(
+            p.sequences,
+            vec![Group { sequence: 1, callees: vec![Callee::Voip { rtc_id: "2000000000000001".into() }] }]
+        );
         let p = parse(&json!({"mixedCalleeInfos": [{"type": "voip", "rtcId": 7}]})).unwrap();
-        assert_eq!(p.sequences[0][0], Callee::Voip { rtc_id: "7".into() });
+        assert_eq!(p.sequences[0].callees[0], Callee::Voip { rtc_id: "7".into() });
     }
 
     #[test]
     fn limits() {
+        // Sequence values above 10 are dropped (the manual's largest is 10), each with a warning.
         let many: Vec<Value> = (1..=12).map(|i| pstn(&i.to_string(), i)).collect();
         let p = parse(&json!({"mixedCalleeInfos": many})).unwrap();
         assert_eq!(p.sequences.len(), 10);
-        assert_eq!(p.warnings.len(), 1);
+        assert_eq!(p.sequences.last().unwrap().sequence, 10);
+        assert_eq!(p.warnings.len(), 2);
+        assert!(p.warnings[0].contains("sequence 11"), "{:?}", p.warnings);
+        let eleven = json!({"mixedCalleeInfos": [pstn("a", 1), pstn("b", 11)]});
+        let p = parse(&eleven).unwrap();
+        assert_eq!(p.sequences.len(), 1, "the callee declared 11 does not ring");
+        assert!(parse(&json!({"mixedCalleeInfos": [pstn("b", 11)]})).is_err(), "nothing usable is left");
         let wide: Vec<Value> = (1..=12).map(|i| pstn(&i.to_string(), 1)).collect();
         let p = parse(&json!({"mixedCalleeInfos": wide})).unwrap();
-        assert_eq!(p.sequences[0].len(), 10);
+        assert_eq!(p.sequences[0].callees.len(), 10);
     }
 
     #[test]
@@ -177,7 +204,7 @@ mod tests {
             pstn("p", 1),
         ]});
         let p = parse(&m).unwrap();
-        assert_eq!(p.sequences, vec![vec![Callee::Voip { rtc_id: "a".into() }]]);
+        assert_eq!(p.sequences, vec![Group { sequence: 1, callees: vec![Callee::Voip { rtc_id: "a".into() }] }]);
         assert_eq!(p.warnings.len(), 2);
     }
 
