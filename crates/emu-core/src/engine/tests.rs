@@ -1,6 +1,7 @@
 //! Engine unit tests: pure inputs and outputs, time passed in by hand.
 
 use super::*;
+use call::{Outcome, Target};
 use serde_json::json;
 
 const T: TenantId = TenantId(0);

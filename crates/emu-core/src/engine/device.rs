@@ -1,0 +1,322 @@
+//! Device requests: joinChannel, call, answer, leaving, ACKs, going offline, DTMF in audio.
+
+use serde_json::{Value, json};
+
+use super::call::{CallState, Caller, LegState, Outcome, Target};
+use super::endings::Party;
+use super::plan;
+use super::ringing::target_to_callee;
+use super::*;
+
+impl Engine {
+    pub(super) fn on_device(&mut self, d: DeviceInput, now: Millis) {
+        let Some(channel_id) = channel_of(&d) else {
+            if !matches!(d.message_type.as_str(), "stat" | "reportStatus") {
+                tracing::debug!(rtc_id = %d.rtc_id, message_type = %d.message_type, "device request without channelId ignored");
+            }
+            return;
+        };
+        match d.message_type.as_str() {
+            "joinChannel" => self.on_join(d, channel_id, now),
+            "call" => self.on_call(d, &channel_id, now),
+            "answer" => self.on_answer(d, &channel_id, now),
+            "cancelCall" => self.on_leave(&d, &channel_id, true, now),
+            "leaveChannel" => self.on_leave(&d, &channel_id, false, now),
+            "sdpCandidate" | "candidate" | "reportStatus" | "stat"
+                if self.calls.get(&channel_id).is_some_and(|c| c.tenant == d.tenant) =>
+            {
+                let uuid = d.body.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
+                self.out.push(Output::Media(MediaCommand::Signal {
+                    channel_id,
+                    tenant: d.tenant,
+                    rtc_id: d.rtc_id,
+                    uuid,
+                    api: d.message_type,
+                    signal: d.media_signal.unwrap_or(Value::Null),
+                }));
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_join(&mut self, d: DeviceInput, channel_id: String, now: Millis) {
+        let uuid = d.body.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
+        let is_caller = d.body.get("isCaller").and_then(Value::as_bool).unwrap_or(false);
+        let signal = d.media_signal.clone().unwrap_or(Value::Null);
+        if is_caller && !self.calls.contains_key(&channel_id) {
+            let rtc_type = d.body.get("alicomRtcType").and_then(Value::as_str).unwrap_or("voip2voip").to_string();
+            let user_info = signal.pointer("/data/userInfo").cloned().unwrap_or(json!({}));
+            let caller = Caller::Device { rtc_id: d.rtc_id.clone(), uuid: uuid.clone(), user_info };
+            let mut call = self.new_call(&channel_id, d.tenant, &rtc_type, caller, now);
+            call.need_record = d.body.get("needRecord").and_then(Value::as_bool).unwrap_or(false);
+            call.extend = d.body.get("extend").and_then(Value::as_str).unwrap_or_default().to_string();
+            self.calls.insert(channel_id.clone(), call);
+            self.in_call.insert((d.tenant, d.rtc_id.clone()), channel_id.clone());
+            self.log_state(&channel_id, "joining", json!({"caller": d.rtc_id}));
+        } else if !is_caller {
+            let Some(call) = self.calls.get_mut(&channel_id).filter(|c| c.tenant == d.tenant) else {
+                return self.stale(&d, &channel_id);
+            };
+            let Some(leg) = call.legs.iter_mut().find(|l| {
+                matches!(&l.target, Target::Device { rtc_id } if *rtc_id == d.rtc_id) && l.state == LegState::Answered
+            }) else {
+                return self.stale(&d, &channel_id);
+            };
+            leg.joined = true;
+            leg.uuid = Some(uuid.clone());
+            if let Caller::Device { rtc_id, uuid: caller_uuid, .. } = &call.caller {
+                let (tenant, rtc_id, caller_uuid) = (call.tenant, rtc_id.clone(), caller_uuid.clone());
+                self.send_to(
+                    tenant,
+                    &rtc_id,
+                    "peerJoinedChannel",
+                    messages::peer_joined(&caller_uuid, &channel_id, &uuid),
+                );
+            }
+        }
+        self.out.push(Output::Media(MediaCommand::Join {
+            channel_id,
+            tenant: d.tenant,
+            rtc_id: d.rtc_id,
+            uuid,
+            signal,
+        }));
+    }
+
+    /// A request for a call that no longer exists: tell the device so it does not hang.
+    pub(super) fn stale(&mut self, d: &DeviceInput, channel_id: &str) {
+        let uuid = d.body.get("uuid").and_then(Value::as_str).map(str::to_string);
+        self.send_to(
+            d.tenant,
+            &d.rtc_id,
+            "cs_disconnect",
+            messages::disconnect(uuid.as_deref(), channel_id, codes::CALL_ERROR, "the call is over"),
+        );
+    }
+
+    pub(super) fn on_call(&mut self, d: DeviceInput, channel_id: &str, now: Millis) {
+        let ms = d.media_signal.clone().unwrap_or(Value::Null);
+        let Some(call) =
+            self.calls.get_mut(channel_id).filter(|c| c.tenant == d.tenant && c.is_caller_device(&d.rtc_id))
+        else {
+            return self.stale(&d, channel_id);
+        };
+        if call.state != CallState::Joining {
+            return; // a second `call` for the same channel changes nothing
+        }
+        if let Caller::Device { user_info, .. } = &mut call.caller
+            && let Some(u) = ms.pointer("/data/callerUserInfo")
+        {
+            *user_info = u.clone();
+        }
+        if let Some(e) =
+            ms.pointer("/data/extend").and_then(Value::as_str).or(d.body.get("extend").and_then(Value::as_str))
+        {
+            call.extend = e.to_string();
+        }
+        call.cancel_on_reject = cancel_on_reject(&ms, &d.body);
+        let devices: Vec<String> = ms
+            .pointer("/data/calleeDeviceInfo/deviceList")
+            .and_then(Value::as_array)
+            .map(|l| l.iter().filter_map(|x| x.get("deviceId").and_then(Value::as_str)).map(str::to_string).collect())
+            .unwrap_or_default();
+        let pstn = ms.pointer("/data/calleePstnInfo").cloned();
+        let tenant = call.tenant;
+        let targets: Vec<Target> = if let Some(p) = pstn {
+            call.rtc_type = "voip2pstn".into();
+            let phone = p.get("phone").and_then(Value::as_str).unwrap_or_default().to_string();
+            let show = p.get("mcuPhone").and_then(Value::as_str).unwrap_or_default().to_string();
+            let line = p
+                .get("selfLineName")
+                .or(p.get("customLineName"))
+                .or(p.get("lineName"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            // Whatever stops the call from here on, its CDR names the number dialled and the
+            // display number asked for.
+            call.display_number = Some(if show.is_empty() { line.clone() } else { show.clone() });
+            call.requested = vec![Target::Phone { number: phone.clone(), display: show.clone() }];
+            if phone.is_empty() {
+                return self.refuse(channel_id, codes::EMPTY_NUMBER, "empty callee number", now);
+            }
+            let r = &self.routing[tenant.0];
+            let valid = r.numbers.contains_key(&show) || (!line.is_empty() && r.self_lines.contains(&line));
+            if !valid {
+                let why = format!("display number {show:?} is not a number bought by this account nor an own line");
+                return self.refuse(channel_id, codes::INVALID_DISPLAY_NUMBER, &why, now);
+            }
+            vec![Target::Phone { number: phone, display: show }]
+        } else {
+            let targets: Vec<Target> = devices.into_iter().map(|rtc_id| Target::Device { rtc_id }).collect();
+            call.requested = targets.clone();
+            targets
+        };
+        if targets.is_empty() {
+            return self.refuse(channel_id, codes::EMPTY_NUMBER, "empty callee", now);
+        }
+        if targets.len() > plan::MAX_CALLEES_PER_SEQUENCE {
+            return self.refuse(channel_id, codes::TOO_MANY_CALLEES, "too many callees", now);
+        }
+        let call = self.calls.get_mut(channel_id).expect("present");
+        call.pending_sequences =
+            vec![plan::Group { sequence: 1, callees: targets.iter().map(target_to_callee).collect() }];
+        match self.routing[tenant.0].outbound_callback.clone() {
+            Some(url) => {
+                call.state = CallState::Authorizing;
+                let callee_infos: Vec<Value> = targets
+                    .iter()
+                    .map(|t| match t {
+                        Target::Device { rtc_id } => json!({"isPstn": false, "voipId": rtc_id}),
+                        Target::Phone { number, display } => {
+                            json!({"isPstn": true, "platformNumber": display, "phoneNumber": number})
+                        }
+                    })
+                    .collect();
+                let body = json!({
+                    "communicationType": call.rtc_type,
+                    "callerInfo": {"voipId": d.rtc_id},
+                    "calleeInfos": callee_infos,
+                    "channelId": channel_id,
+                    "extend": call.extend,
+                });
+                self.log_state(channel_id, "authorizing", json!({"url": url}));
+                self.callback(channel_id, tenant, CallbackKind::Outbound, url, body, now);
+            }
+            None => self.ring_next_sequence(channel_id, now),
+        }
+    }
+
+    pub(super) fn on_answer(&mut self, d: DeviceInput, channel_id: &str, now: Millis) {
+        let result =
+            d.media_signal.as_ref().and_then(|m| m.pointer("/data/callResult")).and_then(Value::as_i64).unwrap_or(1);
+        let uuid = d.body.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
+        let Some(call) = self.calls.get(channel_id).filter(|c| c.tenant == d.tenant) else {
+            return self.stale(&d, channel_id);
+        };
+        let Some(leg) = call.device_leg(&d.rtc_id).filter(|l| l.state == LegState::Ringing).map(|l| l.id) else {
+            if call.state != CallState::Ended {
+                return; // not ringing here (already answered, or ended): nothing to do
+            }
+            return self.stale(&d, channel_id);
+        };
+        if result == 1 {
+            if call.state == CallState::Active {
+                // Someone else was first: this device's call ends as "answered elsewhere".
+                self.end_leg(channel_id, leg, Outcome::AnsweredElsewhere, now);
+                self.send_to(
+                    d.tenant,
+                    &d.rtc_id,
+                    "cs_disconnect",
+                    messages::disconnect(
+                        Some(&uuid),
+                        channel_id,
+                        codes::ANSWERED_ELSEWHERE,
+                        "answered on another device",
+                    ),
+                );
+                return;
+            }
+            if let Some(l) = self.calls.get_mut(channel_id).and_then(|c| c.leg_mut(leg)) {
+                l.uuid = Some(uuid);
+            }
+            self.answer_leg(channel_id, leg, now);
+        } else {
+            self.callee_rejected(channel_id, leg, now);
+        }
+    }
+
+    /// `leaveChannel` or `cancelCall` from a party of the call.
+    pub(super) fn on_leave(&mut self, d: &DeviceInput, channel_id: &str, cancel: bool, now: Millis) {
+        let Some(call) = self.calls.get(channel_id).filter(|c| c.tenant == d.tenant && c.state != CallState::Ended)
+        else {
+            return;
+        };
+        if call.is_caller_device(&d.rtc_id) {
+            if call.state == CallState::Active {
+                self.hangup(channel_id, Party::Caller, now);
+            } else {
+                self.cancel_by_caller(channel_id, now);
+            }
+        } else if let Some(leg) = call.device_leg(&d.rtc_id).map(|l| (l.id, l.state)) {
+            match leg.1 {
+                LegState::Answered => self.hangup(channel_id, Party::Leg, now),
+                LegState::Ringing if !cancel => self.callee_rejected(channel_id, leg.0, now),
+                _ => {}
+            }
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, tenant: TenantId, rtc_id: &str, message_type: &str) {
+        if message_type != "called" {
+            return;
+        }
+        // The callee's `called` ACK is the moment the caller hears it ringing (as the cloud does).
+        let Some(channel_id) = self.in_call.get(&(tenant, rtc_id.to_string())).cloned() else { return };
+        self.send_ringing(&channel_id);
+    }
+
+    pub(super) fn send_ringing(&mut self, channel_id: &str) {
+        let Some(call) = self.calls.get_mut(channel_id) else { return };
+        if call.ringing_sent || call.state != CallState::Ringing {
+            return;
+        }
+        call.ringing_sent = true;
+        if let Caller::Device { rtc_id, uuid, .. } = &call.caller {
+            let (tenant, rtc_id, uuid) = (call.tenant, rtc_id.clone(), uuid.clone());
+            self.send_to(tenant, &rtc_id, "ringing", messages::ringing(&uuid, channel_id));
+        }
+    }
+
+    pub(super) fn on_offline(&mut self, tenant: TenantId, rtc_id: &str, now: Millis) {
+        self.online.remove(&(tenant, rtc_id.to_string()));
+        let Some(channel_id) = self.in_call.get(&(tenant, rtc_id.to_string())).cloned() else { return };
+        let Some(call) = self.calls.get(&channel_id) else { return };
+        if call.is_caller_device(rtc_id) {
+            if call.state == CallState::Active {
+                self.hangup(&channel_id, Party::Caller, now);
+            } else {
+                self.cancel_by_caller(&channel_id, now);
+            }
+        } else if let Some((leg, state)) = call.device_leg(rtc_id).map(|l| (l.id, l.state)) {
+            if state == LegState::Answered {
+                self.hangup(&channel_id, Party::Leg, now);
+            } else {
+                self.end_leg(&channel_id, leg, Outcome::Offline, now);
+                self.after_leg_ended(&channel_id, now);
+            }
+        }
+    }
+
+    pub(super) fn on_device_dtmf(&mut self, channel_id: &str, rtc_id: &str, digits: &str) {
+        let Some(call) = self.calls.get(channel_id) else { return };
+        let phone_leg = match &call.caller {
+            Caller::Phone { leg, .. }
+                if call.legs.iter().any(|l| l.answered_ms.is_some() && l.target.label() == rtc_id) =>
+            {
+                Some(*leg)
+            }
+            Caller::Device { rtc_id: r, .. } if r == rtc_id => {
+                call.answered_leg().filter(|l| matches!(l.target, Target::Phone { .. })).map(|l| l.id)
+            }
+            _ => None,
+        };
+        if let Some(leg) = phone_leg {
+            self.out.push(Output::Pstn(PstnCommand::DeviceDtmf { leg, digits: digits.into() }));
+        }
+    }
+}
+
+/// The call request's cancel flag (iOS `createVoipCall(calleeRtcIds, cancleFlag, extend)`):
+/// `mediaSignal.data.cancelFlag` or `body.cancelFlag`, 0 or `CALL_CANCLE_FLAG_WHEN_ONE_CALLEE_REJECT`
+/// (the default) ends the call on the first reject; 1 or `CALL_CANCLE_FLAG_WHEN_ALL_CALLEE_REJECT`
+/// (also `…_ALL_CALLEES_REJECT`) keeps ringing the others.
+pub(super) fn cancel_on_reject(media_signal: &Value, body: &Value) -> bool {
+    let flag = media_signal.pointer("/data/cancelFlag").or_else(|| body.get("cancelFlag"));
+    match flag {
+        Some(Value::Number(n)) => n.as_i64() != Some(1),
+        Some(Value::String(s)) => !(s == "1" || s.contains("WHEN_ALL")),
+        Some(Value::Bool(keep_ringing)) => !keep_ringing,
+        _ => true,
+    }
+}

@@ -1,0 +1,256 @@
+//! Ringing: sequences of callees, answers, rejects, and legs ending.
+
+use serde_json::json;
+
+use super::call::{CallState, Caller, Leg, LegState, Outcome, Target};
+use super::plan::{self, Callee};
+use super::*;
+
+impl Engine {
+    pub(super) fn ring_next_sequence(&mut self, channel_id: &str, now: Millis) {
+        let Some(call) = self.calls.get_mut(channel_id) else { return };
+        if call.pending_sequences.is_empty() {
+            return self.finish_unanswered(channel_id, now);
+        }
+        let plan::Group { sequence, callees: group } = call.pending_sequences.remove(0);
+        call.current_sequence = sequence;
+        call.sequence_position += 1;
+        call.state = CallState::Ringing;
+        let (tenant, position) = (call.tenant, call.sequence_position);
+        let caller_info = match &call.caller {
+            Caller::Device { rtc_id, uuid, user_info } => {
+                (json!({"isPstn": false, "rtcId": rtc_id, "uuid": uuid}), user_info.clone())
+            }
+            Caller::Phone { number, uuid, .. } => (
+                json!({"isPstn": true, "phoneNumber": number, "uuid": uuid}),
+                json!({"platform": "pstn", "deviceId": number, "userId": uuid, "role": 1}),
+            ),
+        };
+        let display = call.display_number.clone().unwrap_or_default();
+        let caller_is_phone = matches!(call.caller, Caller::Phone { .. });
+        let rtc_type = call.rtc_type.clone();
+        self.log_state(
+            channel_id,
+            "ringing",
+            json!({
+                "sequence": sequence,
+                "position": position,
+                "callees": group.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>(),
+            }),
+        );
+        for callee in group {
+            let leg = self.alloc_leg(channel_id);
+            let target = callee_target(&callee, Some(&display));
+            let call_id = format!("call-{channel_id}-{leg}");
+            self.calls.get_mut(channel_id).expect("present").legs.push(Leg {
+                id: leg,
+                target: target.clone(),
+                state: LegState::Ringing,
+                sequence,
+                position,
+                start_ms: now,
+                answered_ms: None,
+                ended_ms: None,
+                outcome: None,
+                uuid: None,
+                call_id: call_id.clone(),
+                joined: false,
+            });
+            match target {
+                Target::Device { rtc_id } => {
+                    let key = (tenant, rtc_id.clone());
+                    if !self.online.contains(&key) {
+                        self.end_leg(channel_id, leg, Outcome::Offline, now);
+                        continue;
+                    }
+                    if self.in_call.get(&key).is_some_and(|c| c != channel_id) {
+                        self.end_leg(channel_id, leg, Outcome::Busy, now);
+                        continue;
+                    }
+                    self.in_call.insert(key, channel_id.into());
+                    let kind = if caller_is_phone { "pstn2voip" } else { rtc_type.as_str() };
+                    let body =
+                        messages::called(kind, caller_info.0.clone(), channel_id, &call_id, caller_info.1.clone());
+                    self.send_to(tenant, &rtc_id, "called", body);
+                }
+                Target::Phone { number, display: from } => {
+                    // The phone sees the leg's display number: for a transfer (a phone caller)
+                    // that is the plan's platformNumber, "the calling number used for the
+                    // transfer"; for a VoIP caller the display number it asked for.
+                    self.out.push(Output::Pstn(PstnCommand::Dial {
+                        leg,
+                        channel_id: channel_id.into(),
+                        tenant,
+                        from,
+                        to: number,
+                    }));
+                }
+            }
+            self.timer(now + self.cfg.ring_timeout_ms, Timer::Ring { channel_id: channel_id.into(), leg });
+        }
+        self.after_leg_ended(channel_id, now);
+    }
+
+    /// After a leg ended while ringing: if none of the current sequence still rings, ring the
+    /// next sequence, or end the call unanswered.
+    pub(super) fn after_leg_ended(&mut self, channel_id: &str, now: Millis) {
+        let Some(call) = self.calls.get(channel_id) else { return };
+        if call.state != CallState::Ringing || call.legs.iter().any(|l| l.state != LegState::Ended) {
+            return;
+        }
+        if call.pending_sequences.is_empty() {
+            self.finish_unanswered(channel_id, now);
+        } else {
+            self.ring_next_sequence(channel_id, now);
+        }
+    }
+
+    /// A ringing callee rejected. By default (the SDKs' `CALL_CANCLE_FLAG_WHEN_ONE_CALLEE_REJECT`)
+    /// one reject ends a VoIP caller's call: every other ringing callee stops with 2000133 and
+    /// the caller hears 2000106. With the other flag, and for a phone caller's routing plan, only
+    /// this leg ends and ringing goes on (next sequence when the whole group has ended).
+    pub(super) fn callee_rejected(&mut self, channel_id: &str, leg: LegId, now: Millis) {
+        self.end_leg(channel_id, leg, Outcome::Rejected, now);
+        let Some(call) = self.calls.get(channel_id) else { return };
+        let cancels = call.cancel_on_reject && matches!(call.caller, Caller::Device { .. });
+        if !cancels || call.state != CallState::Ringing {
+            return self.after_leg_ended(channel_id, now);
+        }
+        let tenant = call.tenant;
+        let others: Vec<(LegId, Target)> =
+            call.legs.iter().filter(|l| l.state == LegState::Ringing).map(|l| (l.id, l.target.clone())).collect();
+        for (other, target) in others {
+            self.end_leg(channel_id, other, Outcome::RejectedElsewhere, now);
+            match target {
+                Target::Device { rtc_id } => self.send_to(
+                    tenant,
+                    &rtc_id,
+                    "cs_disconnect",
+                    messages::disconnect(None, channel_id, codes::REJECTED_ELSEWHERE, "rejected on another device"),
+                ),
+                Target::Phone { .. } => {
+                    self.out.push(Output::Pstn(PstnCommand::Release { leg: other, reason: ReleaseReason::Cancelled }))
+                }
+            }
+        }
+        self.call_pending_clear(channel_id);
+        self.finish_unanswered(channel_id, now);
+    }
+
+    pub(super) fn answer_leg(&mut self, channel_id: &str, leg: LegId, now: Millis) {
+        let Some(call) = self.calls.get_mut(channel_id) else { return };
+        call.state = CallState::Active;
+        call.answered_ms = Some(now);
+        let (tenant, limit, record) = (call.tenant, call.time_limit_secs, call.need_record);
+        let Some(l) = call.leg_mut(leg) else { return };
+        l.state = LegState::Answered;
+        l.answered_ms = Some(now);
+        let target = l.target.clone();
+        let call_id = l.call_id.clone();
+        if let Target::Phone { .. } = target {
+            l.joined = true;
+        }
+        call.rtc_type = match (&call.caller, &target) {
+            (Caller::Device { .. }, Target::Device { .. }) => "voip2voip",
+            (Caller::Device { .. }, Target::Phone { .. }) => "voip2pstn",
+            (Caller::Phone { .. }, Target::Device { .. }) => "pstn2voip",
+            (Caller::Phone { .. }, Target::Phone { .. }) => "pstn2pstn",
+        }
+        .into();
+        let caller = call.caller.clone();
+        let others: Vec<(LegId, Target)> = call
+            .legs
+            .iter()
+            .filter(|o| o.id != leg && o.state == LegState::Ringing)
+            .map(|o| (o.id, o.target.clone()))
+            .collect();
+        self.log_state(channel_id, "active", json!({"answeredBy": target.label()}));
+        match &caller {
+            Caller::Device { rtc_id, uuid, .. } => {
+                self.send_to(tenant, rtc_id, "answered", messages::answered(uuid, channel_id, &call_id, 1));
+                if let Target::Phone { .. } = target {
+                    // A phone has no joinChannel of its own: it has joined when it answers.
+                    self.send_to(
+                        tenant,
+                        rtc_id,
+                        "peerJoinedChannel",
+                        messages::peer_joined(uuid, channel_id, &format!("pstn-{leg}")),
+                    );
+                }
+            }
+            Caller::Phone { leg: caller_leg, .. } => {
+                self.out.push(Output::Pstn(PstnCommand::Connected { leg: *caller_leg }));
+            }
+        }
+        for (other, t) in others {
+            self.end_leg(channel_id, other, Outcome::AnsweredElsewhere, now);
+            match t {
+                Target::Device { rtc_id } => self.send_to(
+                    tenant,
+                    &rtc_id,
+                    "cs_disconnect",
+                    messages::disconnect(None, channel_id, codes::ANSWERED_ELSEWHERE, "answered on another device"),
+                ),
+                Target::Phone { .. } => self
+                    .out
+                    .push(Output::Pstn(PstnCommand::Release { leg: other, reason: ReleaseReason::AnsweredElsewhere })),
+            }
+        }
+        self.call_pending_clear(channel_id);
+        if let Some(secs) = limit.filter(|s| *s > 0) {
+            self.timer(now + secs * 1000, Timer::TimeLimit { channel_id: channel_id.into() });
+        }
+        self.out.push(Output::Media(MediaCommand::Bridge { channel_id: channel_id.into(), record }));
+    }
+
+    pub(super) fn call_pending_clear(&mut self, channel_id: &str) {
+        if let Some(c) = self.calls.get_mut(channel_id) {
+            c.pending_sequences.clear();
+        }
+    }
+
+    pub(super) fn end_leg(&mut self, channel_id: &str, leg: LegId, outcome: Outcome, now: Millis) {
+        let Some(call) = self.calls.get_mut(channel_id) else { return };
+        let tenant = call.tenant;
+        let Some(l) = call.leg_mut(leg) else { return };
+        if l.state == LegState::Ended {
+            return;
+        }
+        l.state = LegState::Ended;
+        l.ended_ms = Some(now);
+        l.outcome = Some(outcome);
+        if let Target::Device { rtc_id } = &l.target {
+            let key = (tenant, rtc_id.clone());
+            if self.in_call.get(&key).is_some_and(|c| c == channel_id) {
+                self.in_call.remove(&key);
+            }
+        }
+        let label = l.target.label().to_string();
+        self.log(channel_id, "leg.ended", json!({"leg": leg, "callee": label, "outcome": outcome}));
+    }
+}
+
+/// The leg target a plan callee rings; a PSTN callee without a platform number shows its own
+/// line, or else the number the call came in on.
+pub(super) fn callee_target(c: &Callee, call_display: Option<&str>) -> Target {
+    match c {
+        Callee::Voip { rtc_id } => Target::Device { rtc_id: rtc_id.clone() },
+        Callee::Pstn { phone_number, platform_number, self_line } => Target::Phone {
+            number: phone_number.clone(),
+            display: if !platform_number.is_empty() {
+                platform_number.clone()
+            } else {
+                self_line.clone().or_else(|| call_display.map(str::to_string)).unwrap_or_default()
+            },
+        },
+    }
+}
+
+pub(super) fn target_to_callee(t: &Target) -> Callee {
+    match t {
+        Target::Device { rtc_id } => Callee::Voip { rtc_id: rtc_id.clone() },
+        Target::Phone { number, display } => {
+            Callee::Pstn { phone_number: number.clone(), platform_number: display.clone(), self_line: None }
+        }
+    }
+}
