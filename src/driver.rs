@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use emu_core::clock::format_shanghai;
 use emu_core::engine::call::{Caller, Target};
-use emu_core::engine::{CallbackKind, DeviceInput, Engine, EngineConfig, Input, MediaCommand, Output, Routing};
+use emu_core::engine::{CallbackKind, Engine, EngineConfig, Input, MediaCommand, Output, Routing};
 use emu_core::events::NewEvent;
 use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
 use emu_core::{Millis, Shared, TenantId};
@@ -191,13 +191,7 @@ impl Driver {
     fn on_gateway(&mut self, ev: GatewayEvent) {
         let now = self.now();
         let input = match ev {
-            GatewayEvent::Request(r) => Input::Device(DeviceInput {
-                tenant: r.tenant,
-                rtc_id: r.rtc_id,
-                message_type: r.message_type,
-                body: r.body,
-                media_signal: r.media_signal,
-            }),
+            GatewayEvent::Request(r) => Input::Device(r),
             GatewayEvent::Ack { tenant, rtc_id, message_type, .. } => Input::DeviceAck { tenant, rtc_id, message_type },
             GatewayEvent::Registered { tenant, rtc_id, .. } => Input::DeviceOnline { tenant, rtc_id },
             GatewayEvent::Offline { tenant, rtc_id, .. } => Input::DeviceOffline { tenant, rtc_id },
@@ -331,8 +325,8 @@ impl Driver {
         match cmd {
             MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal } => {
                 let tenant_name = self.shared.tenants.get(tenant).name.clone();
-                let rtc_type = self.engine.call(&channel_id).map(|c| c.rtc_type.clone()).unwrap_or_default();
-                let preference = CodecPreference::for_call_type(&rtc_type);
+                let rtc_type = self.engine.call(&channel_id).map(|c| c.rtc_type.as_str()).unwrap_or_default();
+                let preference = CodecPreference::for_call_type(rtc_type);
                 let result = self.media.join_with(&channel_id, &tenant_name, &rtc_id, &uuid, &signal, preference);
                 self.send(
                     tenant,
@@ -342,7 +336,7 @@ impl Driver {
                 );
             }
             MediaCommand::Signal { channel_id, tenant, rtc_id, uuid, api, signal } => {
-                if let Some(result) = self.media.signal(&channel_id, &rtc_id, &uuid, &api, &signal) {
+                if let Some(result) = self.media.signal(&channel_id, &rtc_id, &uuid, api.as_str(), &signal) {
                     let body = json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": result});
                     self.send(tenant, &rtc_id, "sdpCandidate", body);
                 }
@@ -360,7 +354,7 @@ impl Driver {
                     Target::Device { rtc_id } => Endpoint::Device { rtc_id: rtc_id.clone() },
                     Target::Phone { number, .. } => phone(number),
                 };
-                let record = self.media.should_record(&call.rtc_type, record);
+                let record = self.media.should_record(call.rtc_type.as_str(), record);
                 self.media.bridge(&channel_id, caller, callee, record);
                 if record {
                     self.engine.mark_recorded(&channel_id);

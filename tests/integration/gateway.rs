@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use emu_core::signalling::RequestKind;
 use emu_gateway::GatewayEvent;
 use emu_testkit::{Device, Emulator, Inbound};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -173,13 +174,14 @@ async fn retransmitted_requests_are_processed_once() {
     assert_eq!(a1.message_id, a2.message_id, "the cached ACK is re-sent");
     let first = next_event(&mut engine, |e| matches!(e, GatewayEvent::Request(_))).await;
     let GatewayEvent::Request(req) = first else { unreachable!() };
-    assert_eq!((req.message_type.as_str(), req.channel_id.as_deref()), ("joinChannel", Some("chan-1")));
-    assert_eq!(req.media_signal.unwrap()["api"], "joinChannel");
+    assert_eq!(req.channel_id.as_deref(), Some("chan-1"));
+    let RequestKind::Join(join) = req.kind else { panic!("not a joinChannel: {:?}", req.kind) };
+    assert_eq!(join.signal["api"], "joinChannel", "the inflated mediaSignal reaches the engine");
     // A later request proves the duplicate was not queued behind the first.
     dev.request("leaveChannel", json!({"channelId": "chan-1"}), None).await.unwrap();
     let next = next_event(&mut engine, |e| matches!(e, GatewayEvent::Request(_))).await;
     let GatewayEvent::Request(req) = next else { unreachable!() };
-    assert_eq!(req.message_type, "leaveChannel");
+    assert!(matches!(req.kind, RequestKind::LeaveChannel), "{:?}", req.kind);
     let events = emu.admin_get("/admin/events?channelId=chan-1&kind=envelope.in").await.unwrap();
     assert_eq!(events["events"].as_array().unwrap().len(), 2);
 }

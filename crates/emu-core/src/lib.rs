@@ -16,3 +16,4 @@ pub mod events;
 pub use events::EventLog;
 pub mod engine;
 pub mod pstn;
+pub mod signalling;

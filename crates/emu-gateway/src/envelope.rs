@@ -168,10 +168,7 @@ impl<'a> Inbound<'a> {
 
 /// The call a message belongs to: `body.channelId`, else the decoded mediaSignal's
 /// `data.channelId`.
-pub fn channel_id_of(body: &Value, media_signal: Option<&Value>) -> Option<String> {
-    let in_signal = || media_signal.and_then(|m| m.pointer("/data/channelId")).and_then(Value::as_str);
-    body.get("channelId").and_then(Value::as_str).or_else(in_signal).map(str::to_string)
-}
+pub use emu_core::signalling::channel_id_of;
 
 /// Every envelope names its messageType and requestId (the ACK echoes both).
 fn require_ids(message_type: &str, request_id: &str) -> Result<(), String> {

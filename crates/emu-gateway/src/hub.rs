@@ -24,6 +24,7 @@ use crate::envelope::{Envelope, Inbound, channel_id_of, empty_body, server_from_
 use crate::media_signal;
 use crate::mqtt;
 use crate::sls::SlsSink;
+use emu_core::signalling::DeviceRequest;
 
 pub type ConnId = u64;
 
@@ -94,20 +95,6 @@ struct Dedupe {
 }
 
 const DEDUPE_WINDOW: usize = 256;
-
-/// A device request for the call engine, already decoded.
-#[derive(Debug, Clone)]
-pub struct DeviceRequest {
-    pub tenant: TenantId,
-    pub rtc_id: String,
-    pub device_id: String,
-    pub message_type: String,
-    pub request_id: String,
-    pub channel_id: Option<String>,
-    pub body: Value,
-    /// The decoded `body.mediaSignal`, when present.
-    pub media_signal: Option<Value>,
-}
 
 /// What the gateway tells the call engine.
 #[derive(Debug, Clone)]
@@ -461,16 +448,14 @@ impl Hub {
         // ACK-only messages (PROTOCOL.md §8: reportStatus, stat, client ACKs of notices) stop here.
         let for_engine = !matches!(&*env.message_type, "cs_register" | "cs_get_sls_sts" | "reportStatus" | "stat");
         if code == 200 && for_engine {
-            self.to_engine(GatewayEvent::Request(DeviceRequest {
-                tenant: who.tenant,
-                rtc_id: who.rtc_id,
-                device_id: who.device_id,
-                message_type: env.message_type.into_owned(),
-                request_id: env.request_id.into_owned(),
-                channel_id,
-                body: request_body,
-                media_signal: media,
-            }));
+            // Decoded once, here: the engine takes typed requests.
+            self.to_engine(GatewayEvent::Request(DeviceRequest::decode(
+                who.tenant,
+                &who.rtc_id,
+                &env.message_type,
+                &request_body,
+                media.as_ref(),
+            )));
         }
         Ok(())
     }

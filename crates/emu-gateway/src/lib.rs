@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use hub::{DeviceRequest, GatewayEvent, Hub, SendError};
+pub use hub::{GatewayEvent, Hub, SendError};
 
 /// The routes of the `mqtt_ws` listener: `/mqtt` and the SLS log sink.
 pub fn ws_router(hub: Arc<Hub>) -> Router {

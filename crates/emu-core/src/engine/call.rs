@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::clock::Millis;
 use crate::pstn::LegId;
+use crate::signalling::RtcType;
 use crate::tenants::TenantId;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -124,7 +125,7 @@ pub struct Call {
     #[serde(skip)]
     pub tenant: TenantId,
     #[serde(rename = "alicomRtcType")]
-    pub rtc_type: String,
+    pub rtc_type: RtcType,
     pub state: CallState,
     pub caller: Caller,
     pub legs: Vec<Leg>,

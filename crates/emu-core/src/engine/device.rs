@@ -2,58 +2,64 @@
 
 use serde_json::{Value, json};
 
+use crate::signalling::{CallRequest, CalleeRequest, DeviceRequest, Join, MediaApi, RequestKind, RtcType};
+
 use super::call::{CallState, Caller, LegState, Outcome, Target};
 use super::endings::Party;
 use super::plan;
 use super::ringing::target_to_callee;
 use super::*;
 
+/// Who sent a device request.
+pub(super) struct Requester {
+    tenant: TenantId,
+    rtc_id: String,
+    uuid: String,
+}
+
 impl Engine {
-    pub(super) fn on_device(&mut self, d: DeviceInput, now: Millis) {
-        let Some(channel_id) = channel_of(&d) else {
-            if !matches!(d.message_type.as_str(), "stat" | "reportStatus") {
-                tracing::debug!(rtc_id = %d.rtc_id, message_type = %d.message_type, "device request without channelId ignored");
+    pub(super) fn on_device(&mut self, d: DeviceRequest, now: Millis) {
+        let Some(channel_id) = d.channel_id.clone() else {
+            if !matches!(d.kind, RequestKind::Media { api: MediaApi::Stat | MediaApi::ReportStatus, .. }) {
+                tracing::debug!(rtc_id = %d.rtc_id, kind = ?d.kind, "device request without channelId ignored");
             }
             return;
         };
-        match d.message_type.as_str() {
-            "joinChannel" => self.on_join(d, channel_id, now),
-            "call" => self.on_call(d, &channel_id, now),
-            "answer" => self.on_answer(d, &channel_id, now),
-            "cancelCall" => self.on_leave(&d, &channel_id, true, now),
-            "leaveChannel" => self.on_leave(&d, &channel_id, false, now),
-            "sdpCandidate" | "candidate" | "reportStatus" | "stat"
-                if self.calls.get(&channel_id).is_some_and(|c| c.tenant == d.tenant) =>
-            {
-                let uuid = d.body.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
+        let known = self.calls.get(&channel_id).is_some_and(|c| c.tenant == d.tenant);
+        let ctx = Requester { tenant: d.tenant, rtc_id: d.rtc_id, uuid: d.uuid };
+        match d.kind {
+            RequestKind::Join(join) => self.on_join(ctx, join, channel_id, now),
+            RequestKind::Call(call) => self.on_call(ctx, call, &channel_id, now),
+            RequestKind::Answer { accept } => self.on_answer(ctx, accept, &channel_id, now),
+            RequestKind::CancelCall => self.on_leave(&ctx, &channel_id, true, now),
+            RequestKind::LeaveChannel => self.on_leave(&ctx, &channel_id, false, now),
+            RequestKind::Media { api, signal } if known => {
                 self.out.push(Output::Media(MediaCommand::Signal {
                     channel_id,
-                    tenant: d.tenant,
-                    rtc_id: d.rtc_id,
-                    uuid,
-                    api: d.message_type,
-                    signal: d.media_signal.unwrap_or(Value::Null),
+                    tenant: ctx.tenant,
+                    rtc_id: ctx.rtc_id,
+                    uuid: ctx.uuid,
+                    api,
+                    signal,
                 }));
             }
-            _ => {}
+            RequestKind::Media { .. } | RequestKind::Other(_) => {}
         }
     }
 
-    pub(super) fn on_join(&mut self, d: DeviceInput, channel_id: String, now: Millis) {
-        let uuid = d.body.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
-        let is_caller = d.body.get("isCaller").and_then(Value::as_bool).unwrap_or(false);
-        let signal = d.media_signal.clone().unwrap_or(Value::Null);
-        if is_caller && !self.calls.contains_key(&channel_id) {
-            let rtc_type = d.body.get("alicomRtcType").and_then(Value::as_str).unwrap_or("voip2voip").to_string();
-            let user_info = signal.pointer("/data/userInfo").cloned().unwrap_or(json!({}));
+    pub(super) fn on_join(&mut self, d: Requester, join: Join, channel_id: String, now: Millis) {
+        let uuid = d.uuid.clone();
+        if join.is_caller && !self.calls.contains_key(&channel_id) {
+            let rtc_type = join.rtc_type.unwrap_or(RtcType::Voip2Voip);
+            let user_info = join.user_info.unwrap_or(json!({}));
             let caller = Caller::Device { rtc_id: d.rtc_id.clone(), uuid: uuid.clone(), user_info };
-            let mut call = self.new_call(&channel_id, d.tenant, &rtc_type, caller, now);
-            call.need_record = d.body.get("needRecord").and_then(Value::as_bool).unwrap_or(false);
-            call.extend = d.body.get("extend").and_then(Value::as_str).unwrap_or_default().to_string();
+            let mut call = self.new_call(&channel_id, d.tenant, rtc_type, caller, now);
+            call.need_record = join.need_record;
+            call.extend = join.extend.unwrap_or_default();
             self.calls.insert(channel_id.clone(), call);
             self.in_call.insert((d.tenant, d.rtc_id.clone()), channel_id.clone());
             self.log_state(&channel_id, "joining", json!({"caller": d.rtc_id}));
-        } else if !is_caller {
+        } else if !join.is_caller {
             let Some(call) = self.calls.get_mut(&channel_id).filter(|c| c.tenant == d.tenant) else {
                 return self.stale(&d, &channel_id);
             };
@@ -79,23 +85,22 @@ impl Engine {
             tenant: d.tenant,
             rtc_id: d.rtc_id,
             uuid,
-            signal,
+            signal: join.signal,
         }));
     }
 
     /// A request for a call that no longer exists: tell the device so it does not hang.
-    pub(super) fn stale(&mut self, d: &DeviceInput, channel_id: &str) {
-        let uuid = d.body.get("uuid").and_then(Value::as_str).map(str::to_string);
+    pub(super) fn stale(&mut self, d: &Requester, channel_id: &str) {
+        let uuid = Some(d.uuid.as_str()).filter(|u| !u.is_empty());
         self.send_to(
             d.tenant,
             &d.rtc_id,
             "cs_disconnect",
-            messages::disconnect(uuid.as_deref(), channel_id, codes::CALL_ERROR, "the call is over"),
+            messages::disconnect(uuid, channel_id, codes::CALL_ERROR, "the call is over"),
         );
     }
 
-    pub(super) fn on_call(&mut self, d: DeviceInput, channel_id: &str, now: Millis) {
-        let ms = d.media_signal.clone().unwrap_or(Value::Null);
+    pub(super) fn on_call(&mut self, d: Requester, req: CallRequest, channel_id: &str, now: Millis) {
         let Some(call) =
             self.calls.get_mut(channel_id).filter(|c| c.tenant == d.tenant && c.is_caller_device(&d.rtc_id))
         else {
@@ -105,52 +110,38 @@ impl Engine {
             return; // a second `call` for the same channel changes nothing
         }
         if let Caller::Device { user_info, .. } = &mut call.caller
-            && let Some(u) = ms.pointer("/data/callerUserInfo")
+            && let Some(u) = req.caller_user_info
         {
-            *user_info = u.clone();
+            *user_info = u;
         }
-        if let Some(e) =
-            ms.pointer("/data/extend").and_then(Value::as_str).or(d.body.get("extend").and_then(Value::as_str))
-        {
-            call.extend = e.to_string();
+        if let Some(e) = req.extend {
+            call.extend = e;
         }
-        call.cancel_on_reject = cancel_on_reject(&ms, &d.body);
-        let devices: Vec<String> = ms
-            .pointer("/data/calleeDeviceInfo/deviceList")
-            .and_then(Value::as_array)
-            .map(|l| l.iter().filter_map(|x| x.get("deviceId").and_then(Value::as_str)).map(str::to_string).collect())
-            .unwrap_or_default();
-        let pstn = ms.pointer("/data/calleePstnInfo").cloned();
+        call.cancel_on_reject = req.cancel_on_reject;
         let tenant = call.tenant;
-        let targets: Vec<Target> = if let Some(p) = pstn {
-            call.rtc_type = "voip2pstn".into();
-            let phone = p.get("phone").and_then(Value::as_str).unwrap_or_default().to_string();
-            let show = p.get("mcuPhone").and_then(Value::as_str).unwrap_or_default().to_string();
-            let line = p
-                .get("selfLineName")
-                .or(p.get("customLineName"))
-                .or(p.get("lineName"))
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
-            // Whatever stops the call from here on, its CDR names the number dialled and the
-            // display number asked for.
-            call.display_number = Some(if show.is_empty() { line.clone() } else { show.clone() });
-            call.requested = vec![Target::Phone { number: phone.clone(), display: show.clone() }];
-            if phone.is_empty() {
-                return self.refuse(channel_id, codes::EMPTY_NUMBER, "empty callee number", now);
+        let targets: Vec<Target> = match req.callee {
+            CalleeRequest::Phone { number: phone, show, line } => {
+                call.rtc_type = RtcType::Voip2Pstn;
+                // Whatever stops the call from here on, its CDR names the number dialled and the
+                // display number asked for.
+                call.display_number = Some(if show.is_empty() { line.clone() } else { show.clone() });
+                call.requested = vec![Target::Phone { number: phone.clone(), display: show.clone() }];
+                if phone.is_empty() {
+                    return self.refuse(channel_id, codes::EMPTY_NUMBER, "empty callee number", now);
+                }
+                let r = &self.routing[tenant.0];
+                let valid = r.numbers.contains_key(&show) || (!line.is_empty() && r.self_lines.contains(&line));
+                if !valid {
+                    let why = format!("display number {show:?} is not a number bought by this account nor an own line");
+                    return self.refuse(channel_id, codes::INVALID_DISPLAY_NUMBER, &why, now);
+                }
+                vec![Target::Phone { number: phone, display: show }]
             }
-            let r = &self.routing[tenant.0];
-            let valid = r.numbers.contains_key(&show) || (!line.is_empty() && r.self_lines.contains(&line));
-            if !valid {
-                let why = format!("display number {show:?} is not a number bought by this account nor an own line");
-                return self.refuse(channel_id, codes::INVALID_DISPLAY_NUMBER, &why, now);
+            CalleeRequest::Devices(devices) => {
+                let targets: Vec<Target> = devices.into_iter().map(|rtc_id| Target::Device { rtc_id }).collect();
+                call.requested = targets.clone();
+                targets
             }
-            vec![Target::Phone { number: phone, display: show }]
-        } else {
-            let targets: Vec<Target> = devices.into_iter().map(|rtc_id| Target::Device { rtc_id }).collect();
-            call.requested = targets.clone();
-            targets
         };
         if targets.is_empty() {
             return self.refuse(channel_id, codes::EMPTY_NUMBER, "empty callee", now);
@@ -187,10 +178,8 @@ impl Engine {
         }
     }
 
-    pub(super) fn on_answer(&mut self, d: DeviceInput, channel_id: &str, now: Millis) {
-        let result =
-            d.media_signal.as_ref().and_then(|m| m.pointer("/data/callResult")).and_then(Value::as_i64).unwrap_or(1);
-        let uuid = d.body.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
+    pub(super) fn on_answer(&mut self, d: Requester, accept: bool, channel_id: &str, now: Millis) {
+        let uuid = d.uuid.clone();
         let Some(call) = self.calls.get(channel_id).filter(|c| c.tenant == d.tenant) else {
             return self.stale(&d, channel_id);
         };
@@ -200,7 +189,7 @@ impl Engine {
             }
             return self.stale(&d, channel_id);
         };
-        if result == 1 {
+        if accept {
             if call.state == CallState::Active {
                 // Someone else was first: this device's call ends as "answered elsewhere".
                 self.end_leg(channel_id, leg, Outcome::AnsweredElsewhere, now);
@@ -227,7 +216,7 @@ impl Engine {
     }
 
     /// `leaveChannel` or `cancelCall` from a party of the call.
-    pub(super) fn on_leave(&mut self, d: &DeviceInput, channel_id: &str, cancel: bool, now: Millis) {
+    pub(super) fn on_leave(&mut self, d: &Requester, channel_id: &str, cancel: bool, now: Millis) {
         let Some(call) = self.calls.get(channel_id).filter(|c| c.tenant == d.tenant && c.state != CallState::Ended)
         else {
             return;
@@ -304,19 +293,5 @@ impl Engine {
         if let Some(leg) = phone_leg {
             self.out.push(Output::Pstn(PstnCommand::DeviceDtmf { leg, digits: digits.into() }));
         }
-    }
-}
-
-/// The call request's cancel flag (iOS `createVoipCall(calleeRtcIds, cancleFlag, extend)`):
-/// `mediaSignal.data.cancelFlag` or `body.cancelFlag`, 0 or `CALL_CANCLE_FLAG_WHEN_ONE_CALLEE_REJECT`
-/// (the default) ends the call on the first reject; 1 or `CALL_CANCLE_FLAG_WHEN_ALL_CALLEE_REJECT`
-/// (also `…_ALL_CALLEES_REJECT`) keeps ringing the others.
-pub(super) fn cancel_on_reject(media_signal: &Value, body: &Value) -> bool {
-    let flag = media_signal.pointer("/data/cancelFlag").or_else(|| body.get("cancelFlag"));
-    match flag {
-        Some(Value::Number(n)) => n.as_i64() != Some(1),
-        Some(Value::String(s)) => !(s == "1" || s.contains("WHEN_ALL")),
-        Some(Value::Bool(keep_ringing)) => !keep_ringing,
-        _ => true,
     }
 }

@@ -3,6 +3,8 @@
 
 use serde_json::{Value, json};
 
+use crate::signalling::RtcType;
+
 /// A successful ARTC api message for `body.mediaSignal`.
 pub fn artc(api: &str, data: Value) -> Value {
     json!({"api": api, "errorCode": 0, "errorMsg": "SUCCESS", "data": data})
@@ -13,7 +15,13 @@ pub fn channel_config() -> Value {
 }
 
 /// `called` to a callee. No `body.uuid`: the callee's session id is not known yet (§3.3).
-pub fn called(rtc_type: &str, caller_info: Value, channel_id: &str, call_id: &str, caller_user_info: Value) -> Value {
+pub fn called(
+    rtc_type: RtcType,
+    caller_info: Value,
+    channel_id: &str,
+    call_id: &str,
+    caller_user_info: Value,
+) -> Value {
     json!({
         "alicomRtcType": rtc_type,
         "callerInfo": caller_info,

@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 use crate::clock::Millis;
 use crate::events::NewEvent;
 use crate::pstn::{LegId, PstnCommand, PstnEvent, ReleaseReason};
+use crate::signalling::{DeviceRequest, MediaApi, RtcType};
 use crate::tenants::TenantId;
 use call::{Call, CallState, Caller};
 
@@ -62,16 +63,6 @@ pub struct EngineConfig {
     pub recent_calls: usize,
 }
 
-/// A device request, decoded by the gateway.
-#[derive(Debug, Clone)]
-pub struct DeviceInput {
-    pub tenant: TenantId,
-    pub rtc_id: String,
-    pub message_type: String,
-    pub body: Value,
-    pub media_signal: Option<Value>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CallbackKind {
@@ -81,7 +72,7 @@ pub enum CallbackKind {
 
 #[derive(Debug, Clone)]
 pub enum Input {
-    Device(DeviceInput),
+    Device(DeviceRequest),
     /// A device ACKed a server request (the `called` ACK triggers `ringing`).
     DeviceAck {
         tenant: TenantId,
@@ -118,7 +109,7 @@ pub enum MediaCommand {
     /// A device joined a channel: answer with the joinChannel result (TURN, SDP for sigv 2).
     Join { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, signal: Value },
     /// sdpCandidate / candidate / reportStatus / stat from a device.
-    Signal { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, api: String, signal: Value },
+    Signal { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, api: MediaApi, signal: Value },
     /// The call is connected: bridge its parties' audio; record when asked.
     Bridge { channel_id: String, record: bool },
     /// The call is over: tear down every leg.
@@ -160,15 +151,6 @@ pub struct Engine {
     seq: u64,
     next_leg: LegId,
     out: Vec<Output>,
-}
-
-fn channel_of(d: &DeviceInput) -> Option<String> {
-    d.body
-        .get("channelId")
-        .and_then(Value::as_str)
-        .or_else(|| d.media_signal.as_ref().and_then(|m| m.pointer("/data/channelId")).and_then(Value::as_str))
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
 }
 
 fn new_channel_id(seq: u64, now: Millis) -> String {
@@ -264,11 +246,11 @@ impl Engine {
 
     // ---- helpers -----------------------------------------------------------------------------
 
-    fn new_call(&self, channel_id: &str, tenant: TenantId, rtc_type: &str, caller: Caller, now: Millis) -> Call {
+    fn new_call(&self, channel_id: &str, tenant: TenantId, rtc_type: RtcType, caller: Caller, now: Millis) -> Call {
         Call {
             channel_id: channel_id.into(),
             tenant,
-            rtc_type: rtc_type.into(),
+            rtc_type,
             state: CallState::Joining,
             caller,
             legs: Vec::new(),

@@ -5,6 +5,7 @@ use serde_json::json;
 use super::call::{CallState, Caller, LegState, Outcome, Target};
 use super::endings::Party;
 use super::*;
+use crate::signalling::RtcType;
 
 impl Engine {
     /// A phone calls platform number `to` (inbound dialling). Returns the new channelId.
@@ -24,7 +25,7 @@ impl Engine {
         let channel_id = new_channel_id(self.seq, now);
         let leg = self.alloc_leg(&channel_id);
         let caller = Caller::Phone { number: from.into(), leg, uuid: format!("pstn-{leg}") };
-        let mut call = self.new_call(&channel_id, tenant, "pstn2voip", caller, now);
+        let mut call = self.new_call(&channel_id, tenant, RtcType::Pstn2Voip, caller, now);
         call.display_number = Some(to.into());
         call.state = CallState::Routing;
         self.calls.insert(channel_id.clone(), call);

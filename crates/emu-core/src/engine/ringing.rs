@@ -5,6 +5,7 @@ use serde_json::json;
 use super::call::{CallState, Caller, Leg, LegState, Outcome, Target};
 use super::plan::{self, Callee};
 use super::*;
+use crate::signalling::RtcType;
 
 impl Engine {
     pub(super) fn ring_next_sequence(&mut self, channel_id: &str, now: Millis) {
@@ -28,7 +29,7 @@ impl Engine {
         };
         let display = call.display_number.clone().unwrap_or_default();
         let caller_is_phone = matches!(call.caller, Caller::Phone { .. });
-        let rtc_type = call.rtc_type.clone();
+        let rtc_type = call.rtc_type;
         self.log_state(
             channel_id,
             "ringing",
@@ -68,7 +69,7 @@ impl Engine {
                         continue;
                     }
                     self.in_call.insert(key, channel_id.into());
-                    let kind = if caller_is_phone { "pstn2voip" } else { rtc_type.as_str() };
+                    let kind = if caller_is_phone { RtcType::Pstn2Voip } else { rtc_type };
                     let body =
                         messages::called(kind, caller_info.0.clone(), channel_id, &call_id, caller_info.1.clone());
                     self.send_to(tenant, &rtc_id, "called", body);
@@ -151,12 +152,11 @@ impl Engine {
             l.joined = true;
         }
         call.rtc_type = match (&call.caller, &target) {
-            (Caller::Device { .. }, Target::Device { .. }) => "voip2voip",
-            (Caller::Device { .. }, Target::Phone { .. }) => "voip2pstn",
-            (Caller::Phone { .. }, Target::Device { .. }) => "pstn2voip",
-            (Caller::Phone { .. }, Target::Phone { .. }) => "pstn2pstn",
-        }
-        .into();
+            (Caller::Device { .. }, Target::Device { .. }) => RtcType::Voip2Voip,
+            (Caller::Device { .. }, Target::Phone { .. }) => RtcType::Voip2Pstn,
+            (Caller::Phone { .. }, Target::Device { .. }) => RtcType::Pstn2Voip,
+            (Caller::Phone { .. }, Target::Phone { .. }) => RtcType::Pstn2Pstn,
+        };
         let caller = call.caller.clone();
         let others: Vec<(LegId, Target)> = call
             .legs

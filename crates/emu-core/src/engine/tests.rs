@@ -13,14 +13,9 @@ fn engine() -> Engine {
     Engine::new(EngineConfig { ring_timeout_ms: 30_000, callback_timeout_ms: 3_000, recent_calls: 10 }, vec![routing])
 }
 
+/// A device request as the gateway decodes it from an envelope.
 fn dev(rtc: &str, message_type: &str, body: Value, ms: Value) -> Input {
-    Input::Device(DeviceInput {
-        tenant: T,
-        rtc_id: rtc.into(),
-        message_type: message_type.into(),
-        body,
-        media_signal: Some(ms),
-    })
+    Input::Device(DeviceRequest::decode(T, rtc, message_type, &body, Some(&ms)))
 }
 
 fn online(e: &mut Engine, rtc: &str) {

@@ -1,0 +1,285 @@
+//! The typed vocabulary of device requests: what an SDK asks the platform to do, decoded once
+//! from an envelope's body and its (already inflated) `mediaSignal` at the gateway's edge. The call
+//! engine takes these types and never digs in JSON. docs/protocol.md describes the wire format.
+//!
+//! Values the protocol echoes back unchanged (`extend`, the caller's `userInfo`, the SDP signal
+//! for the media server) stay JSON: the platform passes them through without reading them.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::tenants::TenantId;
+
+/// The call type (`alicomRtcType` in envelopes, CDRs and callbacks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum RtcType {
+    #[serde(rename = "voip2voip")]
+    Voip2Voip,
+    #[serde(rename = "voip2pstn")]
+    Voip2Pstn,
+    #[serde(rename = "pstn2voip")]
+    Pstn2Voip,
+    #[serde(rename = "pstn2pstn")]
+    Pstn2Pstn,
+}
+
+impl RtcType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RtcType::Voip2Voip => "voip2voip",
+            RtcType::Voip2Pstn => "voip2pstn",
+            RtcType::Pstn2Voip => "pstn2voip",
+            RtcType::Pstn2Pstn => "pstn2pstn",
+        }
+    }
+
+    /// The wire name; anything unknown is `None`.
+    pub fn parse(s: &str) -> Option<RtcType> {
+        [RtcType::Voip2Voip, RtcType::Voip2Pstn, RtcType::Pstn2Voip, RtcType::Pstn2Pstn]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for RtcType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One device request for the call engine.
+#[derive(Debug, Clone)]
+pub struct DeviceRequest {
+    pub tenant: TenantId,
+    pub rtc_id: String,
+    /// `body.channelId`, else `mediaSignal.data.channelId` (empty counts as absent).
+    pub channel_id: Option<String>,
+    /// The device's session id for this call (`body.uuid`).
+    pub uuid: String,
+    pub kind: RequestKind,
+}
+
+#[derive(Debug, Clone)]
+pub enum RequestKind {
+    /// `joinChannel`: the caller opening a channel, or an answering callee joining it.
+    Join(Join),
+    /// `call`: the caller names its callees.
+    Call(CallRequest),
+    /// `answer`: `callResult` 1 accepts, anything else rejects.
+    Answer { accept: bool },
+    /// `cancelCall`: the caller gives up before an answer.
+    CancelCall,
+    /// `leaveChannel`: hang up (or, for a ringing callee, reject).
+    LeaveChannel,
+    /// `sdpCandidate`, `candidate`, `reportStatus`, `stat`: for the media server.
+    Media { api: MediaApi, signal: Value },
+    /// Any other message type: acknowledged by the gateway, nothing for the engine.
+    Other(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Join {
+    pub is_caller: bool,
+    pub rtc_type: Option<RtcType>,
+    pub need_record: bool,
+    pub extend: Option<String>,
+    /// `mediaSignal.data.userInfo` (the caller's, shown to callees).
+    pub user_info: Option<Value>,
+    /// The whole `mediaSignal` (offer, ICE settings), for the media server.
+    pub signal: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct CallRequest {
+    pub callee: CalleeRequest,
+    pub extend: Option<String>,
+    /// `mediaSignal.data.callerUserInfo`.
+    pub caller_user_info: Option<Value>,
+    /// One callee's reject ends the call (the default); see docs/calls.md.
+    pub cancel_on_reject: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalleeRequest {
+    /// `calleeDeviceInfo.deviceList[].deviceId`: VoIP accounts.
+    Devices(Vec<String>),
+    /// `calleePstnInfo`: a phone number, the display number, and an own line's name.
+    Phone { number: String, show: String, line: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaApi {
+    SdpCandidate,
+    Candidate,
+    ReportStatus,
+    Stat,
+}
+
+impl MediaApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaApi::SdpCandidate => "sdpCandidate",
+            MediaApi::Candidate => "candidate",
+            MediaApi::ReportStatus => "reportStatus",
+            MediaApi::Stat => "stat",
+        }
+    }
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::to_string)
+}
+
+/// The channel a request is about: `body.channelId`, else `mediaSignal.data.channelId`.
+pub fn channel_id_of(body: &Value, media_signal: Option<&Value>) -> Option<String> {
+    body.get("channelId")
+        .and_then(Value::as_str)
+        .or_else(|| media_signal.and_then(|m| m.pointer("/data/channelId")).and_then(Value::as_str))
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+}
+
+/// The call request's cancel flag (iOS `createVoipCall(calleeRtcIds, cancleFlag, extend)`):
+/// `mediaSignal.data.cancelFlag` or `body.cancelFlag`; 0 or `CALL_CANCLE_FLAG_WHEN_ONE_CALLEE_REJECT`
+/// (the default) ends the call on the first reject; 1, `true` or `CALL_CANCLE_FLAG_WHEN_ALL_…`
+/// keeps ringing the others.
+fn cancel_on_reject(media_signal: &Value, body: &Value) -> bool {
+    let flag = media_signal.pointer("/data/cancelFlag").or_else(|| body.get("cancelFlag"));
+    match flag {
+        Some(Value::Number(n)) => n.as_i64() != Some(1),
+        Some(Value::String(s)) => !(s == "1" || s.contains("WHEN_ALL")),
+        Some(Value::Bool(keep_ringing)) => !keep_ringing,
+        _ => true,
+    }
+}
+
+impl DeviceRequest {
+    /// Decodes one request from its message type, body and inflated `mediaSignal`.
+    pub fn decode(
+        tenant: TenantId,
+        rtc_id: &str,
+        message_type: &str,
+        body: &Value,
+        media_signal: Option<&Value>,
+    ) -> DeviceRequest {
+        let null = Value::Null;
+        let ms = media_signal.unwrap_or(&null);
+        let kind = match message_type {
+            "joinChannel" => RequestKind::Join(Join {
+                is_caller: body.get("isCaller").and_then(Value::as_bool).unwrap_or(false),
+                rtc_type: body.get("alicomRtcType").and_then(Value::as_str).and_then(RtcType::parse),
+                need_record: body.get("needRecord").and_then(Value::as_bool).unwrap_or(false),
+                extend: text(body.get("extend")),
+                user_info: ms.pointer("/data/userInfo").cloned(),
+                signal: ms.clone(),
+            }),
+            "call" => {
+                let callee = match ms.pointer("/data/calleePstnInfo") {
+                    Some(p) => CalleeRequest::Phone {
+                        number: text(p.get("phone")).unwrap_or_default(),
+                        show: text(p.get("mcuPhone")).unwrap_or_default(),
+                        line: text(p.get("selfLineName").or(p.get("customLineName")).or(p.get("lineName")))
+                            .unwrap_or_default(),
+                    },
+                    None => CalleeRequest::Devices(
+                        ms.pointer("/data/calleeDeviceInfo/deviceList")
+                            .and_then(Value::as_array)
+                            .map(|l| l.iter().filter_map(|x| text(x.get("deviceId"))).collect())
+                            .unwrap_or_default(),
+                    ),
+                };
+                RequestKind::Call(CallRequest {
+                    callee,
+                    extend: text(ms.pointer("/data/extend")).or_else(|| text(body.get("extend"))),
+                    caller_user_info: ms.pointer("/data/callerUserInfo").cloned(),
+                    cancel_on_reject: cancel_on_reject(ms, body),
+                })
+            }
+            "answer" => {
+                RequestKind::Answer { accept: ms.pointer("/data/callResult").and_then(Value::as_i64).unwrap_or(1) == 1 }
+            }
+            "cancelCall" => RequestKind::CancelCall,
+            "leaveChannel" => RequestKind::LeaveChannel,
+            "sdpCandidate" | "candidate" | "reportStatus" | "stat" => RequestKind::Media {
+                api: match message_type {
+                    "sdpCandidate" => MediaApi::SdpCandidate,
+                    "candidate" => MediaApi::Candidate,
+                    "reportStatus" => MediaApi::ReportStatus,
+                    _ => MediaApi::Stat,
+                },
+                signal: ms.clone(),
+            },
+            other => RequestKind::Other(other.to_string()),
+        };
+        DeviceRequest {
+            tenant,
+            rtc_id: rtc_id.to_string(),
+            channel_id: channel_id_of(body, media_signal),
+            uuid: text(body.get("uuid")).unwrap_or_default(),
+            kind,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const T: TenantId = TenantId(0);
+
+    #[test]
+    fn a_web_sdk_call_decodes_into_device_callees() {
+        let ms = json!({"api": "call", "data": {"channelId": "c1", "callerUserInfo": {"deviceId": "alice"},
+            "calleeDeviceInfo": {"deviceList": [{"deviceId": "bob", "appkey": "__alicom_appkey"}]}}});
+        let r = DeviceRequest::decode(T, "alice", "call", &json!({"uuid": "u1"}), Some(&ms));
+        assert_eq!(r.channel_id.as_deref(), Some("c1"), "the channel comes from the mediaSignal");
+        assert_eq!(r.uuid, "u1");
+        let RequestKind::Call(c) = r.kind else { panic!("{:?}", r.kind) };
+        assert_eq!(c.callee, CalleeRequest::Devices(vec!["bob".into()]));
+        assert!(c.cancel_on_reject);
+        assert_eq!(c.caller_user_info, Some(json!({"deviceId": "alice"})));
+    }
+
+    #[test]
+    fn pstn_callee_join_answer_and_flags() {
+        let ms = json!({"data": {"calleePstnInfo": {"mcuPhone": "021", "phone": "138", "customLineName": "L"}, "cancelFlag": 1}});
+        let r = DeviceRequest::decode(T, "a", "call", &json!({"channelId": "c"}), Some(&ms));
+        let RequestKind::Call(c) = r.kind else { panic!() };
+        assert_eq!(c.callee, CalleeRequest::Phone { number: "138".into(), show: "021".into(), line: "L".into() });
+        assert!(!c.cancel_on_reject);
+        let body = json!({"channelId": "c", "isCaller": true, "alicomRtcType": "voip2pstn", "needRecord": true});
+        let RequestKind::Join(j) = DeviceRequest::decode(T, "a", "joinChannel", &body, None).kind else { panic!() };
+        assert!(j.is_caller && j.need_record);
+        assert_eq!(j.rtc_type, Some(RtcType::Voip2Pstn));
+        let reject = json!({"data": {"callResult": 2}});
+        let r = DeviceRequest::decode(T, "b", "answer", &json!({"channelId": ""}), Some(&reject));
+        assert!(matches!(r.kind, RequestKind::Answer { accept: false }));
+        assert_eq!(r.channel_id, None, "an empty channelId is no channel");
+        assert!(matches!(DeviceRequest::decode(T, "b", "xyz", &json!({}), None).kind, RequestKind::Other(_)));
+    }
+
+    #[test]
+    fn cancel_flag_spellings() {
+        for (flag, cancels) in [
+            (json!(0), true),
+            (json!(1), false),
+            (json!("CALL_CANCLE_FLAG_WHEN_ONE_CALLEE_REJECT"), true),
+            (json!("CALL_CANCLE_FLAG_WHEN_ALL_CALLEE_REJECT"), false),
+            (json!(true), false),
+            (json!(null), true),
+        ] {
+            assert_eq!(cancel_on_reject(&json!({"data": {"cancelFlag": flag}}), &json!({})), cancels, "{flag}");
+        }
+        assert!(!cancel_on_reject(&json!({}), &json!({"cancelFlag": 1})), "the body may carry it too");
+    }
+
+    #[test]
+    fn rtc_type_names_round_trip() {
+        for t in [RtcType::Voip2Voip, RtcType::Voip2Pstn, RtcType::Pstn2Voip, RtcType::Pstn2Pstn] {
+            assert_eq!(RtcType::parse(t.as_str()), Some(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        assert_eq!(RtcType::parse("fax"), None);
+    }
+}
