@@ -11,6 +11,7 @@ use emu_core::engine::call::{Caller, Target};
 use emu_core::engine::{CallbackKind, Engine, EngineConfig, Input, MediaCommand, Output, Routing};
 use emu_core::events::NewEvent;
 use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
+use emu_core::signalling::{MediaResultApi, ServerMessage};
 use emu_core::{Millis, Shared, TenantId};
 use emu_gateway::{GatewayEvent, Hub, media_signal};
 use emu_media::{CodecPreference, Endpoint, MediaEvent, MediaServer};
@@ -211,9 +212,7 @@ impl Driver {
         let mut queue: VecDeque<Output> = outputs.into();
         while let Some(out) = queue.pop_front() {
             match out {
-                Output::ToDevice { tenant, rtc_id, message_type, body } => {
-                    self.send(tenant, &rtc_id, message_type, body)
-                }
+                Output::ToDevice { tenant, rtc_id, message } => self.send(tenant, &rtc_id, &message),
                 Output::Pstn(cmd) => {
                     let events = self.pstn_command(cmd, now);
                     for e in events {
@@ -291,8 +290,10 @@ impl Driver {
         });
     }
 
-    /// Sends a server request to a device; a JSON `mediaSignal` is encoded on the way.
-    fn send(&self, tenant: TenantId, rtc_id: &str, message_type: &str, mut body: Value) {
+    /// Sends a server request to a device; its JSON `mediaSignal` is encoded on the way.
+    fn send(&self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) {
+        let message_type = message.message_type();
+        let mut body = message.body();
         if let Some(ms) = body.get_mut("mediaSignal").filter(|m| m.is_object()) {
             *ms = media_signal::encode(ms).into();
         }
@@ -328,17 +329,23 @@ impl Driver {
                 let rtc_type = self.engine.call(&channel_id).map(|c| c.rtc_type.as_str()).unwrap_or_default();
                 let preference = CodecPreference::for_call_type(rtc_type);
                 let result = self.media.join_with(&channel_id, &tenant_name, &rtc_id, &uuid, &signal, preference);
-                self.send(
-                    tenant,
-                    &rtc_id,
-                    "joinChannel",
-                    json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": result}),
-                );
+                let message = ServerMessage::MediaResult {
+                    api: MediaResultApi::JoinChannel,
+                    uuid,
+                    channel_id,
+                    media_signal: result,
+                };
+                self.send(tenant, &rtc_id, &message);
             }
             MediaCommand::Signal { channel_id, tenant, rtc_id, uuid, api, signal } => {
                 if let Some(result) = self.media.signal(&channel_id, &rtc_id, &uuid, api.as_str(), &signal) {
-                    let body = json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": result});
-                    self.send(tenant, &rtc_id, "sdpCandidate", body);
+                    let message = ServerMessage::MediaResult {
+                        api: MediaResultApi::SdpCandidate,
+                        uuid,
+                        channel_id,
+                        media_signal: result,
+                    };
+                    self.send(tenant, &rtc_id, &message);
                 }
             }
             MediaCommand::Bridge { channel_id, record } => {

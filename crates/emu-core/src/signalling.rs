@@ -2,11 +2,14 @@
 //! from an envelope's body and its (already inflated) `mediaSignal` at the gateway's edge. The call
 //! engine takes these types and never digs in JSON. docs/protocol.md describes the wire format.
 //!
+//! The messages the platform sends devices are typed here too (`ServerMessage`), with the body
+//! each becomes; the gateway wraps it in an envelope and encodes its `mediaSignal`.
+//!
 //! Values the protocol echoes back unchanged (`extend`, the caller's `userInfo`, the SDP signal
 //! for the media server) stay JSON: the platform passes them through without reading them.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::tenants::TenantId;
 
@@ -221,6 +224,120 @@ impl DeviceRequest {
     }
 }
 
+/// A message the platform sends a device (a server request, ACKed by the device).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMessage {
+    /// To a callee: an incoming call. No `uuid`: the callee's session is not known yet.
+    Called { rtc_type: RtcType, caller_info: Value, channel_id: String, call_id: String, caller_user_info: Value },
+    /// To the caller: a callee is ringing.
+    Ringing { uuid: String, channel_id: String },
+    /// To the caller: `accepted` is callResult 1; a reject (2) makes its SDK report 2000106.
+    Answered { uuid: String, channel_id: String, call_id: String, accepted: bool },
+    /// To the caller: the callee (`peer_user_id`, its session) joined the channel.
+    PeerJoined { uuid: String, channel_id: String, peer_user_id: String },
+    /// The other party left: the SDK reports 2000099.
+    PeerLeft { uuid: String, channel_id: String },
+    /// To a ringing callee: the caller gave up, or the ring timed out (SDK: 2000107). No uuid: it
+    /// may reach a callee that never answered.
+    CanceledCall { channel_id: String },
+    /// `cs_disconnect`: the SDK ends the call with `onStopped(code, cause)` verbatim.
+    Disconnect { uuid: Option<String>, channel_id: String, code: i64, cause: String },
+    /// `cs_dtmf`: one key a phone pressed.
+    Dtmf { uuid: String, channel_id: String, digit: char, timestamp: u64 },
+    /// The media server's answer to `joinChannel` or `sdpCandidate`, already built.
+    MediaResult { api: MediaResultApi, uuid: String, channel_id: String, media_signal: Value },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaResultApi {
+    JoinChannel,
+    SdpCandidate,
+}
+
+/// A successful ARTC api message for `body.mediaSignal`.
+fn artc(api: &str, data: Value) -> Value {
+    json!({"api": api, "errorCode": 0, "errorMsg": "SUCCESS", "data": data})
+}
+
+/// The `channelConfig` of a `called`: audio only, as the Web SDK sends in its `call`.
+pub fn channel_config() -> Value {
+    json!({"allowVideo": 0, "callType": "chat", "outerBizId": "alicom"})
+}
+
+impl ServerMessage {
+    pub fn message_type(&self) -> &'static str {
+        match self {
+            ServerMessage::Called { .. } => "called",
+            ServerMessage::Ringing { .. } => "ringing",
+            ServerMessage::Answered { .. } => "answered",
+            ServerMessage::PeerJoined { .. } => "peerJoinedChannel",
+            ServerMessage::PeerLeft { .. } => "peerLeftChannel",
+            ServerMessage::CanceledCall { .. } => "canceledCall",
+            ServerMessage::Disconnect { .. } => "cs_disconnect",
+            ServerMessage::Dtmf { .. } => "cs_dtmf",
+            ServerMessage::MediaResult { api: MediaResultApi::JoinChannel, .. } => "joinChannel",
+            ServerMessage::MediaResult { api: MediaResultApi::SdpCandidate, .. } => "sdpCandidate",
+        }
+    }
+
+    /// The envelope body, with `mediaSignal` still as JSON (the gateway encodes it).
+    pub fn body(&self) -> Value {
+        match self {
+            ServerMessage::Called { rtc_type, caller_info, channel_id, call_id, caller_user_info } => json!({
+                "alicomRtcType": rtc_type,
+                "callerInfo": caller_info,
+                "channelId": channel_id,
+                "mediaSignal": artc("called", json!({
+                    "callId": call_id,
+                    "channelId": channel_id,
+                    "callerUserInfo": caller_user_info,
+                    "channelConfig": channel_config(),
+                })),
+            }),
+            ServerMessage::Ringing { uuid, channel_id } => json!({"uuid": uuid, "channelId": channel_id}),
+            ServerMessage::Answered { uuid, channel_id, call_id, accepted } => json!({
+                "uuid": uuid,
+                "channelId": channel_id,
+                "mediaSignal": artc("answered", json!({
+                    "channelId": channel_id,
+                    "callId": call_id,
+                    "callResult": if *accepted { 1 } else { 2 },
+                })),
+            }),
+            ServerMessage::PeerJoined { uuid, channel_id, peer_user_id } => json!({
+                "uuid": uuid,
+                "channelId": channel_id,
+                "mediaSignal": artc("peerJoinedChannel", json!({"channelId": channel_id, "userId": peer_user_id})),
+            }),
+            ServerMessage::PeerLeft { uuid, channel_id } => json!({
+                "uuid": uuid,
+                "channelId": channel_id,
+                "mediaSignal": artc("peerLeftChannel", json!({"channelId": channel_id})),
+            }),
+            ServerMessage::CanceledCall { channel_id } => json!({
+                "channelId": channel_id,
+                "mediaSignal": artc("canceledCall", json!({"channelId": channel_id})),
+            }),
+            ServerMessage::Disconnect { uuid, channel_id, code, cause } => {
+                let mut b = json!({"channelId": channel_id, "causeCode": code, "cause": cause});
+                if let Some(u) = uuid {
+                    b["uuid"] = u.as_str().into();
+                }
+                b
+            }
+            ServerMessage::Dtmf { uuid, channel_id, digit, timestamp } => json!({
+                "uuid": uuid,
+                "channelId": channel_id,
+                "dtmf": digit.to_string(),
+                "timestamp": timestamp,
+            }),
+            ServerMessage::MediaResult { uuid, channel_id, media_signal, .. } => {
+                json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": media_signal})
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +389,29 @@ mod tests {
             assert_eq!(cancel_on_reject(&json!({"data": {"cancelFlag": flag}}), &json!({})), cancels, "{flag}");
         }
         assert!(!cancel_on_reject(&json!({}), &json!({"cancelFlag": 1})), "the body may carry it too");
+    }
+
+    #[test]
+    fn server_message_bodies_are_the_captured_shapes() {
+        let d = ServerMessage::Disconnect { uuid: None, channel_id: "c".into(), code: 2000133, cause: "x".into() };
+        assert_eq!(d.message_type(), "cs_disconnect");
+        assert_eq!(d.body(), json!({"channelId": "c", "causeCode": 2000133, "cause": "x"}), "no uuid key at all");
+        let a =
+            ServerMessage::Answered { uuid: "u".into(), channel_id: "c".into(), call_id: "k".into(), accepted: false };
+        assert_eq!(
+            a.body()["mediaSignal"],
+            json!({"api": "answered", "errorCode": 0, "errorMsg": "SUCCESS",
+            "data": {"channelId": "c", "callId": "k", "callResult": 2}})
+        );
+        let c = ServerMessage::Called {
+            rtc_type: RtcType::Pstn2Voip,
+            caller_info: json!({"isPstn": true}),
+            channel_id: "c".into(),
+            call_id: "k".into(),
+            caller_user_info: json!({}),
+        };
+        assert_eq!(c.body()["alicomRtcType"], "pstn2voip");
+        assert!(c.body().get("uuid").is_none());
     }
 
     #[test]

@@ -72,12 +72,7 @@ impl Engine {
             leg.uuid = Some(uuid.clone());
             if let Caller::Device { rtc_id, uuid: caller_uuid, .. } = &call.caller {
                 let (tenant, rtc_id, caller_uuid) = (call.tenant, rtc_id.clone(), caller_uuid.clone());
-                self.send_to(
-                    tenant,
-                    &rtc_id,
-                    "peerJoinedChannel",
-                    messages::peer_joined(&caller_uuid, &channel_id, &uuid),
-                );
+                self.send_to(tenant, &rtc_id, messages::peer_joined(&caller_uuid, &channel_id, &uuid));
             }
         }
         self.out.push(Output::Media(MediaCommand::Join {
@@ -95,7 +90,6 @@ impl Engine {
         self.send_to(
             d.tenant,
             &d.rtc_id,
-            "cs_disconnect",
             messages::disconnect(uuid, channel_id, codes::CALL_ERROR, "the call is over"),
         );
     }
@@ -196,7 +190,6 @@ impl Engine {
                 self.send_to(
                     d.tenant,
                     &d.rtc_id,
-                    "cs_disconnect",
                     messages::disconnect(
                         Some(&uuid),
                         channel_id,
@@ -253,7 +246,7 @@ impl Engine {
         call.ringing_sent = true;
         if let Caller::Device { rtc_id, uuid, .. } = &call.caller {
             let (tenant, rtc_id, uuid) = (call.tenant, rtc_id.clone(), uuid.clone());
-            self.send_to(tenant, &rtc_id, "ringing", messages::ringing(&uuid, channel_id));
+            self.send_to(tenant, &rtc_id, messages::ringing(&uuid, channel_id));
         }
     }
 

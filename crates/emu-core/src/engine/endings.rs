@@ -21,9 +21,7 @@ impl Engine {
         for (leg, target) in ringing {
             self.end_leg(channel_id, leg, outcome, now);
             match target {
-                Target::Device { rtc_id } => {
-                    self.send_to(tenant, &rtc_id, "canceledCall", messages::canceled(channel_id))
-                }
+                Target::Device { rtc_id } => self.send_to(tenant, &rtc_id, messages::canceled(channel_id)),
                 Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg, reason })),
             }
         }
@@ -44,7 +42,7 @@ impl Engine {
                 if let Some((leg, target, uuid)) = &answered {
                     match target {
                         Target::Device { rtc_id } => {
-                            self.send_to(tenant, rtc_id, "peerLeftChannel", messages::peer_left(uuid, channel_id))
+                            self.send_to(tenant, rtc_id, messages::peer_left(uuid, channel_id))
                         }
                         Target::Phone { .. } => self
                             .out
@@ -54,7 +52,7 @@ impl Engine {
             }
             Party::Leg => match &caller {
                 Caller::Device { rtc_id, uuid, .. } => {
-                    self.send_to(tenant, rtc_id, "peerLeftChannel", messages::peer_left(uuid, channel_id))
+                    self.send_to(tenant, rtc_id, messages::peer_left(uuid, channel_id))
                 }
                 Caller::Phone { leg, .. } => {
                     self.out.push(Output::Pstn(PstnCommand::Release { leg: *leg, reason: ReleaseReason::CallEnded }))
@@ -90,14 +88,9 @@ impl Engine {
             Caller::Device { rtc_id, uuid, .. } => {
                 if code == codes::REJECTED {
                     let call_id = call.legs.last().map(|l| l.call_id.clone()).unwrap_or_default();
-                    self.send_to(tenant, &rtc_id, "answered", messages::answered(&uuid, channel_id, &call_id, 2));
+                    self.send_to(tenant, &rtc_id, messages::answered(&uuid, channel_id, &call_id, false));
                 } else {
-                    self.send_to(
-                        tenant,
-                        &rtc_id,
-                        "cs_disconnect",
-                        messages::disconnect(Some(&uuid), channel_id, code, cause),
-                    );
+                    self.send_to(tenant, &rtc_id, messages::disconnect(Some(&uuid), channel_id, code, cause));
                 }
             }
             Caller::Phone { leg, .. } => {
@@ -114,7 +107,7 @@ impl Engine {
         let Some(call) = self.calls.get(channel_id) else { return };
         if let Caller::Device { rtc_id, uuid, .. } = call.caller.clone() {
             let tenant = call.tenant;
-            self.send_to(tenant, &rtc_id, "cs_disconnect", messages::disconnect(Some(&uuid), channel_id, code, cause));
+            self.send_to(tenant, &rtc_id, messages::disconnect(Some(&uuid), channel_id, code, cause));
         }
         self.end_call(channel_id, cause, Some(code), now);
     }

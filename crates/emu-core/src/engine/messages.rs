@@ -1,72 +1,55 @@
-//! The bodies of the server → device messages (PROTOCOL.md §4.3), as captured from the real SDK.
-//! `mediaSignal` values are left as JSON here; the gateway side encodes them.
+//! Short constructors for the messages the engine sends devices (`ServerMessage`), in the
+//! argument order the engine has at hand. Their bodies are in `crate::signalling`.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::signalling::RtcType;
+use crate::signalling::{RtcType, ServerMessage};
 
-/// A successful ARTC api message for `body.mediaSignal`.
-pub fn artc(api: &str, data: Value) -> Value {
-    json!({"api": api, "errorCode": 0, "errorMsg": "SUCCESS", "data": data})
-}
-
-pub fn channel_config() -> Value {
-    json!({"allowVideo": 0, "callType": "chat", "outerBizId": "alicom"})
-}
-
-/// `called` to a callee. No `body.uuid`: the callee's session id is not known yet (§3.3).
 pub fn called(
     rtc_type: RtcType,
     caller_info: Value,
     channel_id: &str,
     call_id: &str,
     caller_user_info: Value,
-) -> Value {
-    json!({
-        "alicomRtcType": rtc_type,
-        "callerInfo": caller_info,
-        "channelId": channel_id,
-        "mediaSignal": artc("called", json!({
-            "callId": call_id,
-            "channelId": channel_id,
-            "callerUserInfo": caller_user_info,
-            "channelConfig": channel_config(),
-        })),
-    })
-}
-
-pub fn ringing(uuid: &str, channel_id: &str) -> Value {
-    json!({"uuid": uuid, "channelId": channel_id})
-}
-
-pub fn answered(uuid: &str, channel_id: &str, call_id: &str, call_result: i64) -> Value {
-    json!({"uuid": uuid, "channelId": channel_id,
-           "mediaSignal": artc("answered", json!({"channelId": channel_id, "callId": call_id, "callResult": call_result}))})
-}
-
-pub fn peer_joined(uuid: &str, channel_id: &str, peer_user_id: &str) -> Value {
-    json!({"uuid": uuid, "channelId": channel_id,
-           "mediaSignal": artc("peerJoinedChannel", json!({"channelId": channel_id, "userId": peer_user_id}))})
-}
-
-pub fn peer_left(uuid: &str, channel_id: &str) -> Value {
-    json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": artc("peerLeftChannel", json!({"channelId": channel_id}))})
-}
-
-/// `canceledCall` carries no uuid: it may reach a callee that never answered.
-pub fn canceled(channel_id: &str) -> Value {
-    json!({"channelId": channel_id, "mediaSignal": artc("canceledCall", json!({"channelId": channel_id}))})
-}
-
-/// `cs_disconnect`: the SDK ends the call with `onStopped(causeCode, cause)` verbatim.
-pub fn disconnect(uuid: Option<&str>, channel_id: &str, cause_code: i64, cause: &str) -> Value {
-    let mut b = json!({"channelId": channel_id, "causeCode": cause_code, "cause": cause});
-    if let Some(u) = uuid {
-        b["uuid"] = u.into();
+) -> ServerMessage {
+    ServerMessage::Called {
+        rtc_type,
+        caller_info,
+        channel_id: channel_id.into(),
+        call_id: call_id.into(),
+        caller_user_info,
     }
-    b
 }
 
-pub fn dtmf(uuid: &str, channel_id: &str, digit: char, timestamp: u64) -> Value {
-    json!({"uuid": uuid, "channelId": channel_id, "dtmf": digit.to_string(), "timestamp": timestamp})
+pub fn ringing(uuid: &str, channel_id: &str) -> ServerMessage {
+    ServerMessage::Ringing { uuid: uuid.into(), channel_id: channel_id.into() }
+}
+
+pub fn answered(uuid: &str, channel_id: &str, call_id: &str, accepted: bool) -> ServerMessage {
+    ServerMessage::Answered { uuid: uuid.into(), channel_id: channel_id.into(), call_id: call_id.into(), accepted }
+}
+
+pub fn peer_joined(uuid: &str, channel_id: &str, peer_user_id: &str) -> ServerMessage {
+    ServerMessage::PeerJoined { uuid: uuid.into(), channel_id: channel_id.into(), peer_user_id: peer_user_id.into() }
+}
+
+pub fn peer_left(uuid: &str, channel_id: &str) -> ServerMessage {
+    ServerMessage::PeerLeft { uuid: uuid.into(), channel_id: channel_id.into() }
+}
+
+pub fn canceled(channel_id: &str) -> ServerMessage {
+    ServerMessage::CanceledCall { channel_id: channel_id.into() }
+}
+
+pub fn disconnect(uuid: Option<&str>, channel_id: &str, code: i64, cause: &str) -> ServerMessage {
+    ServerMessage::Disconnect {
+        uuid: uuid.map(str::to_string),
+        channel_id: channel_id.into(),
+        code,
+        cause: cause.into(),
+    }
+}
+
+pub fn dtmf(uuid: &str, channel_id: &str, digit: char, timestamp: u64) -> ServerMessage {
+    ServerMessage::Dtmf { uuid: uuid.into(), channel_id: channel_id.into(), digit, timestamp }
 }

@@ -34,7 +34,7 @@ use serde_json::{Value, json};
 use crate::clock::Millis;
 use crate::events::NewEvent;
 use crate::pstn::{LegId, PstnCommand, PstnEvent, ReleaseReason};
-use crate::signalling::{DeviceRequest, MediaApi, RtcType};
+use crate::signalling::{DeviceRequest, MediaApi, RtcType, ServerMessage};
 use crate::tenants::TenantId;
 use call::{Call, CallState, Caller};
 
@@ -118,7 +118,7 @@ pub enum MediaCommand {
 
 #[derive(Debug, Clone)]
 pub enum Output {
-    ToDevice { tenant: TenantId, rtc_id: String, message_type: &'static str, body: Value },
+    ToDevice { tenant: TenantId, rtc_id: String, message: ServerMessage },
     Pstn(PstnCommand),
     Callback { channel_id: String, tenant: TenantId, kind: CallbackKind, url: String, body: Value },
     Media(MediaCommand),
@@ -281,8 +281,8 @@ impl Engine {
         leg
     }
 
-    fn send_to(&mut self, tenant: TenantId, rtc_id: &str, message_type: &'static str, body: Value) {
-        self.out.push(Output::ToDevice { tenant, rtc_id: rtc_id.into(), message_type, body });
+    fn send_to(&mut self, tenant: TenantId, rtc_id: &str, message: ServerMessage) {
+        self.out.push(Output::ToDevice { tenant, rtc_id: rtc_id.into(), message });
     }
 
     fn log(&mut self, channel_id: &str, kind: &'static str, detail: Value) {

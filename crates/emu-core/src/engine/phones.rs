@@ -126,7 +126,7 @@ impl Engine {
         };
         let tenant = call.tenant;
         if let Some((rtc_id, uuid)) = to {
-            self.send_to(tenant, &rtc_id, "cs_dtmf", messages::dtmf(&uuid, channel_id, digit, now));
+            self.send_to(tenant, &rtc_id, messages::dtmf(&uuid, channel_id, digit, now));
         }
     }
 }

@@ -72,7 +72,7 @@ impl Engine {
                     let kind = if caller_is_phone { RtcType::Pstn2Voip } else { rtc_type };
                     let body =
                         messages::called(kind, caller_info.0.clone(), channel_id, &call_id, caller_info.1.clone());
-                    self.send_to(tenant, &rtc_id, "called", body);
+                    self.send_to(tenant, &rtc_id, body);
                 }
                 Target::Phone { number, display: from } => {
                     // The phone sees the leg's display number: for a transfer (a phone caller)
@@ -126,7 +126,6 @@ impl Engine {
                 Target::Device { rtc_id } => self.send_to(
                     tenant,
                     &rtc_id,
-                    "cs_disconnect",
                     messages::disconnect(None, channel_id, codes::REJECTED_ELSEWHERE, "rejected on another device"),
                 ),
                 Target::Phone { .. } => {
@@ -167,15 +166,10 @@ impl Engine {
         self.log_state(channel_id, "active", json!({"answeredBy": target.label()}));
         match &caller {
             Caller::Device { rtc_id, uuid, .. } => {
-                self.send_to(tenant, rtc_id, "answered", messages::answered(uuid, channel_id, &call_id, 1));
+                self.send_to(tenant, rtc_id, messages::answered(uuid, channel_id, &call_id, true));
                 if let Target::Phone { .. } = target {
                     // A phone has no joinChannel of its own: it has joined when it answers.
-                    self.send_to(
-                        tenant,
-                        rtc_id,
-                        "peerJoinedChannel",
-                        messages::peer_joined(uuid, channel_id, &format!("pstn-{leg}")),
-                    );
+                    self.send_to(tenant, rtc_id, messages::peer_joined(uuid, channel_id, &format!("pstn-{leg}")));
                 }
             }
             Caller::Phone { leg: caller_leg, .. } => {
@@ -188,7 +182,6 @@ impl Engine {
                 Target::Device { rtc_id } => self.send_to(
                     tenant,
                     &rtc_id,
-                    "cs_disconnect",
                     messages::disconnect(None, channel_id, codes::ANSWERED_ELSEWHERE, "answered on another device"),
                 ),
                 Target::Phone { .. } => self

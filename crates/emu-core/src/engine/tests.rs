@@ -43,16 +43,19 @@ fn start_voip(e: &mut Engine, callees: &[&str], now: Millis) -> Vec<Output> {
 fn to_device(out: &[Output]) -> Vec<(String, &'static str)> {
     out.iter()
         .filter_map(|o| match o {
-            Output::ToDevice { rtc_id, message_type, .. } => Some((rtc_id.clone(), *message_type)),
+            Output::ToDevice { rtc_id, message, .. } => Some((rtc_id.clone(), message.message_type())),
             _ => None,
         })
         .collect()
 }
 
-fn body_of<'a>(out: &'a [Output], rtc: &str, t: &str) -> &'a Value {
+/// The body the gateway would send for message type `t` to `rtc`.
+fn body_of(out: &[Output], rtc: &str, t: &str) -> Value {
     out.iter()
         .find_map(|o| match o {
-            Output::ToDevice { rtc_id, message_type, body, .. } if rtc_id == rtc && *message_type == t => Some(body),
+            Output::ToDevice { rtc_id, message, .. } if rtc_id == rtc && message.message_type() == t => {
+                Some(message.body())
+            }
             _ => None,
         })
         .unwrap_or_else(|| panic!("no {t} to {rtc} in {out:?}"))

@@ -17,9 +17,7 @@ impl Engine {
                 let (tenant, target) = (call.tenant, l.target.clone());
                 self.end_leg(&channel_id, leg, Outcome::NoAnswer, now);
                 match target {
-                    Target::Device { rtc_id } => {
-                        self.send_to(tenant, &rtc_id, "canceledCall", messages::canceled(&channel_id))
-                    }
+                    Target::Device { rtc_id } => self.send_to(tenant, &rtc_id, messages::canceled(&channel_id)),
                     Target::Phone { .. } => {
                         self.out.push(Output::Pstn(PstnCommand::Release { leg, reason: ReleaseReason::NoAnswer }))
                     }
@@ -43,8 +41,7 @@ impl Engine {
                     self.out.push(Output::ToDevice {
                         tenant,
                         rtc_id: rtc_id.clone(),
-                        message_type: "cs_disconnect",
-                        body: messages::disconnect(Some(uuid), &channel_id, codes::TIME_LIMIT, cause),
+                        message: messages::disconnect(Some(uuid), &channel_id, codes::TIME_LIMIT, cause),
                     });
                 } else if let Caller::Phone { leg, .. } = &call.caller {
                     releases.push(*leg);
@@ -54,8 +51,7 @@ impl Engine {
                         Target::Device { rtc_id } => self.out.push(Output::ToDevice {
                             tenant,
                             rtc_id: rtc_id.clone(),
-                            message_type: "cs_disconnect",
-                            body: messages::disconnect(l.uuid.as_deref(), &channel_id, codes::TIME_LIMIT, cause),
+                            message: messages::disconnect(l.uuid.as_deref(), &channel_id, codes::TIME_LIMIT, cause),
                         }),
                         Target::Phone { .. } => releases.push(l.id),
                     }
