@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use emu_core::clock::format_shanghai;
 use emu_core::engine::call::{Caller, Target};
-use emu_core::engine::{CallbackKind, Engine, EngineConfig, Input, MediaCommand, Output, Routing};
+use emu_core::engine::{CallbackFailure, CallbackKind, Engine, EngineConfig, Input, MediaCommand, Output, Routing};
 use emu_core::events::NewEvent;
 use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
 use emu_core::signalling::{MediaResultApi, ServerMessage};
@@ -58,7 +58,7 @@ pub struct Driver {
     pub cdrs: VecDeque<Value>,
     /// Which phone number is on which PSTN leg (for the event log).
     leg_numbers: HashMap<LegId, String>,
-    callbacks: mpsc::Sender<(String, CallbackKind, Result<Value, String>)>,
+    callbacks: mpsc::Sender<(String, CallbackKind, Result<Value, CallbackFailure>)>,
     http: reqwest::Client,
 }
 
@@ -456,20 +456,20 @@ impl Driver {
 }
 
 /// POSTs a callback; 2xx with a JSON body is an answer, anything else a failure with its reason.
-async fn post_callback(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, String> {
+async fn post_callback(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, CallbackFailure> {
     let resp = http.post(url).json(body).send().await.map_err(|e| {
         if e.is_connect() {
-            format!("connection failed: {e}")
+            CallbackFailure::Connect(e.to_string())
         } else if e.is_timeout() {
-            "timed out".to_string()
+            CallbackFailure::TimedOut
         } else {
-            e.to_string()
+            CallbackFailure::Transport(e.to_string())
         }
     })?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
+    let text = resp.text().await.map_err(|e| CallbackFailure::Transport(e.to_string()))?;
     if !status.is_success() {
-        return Err(format!("HTTP {}", status.as_u16()));
+        return Err(CallbackFailure::Status(status.as_u16()));
     }
-    serde_json::from_str(&text).map_err(|e| format!("invalid JSON answer: {e}"))
+    serde_json::from_str(&text).map_err(|e| CallbackFailure::InvalidJson(e.to_string()))
 }

@@ -25,7 +25,7 @@ impl Engine {
         &mut self,
         channel_id: &str,
         kind: CallbackKind,
-        result: Result<Value, String>,
+        result: Result<Value, CallbackFailure>,
         now: Millis,
     ) {
         let expected = match kind {
@@ -44,7 +44,7 @@ impl Engine {
         self.log(
             channel_id,
             "callback.answer",
-            json!({"kind": kind, "result": match &result { Ok(v) => v.clone(), Err(e) => json!({"error": e}) }}),
+            json!({"kind": kind, "result": match &result { Ok(v) => v.clone(), Err(e) => json!({"error": e.to_string()}) }}),
         );
         match (kind, result) {
             (CallbackKind::Outbound, Ok(v)) if success(&v) => {

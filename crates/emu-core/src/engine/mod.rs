@@ -93,7 +93,7 @@ pub enum Input {
     Callback {
         channel_id: String,
         kind: CallbackKind,
-        result: Result<Value, String>,
+        result: Result<Value, CallbackFailure>,
     },
     /// Digits a VoIP device sent in its audio (RFC 4733, from the media server).
     DeviceDtmf {
@@ -124,6 +124,23 @@ pub enum Output {
     Media(MediaCommand),
     Cdr { tenant: TenantId, channel_id: String, report: Value },
     Log(NewEvent),
+}
+
+/// Why a customer's callback gave no usable answer. Any of these refuses an outbound call
+/// (3999999) and leaves an inbound one not connected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackFailure {
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// No answer within `calls.callback_timeout_ms` on the emulator clock (or the HTTP client's).
+    #[error("timed out")]
+    TimedOut,
+    #[error("HTTP {0}")]
+    Status(u16),
+    #[error("invalid JSON answer: {0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    Transport(String),
 }
 
 /// A phone dialled a number no tenant bought.

@@ -54,7 +54,16 @@ fn text(v: &Value, key: &str) -> Option<String> {
 }
 
 /// Parses the `model` of an inbound callback answer.
-pub fn parse(model: &Value) -> Result<Plan, String> {
+/// Why a routing plan cannot be used (the phone caller then hears `not_connected`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(String);
+
+pub fn parse(model: &Value) -> Result<Plan, PlanError> {
+    parse_inner(model).map_err(PlanError)
+}
+
+fn parse_inner(model: &Value) -> Result<Plan, String> {
     let (entries, legacy) = match (model.get("mixedCalleeInfos"), model.get("calleeInfos")) {
         (Some(Value::Array(a)), _) => (a.clone(), false),
         (None, Some(Value::Array(a))) => (a.clone(), true),

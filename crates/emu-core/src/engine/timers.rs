@@ -30,7 +30,7 @@ impl Engine {
                     Some(CallState::Routing) => CallbackKind::Inbound,
                     _ => return,
                 };
-                self.on_callback(&channel_id, kind, Err("timed out".into()), now);
+                self.on_callback(&channel_id, kind, Err(CallbackFailure::TimedOut), now);
             }
             Timer::TimeLimit { channel_id } => {
                 let Some(call) = self.calls.get(&channel_id).filter(|c| c.state == CallState::Active) else { return };
