@@ -1,4 +1,4 @@
-//! The bodies of the server → device messages (PROTOCOL.md §4.3), as captured from the real SDK.
+//! The bodies of the server → device messages (docs/protocol.md#server-messages), as captured from the real SDK.
 //! `mediaSignal` values are left as JSON here; the gateway side encodes them.
 
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ pub fn channel_config() -> Value {
     json!({"allowVideo": 0, "callType": "chat", "outerBizId": "alicom"})
 }
 
-/// `called` to a callee. No `body.uuid`: the callee's session id is not known yet (§3.3).
+/// `called` to a callee. No `body.uuid`: its session id is unknown (docs/protocol.md#rules-for-server-messages).
 pub fn called(rtc_type: &str, caller_info: Value, channel_id: &str, call_id: &str, caller_user_info: Value) -> Value {
     json!({
         "alicomRtcType": rtc_type,
