@@ -1,4 +1,4 @@
-//! The driver (DESIGN.md D2): one task that owns the call engine and the simulated PSTN, feeds
+//! The driver (docs/architecture.md#sans-io-engine): one task that owns the call engine and the simulated PSTN, feeds
 //! them gateway events, callback answers, admin commands and due timers, and carries out what
 //! they return (messages to devices, HTTP callbacks, media, CDRs, the event log).
 
@@ -401,7 +401,7 @@ impl Driver {
         }
     }
 
-    /// The `VoiceRecordReport` of a finished recording (PRODUCT.md §5), with its download URL.
+    /// The `VoiceRecordReport` of a finished recording (docs/media.md#recording), with its download URL.
     fn recording_report(&self, channel_id: &str, file: &str, url: &str, duration_ms: u64) {
         let Some(call) = self.engine.call(channel_id) else { return };
         // The recording runs from the answer for `duration_ms`: start, end and duration agree.

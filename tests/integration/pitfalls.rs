@@ -1,4 +1,4 @@
-//! One test per protocol pitfall of PROTOCOL.md §9: each fails if the emulator regresses on it.
+//! One test per protocol pitfall of docs/protocol.md#sdk-quirks: each fails if the emulator regresses on it.
 
 use std::time::{Duration, Instant};
 
@@ -6,7 +6,7 @@ use emu_testkit::media::{ClientOptions, MediaClient, TurnCreds};
 use emu_testkit::{Emulator, media};
 use serde_json::json;
 
-/// §3.2: every client request is ACKed (same requestId) well within the SDK's 2 s window.
+/// ACKs: every client request is ACKed (same requestId) well within the SDK's 2 s window.
 #[tokio::test]
 async fn every_request_is_acked_within_two_seconds() {
     let emu = Emulator::start("").await.unwrap();
@@ -23,7 +23,7 @@ async fn every_request_is_acked_within_two_seconds() {
     }
 }
 
-/// §9.1: a retransmission (byte-identical envelope) is processed once; the ACK is repeated.
+/// Quirk 1: a retransmission (byte-identical envelope) is processed once; the ACK is repeated.
 #[tokio::test]
 async fn retransmissions_are_deduplicated() {
     let emu = Emulator::start("").await.unwrap();
@@ -49,7 +49,7 @@ async fn retransmissions_are_deduplicated() {
     assert_eq!(called, 1);
 }
 
-/// §5.4 and §9.2–9.3, §9.5: the joinChannel result has TURN servers (sigv 1) and a
+/// Quirks 2, 3 and 5: the joinChannel result has TURN servers (sigv 1) and a
 /// `dynamicConfig` object; the answer SDP has no candidates, which come only in `candidateList`
 /// with the offer's mid.
 #[tokio::test]
@@ -83,7 +83,7 @@ async fn turn_dynamic_config_and_candidates_only_in_the_candidate_list() {
     assert!(media(&joined).unwrap()["data"]["dynamicConfig"].is_object());
 }
 
-/// §3.3 and §9.4: `called`, `canceledCall` and the end of an unanswered callee carry no
+/// Quirk 4: `called`, `canceledCall` and the end of an unanswered callee carry no
 /// `body.uuid`; what goes to the caller carries the caller's own uuid; fresh ids every time.
 #[tokio::test]
 async fn body_uuid_rules() {

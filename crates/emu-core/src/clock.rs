@@ -1,4 +1,4 @@
-//! The one clock every server-side timer reads (DESIGN.md D3).
+//! The one clock every server-side timer reads (docs/architecture.md#one-clock).
 //!
 //! Time is milliseconds since the Unix epoch, so it can be put in tokens, CDRs and MNS messages
 //! directly. `real` follows the wall clock, `scaled` runs N times faster from the moment the clock

@@ -298,7 +298,7 @@ pub struct TenantConfig {
     pub account_limit: u64,
     #[serde(default)]
     pub access_keys: Vec<AccessKeyConfig>,
-    /// The customer's HTTP callbacks (PRODUCT.md §4); empty = not configured.
+    /// The customer's HTTP callbacks (docs/calls.md#customer-callbacks); empty = not configured.
     #[serde(default)]
     pub callbacks: CallbacksConfig,
     /// Platform numbers the tenant bought (display numbers, inbound numbers).

@@ -1,4 +1,4 @@
-//! The event log (DESIGN.md D7): every signalling message, registration, PSTN event and receipt,
+//! The event log (docs/architecture.md#event-log): every signalling message, registration, PSTN event and receipt,
 //! with the call's channelId when it has one. A bounded ring for queries plus a broadcast for
 //! live streams; recording never blocks the caller.
 

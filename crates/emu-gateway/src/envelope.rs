@@ -1,4 +1,4 @@
-//! The Alicom envelope (PROTOCOL.md §3): the JSON every SDK message travels in.
+//! The Alicom envelope (docs/protocol.md#envelopes): the JSON every SDK message travels in.
 
 use std::borrow::Cow;
 

@@ -445,7 +445,7 @@ impl Hub {
         let packet = mqtt::publish(&Self::client_topic(&who.client_id, &self.conference_topic), ack);
         self.dedupe_store(&who.client_id, &env.request_id, packet.clone());
         self.send_packet(conn, packet);
-        // ACK-only messages (PROTOCOL.md §8: reportStatus, stat, client ACKs of notices) stop here.
+        // ACK-only messages (docs/protocol.md#ack-only: reportStatus, stat, client ACKs of notices) stop here.
         let for_engine = !matches!(&*env.message_type, "cs_register" | "cs_get_sls_sts" | "reportStatus" | "stat");
         if code == 200 && for_engine {
             // Decoded once, here: the engine takes typed requests.

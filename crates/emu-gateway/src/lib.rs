@@ -1,5 +1,5 @@
-//! The signalling gateway (DESIGN.md D1): the MQTT 3.1.1 endpoint the SDKs connect to, over
-//! WebSocket (`/mqtt`) and TCP, speaking the Alicom envelope protocol (PROTOCOL.md §1–4).
+//! The signalling gateway (docs/gateway.md): the MQTT 3.1.1 endpoint the SDKs connect to, over
+//! WebSocket (`/mqtt`) and TCP, speaking the Alicom envelope protocol (docs/protocol.md).
 //! It authenticates connections by their token, keeps registrations, ACKs and de-duplicates
 //! requests, re-sends unACKed server requests, and hands device requests to the call engine.
 

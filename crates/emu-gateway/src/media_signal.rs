@@ -1,4 +1,4 @@
-//! `body.mediaSignal`: `base64(zlib(utf8 JSON))` (PROTOCOL.md §5.1), with a hard cap on the
+//! `body.mediaSignal`: `base64(zlib(utf8 JSON))` (docs/protocol.md#mediasignal), with a hard cap on the
 //! inflated size so a zip bomb costs nothing.
 
 use std::cell::RefCell;
@@ -117,7 +117,7 @@ mod tests {
 
     #[test]
     fn decodes_a_captured_signal() {
-        // canceledCall from captures/examples.json (pako output).
+        // canceledCall as the real SDK sent it in a recorded run (pako output).
         let s = "eJwNyjsOgCAMANC7dHYBSvmsTh6jlhJNGuLgRri7vvlN4OeGCsJD1LTtbAYbNH4Z6gS5eAy1o/0lK3qi7IIWwq54RhVKPgWkWKQ7WOsDx4gXcA==";
         let v = decode(s, 1 << 20).unwrap();
         assert_eq!(v["api"], "canceledCall");

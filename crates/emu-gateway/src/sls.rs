@@ -1,5 +1,5 @@
 //! The local log sink `cs_get_sls_sts` points the Web SDK at: it answers CORS preflights and
-//! accepts the SDK's SLS uploads (PROTOCOL.md §8), keeping the last ones for inspection.
+//! accepts the SDK's SLS uploads (docs/protocol.md#sls-log-upload), keeping the last ones for inspection.
 
 use std::collections::VecDeque;
 

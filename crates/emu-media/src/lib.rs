@@ -1,7 +1,7 @@
-//! `emu-media`: alicom-emu's media server (DESIGN.md D4, docs/media.md).
+//! `emu-media`: alicom-emu's media server (docs/media.md, docs/architecture.md#one-media-port-ice-lite).
 //!
 //! - One [str0m](https://docs.rs/str0m) `Rtc` per call leg: ICE-lite, DTLS-SRTP, the Web SDK's
-//!   offer answered per PROTOCOL.md §5 (server candidates only in `candidateList` /
+//!   offer answered per docs/protocol.md#the-joinchannel-result (server candidates only in `candidateList` /
 //!   `candidateInfo`, never in the answer SDP). Both SDK modes: sigv 1 (offer in `sdpCandidate`,
 //!   trickled `candidate`s) and sigv 2 (offer in `joinChannel`, peer-reflexive candidates).
 //! - One UDP port for every leg; packets find their leg in O(1): STUN by the USERNAME's local

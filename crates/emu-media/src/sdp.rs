@@ -1,11 +1,11 @@
-//! The SDP rules of PROTOCOL.md §5: the answer carries no candidates (§5.4), server candidates
+//! The SDP rules of docs/protocol.md#the-joinchannel-result: the answer carries no candidates, server candidates
 //! travel in `candidateList` / `candidateInfo` with the offer's mid and m-line index.
 
 use std::net::SocketAddr;
 
 use serde_json::{Value, json};
 
-/// Removes `a=candidate` and `a=end-of-candidates` lines (§5.4: a candidate in the answer lets
+/// Removes `a=candidate` and `a=end-of-candidates` lines (a candidate in the answer lets
 /// ICE connect before the SDK's `addIceCandidate` resolves, and `onActive` never fires).
 pub fn strip_candidates(sdp: &str) -> String {
     let mut out = String::with_capacity(sdp.len());

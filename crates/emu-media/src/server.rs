@@ -45,7 +45,7 @@ const SYNTH_PERIOD: Duration = Duration::from_millis(20);
 const PACER_DEFER: Duration = Duration::from_millis(40);
 /// A leg's first ICE checks are answered this much later. On loopback Chrome's ICE connects
 /// within a millisecond of `addIceCandidate`, sometimes before that call's promise resolves,
-/// and the Web SDK then misses "ICE connected" for good (no `onActive`; PROTOCOL.md §5.4). A
+/// and the Web SDK then misses "ICE connected" for good (docs/protocol.md#no-candidates-in-the-answer). A
 /// real network's round trip hides that race; this restores a small one.
 const ICE_HOLD: Duration = Duration::from_millis(30);
 const DTMF_DURATION: Duration = Duration::from_millis(100);

@@ -1,6 +1,6 @@
 //! The embedded TURN relay (RFC 5766, UDP), webrtc-rs's `turn` server with long-term
 //! credentials minted per joinChannel. The Web SDK's default mode (sigv 1) gathers only relay
-//! candidates (PROTOCOL.md §5.3), so without this no browser call connects.
+//! candidates (docs/protocol.md#sigv-1), so without this no browser call connects.
 //!
 //! Allocations relay from `relay_ip` (a fresh UDP port per allocation) to any peer, loopback
 //! included: the media server listens on 127.0.0.1 too.

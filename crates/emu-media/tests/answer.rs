@@ -1,5 +1,5 @@
 //! The media server's answers to the real Web SDK's offer (captured from Chrome 156,
-//! shared/spec/web-sdk/captures/examples.json), per PROTOCOL.md §5.
+//! tests/data/chrome-sdpCandidate.json), per docs/protocol.md#the-joinchannel-result.
 
 use std::time::Duration;
 
@@ -50,7 +50,7 @@ async fn sigv1_join_then_sdp_candidate() {
     assert_eq!(result["data"]["channelId"], "chan");
     let answer = result["data"]["sdpInfo"]["sdp"].as_str().unwrap();
     assert_eq!(result["data"]["sdpInfo"]["type"], "answer");
-    assert!(!answer.contains("a=candidate"), "§5.4: no candidates in the answer:\n{answer}");
+    assert!(!answer.contains("a=candidate"), "no candidates in the answer:\n{answer}");
     assert!(!answer.contains("end-of-candidates"));
     assert_eq!(answer.matches("m=").count(), 1, "one m-line:\n{answer}");
     for needle in ["a=mid:0", "a=sendrecv", "a=rtcp-mux", "opus/48000/2", "a=ice-lite", "a=fingerprint:sha-256"] {

@@ -1,4 +1,4 @@
-//! Who is calling (SPEC §6.2): the AccessKey of the `Authorization: MNS <ak>:<sig>` header, its
+//! Who is calling (docs/mns.md#authentication): the AccessKey of the `Authorization: MNS <ak>:<sig>` header, its
 //! STS `security-token`, the V2 signature (checked per `pop.signature`: enforce / log / off,
 //! like the POP endpoint), Content-MD5, the account of a `<id>.mns.…` Host header, and the
 //! queues an STS credential was issued for.

@@ -1,4 +1,4 @@
-//! MNS errors: the vendor's codes, HTTP statuses and the error XML every SDK parses (SPEC §6.4).
+//! MNS errors: the vendor's codes, HTTP statuses and the error XML every SDK parses (docs/mns.md#errors).
 
 use axum::http::StatusCode;
 

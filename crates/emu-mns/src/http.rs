@@ -1,4 +1,4 @@
-//! The MNS HTTP API (SPEC §6.3) at the root of its origin. One fallback handler: the raw
+//! The MNS HTTP API (docs/mns.md#operations) at the root of its origin. One fallback handler: the raw
 //! request-target is what the signature covers, so routing is done here, on the raw path.
 
 use std::sync::Arc;

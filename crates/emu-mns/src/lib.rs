@@ -1,4 +1,4 @@
-//! The MNS queue service (SPEC §6–8): the queue API of the vendor's MNS SDKs and of the alicom
+//! The MNS queue service (docs/mns.md): the queue API of the vendor's MNS SDKs and of the alicom
 //! receipt pullers, at the root of its own origin, with MNS V2 signatures, STS security tokens,
 //! the vendor's error XML, limits and visibility semantics — every timer on the emulator clock.
 //!

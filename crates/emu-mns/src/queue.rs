@@ -1,4 +1,4 @@
-//! One queue's state machine (SPEC §6.5), sans I/O: every operation takes the emulator time.
+//! One queue's state machine (docs/mns.md#semantics), sans I/O: every operation takes the emulator time.
 //!
 //! A message is *active* (visible, in `ready`), or *waiting* until `visible_at` (in `waiting`):
 //! delayed (never received) or inactive (received, its visibility timeout running). Receiving

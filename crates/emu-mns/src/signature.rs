@@ -1,4 +1,4 @@
-//! The MNS V2 request signature (SPEC §6.2):
+//! The MNS V2 request signature (docs/mns.md#authentication):
 //!
 //! ```text
 //! StringToSign = VERB "\n" Content-MD5 "\n" Content-Type "\n" Date "\n"
@@ -105,7 +105,7 @@ mod tests {
     const DATE: &str = "Mon, 01 Jan 2024 00:00:00 GMT";
     const Q: &str = "/queues/Alicom-Queue-1234567890-ArtcCdrReport/messages";
 
-    /// The vendor vectors of captures/test_vectors.json (`mns-*`) and test_vectors_node.json.
+    /// The vendor vectors of crates/emu-pop/tests/vectors/test_vectors.json (`mns-*`) and test_vectors_node.json.
     #[test]
     fn vendor_vector_python_receive_longpoll() {
         let h = headers(&[
@@ -162,7 +162,7 @@ mod tests {
     }
 
     /// A request captured from the real Python SDK with temporary credentials
-    /// (captures/raw/mns_alicom.jsonl): the stub's STS secret signed it.
+    /// (a recorded run of the alicom receipt flow): the stub's STS secret signed it.
     #[test]
     fn captured_sts_request_verifies() {
         let h = headers(&[

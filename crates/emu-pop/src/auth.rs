@@ -1,5 +1,5 @@
 //! Who is calling: the AccessKey (and STS token) of a request and its signature, checked per
-//! `pop.signature` (enforce / log / off), with the vendor's errors (SPEC §3, §4.2).
+//! `pop.signature` (enforce / log / off), with the vendor's errors (docs/pop-api.md: signatures, errors).
 
 use std::time::Duration;
 

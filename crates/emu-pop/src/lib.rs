@@ -1,4 +1,4 @@
-//! The POP API (SPEC §1–5): one HTTP endpoint at the origin root serving Dyvmsapi and Dybaseapi
+//! The POP API (docs/pop-api.md): one HTTP endpoint at the origin root serving Dyvmsapi and Dybaseapi
 //! to the vendor's unmodified server SDKs, with real signature checking.
 
 pub mod actions;

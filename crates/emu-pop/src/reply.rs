@@ -1,4 +1,4 @@
-//! POP responses in the vendor's shapes (SPEC §4): JSON by default, XML when `Format=XML`.
+//! POP responses in the vendor's shapes (docs/pop-api.md#errors): JSON by default, XML when `Format=XML`.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};

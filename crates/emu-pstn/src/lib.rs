@@ -1,7 +1,7 @@
 //! The simulated PSTN (docs/pstn.md): phones with scriptable behaviours, magic numbers, and the
 //! state machine that turns the engine's [`PstnCommand`]s into [`PstnEvent`]s.
 //!
-//! Sans-IO like the call engine (DESIGN.md D2): every method takes the current emulator time in
+//! Sans-IO like the call engine (docs/architecture.md#sans-io-engine): every method takes the current emulator time in
 //! milliseconds, nothing reads a clock or sleeps, and [`PstnSim::poll_timeout`] tells the driver
 //! when to call [`PstnSim::handle_timeout`] next.
 //!

@@ -1,4 +1,4 @@
-//! Call flows as the Web SDK performs them (PROTOCOL.md §6), for virtual devices.
+//! Call flows as the Web SDK performs them (docs/protocol.md#call-flows), for virtual devices.
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};

@@ -101,7 +101,7 @@ impl Device {
         )
     }
 
-    /// Builds a request envelope the way the SDK does (mod 121 and mod 112).
+    /// Builds a request envelope the way the SDK does (docs/protocol.md#envelopes).
     pub fn build_request(&self, message_type: &str, body: Value, media_signal: Option<&Value>) -> Envelope {
         let mut b = json!({
             "deviceId": self.rtc_id, "userId": self.rtc_id, "ip": "unknow",
@@ -320,7 +320,7 @@ async fn open(
     Ok((client, rx, task))
 }
 
-/// The ACK the SDK sends for every server request (PROTOCOL.md §3.2).
+/// The ACK the SDK sends for every server request (docs/protocol.md#acks-and-retransmissions).
 fn sdk_ack(env: &Envelope, rtc_id: &str, token_data: &Value) -> Envelope {
     let body = if env.message_type == "called" {
         json!({"alicomRtcType": env.body["alicomRtcType"], "relativeUuid": env.body.pointer("/callerInfo/uuid"), "deviceId": rtc_id, "userId": rtc_id, "ip": "unknow"})

@@ -303,7 +303,7 @@ impl MediaClient {
         }
         let sdp = result.pointer("/data/sdpInfo/sdp").and_then(Value::as_str).context("no answer in the result")?;
         if sdp.contains("a=candidate") {
-            bail!("the answer carries candidates (PROTOCOL.md §5.4)");
+            bail!("the answer carries candidates (docs/protocol.md#no-candidates-in-the-answer)");
         }
         let send_pt = first_audio_pt(sdp);
         let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| anyhow!("bad answer: {e}"))?;

@@ -168,7 +168,7 @@ class ClassicFlavour:
     """aliyun-python-sdk-core 2.16.1 (+ aliyun-python-sdk-dyvmsapi 3.2.0): RPC v1, POST, query."""
 
     name = "classic"
-    wrong_secret_code = "InvalidAccessKeySecret"  # core rewrites SignatureDoesNotMatch (SPEC §4.2)
+    wrong_secret_code = "InvalidAccessKeySecret"  # core rewrites SignatureDoesNotMatch (docs/pop-api.md#errors)
 
     def __init__(self, emu: Emulator):
         self.emu = emu

@@ -86,7 +86,7 @@ def test_bind_number_state(classic):
 
 def test_report_voip_problems(classic):
     voip_id = ok(classic.call("VoipAddAccount", {"DeviceId": new_device_id("report")}))
-    # the SPEC §3.1 V1-b encoding edge cases, through the real signer
+    # the encoding edge cases of docs/pop-api.md#signatures, through the real signer
     module = ok(
         classic.call(
             "ReportVoipProblems",
@@ -217,7 +217,7 @@ def test_xml_response(classic):
 
 
 def test_xml_error_response(classic):
-    """SPEC §4.4: with Format=XML gateway errors are <Error> documents too (text/xml)."""
+    """docs/pop-api.md#errors: with Format=XML gateway errors are <Error> documents too (text/xml)."""
     import warnings
 
     from aliyunsdkdyvmsapi.request.v20170525.AddRtcAccountRequest import AddRtcAccountRequest
@@ -243,7 +243,7 @@ def test_xml_error_response(classic):
 
 @pytest.mark.parametrize("value,code", [("TRUE", "OK"), ("true", "OK"), ("maybe", "isv.INVALID_PARAMETERS"), ("1", "isv.INVALID_PARAMETERS")])
 def test_is_custom_account_values(classic, value, code):
-    """SPEC §1.1/§8: booleans parse case-insensitively; anything but true/false is invalid."""
+    """docs/pop-api.md#actions: booleans parse case-insensitively; anything but true/false is invalid."""
     r = classic.call("GetRtcToken", {"UserId": "bool-user", "DeviceId": new_device_id(), "IsCustomAccount": value}, common=True)
     assert r.code == code, r.body
 

@@ -10,7 +10,7 @@ const puppeteer = require('puppeteer-core');
 
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
-// /work/shared/spec/web-sdk/README.md, plus the suite's own hygiene flags.
+// The flags of the recording setup behind docs/protocol.md, plus the suite's own hygiene flags.
 const SPEC_FLAGS = [
   '--headless',
   '--no-sandbox',

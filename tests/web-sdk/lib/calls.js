@@ -160,7 +160,7 @@ function wiresAtEnd(ctx, devs, extraNames = {}) {
   });
 }
 
-// Once inbound audio exists the SDK's own stats timer throws on current Chrome (PROTOCOL.md §6.10,
+// Once inbound audio exists the SDK's own stats timer throws on current Chrome (docs/protocol.md#sdk-quirks,
 // captured against the reference server too): "Cannot read properties of undefined (reading
 // 'bytesReceived')" in StatsReport.calculateInData, every tick. It is the SDK's bug, independent
 // of the server, and harmless to the call. serviceStayedUp() tolerates exactly that error (and
@@ -177,7 +177,7 @@ async function serviceStayedUp(ctx, dev) {
   const known = dev.pageErrors.filter((e) => KNOWN_SDK_STATS_ERROR.test(e.message));
   assert.deepEqual(dev.pageErrors.filter((e) => !KNOWN_SDK_STATS_ERROR.test(e.message)), [], `${dev.name} page errors`);
   if (known.length) {
-    ctx.note(`${dev.name}: the SDK's stats timer threw ${known.length}× "reading 'bytesReceived'" (its known bug on current Chrome, PROTOCOL.md §6.10)`);
+    ctx.note(`${dev.name}: the SDK's stats timer threw ${known.length}× "reading 'bytesReceived'" (its known bug on current Chrome, docs/protocol.md#network-quality-and-statistics)`);
   }
 }
 

@@ -9,7 +9,7 @@ const assert = require('node:assert/strict');
 const { eventually, sleep } = require('./suite');
 const C = require('./calls');
 
-// Callbacks driven by the SDK's own getStats timer (PROTOCOL.md §6.10): not asserted.
+// Callbacks driven by the SDK's own getStats timer (docs/protocol.md#network-quality-and-statistics): not asserted.
 const STATS_CALLBACKS = ['onNetworkQuality', 'onMediaStatistics'];
 
 /** The call callbacks of a page, formatted, with onActive (media) but without the stats-driven ones. */

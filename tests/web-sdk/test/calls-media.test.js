@@ -1,9 +1,9 @@
 'use strict';
-// Calls with audio (PROTOCOL.md §5–§6; docs/media.md): the unmodified SDK's WebRTC against the
+// Calls with audio (docs/protocol.md#the-joinchannel-result, docs/media.md): the unmodified SDK's WebRTC against the
 // emulator's media server (ICE-lite, the embedded TURN relay for sigv 1, Opus forwarding between
 // browsers, the simulated phone's G.711 tone, recordings). Each scenario asserts
 //   * the SDK's own callbacks and codes, now with onActive (the stats-driven onNetworkQuality and
-//     onMediaStatistics stay unasserted: PROTOCOL.md §6.10);
+//     onMediaStatistics stay unasserted: docs/protocol.md#network-quality-and-statistics);
 //   * the browsers' view of the audio: getStats() on the PeerConnections the SDK made (wrapped by
 //     harness/pc-wrap.js): inbound-rtp packetsReceived growing, audio energy, the selected ICE
 //     candidate pair, the PeerConnection's configuration (TURN + relay for sigv 1, none for sigv 2);
@@ -78,7 +78,7 @@ async function pcView(dev) {
   return { log, st };
 }
 
-/** sigv 1 (PROTOCOL.md §5.3): TURN + relay policy; the selected pair is relay → the media server. */
+/** sigv 1 (docs/protocol.md#sigv-1): TURN + relay policy; the selected pair is relay → the media server. */
 async function assertSigv1Path(ctx, dev, leg, ready) {
   const { log, st } = await pcView(dev);
   assert.equal(log.config.iceTransportPolicy, 'relay', JSON.stringify(log.config));
@@ -415,7 +415,7 @@ s.scenario(
   'sigv 2 (localStorage.ARTC_SIGV = "2"): voip→voip with audio both ways, no TURN',
   {
     description:
-      'Both pages get localStorage.ARTC_SIGV = "2" before the SDK loads (PROTOCOL.md §5.5): the SDK builds its ' +
+      'Both pages get localStorage.ARTC_SIGV = "2" before the SDK loads (docs/protocol.md#sigv-2): the SDK builds its ' +
       'PeerConnection with no configuration (no TURN, no relay policy) and puts the offer in joinChannel; the ' +
       'join result carries the answer and one candidate; the browsers never send sdpCandidate/candidate, and the ' +
       'media server learns their addresses from their STUN checks. A calls B, B answers: both onActive, inbound ' +

@@ -1,5 +1,5 @@
 'use strict';
-// VoIP→PSTN, DTMF and PSTN→VoIP signalling (PROTOCOL.md §6.3–6.5; docs/calls.md, docs/pstn.md):
+// VoIP→PSTN, DTMF and PSTN→VoIP signalling (docs/protocol.md, docs/calls.md, docs/pstn.md):
 // a page calls the emulator's simulated phones (magic numbers) through the unmodified SDK, and a
 // simulated phone calls a page through a bought number and the customer's inbound callback.
 // Every check is signalling, the SDK's callbacks and codes, and the emulator's view of the call and

@@ -1,5 +1,5 @@
 'use strict';
-// VoIP→VoIP call signalling (PROTOCOL.md §6.2, §6.4; docs/calls.md): two or three pages, each its
+// VoIP→VoIP call signalling (docs/protocol.md#call-flows, docs/calls.md): two or three pages, each its
 // own account, call each other through the unmodified SDK. Every check is a signalling outcome,
 // its SDK callback and code on both pages, and the emulator's view of the call
 // (/admin/calls/{channelId}, CDR). Media-dependent callbacks (onActive, onNetworkQuality,
@@ -17,7 +17,7 @@ s.scenario(
   {
     description:
       'A calls B. B gets onReceivingAudioCall (peer = A) and A onCalleeRinging; B calls stop() before start() ' +
-      '(PROTOCOL.md §6.4): B onStopping(0,"ok") → answer(callResult 2) → onStopped(0,"ok"); the emulator sends A ' +
+      '(docs/protocol.md#failure-paths): B onStopping(0,"ok") → answer(callResult 2) → onStopped(0,"ok"); the emulator sends A ' +
       'answered{callResult:2} → A onStopped(2000106,"answer reject"). Emulator: call ended, causeCode 2000106, B\'s ' +
       'leg outcome rejected, a voip2voip CDR (in /admin/calls/{id} and /admin/cdrs), the row in /admin/calls.',
   },
@@ -92,7 +92,7 @@ s.scenario(
   'voip→voip: caller cancels while ringing → callee onStopped(2000107)',
   {
     description:
-      'A calls B; after A\'s onCalleeRinging (and B\'s onReceivingAudioCall) A calls stop() (PROTOCOL.md §6.4): A ' +
+      'A calls B; after A\'s onCalleeRinging (and B\'s onReceivingAudioCall) A calls stop() (docs/protocol.md#failure-paths): A ' +
       'onStopping(0,"ok"), leaveChannel + cancelCall, onStopped(0,"ok"); the emulator sends B canceledCall → B ' +
       'onStopped(2000107,"remote cancel"). Emulator: call ended "cancelled by the caller", B\'s leg cancelled, CDR.',
   },
@@ -158,7 +158,7 @@ s.scenario(
   {
     description:
       'B is an account (AddRtcAccount) that never logged in. A calls B: onCalleeConnecting, then the emulator ' +
-      'sends cs_disconnect{3100000} → A onStopped(3100000, cause) verbatim, no onCalleeRinging (PROTOCOL.md §6.4, ' +
+      'sends cs_disconnect{3100000} → A onStopped(3100000, cause) verbatim, no onCalleeRinging (docs/protocol.md#failure-paths, ' +
       'docs/calls.md). Emulator: call ended, causeCode 3100000, the leg offline; CDR.',
   },
   async (ctx) => {
@@ -348,7 +348,7 @@ s.scenario(
     timeout: 90000,
     description:
       'Real clock, server ring timeout left at 60 s. A calls setDefaultCallTimeout(30) (the SDK clamps to 30..90 s), ' +
-      'then calls B, who does nothing. At ~30 s A\'s own timer fires (PROTOCOL.md §6.4): A onStopping(0,"ok"), ' +
+      'then calls B, who does nothing. At ~30 s A\'s own timer fires (docs/protocol.md#failure-paths): A onStopping(0,"ok"), ' +
       'onStopped(2000108,"no answer") and sends leaveChannel + cancelCall; the emulator sends B canceledCall → B onStopped(2000107,"remote ' +
       'cancel"). Emulator: ended "cancelled by the caller", leg cancelled. Takes ~32 s.',
   },

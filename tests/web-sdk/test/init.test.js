@@ -1,5 +1,5 @@
 'use strict';
-// init → onServiceAvailable (PROTOCOL.md §1.4, §6.1): the unmodified SDK connects over MQTT/WebSocket,
+// init → onServiceAvailable (docs/protocol.md#handshake): the unmodified SDK connects over MQTT/WebSocket,
 // uploads its token, subscribes, registers, is ACKed 200 and asks for SLS credentials.
 
 const assert = require('node:assert/strict');
@@ -77,10 +77,10 @@ s.scenario(
   'destroy: onServiceUnavailable(2000116) → onServiceIdle, monitor record reaches the SLS sink',
   {
     description:
-      'After onServiceAvailable the page calls rtc.destroy() (PROTOCOL.md §6.9). Expected: onServiceUnavailable(2000116, ' +
+      'After onServiceAvailable the page calls rtc.destroy() (docs/protocol.md#heartbeats-and-reconnect). Expected: onServiceUnavailable(2000116, ' +
       '"local destroy") then onServiceIdle; the emulator sees the WebSocket close (the device goes offline). ' +
       'destroy() commits a "service broken" monitor record, which the SDK uploads within ~3 s to the SLS endpoint ' +
-      'that cs_get_sls_sts handed out (PROTOCOL.md §8); GET /admin/sls lists it, once. (A plain init commits no monitor ' +
+      'that cs_get_sls_sts handed out (docs/protocol.md#sls-log-upload); GET /admin/sls lists it, once. (A plain init commits no monitor ' +
       'record, so nothing is uploaded before this.)',
   },
   async (ctx) => {

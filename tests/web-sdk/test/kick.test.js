@@ -1,5 +1,5 @@
 'use strict';
-// Kick (PROTOCOL.md §6.8): a second login of the same account makes the server send cs_quit to
+// Kick (docs/protocol.md#kick): a second login of the same account makes the server send cs_quit to
 // the first connection; its SDK reports onServiceUnavailable(3110000, "kicked") about 1 s later,
 // closes the WebSocket and reports onServiceIdle. The second login stays available.
 

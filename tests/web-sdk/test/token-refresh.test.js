@@ -1,5 +1,5 @@
 'use strict';
-// Token refresh (PROTOCOL.md §6.7): when a connection's token expires the emulator publishes
+// Token refresh (docs/protocol.md#token-refresh): when a connection's token expires the emulator publishes
 // $SYS/tokenExpireNotice; the SDK calls the app's updateToken again, and after setToken re-publishes
 // $SYS/uploadToken (and re-SUBSCRIBEs) on the same MQTT connection, keeping its old clientId.
 // The service stays available throughout.
@@ -42,7 +42,7 @@ async function expectRefresh(ctx, dev, { n, conn, prevExpires, firstClientId, tr
     const last = accepted[accepted.length - 1];
     assert.ok(last.seq > expired[expired.length - 1].seq, JSON.stringify(evs));
     assert.equal(last.detail.conn, conn, JSON.stringify(last));
-    // the SDK keeps the MQTT clientId of the first token on its connection (PROTOCOL.md §1.4)
+    // the SDK keeps the MQTT clientId of the first token on its connection (docs/protocol.md#token-refresh)
     assert.equal(last.detail.clientId, firstClientId, JSON.stringify(last));
     return d;
   });

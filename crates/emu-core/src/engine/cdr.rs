@@ -1,4 +1,4 @@
-//! The `ArtcCdrReport` of a call (PRODUCT.md §5): one per call, answered or not.
+//! The `ArtcCdrReport` of a call (docs/calls.md#cdrs-artccdrreport): one per call, answered or not.
 
 use serde_json::{Value, json};
 

@@ -1,4 +1,4 @@
-//! The end codes the engine gives the SDK (PRODUCT.md §7, PROTOCOL.md §7). The SDK passes a
+//! The end codes the engine gives the SDK (docs/protocol.md#codes). The SDK passes a
 //! `cs_disconnect`'s `causeCode` through verbatim, so where the manual names no code for a
 //! situation the emulator picks one from the documented list and docs/calls.md says which.
 

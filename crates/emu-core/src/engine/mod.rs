@@ -1,4 +1,4 @@
-//! The call engine (DESIGN.md D2): a sans-IO state machine. The driver feeds it device
+//! The call engine (docs/architecture.md#sans-io-engine): a sans-IO state machine. The driver feeds it device
 //! requests, PSTN events, callback answers and timer expiries with the current time; it returns
 //! what to do (messages to devices, PSTN commands, HTTP callbacks, media commands, CDRs).
 //! Nothing in here does I/O or reads a clock.

@@ -1,5 +1,5 @@
 //! Ringing plans: the inbound callback's `mixedCalleeInfos` (or the older `calleeInfos`) turned
-//! into ordered sequences of callees, with the manual's rules and limits (PRODUCT.md §4).
+//! into ordered sequences of callees, with the manual's rules and limits (docs/calls.md#ringing-plans).
 //!
 //! Decisions where the manual is silent or contradicts itself (docs/calls.md repeats them):
 //! - Sequence numbers are sorted and gaps are skipped: `1-2-2-3-5` rings 1, then 2 (both at

@@ -7,7 +7,7 @@ use super::{Ctx, Fields, required};
 use crate::reply::PopError;
 
 /// Lifetime of the issued credentials: the vendor's pullers refresh 2 minutes before expiry,
-/// and SPEC §7 suggests 8 hours.
+/// and 8 hours is what docs/pop-api.md#actions documents.
 pub const MNS_TOKEN_LIFETIME_MS: u64 = 8 * 3600 * 1000;
 
 pub fn query_token_for_mns_queue(ctx: &Ctx<'_>) -> Result<Fields, PopError> {

@@ -1,4 +1,4 @@
-//! ACS3-HMAC-SHA256: the header signature of the Tea 5.x SDKs (SPEC §3.2).
+//! ACS3-HMAC-SHA256: the header signature of the Tea 5.x SDKs (docs/pop-api.md#signatures).
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};

@@ -1,5 +1,5 @@
 //! POP request signatures: RPC v1 (HMAC-SHA1) and ACS3-HMAC-SHA256, as the vendor's SDKs compute
-//! them (pop-mns/SPEC.md §3). Pure functions; the verifier in `auth.rs` uses them, and so do the
+//! them (docs/pop-api.md#signatures). Pure functions; the verifier in `auth.rs` uses them, and so do the
 //! tests and the benchmark's load generator.
 
 pub mod acs3;
@@ -10,7 +10,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 /// Every byte but `A-Z a-z 0-9 - _ . ~` is escaped, with upper-case hex.
 const POP_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 
-/// The percent-encoding every POP signer uses (`pct()` in SPEC §3).
+/// The percent-encoding every POP signer uses (`pct()` in docs/pop-api.md#signatures).
 pub fn pct(s: &str) -> String {
     utf8_percent_encode(s, POP_ENCODE_SET).to_string()
 }

@@ -33,7 +33,7 @@ pub fn verify(secret: &str, string_to_sign: &str, signature: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// The vendor vectors (captures/test_vectors*.json), computed by the SDKs' own signing code.
+    /// The vendor vectors (tests/vectors/test_vectors*.json), computed by the SDKs' own signing code.
     fn vectors() -> Vec<serde_json::Value> {
         let mut all: Vec<serde_json::Value> =
             serde_json::from_str(include_str!("../../tests/vectors/test_vectors.json")).unwrap();

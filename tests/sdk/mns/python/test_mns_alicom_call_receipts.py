@@ -1,7 +1,7 @@
 """The vendor's alicom consumer flow end to end, on a call made through the emulator.
 
-A device plays the Web SDK over MQTT (paho-mqtt, the ``mqtt_tcp`` listener; PROTOCOL.md §1–§4,
-§6.3), with an account and token from the classic Python POP SDK (aliyun-python-sdk-core:
+A device plays the Web SDK over MQTT (paho-mqtt, the ``mqtt_tcp`` listener; docs/protocol.md#handshake,
+docs/protocol.md#voip-to-pstn), with an account and token from the classic Python POP SDK (aliyun-python-sdk-core:
 AddRtcAccount, GetRtcToken). It registers and calls a phone (VoIP→PSTN, recorded by default),
 the phone answers, the device hangs up. Then the receipt consumer does what the vendor's Python
 receive demo does: ``aliyun-python-sdk-dybaseapi`` QueryTokenForMnsQueue for temporary
@@ -69,7 +69,7 @@ def dyvms(client, action: str, params: dict) -> dict:
 
 
 def encode_media_signal(ms: dict) -> str:
-    """``base64(zlib(utf8 JSON))`` (PROTOCOL.md §5.1)."""
+    """``base64(zlib(utf8 JSON))`` (docs/protocol.md#mediasignal)."""
     return base64.b64encode(zlib.compress(json.dumps(ms, separators=(",", ":")).encode())).decode()
 
 
@@ -102,7 +102,7 @@ class Device:
         c.loop_start()
         assert self._connected.wait(STEP_TIMEOUT_S), "no CONNACK"
         assert not self._connack[0].is_failure, f"CONNACK refused: {self._connack[0]}"
-        # The SDK's handshake (PROTOCOL.md §1.4): upload the token, SUBSCRIBE conferenceTopic.
+        # The SDK's handshake (docs/protocol.md#handshake): upload the token, SUBSCRIBE conferenceTopic.
         c.publish("$SYS/uploadToken", json.dumps({"token": token["tokenData"], "type": "RW"}), qos=0)
         c.subscribe(token["conferenceTopic"], qos=0)
         kind, codes = self.next_matching(lambda i: i[0] == "suback")
@@ -125,7 +125,7 @@ class Device:
             return
         env = json.loads(msg.payload)
         if not env.get("response"):
-            # The SDK ACKs every server request at once: same messageType and requestId (§3.2).
+            # The SDK ACKs every server request at once: same messageType and requestId (docs/protocol.md).
             client.publish(self.server_topic, json.dumps(self.ack(env)), qos=0)
         self.inbox.put(("envelope", env))
 
@@ -168,7 +168,7 @@ class Device:
             self.backlog.append(item)
 
     def request(self, message_type: str, body: dict, media_signal: dict | None = None) -> dict:
-        """Publishes a request built as the SDK does (mod 121, mod 112) and returns its ACK."""
+        """Publishes a request built as the SDK does (docs/protocol.md#envelopes) and returns its ACK."""
         b = {"deviceId": self.rtc_id, "userId": self.rtc_id, "ip": "unknow", "token": self.token["tokenData"],
              "alicomRtcType": "voip2voip", "uuid": self.session_uuid}
         b.update(body)
@@ -209,7 +209,7 @@ def artc(api: str, data: dict) -> dict:
 
 def call_pstn(dev: Device, channel_id: str, show_number: str, phone: str) -> dict:
     """``createVoIP2PstnCall(showNumber, phoneNumber).start()`` as the Web SDK performs it
-    (PROTOCOL.md §6.3): joinChannel (ACK 200, then the server's joinChannel result), then call."""
+    (docs/protocol.md#voip-to-pstn): joinChannel (ACK 200, then the server's joinChannel result), then call."""
     callee_uuid = str(uuid.uuid4())
     ms = artc("joinChannel", {
         "channelConfig": {"callType": "chat", "outerBizId": "alicom", "allowVideo": 0, "creator": 1, "fps": 0, "height": 0, "width": 0, "sigVersion": 1},
