@@ -133,13 +133,16 @@ fn text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str).map(str::to_string)
 }
 
-/// The channel a request is about: `body.channelId`, else `mediaSignal.data.channelId`.
+/// The channel a request is about: `body.channelId` if present and non-empty, else
+/// `mediaSignal.data.channelId` (docs/protocol.md#the-channelid-rule).
 pub fn channel_id_of(body: &Value, media_signal: Option<&Value>) -> Option<String> {
-    body.get("channelId")
-        .and_then(Value::as_str)
-        .or_else(|| media_signal.and_then(|m| m.pointer("/data/channelId")).and_then(Value::as_str))
-        .filter(|s| !s.is_empty())
+    non_empty(body.get("channelId"))
+        .or_else(|| non_empty(media_signal.and_then(|m| m.pointer("/data/channelId"))))
         .map(str::to_string)
+}
+
+fn non_empty(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
 /// The call request's cancel flag (iOS `createVoipCall(calleeRtcIds, cancleFlag, extend)`):
@@ -373,6 +376,9 @@ mod tests {
         let r = DeviceRequest::decode(T, "b", "answer", &json!({"channelId": ""}), Some(&reject));
         assert!(matches!(r.kind, RequestKind::Answer { accept: false }));
         assert_eq!(r.channel_id, None, "an empty channelId is no channel");
+        let in_signal = json!({"data": {"channelId": "c9"}});
+        let r = DeviceRequest::decode(T, "b", "leaveChannel", &json!({"channelId": ""}), Some(&in_signal));
+        assert_eq!(r.channel_id.as_deref(), Some("c9"), "an empty body.channelId falls back to the mediaSignal's");
         assert!(matches!(DeviceRequest::decode(T, "b", "xyz", &json!({}), None).kind, RequestKind::Other(_)));
     }
 
