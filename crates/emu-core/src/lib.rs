@@ -1,6 +1,7 @@
 //! alicom-emu core: the configuration model, the clock, tenants, and the account/token directory.
 //! Nothing here does I/O; the listeners live in the other crates.
 
+pub mod account_state;
 pub mod accounts;
 pub mod clock;
 pub mod config;

@@ -176,14 +176,6 @@ impl Behavior {
     }
 }
 
-impl TryFrom<serde_json::Value> for Behavior {
-    type Error = BehaviorError;
-
-    fn try_from(value: serde_json::Value) -> Result<Self, Self::Error> {
-        crate::parse::behavior_from_json(&value)
-    }
-}
-
 /// The file is read by the media server, so keep it inside the emulator's tree.
 fn wav_path_problem(path: &str) -> Option<&'static str> {
     if path.is_empty() {

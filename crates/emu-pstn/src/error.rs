@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::phone::PhoneState;
+use crate::state::PhoneState;
 
 /// A behaviour that does not parse or does not make sense, with the field at fault
 /// (`ring_ms`, `dtmf[1].digits`, …; empty when the whole value is wrong).

@@ -17,6 +17,7 @@ mod number;
 mod parse;
 mod phone;
 mod sim;
+mod state;
 mod timers;
 
 pub use behavior::{Audio, Behavior, BehaviorSource, DtmfPress, Outcome};

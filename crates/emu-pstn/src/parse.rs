@@ -74,6 +74,14 @@ fn unknown(key: &str, expected: &str) -> BehaviorError {
     BehaviorError::new(key, format!("unknown field (expected one of: {expected})"))
 }
 
+impl TryFrom<serde_json::Value> for Behavior {
+    type Error = BehaviorError;
+
+    fn try_from(value: serde_json::Value) -> Result<Self, Self::Error> {
+        crate::parse::behavior_from_json(&value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -1,34 +1,16 @@
 //! One phone's state: the call it is in, and a record of its recent calls.
 
 use std::collections::VecDeque;
-use std::fmt;
 
 use emu_core::Millis;
 use emu_core::pstn::{LegId, ReleaseReason};
 use serde::{Deserialize, Serialize};
 
 use crate::behavior::{Behavior, BehaviorSource};
+pub use crate::state::PhoneState;
 
 /// Calls kept per phone; older ones are dropped.
 pub(crate) const HISTORY_LEN: usize = 20;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PhoneState {
-    Idle,
-    Ringing,
-    InCall,
-}
-
-impl fmt::Display for PhoneState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            PhoneState::Idle => "idle",
-            PhoneState::Ringing => "ringing",
-            PhoneState::InCall => "in a call",
-        })
-    }
-}
 
 /// The phone's side of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
