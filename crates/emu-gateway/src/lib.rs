@@ -9,6 +9,7 @@ pub mod hub;
 pub mod media_signal;
 pub mod mqtt;
 pub mod sls;
+mod sls_http;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,7 +28,7 @@ pub use hub::{GatewayEvent, Hub, SendError};
 
 /// The routes of the `mqtt_ws` listener: `/mqtt` and the SLS log sink.
 pub fn ws_router(hub: Arc<Hub>) -> Router {
-    Router::new().route("/mqtt", get(upgrade)).with_state(hub.clone()).merge(sls::routes(hub))
+    Router::new().route("/mqtt", get(upgrade)).with_state(hub.clone()).merge(sls_http::routes(hub))
 }
 
 async fn upgrade(

@@ -3,16 +3,9 @@
 
 use std::collections::VecDeque;
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 const KEPT: usize = 200;
 
@@ -64,42 +57,11 @@ impl SlsSink {
         self.uploads.lock().clear();
     }
 
-    fn push(&self, u: Upload) {
+    pub(crate) fn push(&self, u: Upload) {
         let mut q = self.uploads.lock();
         if q.len() >= KEPT {
             q.pop_front();
         }
         q.push_back(u);
     }
-}
-
-fn cors(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("*"));
-    h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("POST, OPTIONS"));
-    r
-}
-
-pub fn routes(hub: Arc<crate::hub::Hub>) -> Router {
-    Router::new().route("/logstores/{store}/shards/lb", post(upload).options(preflight)).with_state(hub)
-}
-
-async fn preflight() -> Response {
-    cors(StatusCode::OK.into_response())
-}
-
-async fn upload(
-    State(hub): State<Arc<crate::hub::Hub>>,
-    Path(store): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    hub.sls.push(Upload {
-        logstore: store,
-        bytes: body.len(),
-        raw_size: headers.get("x-log-bodyrawsize").and_then(|v| v.to_str().ok()).map(str::to_string),
-        time_ms: hub.shared.clock.now_ms(),
-    });
-    cors(StatusCode::OK.into_response())
 }
