@@ -201,6 +201,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(crate::calls_api::router(calls.clone()))
         .merge(emu_mns::admin::router(mns.clone()))
         .merge(emu_media::router(media.clone()));
+    let admin_routes = emu_admin::secure(admin_routes, &shared.config);
     serve(&mut tasks, "admin", admin_listener, admin_routes, stop_rx.clone());
     serve(
         &mut tasks,

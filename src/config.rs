@@ -101,6 +101,33 @@ mod tests {
     }
 
     #[test]
+    fn admin_lists_come_from_one_variable() {
+        // SAFETY: the variables' prefix is unique to this test.
+        unsafe {
+            std::env::set_var("ALICOM_EMU_T2_ADMIN__ALLOWED_HOSTS", "alicom-emu, emu.internal");
+            std::env::set_var("ALICOM_EMU_T2_ADMIN__ALLOWED_ORIGINS", "http://app.test:3000");
+            std::env::set_var("ALICOM_EMU_T2_ADMIN__TOKEN", "s3cret");
+        }
+        let c = load_with_env(None, false, Env::prefixed("ALICOM_EMU_T2_")).unwrap();
+        assert_eq!(c.admin.allowed_hosts, ["alicom-emu", "emu.internal"]);
+        assert_eq!(c.admin.allowed_origins, ["http://app.test:3000"]);
+        assert_eq!(c.admin.token, "s3cret");
+        let shown = serde_json::to_string(&c).unwrap();
+        assert!(!shown.contains("s3cret") && shown.contains("<redacted>"), "{shown}");
+        let d = for_tests("[admin]\nallowed_hosts = [\"a\", \"b\"]\n").unwrap();
+        assert_eq!(d.admin.allowed_hosts, ["a", "b"]);
+        assert!(d.admin.token.is_empty() && !serde_json::to_string(&d).unwrap().contains("\"token\""));
+        let e = for_tests("[admin]\nallowed_origins = [\"app.test\"]\n").unwrap_err();
+        assert!(e.to_string().contains("allowed_origins"), "{e}");
+        // SAFETY: as above.
+        unsafe { std::env::set_var("ALICOM_EMU_T3_ADMIN__TOKEN", "12345") };
+        let n = load_with_env(None, false, Env::prefixed("ALICOM_EMU_T3_")).unwrap();
+        assert_eq!(n.admin.token, "12345", "a token of digits stays a string");
+        let e = for_tests("[admin]\ntoken = \"two words\"\n").unwrap_err();
+        assert!(e.to_string().contains("admin.token"), "{e}");
+    }
+
+    #[test]
     fn ephemeral_ports_zero_everything() {
         let c = load_with_env(None, true, Env::prefixed("ALICOM_EMU_TEST_NONE_")).unwrap();
         assert_eq!([c.ports.pop, c.ports.admin, c.ports.mqtt_ws, c.ports.mns], [0; 4]);

@@ -6,6 +6,7 @@
 #[allow(dead_code)]
 mod common;
 
+mod admin_security;
 mod calls;
 mod cli;
 mod gateway;

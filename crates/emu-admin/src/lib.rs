@@ -18,6 +18,11 @@ use parking_lot::RwLock;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+mod errors;
+mod security;
+
+pub use security::{Security, SeesSecrets, secure};
+
 type ResetHook = Box<dyn Fn() + Send + Sync>;
 
 /// Moves the clock and fires the timers that come due before `POST /admin/clock/advance` answers
@@ -94,13 +99,13 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .with_state(admin)
 }
 
-/// `/health` alone, for the other listeners to serve too.
+/// `/health` alone, for the public listeners (pop, mqtt_ws): never with secrets.
 pub fn health_router(admin: Arc<Admin>) -> Router {
-    Router::new().route("/health", get(health)).with_state(admin)
+    Router::new().route("/health", get(public_health)).with_state(admin)
 }
 
 /// An admin error: `{"error": "..."}` with a status.
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -125,17 +130,31 @@ fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, Api
     serde_urlencoded::from_str(q).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid query string: {e}")))
 }
 
-async fn health(State(a): State<Arc<Admin>>) -> Response {
+/// The admin listener's `/health`: the secrets only for callers that may see them ([`secure`]).
+async fn health(State(a): State<Arc<Admin>>, sees: Option<axum::Extension<SeesSecrets>>) -> Response {
+    health_reply(&a, sees.is_some())
+}
+
+async fn public_health(State(a): State<Arc<Admin>>) -> Response {
+    health_reply(&a, false)
+}
+
+/// Readiness, version, clock and endpoints; `access_key_secret` only `with_secrets`.
+fn health_reply(a: &Admin, with_secrets: bool) -> Response {
     if !a.ready.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response();
     }
     let now = a.shared.clock.now_ms();
+    let mut endpoints = a.endpoints.read().clone();
+    if !with_secrets && let Some(e) = endpoints.as_object_mut() {
+        e.remove("access_key_secret");
+    }
     Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "clock": {"mode": a.shared.clock.mode(), "nowMs": now},
         "uptimeMs": now.saturating_sub(a.started_ms),
-        "endpoints": a.endpoints.read().clone(),
+        "endpoints": endpoints,
     }))
     .into_response()
 }

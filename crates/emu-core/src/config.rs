@@ -23,6 +23,8 @@ pub struct Config {
     #[serde(default)]
     pub tls: TlsConfig,
     #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
     pub tenants: Vec<TenantConfig>,
 }
 
@@ -256,6 +258,57 @@ impl Default for TlsConfig {
     }
 }
 
+/// Who may use the admin listener (docs/admin-api.md, "Security").
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// When not empty, `/admin/*` (and the secrets in the admin `/health`) need this token.
+    #[serde(skip_serializing_if = "String::is_empty", serialize_with = "redacted", deserialize_with = "token")]
+    pub token: String,
+    /// Origins (`http://host:port`) besides the admin listener's own whose pages may change
+    /// state; `*` allows any.
+    #[serde(deserialize_with = "string_or_list")]
+    pub allowed_origins: Vec<String>,
+    /// Host names accepted in the `Host` header besides loopback names, the bind address and
+    /// `server.public_host`; `*` accepts any.
+    #[serde(deserialize_with = "string_or_list")]
+    pub allowed_hosts: Vec<String>,
+}
+
+/// The token never leaves the process (`GET /admin/config`, `alicom-emu config`).
+fn redacted<S: serde::Serializer>(_: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("<redacted>")
+}
+
+/// A string; digits too (an environment variable of digits arrives as a number).
+fn token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Token {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Token::deserialize(d)? {
+        Token::Text(s) => s,
+        Token::Number(n) => n.to_string(),
+    })
+}
+
+/// A list, or one string of comma-separated items (what an environment variable holds).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => s.split(',').map(str::to_string).collect(),
+        OneOrMany::Many(v) => v,
+    };
+    Ok(items.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+}
+
 /// The call engine.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -418,6 +471,17 @@ impl Config {
         }
         if self.media.turn_credential_ttl_secs == 0 {
             return Err("media.turn_credential_ttl_secs must be at least 1".into());
+        }
+        if !self.admin.token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err("admin.token must be printable ASCII without spaces".into());
+        }
+        if let Some(bad) = self
+            .admin
+            .allowed_origins
+            .iter()
+            .find(|o| *o != "*" && !o.starts_with("http://") && !o.starts_with("https://"))
+        {
+            return Err(format!("admin.allowed_origins: {bad:?} is not an http(s):// origin"));
         }
         if self.tokens.lifetime_secs == 0 {
             return Err("tokens.lifetime_secs must be at least 1".into());

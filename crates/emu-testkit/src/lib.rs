@@ -37,8 +37,14 @@ impl Emulator {
     /// Starts on the embedded defaults with `overrides` (TOML) merged in, every port ephemeral.
     pub async fn start(overrides: &str) -> anyhow::Result<Self> {
         let config = alicom_emu::config::for_tests(overrides)?;
+        // Admin calls carry `[admin] token` when the overrides set one.
+        let mut headers = reqwest::header::HeaderMap::new();
+        if !config.admin.token.is_empty() {
+            headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", config.admin.token).parse()?);
+        }
+        let http = reqwest::Client::builder().default_headers(headers).build()?;
         let running = alicom_emu::start(config).await?;
-        Ok(Emulator { endpoints: running.endpoints.clone(), running, http: reqwest::Client::new() })
+        Ok(Emulator { endpoints: running.endpoints.clone(), running, http })
     }
 
     /// A POP client signed with the default AccessKey.
