@@ -14,6 +14,7 @@ pub use tenants::{TenantId, Tenants};
 pub mod shared;
 pub use shared::Shared;
 pub mod events;
+pub mod ids;
 pub use events::EventLog;
 pub mod engine;
 pub mod pstn;

@@ -4,12 +4,12 @@
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
-use rand::Rng;
 use serde::Serialize;
 
 pub use crate::account_state::AccountState;
 use crate::clock::Millis;
 use crate::config::TenantConfig;
+pub use crate::ids::random_alnum;
 
 /// Index of a tenant in the registry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -183,11 +183,6 @@ impl Tenants {
             }
         }
     }
-}
-
-/// Random `[A-Za-z0-9]` text: safe in URLs, headers and MQTT topics without escaping.
-pub fn random_alnum(len: usize) -> String {
-    rand::rng().sample_iter(rand::distr::Alphanumeric).take(len).map(char::from).collect()
 }
 
 #[cfg(test)]
