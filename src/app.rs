@@ -44,7 +44,7 @@ pub struct Running {
     pub shared: Shared,
     pub admin: Arc<Admin>,
     pub gateway: Arc<emu_gateway::Hub>,
-    pub calls: crate::driver::DriverHandle,
+    pub calls: emu_calls::DriverHandle,
     pub mns: Arc<emu_mns::Mns>,
     pub media: Arc<emu_media::MediaServer>,
     /// A recordings directory made for this run only (no data dir): removed at shutdown.
@@ -152,14 +152,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    let (calls, driver_task) = crate::driver::spawn(
-        shared.clone(),
-        gateway.clone(),
-        mns.clone(),
-        media.clone(),
-        media_events,
-        stop_rx.clone(),
-    )?;
+    let (calls, driver_task) =
+        emu_calls::spawn(shared.clone(), gateway.clone(), mns.clone(), media.clone(), media_events, stop_rx.clone())?;
     tasks.spawn(async move {
         let _ = driver_task.await;
     });
@@ -169,7 +163,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let for_advance = calls.clone();
         admin.set_advance_hook(std::sync::Arc::new(move |ms| {
             let calls = for_advance.clone();
-            Box::pin(async move { calls.with(move |d| d.advance(ms)).await? })
+            Box::pin(async move {
+                calls.with(move |d| d.advance(ms)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
+            })
         }));
     }
     let health = emu_admin::health_router(admin.clone());
@@ -198,7 +194,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let admin_routes = emu_admin::router(admin.clone())
         .merge(emu_gateway::admin_router(gateway.clone()))
-        .merge(crate::calls_api::router(calls.clone()))
+        .merge(emu_calls::router(calls.clone()))
         .merge(emu_mns::admin::router(mns.clone()))
         .merge(emu_media::router(media.clone()));
     let admin_routes = emu_admin::secure(admin_routes, &shared.config);

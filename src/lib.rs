@@ -3,8 +3,6 @@
 
 pub mod app;
 pub mod bench;
-pub mod calls_api;
 pub mod config;
-pub mod driver;
 
 pub use app::{Endpoints, Running, start};

@@ -1,16 +1,15 @@
-//! The driver (docs/architecture.md#sans-io-engine): one task that owns the call engine and the simulated PSTN, feeds
-//! them gateway events, callback answers, admin commands and due timers, and carries out what
-//! they return (messages to devices, HTTP callbacks, media, CDRs, the event log).
+//! The calls driver: one task that owns the [`Switch`] (call engine + simulated PSTN), feeds it
+//! gateway events, callback answers, media events, admin commands and due timers, and carries out
+//! the effects it returns: messages to devices, HTTP callbacks, media commands, receipts, the
+//! event log. All I/O of the call path is here; the logic is in the switch.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use emu_core::clock::format_shanghai;
 use emu_core::engine::call::{Caller, Target};
-use emu_core::engine::{CallbackFailure, CallbackKind, Engine, EngineConfig, Input, MediaCommand, Output, Routing};
+use emu_core::engine::{CallbackFailure, CallbackKind, Engine, EngineConfig, Input, MediaCommand, Routing};
 use emu_core::events::NewEvent;
-use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
 use emu_core::signalling::{MediaResultApi, ServerMessage};
 use emu_core::{Millis, Shared, TenantId};
 use emu_gateway::{GatewayEvent, Hub, media_signal};
@@ -19,8 +18,15 @@ use emu_pstn::PstnSim;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::switch::{Effect, Switch};
+
 /// Work run on the driver's task with exclusive access to its state.
 type Job = Box<dyn FnOnce(&mut Driver) + Send>;
+
+/// The driver has stopped (the emulator is shutting down): admin requests answer 503.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the call driver has stopped")]
+pub struct DriverStopped;
 
 /// A handle for the admin API: runs jobs on the driver's task.
 #[derive(Clone)]
@@ -33,13 +39,13 @@ impl DriverHandle {
     pub async fn with<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Driver) -> T + Send + 'static,
-    ) -> Result<T, String> {
+    ) -> Result<T, DriverStopped> {
         let (reply, rx) = oneshot::channel();
         let job: Job = Box::new(move |d| {
             let _ = reply.send(f(d));
         });
-        self.tx.send(job).await.map_err(|_| "the call driver has stopped".to_string())?;
-        rx.await.map_err(|_| "the call driver has stopped".to_string())
+        self.tx.send(job).await.map_err(|_| DriverStopped)?;
+        rx.await.map_err(|_| DriverStopped)
     }
 
     /// Queues `f` without waiting (for synchronous hooks such as reset).
@@ -50,19 +56,13 @@ impl DriverHandle {
 
 pub struct Driver {
     pub shared: Shared,
-    pub hub: Arc<Hub>,
-    pub mns: Arc<emu_mns::Mns>,
+    pub switch: Switch,
+    hub: Arc<Hub>,
+    mns: Arc<emu_mns::Mns>,
     pub media: Arc<MediaServer>,
-    pub engine: Engine,
-    pub pstn: PstnSim,
-    pub cdrs: VecDeque<Value>,
-    /// Which phone number is on which PSTN leg (for the event log).
-    leg_numbers: HashMap<LegId, String>,
     callbacks: mpsc::Sender<(String, CallbackKind, Result<Value, CallbackFailure>)>,
     http: reqwest::Client,
 }
-
-const CDRS_KEPT: usize = 1000;
 
 /// The engine's routing tables, from the configuration.
 pub fn routing_from_config(shared: &Shared) -> Vec<Routing> {
@@ -102,6 +102,11 @@ fn engine_from_config(shared: &Shared) -> Engine {
     )
 }
 
+fn switch_from_config(shared: &Shared, pstn: PstnSim) -> Switch {
+    let names = shared.tenants.all().iter().map(|t| t.name.clone()).collect();
+    Switch::new(engine_from_config(shared), pstn, names)
+}
+
 /// Starts the driver task; returns its handle.
 pub fn spawn(
     shared: Shared,
@@ -117,10 +122,7 @@ pub fn spawn(
     let (job_tx, mut jobs) = mpsc::channel::<Job>(1024);
     let (cb_tx, mut cb_rx) = mpsc::channel(1024);
     let mut driver = Driver {
-        engine: engine_from_config(&shared),
-        pstn,
-        cdrs: VecDeque::new(),
-        leg_numbers: HashMap::new(),
+        switch: switch_from_config(&shared, pstn),
         callbacks: cb_tx,
         http: reqwest::Client::builder().timeout(Duration::from_secs(30)).build()?,
         shared,
@@ -156,37 +158,23 @@ impl Driver {
     /// Sleeps (in real time) until the next engine or PSTN deadline; forever on a manual clock,
     /// where only `POST /admin/clock/advance` moves time.
     fn sleep_for_next_timer(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-        let next = [self.engine.poll_timeout(), self.pstn.poll_timeout()].into_iter().flatten().min();
-        match next.and_then(|at| self.shared.clock.real_duration(at.saturating_sub(self.now()))) {
+        match self.switch.poll_timeout().and_then(|at| self.shared.clock.real_duration(at.saturating_sub(self.now()))) {
             Some(d) => Box::pin(tokio::time::sleep(d)),
             None => Box::pin(std::future::pending()),
         }
     }
 
     /// Moves a manual clock and fires every timer that comes due, in order (the admin advance).
-    pub fn advance(&mut self, ms: u64) -> Result<Millis, String> {
-        let now = self.shared.clock.advance(ms).map_err(|e| e.to_string())?;
+    pub fn advance(&mut self, ms: u64) -> Result<Millis, emu_core::clock::ClockError> {
+        let now = self.shared.clock.advance(ms)?;
         self.fire_due();
         Ok(now)
     }
 
     /// Fires due timers of the engine and the PSTN in deadline order across both.
     pub fn fire_due(&mut self) {
-        let now = self.now();
-        loop {
-            let (e, p) = (self.engine.poll_timeout(), self.pstn.poll_timeout());
-            let Some(next) = [e, p].into_iter().flatten().min().filter(|t| *t <= now) else { return };
-            if e == Some(next) {
-                for (at, outputs) in self.engine.handle_timeout(next) {
-                    self.carry_out(outputs, at);
-                }
-            } else {
-                for (at, event) in self.pstn.handle_timeout(next) {
-                    self.pstn_to_media(&event);
-                    self.feed(Input::Pstn(event), at);
-                }
-            }
-        }
+        let effects = self.switch.fire_due(self.now());
+        self.apply(effects);
     }
 
     fn on_gateway(&mut self, ev: GatewayEvent) {
@@ -202,92 +190,26 @@ impl Driver {
     }
 
     pub fn feed(&mut self, input: Input, now: Millis) {
-        let outputs = self.engine.handle(input, now);
-        self.carry_out(outputs, now);
+        let effects = self.switch.feed(input, now);
+        self.apply(effects);
     }
 
-    /// Carries out engine outputs; PSTN commands are answered by the simulator at once and its
-    /// events go back into the engine until nothing is left to do.
-    pub fn carry_out(&mut self, outputs: Vec<Output>, now: Millis) {
-        let mut queue: VecDeque<Output> = outputs.into();
-        while let Some(out) = queue.pop_front() {
-            match out {
-                Output::ToDevice { tenant, rtc_id, message } => self.send(tenant, &rtc_id, &message),
-                Output::Pstn(cmd) => {
-                    let events = self.pstn_command(cmd, now);
-                    for e in events {
-                        self.log_pstn(&e);
-                        self.pstn_to_media(&e);
-                        queue.extend(self.engine.handle(Input::Pstn(e), now));
-                    }
-                }
-                Output::Callback { channel_id, tenant, kind, url, body } => {
+    /// Carries out the switch's effects, in order.
+    pub fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Send { tenant, rtc_id, message } => self.send(tenant, &rtc_id, &message),
+                Effect::Callback { channel_id, tenant, kind, url, body } => {
                     self.callback(channel_id, tenant, kind, url, body)
                 }
-                Output::Media(cmd) => self.media(cmd),
-                Output::Cdr { tenant, channel_id, report } => {
-                    self.shared.events.record(NewEvent {
-                        kind: "cdr",
-                        channel_id: Some(channel_id),
-                        tenant: Some(self.shared.tenants.get(tenant).name.clone()),
-                        detail: report.clone(),
-                        ..Default::default()
-                    });
-                    if self.cdrs.len() == CDRS_KEPT {
-                        self.cdrs.pop_front();
-                    }
-                    self.cdrs.push_back(json!({"tenant": self.shared.tenants.get(tenant).name, "report": report}));
-                    self.receipt(tenant, "ArtcCdrReport", report);
+                Effect::Media(cmd) => self.media(cmd),
+                Effect::PhoneDtmf { channel_id, digit } => {
+                    self.media.phone_dtmf(&channel_id, digit);
                 }
-                Output::Log(e) => self.shared.events.record(e),
+                Effect::Receipt { tenant, message_type, report } => self.receipt(tenant, message_type, report),
+                Effect::Event(e) => self.shared.events.record(e),
             }
         }
-    }
-
-    fn pstn_command(&mut self, cmd: PstnCommand, now: Millis) -> Vec<PstnEvent> {
-        let (kind, leg, detail) = match &cmd {
-            PstnCommand::Dial { leg, from, to, .. } => {
-                self.leg_numbers.insert(*leg, to.clone());
-                ("pstn.dial", *leg, json!({"from": from, "to": to}))
-            }
-            PstnCommand::Originated { leg, from, to, .. } => {
-                self.leg_numbers.insert(*leg, from.clone());
-                ("pstn.call_in", *leg, json!({"from": from, "to": to}))
-            }
-            PstnCommand::Connected { leg } => ("pstn.connected", *leg, json!({})),
-            PstnCommand::Release { leg, reason } => ("pstn.release", *leg, json!({"reason": reason})),
-            PstnCommand::Announce { leg, name } => ("pstn.announcement", *leg, json!({"name": name})),
-            PstnCommand::DeviceDtmf { leg, digits } => ("pstn.dtmf_in", *leg, json!({"digits": digits})),
-        };
-        self.log_leg(kind, leg, detail);
-        self.pstn.handle(cmd, now)
-    }
-
-    pub fn log_pstn(&self, e: &PstnEvent) {
-        let (kind, detail) = match e {
-            PstnEvent::Ringing { .. } => ("pstn.ringing", json!({})),
-            PstnEvent::Answered { .. } => ("pstn.answered", json!({})),
-            PstnEvent::Busy { .. } => ("pstn.busy", json!({})),
-            PstnEvent::Rejected { .. } => ("pstn.rejected", json!({})),
-            PstnEvent::Unreachable { .. } => ("pstn.unreachable", json!({})),
-            PstnEvent::Invalid { .. } => ("pstn.invalid", json!({})),
-            PstnEvent::HungUp { .. } => ("pstn.hung_up", json!({})),
-            PstnEvent::Dtmf { digit, .. } => ("pstn.dtmf", json!({"digit": digit.to_string()})),
-        };
-        self.log_leg(kind, e.leg(), detail);
-    }
-
-    fn log_leg(&self, kind: &'static str, leg: LegId, mut detail: Value) {
-        let number = self.leg_numbers.get(&leg).cloned().unwrap_or_default();
-        detail["number"] = number.clone().into();
-        detail["leg"] = leg.into();
-        tracing::debug!(kind, number, leg, "pstn");
-        self.shared.events.record(NewEvent {
-            kind,
-            channel_id: self.engine.channel_of_leg(leg).map(str::to_string),
-            detail,
-            ..Default::default()
-        });
     }
 
     /// Sends a server request to a device; its JSON `mediaSignal` is encoded on the way.
@@ -306,7 +228,7 @@ impl Driver {
         self.shared.events.record(NewEvent {
             kind: "callback.request",
             channel_id: Some(channel_id.clone()),
-            tenant: Some(self.shared.tenants.get(tenant).name.clone()),
+            tenant: Some(self.switch.tenant_name(tenant).to_string()),
             detail: json!({"kind": kind, "url": url, "body": body}),
             ..Default::default()
         });
@@ -326,7 +248,7 @@ impl Driver {
         match cmd {
             MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal } => {
                 let tenant_name = self.shared.tenants.get(tenant).name.clone();
-                let rtc_type = self.engine.call(&channel_id).map(|c| c.rtc_type.as_str()).unwrap_or_default();
+                let rtc_type = self.switch.engine.call(&channel_id).map(|c| c.rtc_type.as_str()).unwrap_or_default();
                 let preference = CodecPreference::for_call_type(rtc_type);
                 let result = self.media.join_with(&channel_id, &tenant_name, &rtc_id, &uuid, &signal, preference);
                 let message = ServerMessage::MediaResult {
@@ -349,9 +271,9 @@ impl Driver {
                 }
             }
             MediaCommand::Bridge { channel_id, record } => {
-                let Some(call) = self.engine.call(&channel_id) else { return };
+                let Some(call) = self.switch.engine.call(&channel_id) else { return };
                 let phone =
-                    |n: &str| Endpoint::Phone { number: n.to_string(), audio: self.pstn.behavior_of(n).0.audio };
+                    |n: &str| Endpoint::Phone { number: n.to_string(), audio: self.switch.pstn.behavior_of(n).0.audio };
                 let caller = match &call.caller {
                     Caller::Device { rtc_id, .. } => Endpoint::Device { rtc_id: rtc_id.clone() },
                     Caller::Phone { number, .. } => phone(number),
@@ -364,7 +286,7 @@ impl Driver {
                 let record = self.media.should_record(call.rtc_type.as_str(), record);
                 self.media.bridge(&channel_id, caller, callee, record);
                 if record {
-                    self.engine.mark_recorded(&channel_id);
+                    self.switch.engine.mark_recorded(&channel_id);
                 }
             }
             MediaCommand::Release { channel_id } => {
@@ -403,7 +325,7 @@ impl Driver {
 
     /// The `VoiceRecordReport` of a finished recording (docs/media.md#recording), with its download URL.
     fn recording_report(&self, channel_id: &str, file: &str, url: &str, duration_ms: u64) {
-        let Some(call) = self.engine.call(channel_id) else { return };
+        let Some(call) = self.switch.engine.call(channel_id) else { return };
         // The recording runs from the answer for `duration_ms`: start, end and duration agree.
         let begin = call.answered_ms.unwrap_or(call.created_ms);
         let report = json!({
@@ -426,15 +348,6 @@ impl Driver {
         self.receipt(call.tenant, "VoiceRecordReport", report);
     }
 
-    /// A phone's key press also goes into the device's audio (RFC 4733).
-    fn pstn_to_media(&self, e: &PstnEvent) {
-        if let PstnEvent::Dtmf { leg, digit } = e
-            && let Some(channel_id) = self.engine.channel_of_leg(*leg)
-        {
-            self.media.phone_dtmf(channel_id, *digit);
-        }
-    }
-
     /// Puts a receipt in the tenant's MNS queue (and its HTTP pushes), off the driver's task:
     /// a slow disk must not hold up calls.
     fn receipt(&self, tenant: TenantId, message_type: &'static str, report: Value) {
@@ -447,10 +360,8 @@ impl Driver {
     }
 
     pub fn reset(&mut self) {
-        self.engine = engine_from_config(&self.shared);
-        self.pstn.reset();
-        self.cdrs.clear();
-        self.leg_numbers.clear();
+        let engine = engine_from_config(&self.shared);
+        self.switch.reset(engine);
         self.media.reset();
     }
 }

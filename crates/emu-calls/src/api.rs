@@ -1,4 +1,5 @@
-//! Admin routes of the call engine and the simulated PSTN (docs/admin-api.md, docs/pstn.md).
+//! Admin routes of the call engine and the simulated PSTN (docs/admin-api.md, docs/pstn.md): each
+//! runs as a job on the driver's task.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -7,13 +8,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use emu_core::TenantId;
-use emu_core::engine::Input;
 use emu_core::events::EventFilter;
 use emu_pstn::{Behavior, PstnError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::driver::{Driver, DriverHandle};
+use crate::driver::{Driver, DriverHandle, DriverStopped};
 
 pub fn router(driver: DriverHandle) -> Router {
     Router::new()
@@ -43,8 +43,8 @@ impl From<PstnError> for ApiError {
     }
 }
 
-fn stopped(e: String) -> ApiError {
-    ApiError(StatusCode::SERVICE_UNAVAILABLE, e)
+fn stopped(e: DriverStopped) -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -56,7 +56,7 @@ type Reply = Result<Json<Value>, ApiError>;
 fn summary(c: &emu_core::engine::call::Call, d: &Driver) -> Value {
     json!({
         "channelId": c.channel_id,
-        "tenant": d.shared.tenants.get(c.tenant).name,
+        "tenant": d.switch.tenant_name(c.tenant),
         "alicomRtcType": c.rtc_type,
         "state": c.state,
         "caller": c.caller_label(),
@@ -70,8 +70,10 @@ fn summary(c: &emu_core::engine::call::Call, d: &Driver) -> Value {
 }
 
 async fn calls(State(d): State<DriverHandle>) -> Reply {
-    let list =
-        d.with(|d| d.engine.calls().into_iter().map(|c| summary(c, d)).collect::<Vec<_>>()).await.map_err(stopped)?;
+    let list = d
+        .with(|d| d.switch.engine.calls().into_iter().map(|c| summary(c, d)).collect::<Vec<_>>())
+        .await
+        .map_err(stopped)?;
     Ok(Json(json!({"calls": list})))
 }
 
@@ -80,7 +82,7 @@ async fn call(State(d): State<DriverHandle>, Path(channel_id): Path<String>) -> 
     let id = channel_id.clone();
     let found = d
         .with(move |d| {
-            d.engine.call(&id).map(|c| {
+            d.switch.engine.call(&id).map(|c| {
                 let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
                 v["tenant"] = d.shared.tenants.get(c.tenant).name.clone().into();
                 let timeline =
@@ -96,7 +98,7 @@ async fn call(State(d): State<DriverHandle>, Path(channel_id): Path<String>) -> 
 }
 
 async fn cdrs(State(d): State<DriverHandle>) -> Reply {
-    let list = d.with(|d| d.cdrs.iter().cloned().collect::<Vec<_>>()).await.map_err(stopped)?;
+    let list = d.with(|d| d.switch.cdrs().cloned().collect::<Vec<_>>()).await.map_err(stopped)?;
     Ok(Json(json!({"cdrs": list})))
 }
 
@@ -113,7 +115,7 @@ fn tenant_of(d: &Driver, name: Option<&str>) -> Result<TenantId, ApiError> {
 }
 
 fn callbacks_view(d: &Driver, t: TenantId) -> Value {
-    let r = d.engine.routing(t).cloned().unwrap_or_default();
+    let r = d.switch.engine.routing(t).cloned().unwrap_or_default();
     let numbers: serde_json::Map<String, Value> =
         r.numbers.iter().map(|(n, url)| (n.clone(), url.clone().map(Value::from).unwrap_or(Value::Null))).collect();
     json!({"tenant": r.name, "outbound": r.outbound_callback, "inbound": r.inbound_callback, "numbers": numbers})
@@ -168,13 +170,13 @@ async fn put_callbacks(State(d): State<DriverHandle>, body: Bytes) -> Reply {
     d.with(move |d| {
         let t = tenant_of(d, b.tenant.as_deref())?;
         for number in b.numbers.keys() {
-            if !d.engine.routing(t).is_some_and(|r| r.numbers.contains_key(number)) {
+            if !d.switch.engine.routing(t).is_some_and(|r| r.numbers.contains_key(number)) {
                 return Err(ApiError(StatusCode::NOT_FOUND, format!("{number} is not a number of this tenant")));
             }
         }
-        d.engine.set_callbacks(t, b.outbound, b.inbound);
+        d.switch.engine.set_callbacks(t, b.outbound, b.inbound);
         for (number, url) in b.numbers {
-            d.engine.set_number_callback(t, &number, url);
+            d.switch.engine.set_number_callback(t, &number, url);
         }
         Ok(Json(callbacks_view(d, t)))
     })
@@ -183,12 +185,12 @@ async fn put_callbacks(State(d): State<DriverHandle>, body: Bytes) -> Reply {
 }
 
 async fn phones(State(d): State<DriverHandle>) -> Reply {
-    let list = d.with(|d| d.pstn.phones()).await.map_err(stopped)?;
+    let list = d.with(|d| d.switch.pstn.phones()).await.map_err(stopped)?;
     Ok(Json(json!({"phones": list})))
 }
 
 async fn phone(State(d): State<DriverHandle>, Path(number): Path<String>) -> Reply {
-    let v = d.with(move |d| d.pstn.phone(&number)).await.map_err(stopped)??;
+    let v = d.with(move |d| d.switch.pstn.phone(&number)).await.map_err(stopped)??;
     Ok(Json(serde_json::to_value(v).unwrap_or(Value::Null)))
 }
 
@@ -198,8 +200,8 @@ async fn set_phone(State(d): State<DriverHandle>, Path(number): Path<String>, bo
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid behavior: {e}")))?;
     let v = d
         .with(move |d| {
-            d.pstn.set_behavior(&number, behavior)?;
-            d.pstn.phone(&number)
+            d.switch.pstn.set_behavior(&number, behavior)?;
+            d.switch.pstn.phone(&number)
         })
         .await
         .map_err(stopped)??;
@@ -207,7 +209,7 @@ async fn set_phone(State(d): State<DriverHandle>, Path(number): Path<String>, bo
 }
 
 async fn clear_phone(State(d): State<DriverHandle>, Path(number): Path<String>) -> Reply {
-    let cleared = d.with(move |d| d.pstn.clear_behavior(&number)).await.map_err(stopped)?;
+    let cleared = d.with(move |d| d.switch.pstn.clear_behavior(&number)).await.map_err(stopped)?;
     Ok(Json(json!({"cleared": cleared})))
 }
 
@@ -234,17 +236,15 @@ async fn phone_action(
         .with(move |d| -> Result<Value, ApiError> {
             let now = d.now();
             let events = match action.as_str() {
-                "answer" => d.pstn.answer(&number, now)?,
-                "reject" => d.pstn.reject(&number, now)?,
-                "hangup" => d.pstn.hangup(&number, now)?,
-                _ => d.pstn.press(&number, digits.as_deref().unwrap_or_default(), now)?,
+                "answer" => d.switch.pstn.answer(&number, now)?,
+                "reject" => d.switch.pstn.reject(&number, now)?,
+                "hangup" => d.switch.pstn.hangup(&number, now)?,
+                _ => d.switch.pstn.press(&number, digits.as_deref().unwrap_or_default(), now)?,
             };
-            for e in events {
-                d.log_pstn(&e);
-                d.feed(Input::Pstn(e), now);
-            }
+            let effects = d.switch.phone_events(events, now);
+            d.apply(effects);
             d.fire_due();
-            Ok(serde_json::to_value(d.pstn.phone(&number)?).unwrap_or(Value::Null))
+            Ok(serde_json::to_value(d.switch.pstn.phone(&number)?).unwrap_or(Value::Null))
         })
         .await
         .map_err(stopped)??;
@@ -264,13 +264,11 @@ async fn dial_in(State(d): State<DriverHandle>, body: Bytes) -> Result<Response,
     let v = d
         .with(move |d| -> Result<Value, ApiError> {
             emu_pstn::validate_number(&b.from)?;
-            d.pstn.can_originate(&b.from)?;
+            d.switch.pstn.can_originate(&b.from)?;
             let now = d.now();
-            let (channel_id, outputs) = d
-                .engine
-                .start_inbound(&b.from, &b.to, now)
-                .map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
-            d.carry_out(outputs, now);
+            let (channel_id, effects) =
+                d.switch.dial_in(&b.from, &b.to, now).map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
+            d.apply(effects);
             Ok(json!({"channelId": channel_id}))
         })
         .await

@@ -1,0 +1,234 @@
+//! The switch: the call engine and the simulated PSTN composed, without I/O. The engine's PSTN
+//! commands are answered by the simulator at once and its events go back into the engine until
+//! nothing is left to do; what remains is a list of [`Effect`]s (messages to devices, HTTP
+//! callbacks, media commands, receipts, log events) for the driver to carry out, in order.
+//!
+//! Time is passed in, as everywhere in the emulator (docs/architecture.md#one-clock), so a test
+//! drives a whole call, sequential ringing included, in microseconds.
+
+use std::collections::{HashMap, VecDeque};
+
+use emu_core::engine::{CallbackKind, Engine, Input, MediaCommand, NotABoughtNumber, Output};
+use emu_core::events::NewEvent;
+use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
+use emu_core::signalling::ServerMessage;
+use emu_core::{Millis, TenantId};
+use emu_pstn::PstnSim;
+use serde_json::{Value, json};
+
+/// CDRs kept for `GET /admin/cdrs`.
+const CDRS_KEPT: usize = 1000;
+
+/// What the driver does for the switch.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    Send {
+        tenant: TenantId,
+        rtc_id: String,
+        message: ServerMessage,
+    },
+    Callback {
+        channel_id: String,
+        tenant: TenantId,
+        kind: CallbackKind,
+        url: String,
+        body: Value,
+    },
+    Media(MediaCommand),
+    /// A phone pressed a key: it also goes into the VoIP party's audio (RFC 4733).
+    PhoneDtmf {
+        channel_id: String,
+        digit: char,
+    },
+    /// A receipt for the tenant's MNS queue (`ArtcCdrReport`).
+    Receipt {
+        tenant: TenantId,
+        message_type: &'static str,
+        report: Value,
+    },
+    Event(NewEvent),
+}
+
+pub struct Switch {
+    pub engine: Engine,
+    pub pstn: PstnSim,
+    /// Tenant names by id, for CDR rows and events.
+    tenants: Vec<String>,
+    cdrs: VecDeque<Value>,
+    /// Which phone number is on which PSTN leg (for the event log).
+    leg_numbers: HashMap<LegId, String>,
+}
+
+impl Switch {
+    pub fn new(engine: Engine, pstn: PstnSim, tenants: Vec<String>) -> Self {
+        Switch { engine, pstn, tenants, cdrs: VecDeque::new(), leg_numbers: HashMap::new() }
+    }
+
+    /// The earliest deadline of the engine or the phones.
+    pub fn poll_timeout(&self) -> Option<Millis> {
+        [self.engine.poll_timeout(), self.pstn.poll_timeout()].into_iter().flatten().min()
+    }
+
+    pub fn feed(&mut self, input: Input, now: Millis) -> Vec<Effect> {
+        let outputs = self.engine.handle(input, now);
+        let mut effects = Vec::new();
+        self.carry_out(outputs, now, &mut effects);
+        effects
+    }
+
+    /// Fires every engine and phone timer due at `now`, in deadline order across both, each at
+    /// its own deadline.
+    pub fn fire_due(&mut self, now: Millis) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        loop {
+            let (e, p) = (self.engine.poll_timeout(), self.pstn.poll_timeout());
+            let Some(next) = [e, p].into_iter().flatten().min().filter(|t| *t <= now) else { break };
+            if e == Some(next) {
+                for (at, outputs) in self.engine.handle_timeout(next) {
+                    self.carry_out(outputs, at, &mut effects);
+                }
+            } else {
+                let events = self.pstn.handle_timeout(next);
+                for (at, event) in events {
+                    self.phone_event(event, at, &mut effects);
+                }
+            }
+        }
+        effects
+    }
+
+    /// Events a phone produced on an admin command (answer, reject, hang up, keys).
+    pub fn phone_events(&mut self, events: Vec<PstnEvent>, now: Millis) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for e in events {
+            self.phone_event(e, now, &mut effects);
+        }
+        effects
+    }
+
+    /// A phone calls a bought number. Returns the new channelId.
+    pub fn dial_in(&mut self, from: &str, to: &str, now: Millis) -> Result<(String, Vec<Effect>), NotABoughtNumber> {
+        let (channel_id, outputs) = self.engine.start_inbound(from, to, now)?;
+        let mut effects = Vec::new();
+        self.carry_out(outputs, now, &mut effects);
+        Ok((channel_id, effects))
+    }
+
+    pub fn cdrs(&self) -> impl Iterator<Item = &Value> {
+        self.cdrs.iter()
+    }
+
+    pub fn tenant_name(&self, tenant: TenantId) -> &str {
+        self.tenants.get(tenant.0).map(String::as_str).unwrap_or_default()
+    }
+
+    /// Back to the state at start-up, with a fresh engine (`POST /admin/reset`).
+    pub fn reset(&mut self, engine: Engine) {
+        self.engine = engine;
+        self.pstn.reset();
+        self.cdrs.clear();
+        self.leg_numbers.clear();
+    }
+
+    fn phone_event(&mut self, e: PstnEvent, now: Millis, effects: &mut Vec<Effect>) {
+        self.observe(&e, effects);
+        let outputs = self.engine.handle(Input::Pstn(e), now);
+        self.carry_out(outputs, now, effects);
+    }
+
+    /// What every phone event causes besides the engine's reaction: a log line, and a key press
+    /// in the VoIP party's audio.
+    fn observe(&self, e: &PstnEvent, effects: &mut Vec<Effect>) {
+        self.log_pstn(e, effects);
+        if let PstnEvent::Dtmf { leg, digit } = *e
+            && let Some(channel_id) = self.engine.channel_of_leg(leg)
+        {
+            effects.push(Effect::PhoneDtmf { channel_id: channel_id.to_string(), digit });
+        }
+    }
+
+    fn carry_out(&mut self, outputs: Vec<Output>, now: Millis, effects: &mut Vec<Effect>) {
+        let mut queue: VecDeque<Output> = outputs.into();
+        while let Some(out) = queue.pop_front() {
+            match out {
+                Output::ToDevice { tenant, rtc_id, message } => effects.push(Effect::Send { tenant, rtc_id, message }),
+                Output::Pstn(cmd) => {
+                    // The simulator answers at once; its events go back into the engine.
+                    for e in self.pstn_command(cmd, now, effects) {
+                        self.observe(&e, effects);
+                        queue.extend(self.engine.handle(Input::Pstn(e), now));
+                    }
+                }
+                Output::Callback { channel_id, tenant, kind, url, body } => {
+                    effects.push(Effect::Callback { channel_id, tenant, kind, url, body })
+                }
+                Output::Media(cmd) => effects.push(Effect::Media(cmd)),
+                Output::Cdr { tenant, channel_id, report } => {
+                    let name = self.tenant_name(tenant).to_string();
+                    effects.push(Effect::Event(NewEvent {
+                        kind: "cdr",
+                        channel_id: Some(channel_id),
+                        tenant: Some(name.clone()),
+                        detail: report.clone(),
+                        ..Default::default()
+                    }));
+                    if self.cdrs.len() == CDRS_KEPT {
+                        self.cdrs.pop_front();
+                    }
+                    self.cdrs.push_back(json!({"tenant": name, "report": report}));
+                    effects.push(Effect::Receipt { tenant, message_type: "ArtcCdrReport", report });
+                }
+                Output::Log(e) => effects.push(Effect::Event(e)),
+            }
+        }
+    }
+
+    fn pstn_command(&mut self, cmd: PstnCommand, now: Millis, effects: &mut Vec<Effect>) -> Vec<PstnEvent> {
+        let (kind, leg, detail) = match &cmd {
+            PstnCommand::Dial { leg, from, to, .. } => {
+                self.leg_numbers.insert(*leg, to.clone());
+                ("pstn.dial", *leg, json!({"from": from, "to": to}))
+            }
+            PstnCommand::Originated { leg, from, to, .. } => {
+                self.leg_numbers.insert(*leg, from.clone());
+                ("pstn.call_in", *leg, json!({"from": from, "to": to}))
+            }
+            PstnCommand::Connected { leg } => ("pstn.connected", *leg, json!({})),
+            PstnCommand::Release { leg, reason } => ("pstn.release", *leg, json!({"reason": reason})),
+            PstnCommand::Announce { leg, name } => ("pstn.announcement", *leg, json!({"name": name})),
+            PstnCommand::DeviceDtmf { leg, digits } => ("pstn.dtmf_in", *leg, json!({"digits": digits})),
+        };
+        effects.push(self.leg_event(kind, leg, detail));
+        self.pstn.handle(cmd, now)
+    }
+
+    fn log_pstn(&self, e: &PstnEvent, effects: &mut Vec<Effect>) {
+        let (kind, detail) = match e {
+            PstnEvent::Ringing { .. } => ("pstn.ringing", json!({})),
+            PstnEvent::Answered { .. } => ("pstn.answered", json!({})),
+            PstnEvent::Busy { .. } => ("pstn.busy", json!({})),
+            PstnEvent::Rejected { .. } => ("pstn.rejected", json!({})),
+            PstnEvent::Unreachable { .. } => ("pstn.unreachable", json!({})),
+            PstnEvent::Invalid { .. } => ("pstn.invalid", json!({})),
+            PstnEvent::HungUp { .. } => ("pstn.hung_up", json!({})),
+            PstnEvent::Dtmf { digit, .. } => ("pstn.dtmf", json!({"digit": digit.to_string()})),
+        };
+        effects.push(self.leg_event(kind, e.leg(), detail));
+    }
+
+    fn leg_event(&self, kind: &'static str, leg: LegId, mut detail: Value) -> Effect {
+        let number = self.leg_numbers.get(&leg).cloned().unwrap_or_default();
+        tracing::debug!(kind, number, leg, "pstn");
+        detail["number"] = number.into();
+        detail["leg"] = leg.into();
+        Effect::Event(NewEvent {
+            kind,
+            channel_id: self.engine.channel_of_leg(leg).map(str::to_string),
+            detail,
+            ..Default::default()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;
