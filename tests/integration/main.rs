@@ -9,6 +9,7 @@ mod common;
 mod calls;
 mod cli;
 mod gateway;
+mod limits;
 mod media;
 mod media_calls;
 mod pitfalls;

@@ -1,0 +1,125 @@
+//! Input limits: hostile bodies that reach a recursive parser (deeply nested JSON) are refused
+//! with an error and the emulator keeps serving.
+
+use std::time::Duration;
+
+use emu_testkit::Emulator;
+use serde_json::json;
+
+/// `[[[…]]]` nested `depth` deep: far beyond serde_json's recursion limit of 128.
+fn deep_json(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+/// `base64(zlib(bytes))` with stored (uncompressed) deflate blocks: enough to carry any bytes in a
+/// mediaSignal without building the deep value in the test.
+fn zlib_base64(data: &[u8]) -> String {
+    let mut z = vec![0x78, 0x01];
+    let mut chunks = data.chunks(65_535).peekable();
+    while let Some(c) = chunks.next() {
+        z.push(u8::from(chunks.peek().is_none()));
+        let len = c.len() as u16;
+        z.extend(len.to_le_bytes());
+        z.extend((!len).to_le_bytes());
+        z.extend(c);
+    }
+    let (mut a, mut b) = (1u32, 0u32);
+    for &x in data {
+        a = (a + u32::from(x)) % 65_521;
+        b = (b + a) % 65_521;
+    }
+    z.extend(((b << 16) | a).to_be_bytes());
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in z.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn deeply_nested_json_into_admin_bodies_is_a_400_and_the_emulator_serves_on() {
+    let emu = Emulator::start("").await.unwrap();
+    let admin = emu.endpoints.admin.clone();
+    let http = reqwest::Client::new();
+    let body = deep_json(100_000);
+    for (method, path) in [
+        (reqwest::Method::POST, "/admin/sts"),
+        (reqwest::Method::PUT, "/admin/pstn/phones/13800000000"),
+        (reqwest::Method::POST, "/admin/pstn/calls"),
+        (reqwest::Method::PUT, "/admin/callbacks"),
+        (reqwest::Method::POST, "/admin/clock/advance"),
+    ] {
+        let r = http
+            .request(method.clone(), format!("{admin}{path}"))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{method} {path}: {}", r.text().await.unwrap());
+    }
+    assert!(emu.admin_get("/admin/clock").await.unwrap().is_object(), "still serving");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn deeply_nested_json_over_mqtt_is_refused_and_the_session_goes_on() {
+    let emu = Emulator::start("").await.unwrap();
+    let mut bystander = emu.device("bystander").await.unwrap();
+    bystander.register().await.unwrap();
+
+    // Inside a mediaSignal (zlib + base64): an error ACK, the device stays connected.
+    let mut deep = emu.device("deep-signal").await.unwrap();
+    deep.register().await.unwrap();
+    let signal = zlib_base64(deep_json(30_000).as_bytes());
+    let env = deep.build_request("joinChannel", json!({"channelId": "deep", "mediaSignal": signal}), None);
+    deep.publish(&env).await.unwrap();
+    let ack = deep.expect_ack(&env.request_id).await.unwrap();
+    assert_eq!(ack.response_code, 400, "{:?}", ack.body);
+    assert!(ack.body["error"].as_str().unwrap().contains("recursion limit"), "{:?}", ack.body);
+    deep.register().await.unwrap();
+
+    // As the envelope itself: not JSON the server can read, so the connection is closed.
+    let mut sloppy = emu.device("deep-envelope").await.unwrap();
+    sloppy.register().await.unwrap();
+    let server_topic = format!(
+        "{}/p2p/{}",
+        sloppy.token["conferenceTopic"].as_str().unwrap(),
+        sloppy.token["serverId"].as_str().unwrap()
+    );
+    sloppy.publish_raw(&server_topic, deep_json(100_000).into_bytes()).await.unwrap();
+    sloppy.expect_closed(Duration::from_secs(5)).await.unwrap();
+
+    bystander.register().await.unwrap();
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deeply_nested_pop_body_gets_a_vendor_error() {
+    let emu = Emulator::start("").await.unwrap();
+    let http = reqwest::Client::new();
+    for ct in ["application/json", "application/x-www-form-urlencoded"] {
+        let r = http
+            .post(format!("{}/?Format=JSON", emu.endpoints.pop))
+            .header("content-type", ct)
+            .header("x-acs-action", "AddRtcAccount")
+            .body(deep_json(100_000))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{ct}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert!(v["Code"].is_string() && v["RequestId"].is_string(), "{ct}: {v}");
+    }
+    assert!(emu.admin_get("/admin/clock").await.unwrap().is_object(), "still serving");
+    emu.shutdown().await;
+}
