@@ -123,3 +123,79 @@ async fn a_deeply_nested_pop_body_gets_a_vendor_error() {
     assert!(emu.admin_get("/admin/clock").await.unwrap().is_object(), "still serving");
     emu.shutdown().await;
 }
+
+const SHORT_TIMEOUTS: &str =
+    "[server]\nheader_read_timeout_ms = 300\nidle_timeout_ms = 600\n[pop]\nsignature = \"off\"\n";
+
+fn host_port(url: &str) -> String {
+    url.split("://").nth(1).unwrap().trim_end_matches('/').split('/').next().unwrap().to_string()
+}
+
+/// Writes `bytes`, then waits (up to 5 s) for the server to close the connection; how long it took.
+async fn closed_after(addr: &str, bytes: &[u8]) -> Option<Duration> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let t0 = std::time::Instant::now();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = Vec::new();
+    match tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf)).await {
+        Ok(_) => Some(t0.elapsed()),
+        Err(_) => None,
+    }
+}
+
+#[tokio::test]
+async fn stalled_http_connections_are_closed_after_the_configured_timeouts() {
+    let emu = Emulator::start(SHORT_TIMEOUTS).await.unwrap();
+    for (name, url) in [("pop", &emu.endpoints.pop), ("admin", &emu.endpoints.admin), ("mns", &emu.endpoints.mns)] {
+        let addr = host_port(url);
+        let half = format!("GET /health HTTP/1.1\r\nHost: {addr}\r\nX-Slow: ");
+        let took = closed_after(&addr, half.as_bytes()).await.unwrap_or_else(|| panic!("{name}: half a header"));
+        assert!(took >= Duration::from_millis(250), "{name}: closed after {took:?}, before the header timeout");
+        let took = closed_after(&addr, b"").await.unwrap_or_else(|| panic!("{name}: idle connection"));
+        assert!(took >= Duration::from_millis(550), "{name}: idle closed after {took:?}");
+    }
+    // A normal request still works, and its keep-alive connection can be reused.
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        assert_eq!(http.get(format!("{}/admin/clock", emu.endpoints.admin)).send().await.unwrap().status(), 200);
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn long_polls_and_the_event_stream_outlast_the_timeouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let emu = Emulator::start(SHORT_TIMEOUTS).await.unwrap();
+    let http = reqwest::Client::new();
+    let mns = emu.endpoints.mns.trim_end_matches('/').to_string();
+    let r = http.put(format!("{mns}/queues/Slow-Poll")).body("<Queue/>").send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    // A 1 s long poll (longer than both timeouts) ends with its own answer.
+    let t0 = std::time::Instant::now();
+    let r = http.get(format!("{mns}/queues/Slow-Poll/messages?waitseconds=1")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("MessageNotExist"));
+    assert!(t0.elapsed() >= Duration::from_millis(900), "the poll waited {:?}", t0.elapsed());
+
+    // The admin event stream stays open while nothing happens.
+    let addr = host_port(&emu.endpoints.admin);
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(format!("GET /admin/events/stream HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let mut rest = [0u8; 4096];
+    let still_open = tokio::time::timeout(Duration::from_millis(1200), async {
+        loop {
+            if s.read(&mut rest).await.unwrap_or(0) == 0 {
+                return;
+            }
+        }
+    })
+    .await
+    .is_err();
+    assert!(still_open, "the event stream was cut");
+    drop(s);
+    emu.shutdown().await;
+}

@@ -40,10 +40,24 @@ pub struct ServerConfig {
     /// Where durable state goes (MNS messages, recordings); empty = everything in memory.
     #[serde(default)]
     pub data_dir: String,
+    /// HTTP listeners (POP, admin, MNS): from a request's first byte to its complete head.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// HTTP listeners: a keep-alive connection without a request is closed after this.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
 }
 
 fn default_event_log_size() -> usize {
     20_000
+}
+
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    75_000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
