@@ -199,3 +199,56 @@ async fn long_polls_and_the_event_stream_outlast_the_timeouts() {
     drop(s);
     emu.shutdown().await;
 }
+
+/// `Max open files` of a process: (soft, hard), "unlimited" as u64::MAX.
+fn open_files_limit(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(3)
+        .take(2)
+        .map(|x| if x == "unlimited" { u64::MAX } else { x.parse().unwrap() })
+        .collect();
+    (v[0], v[1])
+}
+
+#[test]
+fn the_binary_raises_its_soft_open_files_limit_to_the_hard_limit() {
+    use std::process::{Command, Stdio};
+    let hard = open_files_limit(std::process::id()).1;
+    if hard <= 256 {
+        eprintln!("hard open-files limit {hard}: nothing to raise, skipped");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("alicom-emu-nofile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ready, log) = (dir.join("ready.json"), dir.join("stderr.log"));
+    // A soft limit of 256 as a shell would leave it, then the binary itself (exec: same pid).
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -Sn 256 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_alicom-emu")])
+        .args(["--ephemeral-ports", "--ready-file"])
+        .arg(&ready)
+        .env("RUST_LOG", "info")
+        .env("ALICOM_EMU_SERVER__LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ready.exists() {
+        assert!(child.try_wait().unwrap().is_none(), "alicom-emu exited: {}", std::fs::read_to_string(&log).unwrap());
+        assert!(std::time::Instant::now() < deadline, "no ready-file after 20 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (soft, hard_now) = open_files_limit(child.id());
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!((soft, hard_now), (hard, hard), "soft limit raised to the hard limit");
+    let line = text.lines().find(|l| l.contains("open-files limit")).unwrap_or_else(|| panic!("no log line in {text}"));
+    let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(entry["fields"]["was"], 256, "{line}");
+    assert_eq!(entry["fields"]["soft"].as_u64(), Some(hard), "{line}");
+}
