@@ -175,13 +175,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let health = emu_admin::health_router(admin.clone());
     let http_opts = ServeOptions::from_config(&shared.config.server);
+    // A request head up to 4 × pop.max_body_bytes reaches emu-pop, which refuses a query longer
+    // than pop.max_body_bytes in the vendor's format (hyper alone would answer a bare 431).
+    let pop_head = shared.config.pop.max_body_bytes.saturating_mul(4).saturating_add(64 * 1024);
+    let refused = pop.clone();
+    let pop_opts = ServeOptions {
+        max_buf_size: Some(pop_head),
+        head_error: Some(std::sync::Arc::new(move |status, head| emu_pop::refused_head(&refused, status, head))),
+        ..http_opts.clone()
+    };
     let pop_router = emu_pop::router(pop.clone()).merge(health.clone());
-    serve_http(&mut tasks, pop_listener, pop_router.clone(), http_opts.clone(), stop_rx.clone());
+    serve_http(&mut tasks, pop_listener, pop_router.clone(), pop_opts.clone(), stop_rx.clone());
     serve_http(&mut tasks, mns_listener, emu_mns::router(mns.clone()), http_opts.clone(), stop_rx.clone());
     if let (Some((pop_tls, mns_tls)), Some((tls_config, _))) = (tls_listeners, &tls) {
-        let tls_opts = ServeOptions { tls: Some(tls_config.clone()), ..http_opts.clone() };
-        serve_http(&mut tasks, pop_tls, pop_router, tls_opts.clone(), stop_rx.clone());
-        serve_http(&mut tasks, mns_tls, emu_mns::router(mns.clone()), tls_opts, stop_rx.clone());
+        let pop_tls_opts = ServeOptions { tls: Some(tls_config.clone()), ..pop_opts };
+        let mns_tls_opts = ServeOptions { tls: Some(tls_config.clone()), ..http_opts.clone() };
+        serve_http(&mut tasks, pop_tls, pop_router, pop_tls_opts, stop_rx.clone());
+        serve_http(&mut tasks, mns_tls, emu_mns::router(mns.clone()), mns_tls_opts, stop_rx.clone());
     }
     {
         // Ends waiting long polls so SIGTERM exits at once.

@@ -252,3 +252,77 @@ fn the_binary_raises_its_soft_open_files_limit_to_the_hard_limit() {
     assert_eq!(entry["fields"]["was"], 256, "{line}");
     assert_eq!(entry["fields"]["soft"].as_u64(), Some(hard), "{line}");
 }
+
+/// Signed-looking RPC parameters with a wrong signature and a `pad`-byte parameter.
+fn bogus_params(format: &str, pad: usize) -> String {
+    format!(
+        "Action=AddRtcAccount&Version=2017-05-25&Format={format}&AccessKeyId=testAK&SignatureMethod=HMAC-SHA1\
+         &SignatureVersion=1.0&SignatureNonce=n1&Timestamp=2026-01-01T00%3A00%3A00Z&Signature=bogus&Pad={}",
+        "x".repeat(pad)
+    )
+}
+
+/// One raw HTTP/1.1 request (URLs longer than an `http::Uri` holds); (status, content type, body).
+async fn raw_get(addr: &str, target: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.unwrap().unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type: ").map(str::to_string))
+        .unwrap_or_default();
+    (head[9..12].parse().unwrap(), content_type, body.to_string())
+}
+
+#[tokio::test]
+async fn oversized_pop_requests_get_bounded_vendor_errors_and_a_bounded_log() {
+    let emu = Emulator::start("").await.unwrap();
+    let http = reqwest::Client::new();
+    let pop = emu.endpoints.pop.trim_end_matches('/').to_string();
+    let post = |body: String| {
+        http.post(format!("{pop}/")).header("content-type", "application/x-www-form-urlencoded").body(body).send()
+    };
+
+    // A ~1 MB form body: its server string to sign is echoed as a marked prefix.
+    let r = post(bogus_params("JSON", 1_000_000)).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let text = r.text().await.unwrap();
+    assert!(text.len() < 16 * 1024, "a {} byte error", text.len());
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["Code"], "SignatureDoesNotMatch");
+    let message = v["Message"].as_str().unwrap();
+    assert!(message.contains("server string to sign is:POST&%2F&AccessKeyId%3DtestAK"), "{}", &message[..200]);
+    assert!(message.contains("…[truncated: "), "{}", &message[message.len() - 100..]);
+
+    // A ~1 MB query: refused by the HTTP layer (URL over 64 KiB), answered in the vendor's format.
+    let addr = host_port(&pop);
+    for (format, ct) in [("XML", "text/xml"), ("JSON", "application/json")] {
+        let (status, content_type, body) = raw_get(&addr, &format!("/?{}", bogus_params(format, 1_000_000))).await;
+        assert_eq!(status, 414, "{format}: {body}");
+        assert!(content_type.starts_with(ct), "{format}: {content_type}");
+        for field in ["Code", "Message", "RequestId", "HostId", "Recommend", "InvalidParameter"] {
+            assert!(body.contains(field), "{format}: {field} missing in {body}");
+        }
+    }
+
+    // 60 rejected 1 MB requests: the request log, and its JSON, stay small.
+    for _ in 0..59 {
+        assert_eq!(post(bogus_params("JSON", 1_000_000)).await.unwrap().status(), 400);
+    }
+    let log = http.get(format!("{}/admin/requests?limit=60", emu.endpoints.admin)).send().await.unwrap();
+    let log = log.text().await.unwrap();
+    assert!(log.len() < 5 << 20, "GET /admin/requests?limit=60 is {} bytes", log.len());
+    let v: serde_json::Value = serde_json::from_str(&log).unwrap();
+    let requests = v["requests"].as_array().unwrap();
+    assert!(requests.iter().any(|r| r["status"] == 414), "the refused heads are logged");
+    let last = requests.last().unwrap();
+    assert_eq!(last["code"], "SignatureDoesNotMatch");
+    assert!(last["serverStringToSign"].as_str().unwrap().contains("…[truncated: "));
+    emu.shutdown().await;
+}

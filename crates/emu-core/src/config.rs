@@ -151,6 +151,13 @@ pub struct PopConfig {
     pub nonce_check: bool,
     pub max_body_bytes: usize,
     pub request_log_size: usize,
+    /// Bytes of text the request log may hold in all; the oldest entries go first.
+    #[serde(default = "default_request_log_max_bytes")]
+    pub request_log_max_bytes: usize,
+}
+
+fn default_request_log_max_bytes() -> usize {
+    4 << 20
 }
 
 /// What the POP endpoint does with a signature that does not verify.

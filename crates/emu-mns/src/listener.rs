@@ -41,7 +41,15 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight requests may run on after shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone)]
+/// Builds the whole HTTP response (status line, headers, body) that replaces hyper's bare answer
+/// to a request head it refused (status 400, 414 URI too long, 431 header too large), from that
+/// status and the first bytes of the refused head; `None` keeps hyper's answer.
+pub type HeadErrorHook = Arc<dyn Fn(u16, &[u8]) -> Option<Vec<u8>> + Send + Sync>;
+
+/// How much of a refused head the [`HeadErrorHook`] sees.
+const HEAD_SAMPLE: usize = 64 * 1024;
+
+#[derive(Clone)]
 pub struct ServeOptions {
     /// From the first byte of a request to its complete head (`None`: no limit).
     pub header_read_timeout: Option<Duration>,
@@ -52,6 +60,8 @@ pub struct ServeOptions {
     pub max_buf_size: Option<usize>,
     /// Serve HTTPS with this configuration.
     pub tls: Option<Arc<ServerConfig>>,
+    /// Answers heads hyper refuses in the service's own error format.
+    pub head_error: Option<HeadErrorHook>,
 }
 
 impl ServeOptions {
@@ -73,6 +83,7 @@ impl Default for ServeOptions {
             idle_timeout: Some(Duration::from_secs(75)),
             max_buf_size: None,
             tls: None,
+            head_error: None,
         }
     }
 }
@@ -154,25 +165,72 @@ impl Drop for IdleOnDrop {
 }
 
 /// The connection's byte stream; the first byte read on an idle connection starts a request head.
+/// With a [`HeadErrorHook`], what hyper writes while no request was accepted (its answer to a
+/// head it refused) is replaced by the hook's response.
 struct Tracked<IO> {
     io: IO,
     activity: Arc<Activity>,
+    head_error: Option<HeadErrorHook>,
+    /// The start of the current head (only with a hook).
+    head: Vec<u8>,
+    /// The replacement being written, and how much of it is out.
+    replacement: Option<(Vec<u8>, usize)>,
 }
 
 impl<IO: AsyncRead + Unpin> AsyncRead for Tracked<IO> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.io).poll_read(cx, buf);
-        if buf.filled().len() > before && self.activity.phase.load(Ordering::Acquire) == IDLE {
-            self.activity.set(HEAD);
+        if buf.filled().len() > before {
+            let phase = self.activity.phase.load(Ordering::Acquire);
+            if phase == IDLE {
+                self.activity.set(HEAD);
+                self.head.clear();
+            }
+            if phase != BUSY && self.head_error.is_some() && self.head.len() < HEAD_SAMPLE {
+                let room = HEAD_SAMPLE - self.head.len();
+                let new = &buf.filled()[before..];
+                let take = new.len().min(room);
+                self.head.extend_from_slice(&new[..take]);
+            }
         }
         r
     }
 }
 
+impl<IO: AsyncWrite + Unpin> Tracked<IO> {
+    /// Writes `buf`, or in its place the hook's answer when hyper answers a refused head.
+    fn write_or_replace(&mut self, cx: &mut Context<'_>, buf: &[u8], len: usize) -> Poll<std::io::Result<usize>> {
+        if self.replacement.is_none()
+            && self.activity.phase.load(Ordering::Acquire) == HEAD
+            && let Some(hook) = &self.head_error
+        {
+            let status = buf.get(9..12).and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
+            if let Some(bytes) = status.and_then(|s| hook(s, &self.head)) {
+                self.replacement = Some((bytes, 0));
+            }
+        }
+        let Some((bytes, pos)) = &mut self.replacement else {
+            return Pin::new(&mut self.io).poll_write(cx, buf);
+        };
+        while *pos < bytes.len() {
+            match Pin::new(&mut self.io).poll_write(cx, &bytes[*pos..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => *pos += n,
+                other => return other,
+            }
+        }
+        // hyper's own bytes are dropped: it closes the connection after such an answer.
+        Poll::Ready(Ok(len))
+    }
+}
+
 impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, buf)
+        if self.head_error.is_none() {
+            return Pin::new(&mut self.io).poll_write(cx, buf);
+        }
+        self.write_or_replace(cx, buf, buf.len())
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -188,7 +246,12 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Tracked<IO> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        if self.head_error.is_none() || self.activity.phase.load(Ordering::Acquire) != HEAD {
+            return Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        }
+        let first = bufs.iter().find(|b| !b.is_empty()).map(|b| &b[..]).unwrap_or_default();
+        let total = bufs.iter().map(|b| b.len()).sum();
+        self.write_or_replace(cx, first, total)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -238,7 +301,14 @@ async fn connection<IO>(
     if let Some(max) = opts.max_buf_size {
         builder.max_buf_size(max);
     }
-    let conn = builder.serve_connection(TokioIo::new(Tracked { io, activity: activity.clone() }), svc).with_upgrades();
+    let tracked = Tracked {
+        io,
+        activity: activity.clone(),
+        head_error: opts.head_error.clone(),
+        head: Vec::new(),
+        replacement: None,
+    };
+    let conn = builder.serve_connection(TokioIo::new(tracked), svc).with_upgrades();
     tokio::pin!(conn);
     loop {
         let deadline = activity.deadline(opts);
