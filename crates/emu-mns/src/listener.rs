@@ -108,6 +108,8 @@ pub async fn serve(listener: TcpListener, router: Router, opts: ServeOptions, sh
                 }
             },
         };
+        // Small request/response exchanges: no Nagle delay.
+        let _ = tcp.set_nodelay(true);
         let (router, opts, stop, acceptor) = (router.clone(), opts.clone(), stop_rx.clone(), acceptor.clone());
         conns.spawn(async move {
             match acceptor {
