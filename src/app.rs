@@ -7,6 +7,7 @@ use anyhow::Context;
 use emu_admin::Admin;
 use emu_core::accounts::TokenSettings;
 use emu_core::{Config, Shared};
+use emu_mns::listener::ServeOptions;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -169,20 +170,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         }));
     }
     let health = emu_admin::health_router(admin.clone());
-    serve(&mut tasks, "pop", pop_listener, emu_pop::router(pop.clone()).merge(health.clone()), stop_rx.clone());
-    serve(&mut tasks, "mns", mns_listener, emu_mns::router(mns.clone()), stop_rx.clone());
+    let http_opts = ServeOptions::from_config(&shared.config.server);
+    // A request head up to 4 × pop.max_body_bytes reaches emu-pop, which refuses a query longer
+    // than pop.max_body_bytes in the vendor's format (hyper alone would answer a bare 431).
+    let pop_head = shared.config.pop.max_body_bytes.saturating_mul(4).saturating_add(64 * 1024);
+    let refused = pop.clone();
+    let pop_opts = ServeOptions {
+        max_buf_size: Some(pop_head),
+        head_error: Some(std::sync::Arc::new(move |status, head| emu_pop::refused_head(&refused, status, head))),
+        ..http_opts.clone()
+    };
+    let pop_router = emu_pop::router(pop.clone()).merge(health.clone());
+    serve_http(&mut tasks, pop_listener, pop_router.clone(), pop_opts.clone(), stop_rx.clone());
+    serve_http(&mut tasks, mns_listener, emu_mns::router(mns.clone()), http_opts.clone(), stop_rx.clone());
     if let (Some((pop_tls, mns_tls)), Some((tls_config, _))) = (tls_listeners, &tls) {
-        let until = |mut stop: watch::Receiver<bool>| async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        let pop_router = emu_pop::router(pop.clone()).merge(health.clone());
-        tasks.spawn(emu_mns::tls::serve(pop_tls, pop_router, tls_config.clone(), until(stop_rx.clone())));
-        tasks.spawn(emu_mns::tls::serve(
-            mns_tls,
-            emu_mns::router(mns.clone()),
-            tls_config.clone(),
-            until(stop_rx.clone()),
-        ));
+        let pop_tls_opts = ServeOptions { tls: Some(tls_config.clone()), ..pop_opts };
+        let mns_tls_opts = ServeOptions { tls: Some(tls_config.clone()), ..http_opts.clone() };
+        serve_http(&mut tasks, pop_tls, pop_router, pop_tls_opts, stop_rx.clone());
+        serve_http(&mut tasks, mns_tls, emu_mns::router(mns.clone()), mns_tls_opts, stop_rx.clone());
     }
     {
         // Ends waiting long polls so SIGTERM exits at once.
@@ -198,7 +203,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .merge(emu_mns::admin::router(mns.clone()))
         .merge(emu_media::router(media.clone()));
     let admin_routes = emu_admin::secure(admin_routes, &shared.config);
-    serve(&mut tasks, "admin", admin_listener, admin_routes, stop_rx.clone());
+    serve_http(&mut tasks, admin_listener, admin_routes, http_opts, stop_rx.clone());
     serve(
         &mut tasks,
         "mqtt_ws",
@@ -232,6 +237,19 @@ fn serve(
             tracing::error!(listener = name, "listener failed: {e}");
         }
     });
+}
+
+/// An HTTP listener with header-read and idle timeouts (POP, admin, MNS; plain or TLS).
+fn serve_http(
+    tasks: &mut JoinSet<()>,
+    listener: TcpListener,
+    router: axum::Router,
+    opts: ServeOptions,
+    mut stop: watch::Receiver<bool>,
+) {
+    tasks.spawn(emu_mns::listener::serve(listener, router, opts, async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }));
 }
 
 /// Periodic clean-up of expired state, so memory stays flat under sustained load.

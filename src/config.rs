@@ -132,4 +132,19 @@ mod tests {
         let c = load_with_env(None, true, Env::prefixed("ALICOM_EMU_TEST_NONE_")).unwrap();
         assert_eq!([c.ports.pop, c.ports.admin, c.ports.mqtt_ws, c.ports.mns], [0; 4]);
     }
+
+    #[test]
+    fn deeply_nested_toml_is_an_error_not_a_crash() {
+        // The TOML parser stops at 80 levels of arrays or inline tables.
+        for deep in [
+            format!("a = {}1{}", "[".repeat(100_000), "]".repeat(100_000)),
+            format!("a = {}1{}", "{b = ".repeat(100_000), "}".repeat(100_000)),
+        ] {
+            let dir = std::env::temp_dir().join(format!("alicom-emu-deep-{}", std::process::id()));
+            std::fs::write(&dir, deep).unwrap();
+            let e = load_with_env(Some(&dir), true, Env::prefixed("ALICOM_EMU_TEST_NONE_")).unwrap_err();
+            let _ = std::fs::remove_file(&dir);
+            assert!(e.to_string().contains("invalid configuration"), "{e}");
+        }
+    }
 }

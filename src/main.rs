@@ -76,6 +76,7 @@ fn serve(cli: Cli) -> ExitCode {
         config.server.data_dir = dir.display().to_string();
     }
     init_logging(config.server.log_format, &config.server.log_level);
+    raise_open_files_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return fail(e.into()),
@@ -108,6 +109,32 @@ fn init_logging(format: LogFormat, level: &str) {
         LogFormat::Pretty => builder.init(),
     }
 }
+
+/// Raises the soft limit of open files to the hard limit: every connection is a descriptor, and
+/// the usual soft limit of 1024 caps the emulator near a thousand clients. Logs both values.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass and reads nothing else.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        tracing::warn!("cannot read the open-files limit: {}", std::io::Error::last_os_error());
+        return;
+    }
+    let before = limit.rlim_cur;
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            let e = std::io::Error::last_os_error();
+            tracing::warn!(soft = before, hard = limit.rlim_max, "cannot raise the open-files limit: {e}");
+            return;
+        }
+    }
+    tracing::info!(soft = limit.rlim_cur, hard = limit.rlim_max, was = before, "open-files limit");
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() {}
 
 /// Written to a temporary file and renamed, so a reader never sees half a document.
 fn write_ready_file(path: &std::path::Path, endpoints: &alicom_emu::Endpoints) -> anyhow::Result<()> {

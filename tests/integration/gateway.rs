@@ -370,3 +370,123 @@ async fn malformed_input_closes_only_that_connection() {
     // Everyone else is still served.
     bystander.register().await.unwrap();
 }
+
+/// A CONNECT for `client_id` with the given first byte and CONNECT flags.
+fn raw_connect(byte1: u8, connect_flags: u8) -> Vec<u8> {
+    vec![
+        byte1,
+        0x10,
+        0x00,
+        0x04,
+        b'M',
+        b'Q',
+        b'T',
+        b'T',
+        0x04,
+        connect_flags,
+        0x00,
+        0x1e,
+        0x00,
+        0x04,
+        b'r',
+        b'a',
+        b'w',
+        b'2',
+    ]
+}
+
+const BAD_SUBSCRIBE: [u8; 8] = [0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b't', 0x00]; // flags 0000, not 0010
+const GOOD_SUBSCRIBE: [u8; 8] = [0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b't', 0x00];
+
+/// True when the server closes the connection after `bytes` without answering anything.
+async fn closed_without_answer(mut s: impl tokio::io::AsyncRead + Unpin) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await, Ok(Ok(0)) | Ok(Err(_)))
+}
+
+#[tokio::test]
+async fn reserved_bits_close_a_tcp_connection() {
+    let emu = emu("").await;
+    let addr = emu.endpoints.mqtt_tcp.trim_start_matches("mqtt://").to_string();
+    for (what, bytes) in
+        [("CONNECT reserved flag", raw_connect(0x10, 0x03)), ("CONNECT fixed-header flags", raw_connect(0x12, 0x02))]
+    {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(&bytes).await.unwrap();
+        assert!(closed_without_answer(s).await, "{what}: no CONNACK, the connection closed");
+    }
+    assert!(raw_connection_closed_by(&emu, &BAD_SUBSCRIBE).await, "SUBSCRIBE with flags 0000: no SUBACK");
+    assert!(raw_connection_closed_by(&emu, &[0xc1, 0x00]).await, "PINGREQ with flags 0001");
+    // A correct client is unaffected.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(&raw_connect(0x10, 0x02)).await.unwrap();
+    s.write_all(&GOOD_SUBSCRIBE).await.unwrap();
+    let mut got = [0u8; 9];
+    s.read_exact(&mut got).await.unwrap();
+    assert_eq!(got, [0x20, 0x02, 0x00, 0x00, 0x90, 0x03, 0x00, 0x01, 0x80], "CONNACK, SUBACK (refused filter)");
+}
+
+/// A WebSocket client by hand (the MQTT bytes travel as masked binary frames).
+struct RawWs(tokio::net::TcpStream);
+
+impl RawWs {
+    async fn connect(emu: &Emulator) -> RawWs {
+        let url = emu.endpoints.mqtt_ws.trim_start_matches("ws://");
+        let (host, path) = url.split_once('/').unwrap();
+        let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+        let req = format!(
+            "GET /{path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        RawWs(s)
+    }
+
+    async fn send(&mut self, payload: &[u8]) {
+        let mask = [1u8, 2, 3, 4];
+        let mut frame = vec![0x82, 0x80 | payload.len() as u8];
+        frame.extend(mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.0.write_all(&frame).await.unwrap();
+    }
+
+    /// The payload of the next binary frame, or None when the server closes (close frame or EOF).
+    async fn next_binary(&mut self) -> Option<Vec<u8>> {
+        let mut h = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(3), self.0.read_exact(&mut h)).await.ok()?.ok()?;
+        let mut payload = vec![0u8; usize::from(h[1] & 0x7f)];
+        self.0.read_exact(&mut payload).await.ok()?;
+        (h[0] & 0x0f == 2).then_some(payload)
+    }
+}
+
+#[tokio::test]
+async fn reserved_bits_close_a_websocket_connection() {
+    let emu = emu("").await;
+    for (what, bytes) in
+        [("CONNECT reserved flag", raw_connect(0x10, 0x03)), ("CONNECT fixed-header flags", raw_connect(0x18, 0x02))]
+    {
+        let mut ws = RawWs::connect(&emu).await;
+        ws.send(&bytes).await;
+        assert_eq!(ws.next_binary().await, None, "{what}: no CONNACK, the connection closed");
+    }
+    let mut ws = RawWs::connect(&emu).await;
+    ws.send(&raw_connect(0x10, 0x02)).await;
+    assert_eq!(ws.next_binary().await.unwrap(), [0x20, 0x02, 0x00, 0x00]);
+    ws.send(&BAD_SUBSCRIBE).await;
+    assert_eq!(ws.next_binary().await, None, "SUBSCRIBE with flags 0000: no SUBACK");
+    // A correct client is unaffected.
+    let mut ws = RawWs::connect(&emu).await;
+    ws.send(&raw_connect(0x10, 0x02)).await;
+    assert_eq!(ws.next_binary().await.unwrap(), [0x20, 0x02, 0x00, 0x00]);
+    ws.send(&GOOD_SUBSCRIBE).await;
+    assert_eq!(ws.next_binary().await.unwrap(), [0x90, 0x03, 0x00, 0x01, 0x80]);
+}

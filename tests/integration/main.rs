@@ -10,6 +10,7 @@ mod admin_security;
 mod calls;
 mod cli;
 mod gateway;
+mod limits;
 mod media;
 mod media_calls;
 mod pitfalls;

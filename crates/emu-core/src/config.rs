@@ -42,10 +42,24 @@ pub struct ServerConfig {
     /// Where durable state goes (MNS messages, recordings); empty = everything in memory.
     #[serde(default)]
     pub data_dir: String,
+    /// HTTP listeners (POP, admin, MNS): from a request's first byte to its complete head.
+    #[serde(default = "default_header_read_timeout_ms")]
+    pub header_read_timeout_ms: u64,
+    /// HTTP listeners: a keep-alive connection without a request is closed after this.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
 }
 
 fn default_event_log_size() -> usize {
     20_000
+}
+
+fn default_header_read_timeout_ms() -> u64 {
+    10_000
+}
+
+fn default_idle_timeout_ms() -> u64 {
+    75_000
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,6 +153,13 @@ pub struct PopConfig {
     pub nonce_check: bool,
     pub max_body_bytes: usize,
     pub request_log_size: usize,
+    /// Bytes of text the request log may hold in all; the oldest entries go first.
+    #[serde(default = "default_request_log_max_bytes")]
+    pub request_log_max_bytes: usize,
+}
+
+fn default_request_log_max_bytes() -> usize {
+    4 << 20
 }
 
 /// What the POP endpoint does with a signature that does not verify.

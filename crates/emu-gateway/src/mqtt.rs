@@ -69,6 +69,7 @@ impl Framer {
         if self.buf.is_empty() {
             return Ok(None);
         }
+        check_reserved_bits(&self.buf)?;
         let packet = match Packet::read(&mut self.buf, self.max_packet) {
             Ok(p) => p,
             Err(rumqttc::mqttbytes::Error::InsufficientBytes(_)) => return Ok(None),
@@ -96,6 +97,38 @@ impl Framer {
         };
         Ok(Some(incoming))
     }
+}
+
+/// The reserved bits rumqttc's codec does not check, from the raw bytes of the next packet:
+/// the fixed-header flags of each packet type [MQTT-2.2.2-2] (PUBLISH: dup/qos/retain with QoS 3
+/// invalid [MQTT-3.3.1-4]) and the reserved bit 0 of the CONNECT flags [MQTT-3.1.2-3]. A client
+/// breaking them gets its connection closed.
+fn check_reserved_bits(buf: &[u8]) -> Result<(), ProtocolError> {
+    let Some(&byte1) = buf.first() else { return Ok(()) };
+    let (kind, flags) = (byte1 >> 4, byte1 & 0x0f);
+    let expected = match kind {
+        3 if (flags >> 1) & 0b11 == 0b11 => return Err(ProtocolError("PUBLISH with QoS 3".into())),
+        3 => flags,
+        6 | 8 | 10 => 0b0010, // PUBREL, SUBSCRIBE, UNSUBSCRIBE
+        _ => 0,
+    };
+    if flags != expected {
+        return Err(ProtocolError(format!(
+            "packet type {kind} with fixed-header flags {flags:#06b} (must be {expected:#06b})"
+        )));
+    }
+    if kind == 1 {
+        // Remaining length (1–4 bytes), then protocol name "MQTT" (2 + 4), level (1), flags.
+        let Some(len_len) = buf.iter().skip(1).take(4).position(|b| b & 0x80 == 0).map(|i| i + 1) else {
+            return Ok(()); // incomplete (or malformed, which the codec reports)
+        };
+        if let Some(connect_flags) = buf.get(1 + len_len + 7)
+            && connect_flags & 1 != 0
+        {
+            return Err(ProtocolError("CONNECT with the reserved flag bit set".into()));
+        }
+    }
+    Ok(())
 }
 
 fn encode(packet: Packet) -> Bytes {
@@ -177,6 +210,45 @@ mod tests {
         );
         assert_eq!(f.next_packet().unwrap(), Some(Incoming::PingReq));
         assert_eq!(f.next_packet().unwrap(), None);
+    }
+
+    fn connected() -> Framer {
+        let mut f = Framer::new(1 << 16);
+        for h in CONNECT_FRAMES {
+            f.feed(&hex(h));
+        }
+        f.next_packet().unwrap().unwrap();
+        f
+    }
+
+    #[test]
+    fn reserved_bits_are_protocol_errors() {
+        let connect = CONNECT_FRAMES.iter().flat_map(|h| hex(h)).collect::<Vec<u8>>();
+        let mut reserved = connect.clone();
+        reserved[9] |= 1; // the CONNECT flags' reserved bit
+        let mut flagged = connect.clone();
+        flagged[0] |= 0b0100;
+        for bad in [reserved, flagged] {
+            let mut f = Framer::new(1 << 16);
+            f.feed(&bad);
+            assert!(f.next_packet().is_err(), "{bad:02x?}");
+        }
+        for bad in [
+            &[0x80, 0x06, 0x00, 0x01, 0x00, 0x01, b't', 0x00][..], // SUBSCRIBE with flags 0000
+            &[0xa0, 0x05, 0x00, 0x01, 0x00, 0x01, b't'],           // UNSUBSCRIBE with flags 0000
+            &[0xc1, 0x00],                                         // PINGREQ with flags 0001
+            &[0xe8, 0x00],                                         // DISCONNECT with flags 1000
+            &[0x36, 0x05, 0x00, 0x01, b't', 0x00, 0x01],           // PUBLISH with QoS 3
+        ] {
+            let mut f = connected();
+            f.feed(bad);
+            assert!(f.next_packet().is_err(), "{bad:02x?}");
+        }
+        let mut f = connected();
+        f.feed(&[0x82, 0x06, 0x00, 0x01, 0x00, 0x01, b't', 0x00]); // a correct SUBSCRIBE
+        f.feed(&[0x3b, 0x05, 0x00, 0x01, b't', 0x00, 0x01]); // PUBLISH dup, QoS 1, retain
+        assert!(matches!(f.next_packet(), Ok(Some(Incoming::Subscribe { .. }))));
+        assert!(matches!(f.next_packet(), Ok(Some(Incoming::Publish { .. }))));
     }
 
     #[test]

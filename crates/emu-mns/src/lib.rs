@@ -7,11 +7,14 @@
 //!   `VoiceRecordReport`) into `Alicom-Queue-<uid>-<MessageType>`, plus optional HTTP push.
 //! * With a data dir, everything is written ahead to `<data-dir>/mns.redb` ([`store`]).
 //! * [`tls`]: a self-signed certificate and an HTTPS listener for the pullers that insist on it.
+//! * [`listener`]: the HTTP serve loop (plain or TLS) with header-read and idle timeouts, which
+//!   every HTTP listener of the emulator uses.
 
 pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod http;
+pub mod listener;
 pub mod push;
 pub mod queue;
 pub mod signature;

@@ -9,26 +9,19 @@
 //! * `cert.pem` (server certificate + CA), `key.pem` (its private key)
 //!
 //! [`from_pem_files`] serves a configured certificate instead. [`serve`] runs an axum router on
-//! a TCP listener behind TLS.
+//! a TCP listener behind TLS (the serve loop is [`crate::listener`]).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 pub use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tower::ServiceExt;
 
-use crate::http::ViaTls;
+use crate::listener::ServeOptions;
 
 /// Host names and addresses the generated certificate is valid for (plus the caller's).
 pub const DEFAULT_HOSTS: &[&str] = &[
@@ -148,73 +141,16 @@ pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, Stri
     Ok(Arc::new(config))
 }
 
-/// Serves `router` over TLS on `listener` until `shutdown` resolves; then open connections are
-/// closed gracefully (in-flight requests finish). Requests carry [`ViaTls`] and `ConnectInfo`.
+/// Serves `router` over TLS on `listener` until `shutdown` resolves, with the default
+/// [`ServeOptions`]; see [`crate::listener::serve`].
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     config: Arc<ServerConfig>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let mut conns = tokio::task::JoinSet::new();
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!("TLS listener: accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let mut stop = stop_rx.clone();
-        conns.spawn(async move {
-            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    tracing::debug!(%peer, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => return,
-            };
-            let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ViaTls);
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                router.clone().oneshot(req)
-            });
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc).with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stopped(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
-                }
-            }
-        });
-        while conns.try_join_next().is_some() {}
-    }
-    let _ = stop_tx.send(true);
-    while conns.join_next().await.is_some() {}
-}
-
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    loop {
-        if *stop.borrow_and_update() {
-            return;
-        }
-        if stop.changed().await.is_err() {
-            return;
-        }
-    }
+    crate::listener::serve(listener, router, ServeOptions { tls: Some(config), ..ServeOptions::default() }, shutdown)
+        .await;
 }
 
 #[cfg(test)]

@@ -63,23 +63,46 @@ fn resolve_entity(name: &str) -> Option<String> {
     )
 }
 
-/// Parses a whole document into its root element. Anything not well-formed is `MalformedXML`.
+/// The deepest nesting a request body may have (the vendor's documents have at most 4 levels:
+/// `Messages/Message/UserProperties/PropertyValue/Name`). Deeper bodies are refused before the tree
+/// is built, so no unbounded recursive structure is ever built or dropped.
+pub const MAX_DEPTH: usize = 32;
+
+/// The most elements a request body may have (a batch holds at most 16 messages of a handful of
+/// elements each, plus their user properties).
+pub const MAX_ELEMENTS: usize = 4096;
+
+/// Parses a whole document into its root element. Anything not well-formed, nested deeper than
+/// [`MAX_DEPTH`] or with more than [`MAX_ELEMENTS`] elements is `MalformedXML`.
 pub fn parse(body: &[u8]) -> Result<Element, MnsError> {
     let text = std::str::from_utf8(body).map_err(|_| MnsError::malformed_xml("the body is not UTF-8"))?;
     let mut reader = Reader::from_str(text);
     reader.config_mut().trim_text(false);
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
+    let mut elements = 0usize;
     loop {
         let event = reader.read_event().map_err(MnsError::malformed_xml)?;
+        if matches!(event, Event::Start(_) | Event::Empty(_)) {
+            elements += 1;
+            if elements > MAX_ELEMENTS {
+                return Err(MnsError::malformed_xml(format!("more than {MAX_ELEMENTS} elements")));
+            }
+        }
         match event {
             Event::Start(s) => {
                 if root.is_some() {
                     return Err(MnsError::malformed_xml("content after the root element"));
                 }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(MnsError::malformed_xml(format!("elements nested deeper than {MAX_DEPTH} levels")));
+                }
                 stack.push(Element { name: local(s.name().as_ref()), ..Default::default() });
             }
             Event::Empty(s) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(MnsError::malformed_xml(format!("elements nested deeper than {MAX_DEPTH} levels")));
+                }
                 let el = Element { name: local(s.name().as_ref()), ..Default::default() };
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(el),
@@ -327,6 +350,24 @@ mod tests {
         let el = parse(b"<Queue xmlns=\"http://mns.aliyuncs.com/doc/v1/\"/>").unwrap();
         assert_eq!(el.name, "Queue");
         assert!(el.children.is_empty());
+    }
+
+    #[test]
+    fn nesting_and_element_count_are_capped() {
+        let nest = |n: usize| format!("{}{}", "<a>".repeat(n), "</a>".repeat(n));
+        assert!(parse(nest(MAX_DEPTH).as_bytes()).is_ok());
+        assert!(
+            parse(format!("{}<b/>{}", "<a>".repeat(MAX_DEPTH - 1), "</a>".repeat(MAX_DEPTH - 1)).as_bytes()).is_ok()
+        );
+        for bad in [
+            nest(MAX_DEPTH + 1),
+            nest(50_000),
+            format!("{}<b/>{}", "<a>".repeat(MAX_DEPTH), "</a>".repeat(MAX_DEPTH)),
+            format!("<a>{}</a>", "<b/>".repeat(MAX_ELEMENTS)),
+        ] {
+            assert_eq!(parse(bad.as_bytes()).unwrap_err().code, "MalformedXML");
+        }
+        assert!(parse(format!("<a>{}</a>", "<b/>".repeat(MAX_ELEMENTS - 1)).as_bytes()).is_ok());
     }
 
     #[test]

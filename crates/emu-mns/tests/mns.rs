@@ -492,6 +492,39 @@ async fn bad_input_gets_vendor_errors_and_loses_nothing_elsewhere() {
     emu.stop().await;
 }
 
+/// A body nesting one element 50,000 levels deep (~340 KB) inside a valid root.
+fn deep(root: &str, inner: &str) -> String {
+    const N: usize = 50_000;
+    format!("<{root}>{}{}</{root}>", format!("<{inner}>").repeat(N), format!("</{inner}>").repeat(N))
+}
+
+#[tokio::test]
+async fn deeply_nested_xml_is_malformed_and_changes_nothing() {
+    let emu = Emu::manual().await;
+    assert_eq!(emu.create(Q, "<VisibilityTimeout>60</VisibilityTimeout>").await.status, 201);
+    assert_eq!(emu.send(Q, "a2VlcA==").await.status, 201);
+    let messages = format!("/queues/{Q}/messages");
+    let queue = format!("/queues/{Q}");
+    let cases = [
+        ("POST", messages.clone(), deep("Message", "MessageBody")),
+        ("POST", messages.clone(), deep("Messages", "Message")),
+        ("PUT", "/queues/Deep-New".to_string(), deep("Queue", "VisibilityTimeout")),
+        ("PUT", format!("{queue}?metaoverride=true"), deep("Queue", "VisibilityTimeout")),
+        ("DELETE", messages.clone(), deep("ReceiptHandles", "ReceiptHandle")),
+    ];
+    for (method, target, body) in &cases {
+        emu.call(method, target, Some(body)).await.expect_error(400, "MalformedXML");
+    }
+    // The server still serves, and nothing changed.
+    emu.call("GET", "/queues/Deep-New", None).await.expect_error(404, "QueueNotExist");
+    let attrs = emu.call("GET", &queue, None).await;
+    assert_eq!(attrs.tag("VisibilityTimeout").as_deref(), Some("60"), "{}", attrs.body);
+    assert_eq!(attrs.tag("ActiveMessages").as_deref(), Some("1"), "{}", attrs.body);
+    let peek = emu.call("GET", &format!("{messages}?peekonly=true"), None).await;
+    assert_eq!(peek.tag("MessageBody").as_deref(), Some("a2VlcA=="), "{}", peek.body);
+    emu.stop().await;
+}
+
 #[tokio::test]
 async fn sts_tokens_are_scoped_checked_and_expire() {
     let emu = Emu::manual().await;

@@ -37,7 +37,7 @@ pub struct Pop {
 
 impl Pop {
     pub fn new(shared: Shared) -> Arc<Self> {
-        let requests = RequestLog::new(shared.config.pop.request_log_size);
+        let requests = RequestLog::new(shared.config.pop.request_log_size, shared.config.pop.request_log_max_bytes);
         Arc::new(Pop { shared, requests, nonces: NonceCache::default(), queue_hook: std::sync::OnceLock::new() })
     }
 
@@ -60,6 +60,15 @@ pub fn router(pop: Arc<Pop>) -> Router {
 async fn handle(State(pop): State<Arc<Pop>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     let limit = pop.shared.config.pop.max_body_bytes;
+    let query = uri.query().unwrap_or_default();
+    if query.len() > limit {
+        let err = PopError::new(
+            StatusCode::URI_TOO_LONG,
+            "InvalidParameter",
+            format!("The query string is longer than {limit} bytes ({} bytes).", query.len()),
+        );
+        return finish(&pop, &request_id, &method, "", format_of(query), None, Scheme::None, Err(err));
+    }
     let body = match Limited::new(body, limit).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
@@ -72,6 +81,56 @@ async fn handle(State(pop): State<Arc<Pop>>, method: Method, uri: Uri, headers: 
         }
     };
     serve(&pop, &request_id, &method, &uri, &headers, &body)
+}
+
+/// The answer to a request head the HTTP layer refused before the POP handler saw it: a URL over
+/// its 64 KiB limit (414) or a head over the listener's buffer (431). In the vendor's format, XML
+/// or JSON as the head's `Format` asks (looked for in its first bytes), and in the request log;
+/// the whole HTTP/1.1 response (the listener writes it instead of its bare one).
+pub fn refused_head(pop: &Pop, status: u16, head: &[u8]) -> Option<Vec<u8>> {
+    let (status, message) = match status {
+        414 => (
+            StatusCode::URI_TOO_LONG,
+            "The request URL is longer than 65534 bytes; send the parameters as a form body (POST) instead.",
+        ),
+        431 => (StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "The request line and headers are too large."),
+        _ => return None,
+    };
+    let sample = String::from_utf8_lossy(head);
+    let line = sample.lines().next().unwrap_or_default();
+    let method = line.split(' ').next().unwrap_or_default().to_string();
+    let query = line.split_once('?').map(|(_, q)| q.split(' ').next().unwrap_or(q)).unwrap_or_default();
+    let format = format_of(query);
+    let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
+    let err = PopError::new(status, "InvalidParameter", message);
+    tracing::warn!(request_id, code = %err.code, status = status.as_u16(), "POP request refused: {message}");
+    let (content_type, body) = reply::error_document(format, "", &request_id, &err);
+    pop.requests.push(LoggedRequest {
+        time_ms: pop.shared.clock.now_ms(),
+        request_id,
+        method,
+        action: String::new(),
+        access_key_id: String::new(),
+        tenant: String::new(),
+        scheme: "none",
+        status: status.as_u16(),
+        code: err.code,
+        message: err.message,
+        mismatch: None,
+    });
+    let reason = status.canonical_reason().unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        body.len()
+    );
+    Some([head.into_bytes(), body.into_bytes()].concat())
+}
+
+/// The `Format` parameter of a query too long to parse whole.
+fn format_of(query: &str) -> Format {
+    let value = query.split('&').find_map(|p| p.strip_prefix("Format="));
+    Format::from_param(value)
 }
 
 fn serve(pop: &Pop, request_id: &str, method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Response {

@@ -7,6 +7,10 @@ use serde_json::{Map, Value};
 
 pub const HOST_ID: &str = "dyvmsapi.aliyuncs.com";
 
+/// The longest error `Message` answered whole; a longer one (a string to sign echoing a huge
+/// request) is cut to a prefix marked with its original length.
+pub const MAX_MESSAGE_BYTES: usize = 8192;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
@@ -66,31 +70,38 @@ pub fn success(format: Format, action: &str, request_id: &str, fields: Map<Strin
 
 /// Renders an error. Gateway errors carry HostId and Recommend like the cloud's.
 pub fn error(format: Format, action: &str, request_id: &str, err: &PopError) -> Response {
+    let (content_type, text) = error_document(format, action, request_id, err);
+    (err.status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], text).into_response()
+}
+
+/// An error's `Content-Type` and body.
+pub fn error_document(format: Format, action: &str, request_id: &str, err: &PopError) -> (&'static str, String) {
     let mut body = Map::new();
     body.insert("RequestId".into(), request_id.into());
     if err.is_gateway() {
         body.insert("HostId".into(), HOST_ID.into());
     }
     body.insert("Code".into(), err.code.clone().into());
-    body.insert("Message".into(), err.message.clone().into());
+    body.insert("Message".into(), crate::request_log::truncated(&err.message, MAX_MESSAGE_BYTES).into());
     if err.is_gateway() {
         body.insert("Recommend".into(), format!("https://api.aliyun.com/troubleshoot?q={}", err.code).into());
     }
     let root = if err.is_gateway() { "Error".to_string() } else { format!("{action}Response") };
-    render(format, err.status, &root, body)
+    document(format, &root, body)
 }
 
 fn render(format: Format, status: StatusCode, xml_root: &str, body: Map<String, Value>) -> Response {
+    let (content_type, text) = document(format, xml_root, body);
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], text).into_response()
+}
+
+fn document(format: Format, xml_root: &str, body: Map<String, Value>) -> (&'static str, String) {
     match format {
-        Format::Json => {
-            let text = Value::Object(body).to_string();
-            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json;charset=utf-8"))], text)
-                .into_response()
-        }
+        Format::Json => ("application/json;charset=utf-8", Value::Object(body).to_string()),
         Format::Xml => {
             let mut xml = String::from("<?xml version='1.0' encoding='UTF-8'?>");
             write_xml_element(&mut xml, xml_root, &Value::Object(body));
-            (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/xml;charset=utf-8"))], xml).into_response()
+            ("text/xml;charset=utf-8", xml)
         }
     }
 }
