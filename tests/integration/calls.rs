@@ -341,13 +341,18 @@ async fn outbound_callback_allows_refuses_limits_and_fails() {
     let d = alice.expect("cs_disconnect").await.unwrap();
     assert_eq!((code(&d), d.body["cause"].as_str()), (3100007, Some("blocked number")));
 
-    for (name, reply) in [("500", Reply::Status(500)), ("garbage", Reply::Garbage)] {
+    // A 2 MB answer is refused without being read whole.
+    let huge = Reply::Json(json!({"success": true, "padding": "x".repeat(2 << 20)}));
+    for (name, reply) in [("500", Reply::Status(500)), ("garbage", Reply::Garbage), ("huge", huge)] {
         let failing = CallbackServer::start(move |_| reply.clone()).await.unwrap();
         with_callbacks(&emu, Some(&failing.url), None).await;
         alice.call_voip(&format!("cb-{name}"), &[&bob.rtc_id]).await.unwrap();
         let d = alice.expect("cs_disconnect").await.unwrap();
         assert_eq!(code(&d), 3999999, "{name}");
         assert!(d.body["cause"].as_str().unwrap().starts_with("outbound callback failed"), "{name}: {:?}", d.body);
+        if name == "huge" {
+            assert!(d.body["cause"].as_str().unwrap().contains("larger than 1048576 bytes"), "{:?}", d.body);
+        }
     }
 
     // Nothing listens on this port: connection refused.

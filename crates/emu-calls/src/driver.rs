@@ -366,6 +366,9 @@ impl Driver {
     }
 }
 
+/// The largest callback answer read.
+const MAX_CALLBACK_ANSWER_BYTES: usize = 1 << 20;
+
 /// POSTs a callback; 2xx with a JSON body is an answer, anything else a failure with its reason.
 async fn post_callback(http: &reqwest::Client, url: &str, body: &Value) -> Result<Value, CallbackFailure> {
     let resp = http.post(url).json(body).send().await.map_err(|e| {
@@ -378,9 +381,18 @@ async fn post_callback(http: &reqwest::Client, url: &str, body: &Value) -> Resul
         }
     })?;
     let status = resp.status();
-    let text = resp.text().await.map_err(|e| CallbackFailure::Transport(e.to_string()))?;
     if !status.is_success() {
         return Err(CallbackFailure::Status(status.as_u16()));
     }
-    serde_json::from_str(&text).map_err(|e| CallbackFailure::InvalidJson(e.to_string()))
+    // A callback answer is a few hundred bytes; a server streaming without end must not grow the
+    // emulator's memory.
+    let mut resp = resp;
+    let mut answer = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| CallbackFailure::Transport(e.to_string()))? {
+        if answer.len() + chunk.len() > MAX_CALLBACK_ANSWER_BYTES {
+            return Err(CallbackFailure::TooLarge(MAX_CALLBACK_ANSWER_BYTES));
+        }
+        answer.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&answer).map_err(|e| CallbackFailure::InvalidJson(e.to_string()))
 }

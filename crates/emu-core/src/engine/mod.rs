@@ -139,6 +139,8 @@ pub enum CallbackFailure {
     Status(u16),
     #[error("invalid JSON answer: {0}")]
     InvalidJson(String),
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(usize),
     #[error("{0}")]
     Transport(String),
 }
