@@ -7,7 +7,7 @@ use anyhow::Context;
 use emu_admin::Admin;
 use emu_core::accounts::TokenSettings;
 use emu_core::{Config, Shared};
-use emu_mns::listener::ServeOptions;
+use emu_http::ServeOptions;
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -247,7 +247,7 @@ fn serve_http(
     opts: ServeOptions,
     mut stop: watch::Receiver<bool>,
 ) {
-    tasks.spawn(emu_mns::listener::serve(listener, router, opts, async move {
+    tasks.spawn(emu_http::serve(listener, router, opts, async move {
         let _ = stop.wait_for(|s| *s).await;
     }));
 }
@@ -273,19 +273,19 @@ fn spawn_housekeeping(
     });
 }
 
-type TlsSetup = (Arc<emu_mns::tls::ServerConfig>, Option<std::path::PathBuf>);
+type TlsSetup = (Arc<emu_http::tls::ServerConfig>, Option<std::path::PathBuf>);
 
 /// The configured certificate, or a self-signed one generated once (its CA is for the user to
 /// trust).
 fn tls_server_config(config: &Config, data_dir: Option<&std::path::Path>, host: &str) -> anyhow::Result<TlsSetup> {
     let t = &config.tls;
     if !t.cert_file.is_empty() {
-        let c = emu_mns::tls::from_pem_files(std::path::Path::new(&t.cert_file), std::path::Path::new(&t.key_file))
+        let c = emu_http::tls::from_pem_files(std::path::Path::new(&t.cert_file), std::path::Path::new(&t.key_file))
             .map_err(anyhow::Error::msg)?;
         return Ok((c, None));
     }
-    let dir = data_dir.map(|d| d.join("tls")).unwrap_or_else(emu_mns::tls::default_dir);
-    let (c, files) = emu_mns::tls::self_signed(&dir, &[host.to_string()]).map_err(anyhow::Error::msg)?;
+    let dir = data_dir.map(|d| d.join("tls")).unwrap_or_else(emu_http::tls::default_dir);
+    let (c, files) = emu_http::tls::self_signed(&dir, &[host.to_string()]).map_err(anyhow::Error::msg)?;
     if files.generated {
         tracing::info!(ca = %files.ca_cert.display(), "generated a self-signed TLS certificate: trust this CA");
     }

@@ -122,16 +122,16 @@ async fn main() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     if a.tls {
-        let dir = a.data_dir.as_ref().map(|d| d.join("tls")).unwrap_or_else(emu_mns::tls::default_dir);
+        let dir = a.data_dir.as_ref().map(|d| d.join("tls")).unwrap_or_else(emu_http::tls::default_dir);
         let (tls_config, files) =
-            emu_mns::tls::self_signed(&dir, std::slice::from_ref(&host)).map_err(anyhow::Error::msg)?;
+            emu_http::tls::self_signed(&dir, std::slice::from_ref(&host)).map_err(anyhow::Error::msg)?;
         let tls_listener = tokio::net::TcpListener::bind((shared.config.server.bind.as_str(), 0)).await?;
         ready["mns_tls"] = json!(format!("https://{host}:{}", tls_listener.local_addr()?.port()));
         ready["tls_ca_cert"] = json!(files.ca_cert);
         let mut stop = stop_rx.clone();
         let router = app.clone();
         tasks.spawn(async move {
-            emu_mns::tls::serve(tls_listener, router, tls_config, async move {
+            emu_http::tls::serve(tls_listener, router, tls_config, async move {
                 let _ = stop.wait_for(|s| *s).await;
             })
             .await

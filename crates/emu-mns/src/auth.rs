@@ -39,9 +39,7 @@ impl Caller {
     }
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
+use emu_http::header;
 
 /// The account id of a `<digits>.mns.<region>…` host name.
 pub fn host_account(host: &str) -> Option<&str> {

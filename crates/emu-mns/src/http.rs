@@ -18,9 +18,7 @@ use crate::{Mns, valid_queue_name, xml};
 /// Largest request body: 16 messages of 64 KiB plus their XML.
 const MAX_BODY: usize = 2 * 1024 * 1024;
 
-/// Marks a request that came in over TLS (set by [`crate::listener::serve`]).
-#[derive(Debug, Clone, Copy)]
-pub struct ViaTls;
+pub use emu_http::ViaTls;
 
 /// The MNS router: every path, every method, one handler.
 pub fn router(mns: Arc<Mns>) -> Router {

@@ -14,12 +14,10 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod http;
-pub mod listener;
 pub mod push;
 pub mod queue;
 pub mod signature;
 pub mod store;
-pub mod tls;
 pub mod xml;
 
 use std::path::{Path, PathBuf};

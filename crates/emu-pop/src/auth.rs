@@ -89,9 +89,7 @@ pub struct Request<'a> {
     pub body: &'a [u8],
 }
 
-fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
-}
+use emu_http::header;
 
 pub fn authenticate(shared: &Shared, nonces: &NonceCache, req: &Request<'_>) -> AuthOutcome {
     let mode = shared.config.pop.signature;
