@@ -111,7 +111,7 @@ impl Emulator {
         let _ = std::fs::remove_file(&ready_file);
         let exe = emulator_exe()?;
         let started = Instant::now();
-        let mut command = Command::new(exe);
+        let mut command = Command::new(&exe);
         if let Some(path) = config {
             command.arg("--config").arg(path);
         }
@@ -125,7 +125,7 @@ impl Emulator {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .context("cannot start the emulator")?;
+            .with_context(|| format!("cannot start the emulator {}", exe.display()))?;
         let mut emulator = Emulator { child, ready_file, log: Arc::default(), log_reader: None };
         if let Some(stderr) = emulator.child.stderr.take() {
             let log = emulator.log.clone();
