@@ -66,6 +66,9 @@ struct Args {
     json: bool,
 }
 
+const USAGE: &str = "usage (docs/benchmarks.md): alicom-bench mns [--seconds 10] [--clients 32] \
+                     [--batch 1..16] [--data-dir DIR] [--shared-queue] [--client-threads 1] [--json]";
+
 fn args(argv: Vec<String>) -> anyhow::Result<Args> {
     let mut a = Args {
         server: false,
@@ -89,7 +92,7 @@ fn args(argv: Vec<String>) -> anyhow::Result<Args> {
             "--shared-queue" => a.shared_queue = true,
             "--client-threads" => a.client_threads = value("--client-threads")?.parse()?,
             "--json" => a.json = true,
-            other => bail!("unknown argument {other:?}"),
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
     if !(1..=16).contains(&a.batch) {

@@ -123,6 +123,13 @@ struct Args {
     prebuilt: bool,
 }
 
+const USAGE: &str = "usage (docs/benchmarks.md):
+  alicom-bench media forward [--calls 16] [--pps 2000] [--seconds 10] [--payload-bytes 80]
+      [--client-threads 1] [--direct] [--workers 1] [--prebuilt] [--json]
+  alicom-bench media latency [--calls 50] [--pps 50] [--seconds 10] [same options as forward]
+  alicom-bench media g711 [--start 100] [--step 100] [--max 1500] [--seconds 10] [--no-record]
+      [--client-threads 1] [--workers 1] [--prebuilt] [--json]";
+
 fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
     let mut it = argv.into_iter();
     let mode = it.next().unwrap_or_default();
@@ -161,7 +168,7 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
             "--recordings" => a.recordings = Some(v("--recordings")?.into()),
             "--workers" => a.workers = v("--workers")?.parse()?,
             "--prebuilt" => a.prebuilt = true,
-            other => bail!("unknown argument {other:?}"),
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
     if a.prebuilt && a.mode == "latency" {
@@ -192,6 +199,6 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
                 }
             })
         }
-        _ => bail!("usage: alicom-bench media forward|latency|g711 [options] (see docs/benchmarks.md)"),
+        _ => bail!("{USAGE}"),
     }
 }
