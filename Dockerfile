@@ -6,9 +6,11 @@
 # -slim) carries the C toolchain that ring and aws-lc-sys (media crypto) build with.
 FROM rust:1-bookworm AS builder
 WORKDIR /src
-# Only what the build reads: manifests, lockfile, sources and the embedded default config.
+# Only what the build reads: manifests, lockfile, sources and the embedded default config
+# (bench/ is a workspace member, so its manifest must be there; it is not built).
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates
+COPY bench ./bench
 COPY src ./src
 COPY fixtures ./fixtures
 # The registry and target caches persist between builds, so a source change recompiles only

@@ -2,7 +2,6 @@
 //! tests can run the whole emulator in-process on ephemeral ports.
 
 pub mod app;
-pub mod bench;
 pub mod config;
 
 pub use app::{Endpoints, Running, start};

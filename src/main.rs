@@ -42,8 +42,6 @@ enum Command {
     },
     /// Print the effective configuration (defaults + --config + environment) as TOML.
     Config,
-    /// Benchmarks: signed POP requests per second, start-up time and idle memory.
-    Bench(alicom_emu::bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,7 +55,6 @@ fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Some(Command::Bench(args)) => alicom_emu::bench::run(args).map_or_else(fail, |()| ExitCode::SUCCESS),
         None => serve(cli),
     }
 }

@@ -113,13 +113,8 @@ impl Device {
                 obj.insert("mediaSignal".into(), media_signal::encode(ms).into());
             }
         }
-        let topic = match message_type {
-            "cs_register" => "artc_biz",
-            "cs_get_sls_sts" => "biz",
-            _ => "artc_media",
-        };
         Envelope {
-            topic: topic.into(),
+            topic: crate::load_device::request_topic(message_type).into(),
             born_time: chrono::Utc::now().timestamp_millis() as u64,
             to: json!({"sessionId": "alicombiz"}),
             from: json!({"sessionId": self.rtc_id, "clientType": "Web_artc", "transportId": self.token["clientId"], "transportType": "mqtt"}),

@@ -1,5 +1,6 @@
 //! `emu-testkit`: start alicom-emu in-process on free ports and drive it with virtual SDK devices
 //! that speak the Web SDK's protocol over MQTT (register, heartbeat, requests, automatic ACKs).
+//! [`load_device`] is the same device cut down for load generators (the `alicom-bench` crate).
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -12,8 +13,10 @@
 mod callback_server;
 mod calls;
 mod device;
+pub mod load_device;
 pub mod media;
 mod pop;
+pub mod signal;
 
 use std::time::Duration;
 

@@ -279,11 +279,7 @@ impl MediaClient {
 
     /// The `sdpCandidate` mediaSignal of sigv 1: the offer and the client's candidate.
     pub fn sdp_candidate_signal(&self, channel_id: &str) -> Value {
-        json!({"api": "sdpCandidate", "serviceName": "alicom", "sdkVersion": "1.2.0", "data": {
-            "channelId": channel_id,
-            "sdpInfo": {"sdp": self.offer_sdp, "type": "offer"},
-            "candidateList": [{"candidate": self.candidate, "id": self.mid.to_string(), "label": 0, "type": "candidate"}],
-        }})
+        crate::signal::sdp_candidate(channel_id, &self.offer_sdp, &self.candidate, &self.mid.to_string())
     }
 
     /// The `joinChannel` mediaSignal of sigv 2: the offer rides in the join, no candidates.

@@ -10,10 +10,11 @@ use clap::{Args, ValueEnum};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::device::{Account, Conn, Frame, STEP_TIMEOUT, media_signal, provision};
-use super::{
+use emu_testkit::load_device::{Account, Conn, Frame, STEP_TIMEOUT, media_signal};
+
+use crate::common::{
     CpuUse, Emulator, Target, authority_of, client_runtime, cpu_delta, cpu_pair, get_json, per_op_us, percentile_ms,
-    report, round3, run_id,
+    provision, report, round3, run_id,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -23,7 +24,7 @@ enum Kind {
 }
 
 #[derive(Debug, Args)]
-pub(super) struct CallsArgs {
+pub struct CallsArgs {
     /// How long to start calls (calls in progress at the end are completed, not counted twice).
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
@@ -68,11 +69,11 @@ fn phone_of(slot: usize) -> String {
     format!("139{slot:08}")
 }
 
-pub(super) fn calls(args: CallsArgs) -> anyhow::Result<()> {
+pub fn calls(args: CallsArgs) -> anyhow::Result<()> {
     if args.concurrency == 0 || args.client_threads == 0 {
         bail!("--concurrency and --client-threads must be at least 1");
     }
-    super::raise_nofile_limit()?;
+    crate::common::raise_nofile_limit()?;
     let config = std::env::temp_dir().join(format!("alicom-emu-bench-{}-calls.toml", std::process::id()));
     let no_recording = if args.record { "" } else { NO_RECORDING };
     std::fs::write(&config, format!("{CONFIG}{no_recording}"))?;

@@ -13,14 +13,15 @@ use clap::Args;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use super::device::{Account, Conn, Frame, provision, scan_ack};
-use super::{
+use emu_testkit::load_device::{Account, Conn, Frame, scan_ack};
+
+use crate::common::{
     CpuUse, Emulator, Target, authority_of, client_runtime, cpu_delta, cpu_pair, get_json, micros_since, per_op_us,
-    percentile_ms, raise_nofile_limit, report, round3, run_id,
+    percentile_ms, provision, raise_nofile_limit, report, round3, run_id,
 };
 
 #[derive(Debug, Args)]
-pub(super) struct GatewayArgs {
+pub struct GatewayArgs {
     /// Devices to create, connect (MQTT over TCP) and register.
     #[arg(long, default_value_t = 10_000)]
     devices: usize,
@@ -54,7 +55,7 @@ pub(super) struct GatewayArgs {
     json: bool,
 }
 
-pub(super) fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
+pub fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
     if args.devices == 0 || args.connections == 0 || args.window == 0 || args.setup_parallel == 0 {
         bail!("--devices, --connections, --window and --setup-parallel must be at least 1");
     }

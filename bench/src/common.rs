@@ -1,27 +1,16 @@
-//! `alicom-emu bench`: the load and start-up benchmarks of docs/benchmarks.md. Every one runs the
-//! emulator as a separate process (this same executable) on ephemeral ports, so the numbers are
-//! those of the real binary.
-//!
-//! - `pop`, `startup` ([`pop`]): signed POP requests per second; spawn-to-ready time and idle RSS.
-//! - `gateway` ([`gateway`]): thousands of registered MQTT devices, then request→ACK round trips.
-//! - `calls` ([`calls`]): VoIP→VoIP and VoIP→PSTN call setups per second, signalling only.
+//! What the end-to-end benchmarks share: the emulator as a child process (the release binary,
+//! on ephemeral ports), CPU readings, a signed POP client over hyper, and account provisioning.
 
-mod calls;
-mod device;
-mod gateway;
-mod pop;
-
-use emu_procstat::{cpu_secs, machine_busy_secs, rss_mib};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use clap::{Args, Subcommand};
 use emu_pop::signature::{pct, rpc_v1};
+use emu_testkit::load_device::Account;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HOST, HeaderValue};
@@ -29,39 +18,14 @@ use hyper::{StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-#[derive(Debug, Args)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    command: BenchCommand,
-}
-
-#[derive(Debug, Subcommand)]
-enum BenchCommand {
-    /// Signed POP requests per second over concurrent keep-alive HTTP/1.1 connections.
-    Pop(pop::PopArgs),
-    /// Spawn-to-ready time and idle memory of fresh emulator processes.
-    Startup(pop::StartupArgs),
-    /// Many registered MQTT devices (memory, idle CPU), then request→ACK round trips per second.
-    Gateway(gateway::GatewayArgs),
-    /// Call setups per second (VoIP→VoIP or VoIP→PSTN), signalling only.
-    Calls(calls::CallsArgs),
-}
-
-pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    match args.command {
-        BenchCommand::Pop(a) => pop::pop(a),
-        BenchCommand::Startup(a) => pop::startup(a),
-        BenchCommand::Gateway(a) => gateway::gateway(a),
-        BenchCommand::Calls(a) => calls::calls(a),
-    }
-}
+use crate::procstat::{cpu_secs, machine_busy_secs, rss_mib};
 
 /// Three decimals are plenty for milliseconds, MiB and seconds.
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-fn report(json: bool, summary: String, value: Value) {
+pub(crate) fn report(json: bool, summary: String, value: Value) {
     if json {
         eprintln!("{summary}");
         println!("{value}");
@@ -70,28 +34,45 @@ fn report(json: bool, summary: String, value: Value) {
     }
 }
 
+/// The emulator binary the end-to-end benchmarks start: `$ALICOM_EMU_BIN`, or `alicom-emu` in
+/// this executable's directory (`target/release/` when both were built with `--release`).
+pub(crate) fn emulator_exe() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("ALICOM_EMU_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let me = std::env::current_exe().context("cannot locate this executable")?;
+    let exe = me.with_file_name(format!("alicom-emu{}", std::env::consts::EXE_SUFFIX));
+    if !exe.is_file() {
+        bail!(
+            "no emulator binary at {} (build it with `cargo build --release -p alicom-emu`, or set ALICOM_EMU_BIN)",
+            exe.display()
+        );
+    }
+    Ok(exe)
+}
+
 /// An emulator in a child process; killed on drop if still running.
-struct Emulator {
-    child: Child,
-    ready_file: PathBuf,
+pub(crate) struct Emulator {
+    pub(crate) child: Child,
+    pub(crate) ready_file: PathBuf,
     /// What it logged (at `warn` and above) on stderr.
-    log: Arc<LogTally>,
-    log_reader: Option<std::thread::JoinHandle<()>>,
+    pub(crate) log: Arc<LogTally>,
+    pub(crate) log_reader: Option<std::thread::JoinHandle<()>>,
 }
 
 /// The emulator's stderr, read by a thread: counted, and passed on (the first lines of each kind).
 #[derive(Default)]
-struct LogTally {
+pub(crate) struct LogTally {
     /// Lines of the gateway saying the call engine's queue was full ("event dropped").
-    engine_events_dropped: AtomicU64,
-    lines: AtomicU64,
+    pub(crate) engine_events_dropped: AtomicU64,
+    pub(crate) lines: AtomicU64,
 }
 
 /// Log lines passed on to this process's stderr before the rest are only counted.
-const LOG_LINES_SHOWN: u64 = 5;
+pub(crate) const LOG_LINES_SHOWN: u64 = 5;
 
 impl LogTally {
-    fn read(self: Arc<Self>, stderr: impl std::io::Read) {
+    pub(crate) fn read(self: Arc<Self>, stderr: impl std::io::Read) {
         use std::io::BufRead;
         let mut dropped_shown = false;
         for line in std::io::BufReader::new(stderr).lines() {
@@ -107,12 +88,12 @@ impl LogTally {
         }
     }
 
-    fn engine_events_dropped(&self) -> u64 {
+    pub(crate) fn engine_events_dropped(&self) -> u64 {
         self.engine_events_dropped.load(Ordering::Relaxed)
     }
 
     /// Lines other than the dropped-event ones.
-    fn other_lines(&self) -> u64 {
+    pub(crate) fn other_lines(&self) -> u64 {
         self.lines.load(Ordering::Relaxed)
     }
 }
@@ -120,17 +101,17 @@ impl LogTally {
 impl Emulator {
     /// Starts one and waits for its ready-file. Returns it, the spawn-to-ready time and the
     /// ready-file's content.
-    fn spawn(tag: &str) -> anyhow::Result<(Emulator, Duration, Value)> {
+    pub(crate) fn spawn(tag: &str) -> anyhow::Result<(Emulator, Duration, Value)> {
         Emulator::spawn_with(tag, None)
     }
 
     /// [`Emulator::spawn`] with `--config <file>` merged over the embedded defaults.
-    fn spawn_with(tag: &str, config: Option<&Path>) -> anyhow::Result<(Emulator, Duration, Value)> {
+    pub(crate) fn spawn_with(tag: &str, config: Option<&Path>) -> anyhow::Result<(Emulator, Duration, Value)> {
         let ready_file = std::env::temp_dir().join(format!("alicom-emu-bench-{}-{tag}.json", std::process::id()));
         let _ = std::fs::remove_file(&ready_file);
-        let exe = std::env::current_exe().context("cannot locate the alicom-emu executable")?;
+        let exe = emulator_exe()?;
         let started = Instant::now();
-        let mut command = Command::new(exe);
+        let mut command = Command::new(&exe);
         if let Some(path) = config {
             command.arg("--config").arg(path);
         }
@@ -144,7 +125,7 @@ impl Emulator {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .context("cannot start the emulator")?;
+            .with_context(|| format!("cannot start the emulator {}", exe.display()))?;
         let mut emulator = Emulator { child, ready_file, log: Arc::default(), log_reader: None };
         if let Some(stderr) = emulator.child.stderr.take() {
             let log = emulator.log.clone();
@@ -165,18 +146,18 @@ impl Emulator {
         Ok((emulator, took, ready))
     }
 
-    fn pid(&self) -> String {
+    pub(crate) fn pid(&self) -> String {
         self.child.id().to_string()
     }
 
     /// Resident memory from /proc (Linux), MiB.
-    fn rss_mib(&self) -> anyhow::Result<f64> {
+    pub(crate) fn rss_mib(&self) -> anyhow::Result<f64> {
         rss_mib(&self.pid()).context("cannot read the emulator's VmRSS from /proc")
     }
 
     /// [`Emulator::stop`] after a load run: a failed or unclean exit is a warning, since the
     /// measurements are already taken.
-    fn stop_or_warn(&mut self) {
+    pub(crate) fn stop_or_warn(&mut self) {
         match self.stop() {
             Ok(s) if !s.success() => eprintln!("warning: the emulator exited with {s} after SIGTERM"),
             Ok(_) => {}
@@ -185,7 +166,7 @@ impl Emulator {
     }
 
     /// SIGTERM (through kill(1)), then up to 5 s for the exit status.
-    fn stop(&mut self) -> anyhow::Result<ExitStatus> {
+    pub(crate) fn stop(&mut self) -> anyhow::Result<ExitStatus> {
         let sent = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
         if !sent.is_ok_and(|s| s.success()) {
             self.child.kill()?;
@@ -219,31 +200,31 @@ impl Drop for Emulator {
 
 /// CPU seconds used so far by the server (when known), by this process, and by the machine.
 #[derive(Clone, Copy)]
-struct CpuReading {
-    server: Option<f64>,
-    client: Option<f64>,
-    machine: Option<f64>,
+pub(crate) struct CpuReading {
+    pub(crate) server: Option<f64>,
+    pub(crate) client: Option<f64>,
+    pub(crate) machine: Option<f64>,
 }
 
 /// CPU seconds used between two readings; `others` is what the rest of the machine used.
 #[derive(Clone, Copy, Default)]
-struct CpuUse {
-    server: Option<f64>,
-    client: Option<f64>,
-    others: Option<f64>,
+pub(crate) struct CpuUse {
+    pub(crate) server: Option<f64>,
+    pub(crate) client: Option<f64>,
+    pub(crate) others: Option<f64>,
 }
 
 /// The load generator's own runtime, with `threads` workers.
-fn client_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+pub(crate) fn client_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
 }
 
-fn cpu_pair(server_pid: Option<&str>) -> CpuReading {
+pub(crate) fn cpu_pair(server_pid: Option<&str>) -> CpuReading {
     CpuReading { server: server_pid.and_then(cpu_secs), client: cpu_secs("self"), machine: machine_busy_secs() }
 }
 
 /// What was used between two [`cpu_pair`] readings.
-fn cpu_delta(before: CpuReading, after: CpuReading) -> CpuUse {
+pub(crate) fn cpu_delta(before: CpuReading, after: CpuReading) -> CpuUse {
     let d = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a - b);
     let (server, client, machine) =
         (d(after.server, before.server), d(after.client, before.client), d(after.machine, before.machine));
@@ -252,25 +233,25 @@ fn cpu_delta(before: CpuReading, after: CpuReading) -> CpuUse {
 }
 
 /// The `p`th percentile of sorted microsecond samples, in ms (0 when there are none).
-fn percentile_ms(sorted_us: &[u32], p: usize) -> f64 {
+pub(crate) fn percentile_ms(sorted_us: &[u32], p: usize) -> f64 {
     sorted_us
         .get((sorted_us.len() * p / 100).min(sorted_us.len().saturating_sub(1)))
         .map_or(0.0, |&us| f64::from(us) / 1000.0)
 }
 
 /// Microseconds since `t`, saturated to u32 (71 minutes).
-fn micros_since(t: Instant) -> u32 {
+pub(crate) fn micros_since(t: Instant) -> u32 {
     u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX)
 }
 
 /// CPU microseconds per operation, when both are known.
-fn per_op_us(cpu_secs: Option<f64>, ops: usize) -> Option<f64> {
+pub(crate) fn per_op_us(cpu_secs: Option<f64>, ops: usize) -> Option<f64> {
     cpu_secs.filter(|_| ops > 0).map(|s| (s * 1e6 / ops as f64 * 10.0).round() / 10.0)
 }
 
 /// Raises the open-files soft limit to the hard limit (a spawned emulator inherits it).
 /// Returns the new soft limit.
-fn raise_nofile_limit() -> anyhow::Result<u64> {
+pub(crate) fn raise_nofile_limit() -> anyhow::Result<u64> {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
@@ -287,12 +268,12 @@ fn raise_nofile_limit() -> anyhow::Result<u64> {
 }
 
 /// A unique tag for ids and nonces of one run.
-fn run_id() -> String {
+pub(crate) fn run_id() -> String {
     format!("{:x}", SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos())
 }
 
 /// `host:port` of an `http://` / `mqtt://` URL.
-fn authority_of(url: &str) -> anyhow::Result<String> {
+pub(crate) fn authority_of(url: &str) -> anyhow::Result<String> {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let authority = rest.split('/').next().unwrap_or_default();
     if !authority.contains(':') {
@@ -302,7 +283,7 @@ fn authority_of(url: &str) -> anyhow::Result<String> {
 }
 
 /// A plain HTTP GET returning JSON (admin API).
-async fn get_json(url: &str) -> anyhow::Result<Value> {
+pub(crate) async fn get_json(url: &str) -> anyhow::Result<Value> {
     let resp = reqwest::get(url).await.with_context(|| format!("GET {url}"))?;
     let status = resp.status();
     if !status.is_success() {
@@ -313,19 +294,19 @@ async fn get_json(url: &str) -> anyhow::Result<Value> {
 
 /// Where the load goes.
 #[derive(Clone)]
-struct Target {
+pub(crate) struct Target {
     /// `host:port`, to connect to and for the Host header.
-    authority: String,
-    access_key_id: String,
-    access_key_secret: String,
+    pub(crate) authority: String,
+    pub(crate) access_key_id: String,
+    pub(crate) access_key_secret: String,
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// A signed RPC v1 GET: its origin-form URI (`/?...&Signature=...`).
-fn signed(target: &Target, action_params: &[(&str, &str)], nonce: &str) -> anyhow::Result<Uri> {
+pub(crate) fn signed(target: &Target, action_params: &[(&str, &str)], nonce: &str) -> anyhow::Result<Uri> {
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_millis();
     let timestamp = emu_pop::auth::iso8601(u64::try_from(now_ms).unwrap_or_default());
     let mut params: Vec<(&str, &str)> = vec![
@@ -344,7 +325,7 @@ fn signed(target: &Target, action_params: &[(&str, &str)], nonce: &str) -> anyho
     Ok(Uri::from_maybe_shared(Bytes::from(format!("/?{}", query.join("&"))))?)
 }
 
-async fn connect(authority: &str) -> anyhow::Result<Sender> {
+pub(crate) async fn connect(authority: &str) -> anyhow::Result<Sender> {
     let stream =
         tokio::net::TcpStream::connect(authority).await.with_context(|| format!("cannot connect to {authority}"))?;
     stream.set_nodelay(true)?;
@@ -353,7 +334,7 @@ async fn connect(authority: &str) -> anyhow::Result<Sender> {
     Ok(sender)
 }
 
-async fn send(sender: &mut Sender, host: &HeaderValue, uri: Uri) -> anyhow::Result<(StatusCode, Bytes)> {
+pub(crate) async fn send(sender: &mut Sender, host: &HeaderValue, uri: Uri) -> anyhow::Result<(StatusCode, Bytes)> {
     sender.ready().await?;
     let request = hyper::Request::get(uri).header(HOST, host.clone()).body(Empty::new())?;
     let response = sender.send_request(request).await?;
@@ -361,11 +342,11 @@ async fn send(sender: &mut Sender, host: &HeaderValue, uri: Uri) -> anyhow::Resu
     Ok((status, response.into_body().collect().await?.to_bytes()))
 }
 
-type Sender = SendRequest<Empty<Bytes>>;
+pub(crate) type Sender = SendRequest<Empty<Bytes>>;
 
 impl Target {
     /// The POP endpoint and default AccessKey of a spawned emulator, from its ready-file.
-    fn from_ready(ready: &Value) -> anyhow::Result<Target> {
+    pub(crate) fn from_ready(ready: &Value) -> anyhow::Result<Target> {
         let field =
             |k: &str| ready[k].as_str().map(str::to_string).with_context(|| format!("no {k} in the ready-file"));
         Ok(Target {
@@ -376,7 +357,12 @@ impl Target {
     }
 
     /// One signed POP call on `sender`; the reply's JSON when it says `"Code":"OK"`.
-    async fn call(&self, sender: &mut Sender, params: &[(&str, &str)], nonce: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn call(
+        &self,
+        sender: &mut Sender,
+        params: &[(&str, &str)],
+        nonce: &str,
+    ) -> anyhow::Result<Value> {
         let host = HeaderValue::from_str(&self.authority)?;
         let (status, body) = send(sender, &host, signed(self, params, nonce)?).await?;
         let reply: Value = serde_json::from_slice(&body).unwrap_or_default();
@@ -385,4 +371,44 @@ impl Target {
         }
         Ok(reply)
     }
+}
+
+/// Creates `n` accounts with a token each (signed AddRtcAccount + GetRtcToken, `DeviceId`
+/// `bench-<tag>-<i>`) over `parallel` keep-alive HTTP connections. In index order.
+pub(crate) async fn provision(target: &Target, n: usize, parallel: usize, tag: &str) -> anyhow::Result<Vec<Account>> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..parallel.clamp(1, n.max(1)) {
+        let (next, target, tag) = (next.clone(), target.clone(), tag.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connect(&target.authority).await?;
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return anyhow::Ok(out);
+                }
+                let device_id = format!("bench-{tag}-{i}");
+                let add = [("Action", "AddRtcAccount"), ("DeviceId", device_id.as_str())];
+                let reply = target.call(&mut sender, &add, &format!("{tag}-a{i}")).await?;
+                let rtc_id = reply["Module"].as_str().context("AddRtcAccount without Module")?.to_string();
+                let get = [
+                    ("Action", "GetRtcToken"),
+                    ("UserId", rtc_id.as_str()),
+                    ("DeviceId", device_id.as_str()),
+                    ("IsCustomAccount", "false"),
+                ];
+                let reply = target.call(&mut sender, &get, &format!("{tag}-t{i}")).await?;
+                let token: Value =
+                    serde_json::from_str(reply["Module"].as_str().context("GetRtcToken without Module")?)?;
+                out.push((i, Account::from_token(rtc_id, &token)?));
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    all.sort_unstable_by_key(|(i, _)| *i);
+    Ok(all.into_iter().map(|(_, a)| a).collect())
 }

@@ -1,16 +1,22 @@
-//! Virtual SDK devices built for load, for `bench gateway` and `bench calls`: accounts and tokens
-//! over signed POP, then MQTT 3.1.1 over a plain tokio `TcpStream`. No MQTT event loop and no
-//! task per device unless the caller spawns one; reads and writes are batched (everything queued
-//! with `push_*` goes out in one `write` at the next [`Conn::flush`]). CONNECT and SUBSCRIBE are
-//! encoded with rumqttc's `mqttbytes::v4`; the QoS 0 PUBLISHes of the hot path are framed by hand
-//! (fixed header, remaining length, topic, payload), and received frames are split without
-//! copying.
+//! A virtual SDK device built for load (the `alicom-bench` crate's `gateway` and `calls`
+//! benchmarks hold 10,000 of them): MQTT 3.1.1 over a plain tokio `TcpStream`, given an account
+//! whose token came from GetRtcToken. No MQTT event loop and no task per device unless the caller
+//! spawns one; reads and writes are batched (everything queued with `push_*` goes out in one
+//! `write` at the next [`Conn::flush`]). CONNECT and SUBSCRIBE are encoded with rumqttc's
+//! `mqttbytes::v4`; the QoS 0 PUBLISHes of the hot path are framed by hand (fixed header,
+//! remaining length, topic, payload), and received frames are split without copying.
+//!
+//! [`crate::Device`] is the other virtual device: an ergonomic test client (rumqttc's
+//! event loop in a task, typed [`Envelope`](emu_gateway::envelope::Envelope)s, automatic ACKs,
+//! waiting for a message type). Both speak the same protocol; what they share (the topic of
+//! each request type) is [`request_topic`]. This one exists because a rumqttc client per device
+//! costs a task, channels and a JSON parse per message, which the load generator cannot afford
+//! for 10,000 devices at 200k messages/s.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
+use base64::Engine;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use rumqttc::mqttbytes::QoS;
 use rumqttc::mqttbytes::v4::{Connect, Packet, Subscribe};
@@ -18,10 +24,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Target, connect};
-
 /// An RTC account with a token, as GetRtcToken returned it.
-pub(super) struct Account {
+pub struct Account {
     pub rtc_id: String,
     pub client_id: String,
     /// `tokenData` as a JSON string literal (quoted and escaped), to paste into bodies.
@@ -32,7 +36,8 @@ pub(super) struct Account {
 }
 
 impl Account {
-    fn from_token(rtc_id: String, token: &Value) -> anyhow::Result<Account> {
+    /// The fields a device needs from GetRtcToken's token (the JSON inside `Module`).
+    pub fn from_token(rtc_id: String, token: &Value) -> anyhow::Result<Account> {
         let field = |k: &str| token[k].as_str().map(str::to_string).with_context(|| format!("token without {k}"));
         let conference_topic = field("conferenceTopic")?;
         Ok(Account {
@@ -45,48 +50,8 @@ impl Account {
     }
 }
 
-/// Creates `n` accounts with a token each (signed AddRtcAccount + GetRtcToken, `DeviceId`
-/// `bench-<tag>-<i>`) over `parallel` keep-alive HTTP connections. In index order.
-pub(super) async fn provision(target: &Target, n: usize, parallel: usize, tag: &str) -> anyhow::Result<Vec<Account>> {
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..parallel.clamp(1, n.max(1)) {
-        let (next, target, tag) = (next.clone(), target.clone(), tag.to_string());
-        tasks.push(tokio::spawn(async move {
-            let mut sender = connect(&target.authority).await?;
-            let mut out = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return anyhow::Ok(out);
-                }
-                let device_id = format!("bench-{tag}-{i}");
-                let add = [("Action", "AddRtcAccount"), ("DeviceId", device_id.as_str())];
-                let reply = target.call(&mut sender, &add, &format!("{tag}-a{i}")).await?;
-                let rtc_id = reply["Module"].as_str().context("AddRtcAccount without Module")?.to_string();
-                let get = [
-                    ("Action", "GetRtcToken"),
-                    ("UserId", rtc_id.as_str()),
-                    ("DeviceId", device_id.as_str()),
-                    ("IsCustomAccount", "false"),
-                ];
-                let reply = target.call(&mut sender, &get, &format!("{tag}-t{i}")).await?;
-                let token: Value =
-                    serde_json::from_str(reply["Module"].as_str().context("GetRtcToken without Module")?)?;
-                out.push((i, Account::from_token(rtc_id, &token)?));
-            }
-        }));
-    }
-    let mut all = Vec::with_capacity(n);
-    for t in tasks {
-        all.extend(t.await??);
-    }
-    all.sort_unstable_by_key(|(i, _)| *i);
-    Ok(all.into_iter().map(|(_, a)| a).collect())
-}
-
 /// One MQTT packet from the emulator.
-pub(super) enum Frame {
+pub enum Frame {
     Publish {
         topic: Bytes,
         payload: Bytes,
@@ -99,10 +64,10 @@ pub(super) enum Frame {
 }
 
 /// How long setup steps wait for the emulator.
-pub(super) const STEP_TIMEOUT: Duration = Duration::from_secs(10);
+pub const STEP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One device's MQTT connection.
-pub(super) struct Conn {
+pub struct Conn {
     stream: TcpStream,
     rbuf: BytesMut,
     wbuf: BytesMut,
@@ -223,11 +188,7 @@ impl Conn {
 
     /// Queues a request envelope as the SDK builds it; `body` is JSON. Ids must not need escaping.
     pub fn push_request(&mut self, message_type: &str, request_id: &str, body: &str) {
-        let topic = match message_type {
-            "cs_register" => "artc_biz",
-            "cs_get_sls_sts" => "biz",
-            _ => "artc_media",
-        };
+        let topic = request_topic(message_type);
         let (rtc, client_id, now) = (&self.acct.rtc_id, &self.acct.client_id, now_ms());
         let envelope = format!(
             concat!(
@@ -335,7 +296,7 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// parse. The emulator serialises envelopes in field order (… `body`, `response`,
 /// `encryptedBody`, `requestId`, `arriveTime`, `responseCode`), so the last `"requestId"` is the
 /// envelope's, not something in the body.
-pub(super) fn scan_ack(payload: &[u8]) -> Option<(&[u8], i64)> {
+pub fn scan_ack(payload: &[u8]) -> Option<(&[u8], i64)> {
     const RID: &[u8] = br#""requestId":""#;
     const CODE: &[u8] = br#""responseCode":"#;
     let at = rfind(payload, RID)? + RID.len();
@@ -350,7 +311,7 @@ pub(super) fn scan_ack(payload: &[u8]) -> Option<(&[u8], i64)> {
 /// `base64(zlib(json))` for `body.mediaSignal`, with the zlib data as stored (uncompressed)
 /// blocks: valid for any inflater, and nearly free to produce, so the load generator does not
 /// spend its CPU on deflate.
-pub(super) fn media_signal(json: &str) -> String {
+pub fn media_signal(json: &str) -> String {
     let data = json.as_bytes();
     let mut z = Vec::with_capacity(data.len() + 16);
     z.extend_from_slice(&[0x78, 0x01]);
@@ -371,25 +332,16 @@ pub(super) fn media_signal(json: &str) -> String {
         b = (b + a) % 65_521;
     }
     z.extend_from_slice(&((b << 16) | a).to_be_bytes());
-    base64(&z)
+    base64::engine::general_purpose::STANDARD.encode(&z)
 }
 
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16)
-            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
+/// The `topic` field of a request envelope the SDK sends, by its `messageType`.
+pub fn request_topic(message_type: &str) -> &'static str {
+    match message_type {
+        "cs_register" => "artc_biz",
+        "cs_get_sls_sts" => "biz",
+        _ => "artc_media",
     }
-    out
 }
 
 #[cfg(test)]
@@ -401,9 +353,8 @@ mod tests {
         let v = serde_json::json!({"api": "joinChannel", "data": {"channelId": "c1", "pad": "é".repeat(40_000)}});
         let decoded = emu_gateway::media_signal::decode(&media_signal(&v.to_string()), 1 << 20).unwrap();
         assert_eq!(decoded, v);
-        assert_eq!(base64(b"ab"), "YWI=");
-        assert_eq!(base64(b"abc"), "YWJj");
-        assert_eq!(base64(b"a"), "YQ==");
+        let empty = emu_gateway::media_signal::decode(&media_signal(""), 16);
+        assert!(empty.is_err(), "an empty document is no JSON, but it inflates: {empty:?}");
     }
 
     #[test]

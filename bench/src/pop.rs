@@ -10,12 +10,13 @@ use hyper::header::HeaderValue;
 use hyper::{StatusCode, Uri};
 use serde_json::{Value, json};
 
-use emu_procstat::cpu_secs;
-
-use super::{Emulator, Sender, Target, client_runtime, connect, contains, percentile_ms, report, round3, send, signed};
+use crate::common::{
+    Emulator, Sender, Target, client_runtime, connect, contains, percentile_ms, report, round3, send, signed,
+};
+use crate::procstat::cpu_secs;
 
 #[derive(Debug, Args)]
-pub(super) struct PopArgs {
+pub struct PopArgs {
     /// How long to send requests, after the connections are open and the requests signed.
     #[arg(long, default_value_t = 10)]
     duration_secs: u64,
@@ -45,7 +46,7 @@ pub(super) struct PopArgs {
 }
 
 #[derive(Debug, Args)]
-pub(super) struct StartupArgs {
+pub struct StartupArgs {
     #[arg(long, default_value_t = 20)]
     runs: usize,
     /// Print one JSON object instead of the summary line (which then goes to stderr).
@@ -53,7 +54,7 @@ pub(super) struct StartupArgs {
     json: bool,
 }
 
-pub(super) fn startup(args: StartupArgs) -> anyhow::Result<()> {
+pub fn startup(args: StartupArgs) -> anyhow::Result<()> {
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -84,7 +85,7 @@ pub(super) fn startup(args: StartupArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(super) fn pop(args: PopArgs) -> anyhow::Result<()> {
+pub fn pop(args: PopArgs) -> anyhow::Result<()> {
     if args.connections == 0 || args.pool == 0 || args.client_threads == 0 {
         bail!("--connections, --pool and --client-threads must be at least 1");
     }

@@ -3,15 +3,13 @@
 //! the server's CPU time apart from the load generator's.
 //!
 //! ```text
-//! cargo run --release -p emu-mns --example bench -- [--seconds 10] [--clients 32] [--batch 1..16]
+//! alicom-bench mns [--seconds 10] [--clients 32] [--batch 1..16]
 //!     [--data-dir DIR] [--shared-queue] [--client-threads 1] [--json]
 //! ```
 //!
-//! (emu-media has an example called `bench` too: `target/release/examples/bench` is whichever was
-//! built last; `cargo run` relinks the right one.) Results and method: docs/benchmarks.md,
-//! "Media server and MNS".
+//! Results and method: docs/benchmarks.md, "Media server and MNS".
 //!
-//! * The example starts itself again with `--server` (and `--data-dir` when given): the MNS router
+//! * `alicom-bench` starts itself again with `mns --server` (and `--data-dir` when given): the MNS router
 //!   (`emu_mns::router`) served by `axum::serve` on 127.0.0.1, a multi-threaded tokio runtime with
 //!   one worker per core and logging at `warn` — as `alicom-emu` serves it. It prints its address
 //!   and runs until its stdin closes. With `--data-dir`, every send and delete is committed to
@@ -32,7 +30,7 @@
 //! server process and of the load generator (`/proc/<pid>/stat` utime + stime over the measured
 //! window), what the rest of the machine used meanwhile, and the server's RSS afterwards.
 
-use emu_procstat::{cpu_secs, machine_busy_secs, rss_mib};
+use crate::procstat::{cpu_secs, machine_busy_secs, rss_mib};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -51,7 +49,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use serde_json::json;
 
-const DEFAULT_TOML: &str = include_str!("../../../fixtures/default.toml");
+const DEFAULT_TOML: &str = include_str!("../../fixtures/default.toml");
 const ACCESS_KEY_ID: &str = "testAK";
 const ACCESS_KEY_SECRET: &str = "testSecret";
 /// A 28-byte base64 JSON body, like a small alicom receipt.
@@ -68,7 +66,10 @@ struct Args {
     json: bool,
 }
 
-fn args() -> anyhow::Result<Args> {
+const USAGE: &str = "usage (docs/benchmarks.md): alicom-bench mns [--seconds 10] [--clients 32] \
+                     [--batch 1..16] [--data-dir DIR] [--shared-queue] [--client-threads 1] [--json]";
+
+fn args(argv: Vec<String>) -> anyhow::Result<Args> {
     let mut a = Args {
         server: false,
         seconds: 10,
@@ -79,7 +80,7 @@ fn args() -> anyhow::Result<Args> {
         client_threads: 1,
         json: false,
     };
-    let mut it = std::env::args().skip(1);
+    let mut it = argv.into_iter();
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
         match arg.as_str() {
@@ -91,7 +92,7 @@ fn args() -> anyhow::Result<Args> {
             "--shared-queue" => a.shared_queue = true,
             "--client-threads" => a.client_threads = value("--client-threads")?.parse()?,
             "--json" => a.json = true,
-            other => bail!("unknown argument {other:?}"),
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
     if !(1..=16).contains(&a.batch) {
@@ -103,8 +104,9 @@ fn args() -> anyhow::Result<Args> {
     Ok(a)
 }
 
-fn main() -> anyhow::Result<()> {
-    let a = args()?;
+/// `alicom-bench mns [options]`.
+pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
+    let a = args(argv)?;
     if a.server { server(&a) } else { client(&a) }
 }
 
@@ -388,7 +390,7 @@ async fn load(a: &Args, addr: &str, server_pid: &str) -> anyhow::Result<Outcome>
 fn client(a: &Args) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
-    cmd.arg("--server").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.arg("mns").arg("--server").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     if let Some(d) = &a.data_dir {
         cmd.arg("--data-dir").arg(d);
     }
