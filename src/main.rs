@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Health { url }) => health(&url),
-        Some(Command::Config) => match alicom_emu::config::load(cli.config.as_deref(), cli.ephemeral_ports) {
+        Some(Command::Config) => match emu_server::config::load(cli.config.as_deref(), cli.ephemeral_ports) {
             Ok(c) => {
                 print!("{}", toml::to_string(&c).unwrap_or_default());
                 ExitCode::SUCCESS
@@ -65,7 +65,7 @@ fn fail(e: anyhow::Error) -> ExitCode {
 }
 
 fn serve(cli: Cli) -> ExitCode {
-    let mut config = match alicom_emu::config::load(cli.config.as_deref(), cli.ephemeral_ports) {
+    let mut config = match emu_server::config::load(cli.config.as_deref(), cli.ephemeral_ports) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
@@ -79,7 +79,7 @@ fn serve(cli: Cli) -> ExitCode {
         Err(e) => return fail(e.into()),
     };
     runtime.block_on(async move {
-        let mut running = match alicom_emu::start(config).await {
+        let mut running = match emu_server::start(config).await {
             Ok(r) => r,
             Err(e) => return fail(e),
         };
@@ -134,7 +134,7 @@ fn raise_open_files_limit() {
 fn raise_open_files_limit() {}
 
 /// Written to a temporary file and renamed, so a reader never sees half a document.
-fn write_ready_file(path: &std::path::Path, endpoints: &alicom_emu::Endpoints) -> anyhow::Result<()> {
+fn write_ready_file(path: &std::path::Path, endpoints: &emu_server::Endpoints) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(endpoints)?)?;
     std::fs::rename(&tmp, path)?;

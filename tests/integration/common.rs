@@ -3,8 +3,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use alicom_emu::Running;
 use emu_pop::signature::{acs3, pct, rpc_v1};
+use emu_server::Running;
 use serde_json::Value;
 
 pub const AK: &str = "testAK";
@@ -18,8 +18,8 @@ pub struct Emu {
 }
 
 pub async fn start(overrides: &str) -> Emu {
-    let config = alicom_emu::config::for_tests(overrides).expect("test config");
-    let running = alicom_emu::start(config).await.expect("emulator starts");
+    let config = emu_server::config::for_tests(overrides).expect("test config");
+    let running = emu_server::start(config).await.expect("emulator starts");
     Emu {
         pop: running.endpoints.pop.clone(),
         admin: running.endpoints.admin.clone(),

@@ -31,22 +31,22 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// An emulator running inside the test process.
 pub struct Emulator {
-    pub running: alicom_emu::Running,
-    pub endpoints: alicom_emu::Endpoints,
+    pub running: emu_server::Running,
+    pub endpoints: emu_server::Endpoints,
     http: reqwest::Client,
 }
 
 impl Emulator {
     /// Starts on the embedded defaults with `overrides` (TOML) merged in, every port ephemeral.
     pub async fn start(overrides: &str) -> anyhow::Result<Self> {
-        let config = alicom_emu::config::for_tests(overrides)?;
+        let config = emu_server::config::for_tests(overrides)?;
         // Admin calls carry `[admin] token` when the overrides set one.
         let mut headers = reqwest::header::HeaderMap::new();
         if !config.admin.token.is_empty() {
             headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", config.admin.token).parse()?);
         }
         let http = reqwest::Client::builder().default_headers(headers).build()?;
-        let running = alicom_emu::start(config).await?;
+        let running = emu_server::start(config).await?;
         Ok(Emulator { endpoints: running.endpoints.clone(), running, http })
     }
 

@@ -9,7 +9,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 
 /// `fixtures/default.toml`, compiled in: `alicom-emu` with no arguments runs on it.
-pub const DEFAULT_TOML: &str = include_str!("../fixtures/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../../fixtures/default.toml");
 
 pub const ENV_PREFIX: &str = "ALICOM_EMU_";
 
