@@ -11,5 +11,6 @@ mod cli;
 mod gateway;
 mod media;
 mod media_calls;
+mod media_video;
 mod pitfalls;
 mod pop_api;
