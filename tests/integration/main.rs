@@ -13,5 +13,6 @@ mod gateway;
 mod limits;
 mod media;
 mod media_calls;
+mod media_video;
 mod pitfalls;
 mod pop_api;

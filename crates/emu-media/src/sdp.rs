@@ -19,6 +19,81 @@ pub fn strip_candidates(sdp: &str) -> String {
     out
 }
 
+/// Makes the rejected m-lines of an answer valid; returns the answer and those lines' mids.
+///
+/// str0m rejects an offered m-line it has no codec for (video: the server answers audio only)
+/// with `m=video 0 UDP/TLS/RTP/SAVPF`, an empty format list and the offer's direction mirrored.
+/// RFC 4566 §5.14 requires a format and browsers refuse to parse the answer without one (the
+/// whole answer, audio included). RFC 3264 §6 lets a rejected line list any format of the
+/// offer's: this puts the offered line's first format there, with its `a=rtpmap` when the offer
+/// has one, and marks the line `a=inactive`. The line stays rejected (port 0, outside BUNDLE).
+/// Lines are paired by their index, as offer/answer pairs them.
+pub fn reject_unanswered(answer: &str, offer: &str) -> (String, Vec<String>) {
+    const DIRECTIONS: [&str; 4] = ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"];
+    let offered = sections(offer);
+    let mut out = String::with_capacity(answer.len() + 64);
+    let mut rejected = Vec::new();
+    let mut index = None::<usize>;
+    let mut in_rejected = false;
+    let mut pending_rtpmap: Option<String> = None;
+    for line in answer.split_inclusive('\n') {
+        let l = line.trim_end();
+        if l.starts_with("m=") {
+            if let Some(rtpmap) = pending_rtpmap.take() {
+                out.push_str(&rtpmap);
+            }
+            index = Some(index.map_or(0, |i| i + 1));
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            in_rejected = fields.len() == 3 && fields[1] == "0";
+            if in_rejected {
+                let section = index.and_then(|i| offered.get(i));
+                let format = section.and_then(|s| s.format.as_deref());
+                out.push_str(&format!("{} {} {} {}\r\n", fields[0], fields[1], fields[2], format.unwrap_or("0")));
+                pending_rtpmap = section.and_then(|s| s.rtpmap.as_ref()).map(|r| format!("{r}\r\n"));
+                continue;
+            }
+        } else if in_rejected {
+            if let Some(mid) = l.strip_prefix("a=mid:") {
+                rejected.push(mid.trim().to_string());
+            } else if DIRECTIONS.contains(&l) {
+                out.push_str("a=inactive\r\n");
+                continue;
+            }
+        }
+        out.push_str(line);
+    }
+    if let Some(rtpmap) = pending_rtpmap {
+        out.push_str(&rtpmap);
+    }
+    (out, rejected)
+}
+
+/// An offered m-line's first format and that format's `a=rtpmap` line.
+struct Section {
+    format: Option<String>,
+    rtpmap: Option<String>,
+}
+
+fn sections(sdp: &str) -> Vec<Section> {
+    let mut out: Vec<Section> = Vec::new();
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        if line.starts_with("m=") {
+            // A format on an offered line: a token, not free text (it goes into our answer).
+            let ok = |f: &&str| !f.is_empty() && f.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            let format = line.split_whitespace().nth(3).filter(ok).map(str::to_string);
+            out.push(Section { format, rtpmap: None });
+        } else if let Some(s) = out.last_mut()
+            && s.rtpmap.is_none()
+            && let Some(f) = s.format.as_deref()
+            && line.strip_prefix("a=rtpmap:").and_then(|r| r.split_whitespace().next()) == Some(f)
+        {
+            s.rtpmap = Some(line.to_string());
+        }
+    }
+    out
+}
+
 /// The first audio m-line of an offer: its mid and its index (`sdpMLineIndex`).
 pub fn audio_mid(sdp: &str) -> Option<(String, u32)> {
     let mut index: i64 = -1;
@@ -88,6 +163,27 @@ mod tests {
         assert_eq!(audio_mid(sdp), Some(("a1".into(), 1)));
         assert_eq!(audio_mid("v=0\r\nm=audio 9 X 0\r\n"), Some(("0".into(), 0)));
         assert_eq!(audio_mid("v=0\r\n"), None);
+    }
+
+    #[test]
+    fn rejected_lines_get_the_offers_first_format_and_go_inactive() {
+        let offer = "v=0\r\nm=audio 9 P 111 0\r\na=mid:0\r\na=rtpmap:111 opus/48000/2\r\n\
+                     m=video 9 P 96 97\r\na=mid:1\r\na=rtpmap:97 rtx/90000\r\na=rtpmap:96 VP8/90000\r\n\
+                     m=video 9 P 98\r\na=mid:2\r\n";
+        let answer = "v=0\r\nm=audio 9 P 111\r\na=mid:0\r\na=sendrecv\r\nm=video 0 P \r\na=mid:1\r\na=sendrecv\r\n\
+                      m=video 0 P\r\na=mid:2\r\na=recvonly\r\n";
+        let (fixed, mids) = reject_unanswered(answer, offer);
+        assert_eq!(
+            fixed,
+            "v=0\r\nm=audio 9 P 111\r\na=mid:0\r\na=sendrecv\r\nm=video 0 P 96\r\na=mid:1\r\na=inactive\r\n\
+             a=rtpmap:96 VP8/90000\r\nm=video 0 P 98\r\na=mid:2\r\na=inactive\r\n"
+        );
+        assert_eq!(mids, ["1", "2"]);
+        // Nothing rejected: unchanged.
+        assert_eq!(reject_unanswered(offer, offer), (offer.to_string(), vec![]));
+        // A line the offer lacks, or whose format is not a token: a placeholder format.
+        assert_eq!(reject_unanswered("m=video 0 P\r\n", "").0, "m=video 0 P 0\r\n");
+        assert_eq!(reject_unanswered("m=video 0 P\r\n", "m=video 9 P \u{7f}x\r\n").0, "m=video 0 P 0\r\n");
     }
 
     #[test]

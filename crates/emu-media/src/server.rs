@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use str0m::change::SdpOffer;
 use str0m::config::{CryptoProvider, DtlsCert};
 use str0m::format::{Codec, FormatParams, PayloadParams};
-use str0m::media::{Frequency, Mid, Pt, TelephoneEvent};
+use str0m::media::{Direction, Frequency, MediaKind, Mid, Pt, TelephoneEvent};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, RtpPacket, RtpWrite, SeqNo, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, PacerReason, Reason, Rtc};
@@ -1474,13 +1474,22 @@ impl State {
             self.counters.offers_rejected += 1;
             return Err("no audio codec in common (need Opus, PCMU or PCMA)".into());
         }
+        // Video (any line without a codec of ours) is rejected: str0m leaves that line without a
+        // format and with the offer's direction. Repair the text and set the line inactive in
+        // str0m too, so its state matches the answer (no change to apply: nothing is offered).
+        let (answer, rejected) = sdp::reject_unanswered(&answer.to_sdp_string(), offer_sdp);
+        let mut api = rtc.sdp_api();
+        for m in &rejected {
+            api.set_direction(Mid::from(m.as_str()), Direction::Inactive);
+        }
+        drop(api);
         leg.mid = Some(Mid::from(mid.as_str()));
         self.touch(id);
         self.settle(now);
         for c in candidates {
             self.add_remote_candidate(id, c, now);
         }
-        Ok((sdp::strip_candidates(&answer.to_sdp_string()), mid, label))
+        Ok((sdp::strip_candidates(&answer), mid, label))
     }
 
     fn add_remote_candidate(&mut self, id: LegId, c: &str, now: Instant) {
@@ -1600,7 +1609,9 @@ impl State {
                         ) if leg.state == LegState::Disconnected => {
                             leg.state = LegState::Connected;
                         }
-                        Event::MediaAdded(m) => leg.mid = Some(m.mid),
+                        // The audio line only: an offer's video line is added too (and
+                        // rejected), and taking its mid left the leg without a send codec.
+                        Event::MediaAdded(m) if m.kind == MediaKind::Audio => leg.mid = Some(m.mid),
                         Event::RtpPacket(p) => {
                             media.push(p);
                             if to_packet {

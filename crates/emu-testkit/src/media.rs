@@ -83,6 +83,17 @@ pub struct ClientOptions {
     /// Send every RTP datagram twice, as a network that duplicates packets does (the server
     /// must drop the replays).
     pub duplicate_rtp: bool,
+    /// A video m-line (VP8, send and receive) in the offer too, as a client with a camera has.
+    pub video: Option<VideoLine>,
+}
+
+/// Where the offer's video m-line goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoLine {
+    /// After the audio m-line (a camera added after the microphone).
+    AfterAudio,
+    /// Before it (the camera first).
+    BeforeAudio,
 }
 
 impl Default for ClientOptions {
@@ -93,6 +104,7 @@ impl Default for ClientOptions {
             telephone_event: true,
             tone_hz: Some(440.0),
             duplicate_rtp: false,
+            video: None,
         }
     }
 }
@@ -115,6 +127,12 @@ impl ClientOptions {
 
     pub fn codecs(mut self, codecs: &[AudioCodec]) -> Self {
         self.codecs = codecs.to_vec();
+        self
+    }
+
+    /// Offers a video m-line too, placed as `line` says (the client sends no video).
+    pub fn video(mut self, line: VideoLine) -> Self {
+        self.video = Some(line);
         self
     }
 }
@@ -255,10 +273,19 @@ impl MediaClient {
                 FormatParams::default(),
             );
         }
+        if opts.video.is_some() {
+            b = b.enable_vp8(true);
+        }
         let mut rtc = b.build(Instant::now());
         let candidate = rtc.add_local_candidate(cand).context("candidate refused")?.to_sdp_string();
         let mut api = rtc.sdp_api();
+        if opts.video == Some(VideoLine::BeforeAudio) {
+            api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+        }
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        if opts.video == Some(VideoLine::AfterAudio) {
+            api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+        }
         let (offer, pending) = api.apply().context("no offer")?;
         let offer_sdp = emu_media::sdp::strip_candidates(&offer.to_sdp_string());
         let (changed_tx, changed) = watch::channel(0);

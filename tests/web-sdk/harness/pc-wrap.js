@@ -6,6 +6,11 @@
 //   window.__audioStats() audio counters per PC (below)
 //   window.__rtcDump()    a chrome://webrtc-internals-like dump: every getStats() report of every
 //                         PC, its descriptions and its log (for failure reports)
+//   window.__pcView()     per PC: both descriptions, states and transceivers (mid, kind, directions)
+// A camera, as a client with video has: localStorage.HARNESS_CAMERA (set before the page loads)
+//   "after"  the first createOffer adds the fake camera's track (video after the SDK's audio)
+//   "first"  the constructor adds a video transceiver, the camera's track replacing its empty
+//            one when getUserMedia resolves (video is the first m-line)
 (function () {
   'use strict';
   var Orig = window.RTCPeerConnection;
@@ -73,9 +78,91 @@
         }
         return p;
       };
+      var setRemote = this.setRemoteDescription;
+      this.setRemoteDescription = function (d) {
+        var p = setRemote.apply(pc, arguments);
+        var type = d && d.type;
+        if (p && typeof p.then === 'function') {
+          p.then(
+            function () {
+              note('setRemoteDescription.ok', type);
+            },
+            function (e) {
+              note('setRemoteDescription.error', { type: type, error: String(e) });
+            },
+          );
+        }
+        return p;
+      };
+      addCamera(this, note);
       if (window.__record) window.__record('RTCPeerConnection', [index]);
     }
   }
+
+  function cameraMode() {
+    try {
+      return window.localStorage.getItem('HARNESS_CAMERA');
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function addCamera(pc, note) {
+    var mode = cameraMode();
+    var camera = function () {
+      return navigator.mediaDevices.getUserMedia({ video: true });
+    };
+    if (mode === 'first') {
+      var t = pc.addTransceiver('video', { direction: 'sendrecv' });
+      note('camera', 'video transceiver first');
+      camera().then(
+        function (stream) {
+          t.sender.replaceTrack(stream.getVideoTracks()[0]);
+          note('camera', 'track ' + stream.getVideoTracks()[0].label);
+        },
+        function (e) {
+          note('camera.error', String(e));
+        },
+      );
+    } else if (mode === 'after') {
+      var createOffer = pc.createOffer;
+      var added = false;
+      pc.createOffer = function () {
+        var args = arguments;
+        var offer = function () {
+          return createOffer.apply(pc, args);
+        };
+        if (added) return offer();
+        added = true;
+        return camera().then(function (stream) {
+          var track = stream.getVideoTracks()[0];
+          pc.addTrack(track, stream);
+          note('camera', 'track ' + track.label + ' added before the offer');
+        }, function (e) {
+          note('camera.error', String(e));
+        }).then(offer);
+      };
+    }
+  }
+
+  window.__pcView = function () {
+    return window.__pcs.map(function (pc, i) {
+      return {
+        index: i,
+        signalingState: pc.signalingState,
+        iceConnectionState: pc.iceConnectionState,
+        connectionState: pc.connectionState,
+        local: pc.localDescription && pc.localDescription.sdp,
+        remote: pc.remoteDescription && pc.remoteDescription.sdp,
+        transceivers: pc.getTransceivers().map(function (t) {
+          return { mid: t.mid, kind: t.receiver.track.kind, direction: t.direction, currentDirection: t.currentDirection, sending: !!t.sender.track };
+        }),
+        log: window.__pcLog[i].events.filter(function (e) {
+          return /camera|error|setRemoteDescription/i.test(e.name);
+        }),
+      };
+    });
+  };
   window.RTCPeerConnection = HarnessPeerConnection;
   window.webkitRTCPeerConnection = HarnessPeerConnection;
 

@@ -476,6 +476,90 @@ s.scenario(
 
 // ---------------------------------------------------------------------------------------------
 
+/** The first m-line of `kind` in an SDP: {port, formats, mid}, or null. */
+function mLine(sdp, kind) {
+  const sections = String(sdp || '').split(/\r?\n(?=m=)/).filter((x) => x.startsWith('m='));
+  const sec = sections.find((x) => x.startsWith(`m=${kind} `));
+  if (!sec) return null;
+  const f = sec.split(/\r?\n/)[0].trim().split(/\s+/);
+  const mid = (sec.match(/^a=mid:(\S+)/m) || [])[1] || null;
+  return { port: f[1], formats: f.slice(3), mid, index: sections.indexOf(sec) };
+}
+
+function bundleOf(sdp) {
+  const l = String(sdp || '').split(/\r?\n/).find((x) => x.startsWith('a=group:BUNDLE'));
+  return l ? l.trim().split(/\s+/).slice(1) : [];
+}
+
+s.scenario(
+  'video offers (a camera track on each PeerConnection): the answer rejects video, Chromium accepts it, audio both ways',
+  {
+    description:
+      'Each page adds the fake camera to the SDK\'s RTCPeerConnection before the offer (harness/pc-wrap.js, ' +
+      'localStorage.HARNESS_CAMERA): alice (sigv 2: the offer in joinChannel, the answer in its result) after the ' +
+      'SDK\'s audio, bob (sigv 1: sdpCandidate, TURN) as the first m-line. A calls B, B answers: both onActive. ' +
+      'Each offer carries m=video; each answer has the video m-line rejected (port 0, at least one format, the ' +
+      'offer\'s mid, left out of BUNDLE) and audio bundled; setRemoteDescription succeeds, ICE connects, inbound ' +
+      `audio +${GROW} packets on both pages. Emulator: both legs opus with RTP in and out. A hangs up: B ` +
+      'onStopped(2000099,"remote hangup"); both pages stay available.',
+  },
+  async (ctx) => {
+    const a = await ctx.device('alice', { localStorage: { ARTC_SIGV: '2', HARNESS_CAMERA: 'after' } });
+    const b = await ctx.device('bob', { localStorage: { HARNESS_CAMERA: 'first' } });
+    for (const d of [a, b]) await ctx.init(d);
+    await ctx.step('alice, bob: onServiceAvailable', async () => {
+      for (const d of [a, b]) await ctx.waitFor(d, 'onServiceAvailable', { timeout: 15000 });
+    });
+    M.mediaAtEnd(ctx, [a, b]);
+    const { ch } = await connectVoip(ctx, a, b);
+    await ctx.step('both browsers: the offer has video; the answer rejects it (port 0, a format, its mid, not bundled); setRemoteDescription ok; ICE connected', async () => {
+      for (const [d, videoIndex] of [[a, 1], [b, 0]]) {
+        const [pc] = await d.page.evaluate(() => window.__pcView());
+        const j = JSON.stringify({ transceivers: pc.transceivers, log: pc.log, remote: pc.remote });
+        const offered = mLine(pc.local, 'video');
+        const answered = mLine(pc.remote, 'video');
+        assert.ok(offered && offered.port !== '0', `${d.name} offered video: ${pc.local}`);
+        assert.equal(offered.index, videoIndex, `${d.name}: video m-line position: ${pc.local}`);
+        assert.ok(answered, `${d.name}: the answer has the video m-line: ${j}`);
+        assert.equal(answered.port, '0', `${d.name}: video rejected: ${j}`);
+        assert.ok(answered.formats.length >= 1, `${d.name}: the rejected line lists a format: ${j}`);
+        assert.equal(answered.mid, offered.mid, `${d.name}: the mid is kept: ${j}`);
+        assert.equal(answered.index, offered.index, j);
+        const audio = mLine(pc.remote, 'audio');
+        assert.ok(audio && audio.port !== '0', j);
+        assert.ok(bundleOf(pc.remote).includes(audio.mid) && !bundleOf(pc.remote).includes(answered.mid), `${d.name}: BUNDLE ${bundleOf(pc.remote)}: ${j}`);
+        assert.ok(pc.log.some((e) => e.name === 'setRemoteDescription.ok'), `${d.name}: setRemoteDescription succeeded: ${j}`);
+        assert.ok(!pc.log.some((e) => /error/.test(e.name)), `${d.name}: no error: ${j}`);
+        assert.equal(pc.signalingState, 'stable', j);
+        assert.ok(['connected', 'completed'].includes(pc.iceConnectionState), `${d.name}: ICE ${pc.iceConnectionState}`);
+        // Chromium stops a transceiver whose m-line the answer rejected (and then drops it).
+        const video = pc.transceivers.find((t) => t.kind === 'video') || null;
+        assert.ok(!video || ['stopped', 'inactive'].includes(video.currentDirection), `${d.name}: the camera's transceiver sends nothing: ${j}`);
+        assert.ok(pc.log.some((e) => e.name === 'camera' && /^track /.test(e.value)), `${d.name}: the camera's track was added: ${j}`);
+        ctx.note(`${d.name}: offered m=video ${offered.port} (${offered.formats.length} formats, mid ${offered.mid}); answered m=video ${answered.port} ${answered.formats.join(' ')}; BUNDLE ${bundleOf(pc.remote).join(' ')}; video transceiver ${JSON.stringify(video)}`);
+      }
+    });
+    await audioBothWays(ctx, [a, b]);
+    await ctx.step('emulator: legs A (sigv 2) and B (sigv 1) connected, opus, RTP both ways', async () => {
+      const m = await M.legsFlowing(ctx, ch, [a.rtcId, b.rtcId]);
+      ctx.note(`emulator media while active: ${JSON.stringify(m)}`);
+      assertLeg(M.legOf(m, a.rtcId), { sigv: 2, codec: 'opus' });
+      assertLeg(M.legOf(m, b.rtcId), { sigv: 1, codec: 'opus' });
+    });
+    const th = Date.now();
+    await a.page.evaluate(() => window.harness.hangup());
+    await ctx.step('A stop(): B onStopped(2000099, "remote hangup"); both pages stay available', async () => {
+      const sb = await ctx.waitFor(b, 'onStopped', { timeout: 10000 });
+      ctx.timing('A stop() → B onStopped', sb.t - th);
+      assert.deepEqual(sb.args.slice(0, 2), [2000099, 'remote hangup']);
+      await ctx.waitFor(a, 'onStopped', { timeout: 10000 });
+      await assertStayedUp(ctx, a, b);
+    });
+  },
+);
+
+// ---------------------------------------------------------------------------------------------
+
 s.scenario(
   'recorded voip→pstn: phone 13800000007 hangs up after 5 s → a stereo WAV recording, VoiceRecordReport and ArtcCdrReport in MNS (manual clock)',
   {
