@@ -117,22 +117,13 @@ impl Engine {
         if !cancels || call.state != CallState::Ringing {
             return self.after_leg_ended(channel_id, now);
         }
-        let tenant = call.tenant;
-        let others: Vec<(LegId, Target)> =
-            call.legs.iter().filter(|l| l.state == LegState::Ringing).map(|l| (l.id, l.target.clone())).collect();
-        for (other, target) in others {
-            self.end_leg(channel_id, other, Outcome::RejectedElsewhere, now);
-            match target {
-                Target::Device { rtc_id } => self.send_to(
-                    tenant,
-                    &rtc_id,
-                    messages::disconnect(None, channel_id, codes::REJECTED_ELSEWHERE, "rejected on another device"),
-                ),
-                Target::Phone { .. } => {
-                    self.out.push(Output::Pstn(PstnCommand::Release { leg: other, reason: ReleaseReason::Cancelled }))
-                }
-            }
-        }
+        self.stop_ringing(
+            channel_id,
+            Outcome::RejectedElsewhere,
+            (codes::REJECTED_ELSEWHERE, "rejected on another device"),
+            ReleaseReason::Cancelled,
+            now,
+        );
         self.call_pending_clear(channel_id);
         self.finish_unanswered(channel_id, now);
     }
@@ -157,12 +148,6 @@ impl Engine {
             (Caller::Phone { .. }, Target::Phone { .. }) => RtcType::Pstn2Pstn,
         };
         let caller = call.caller.clone();
-        let others: Vec<(LegId, Target)> = call
-            .legs
-            .iter()
-            .filter(|o| o.id != leg && o.state == LegState::Ringing)
-            .map(|o| (o.id, o.target.clone()))
-            .collect();
         self.log_state(channel_id, "active", json!({"answeredBy": target.label()}));
         match &caller {
             Caller::Device { rtc_id, uuid, .. } => {
@@ -176,24 +161,43 @@ impl Engine {
                 self.out.push(Output::Pstn(PstnCommand::Connected { leg: *caller_leg }));
             }
         }
-        for (other, t) in others {
-            self.end_leg(channel_id, other, Outcome::AnsweredElsewhere, now);
-            match t {
-                Target::Device { rtc_id } => self.send_to(
-                    tenant,
-                    &rtc_id,
-                    messages::disconnect(None, channel_id, codes::ANSWERED_ELSEWHERE, "answered on another device"),
-                ),
-                Target::Phone { .. } => self
-                    .out
-                    .push(Output::Pstn(PstnCommand::Release { leg: other, reason: ReleaseReason::AnsweredElsewhere })),
-            }
-        }
+        self.stop_ringing(
+            channel_id,
+            Outcome::AnsweredElsewhere,
+            (codes::ANSWERED_ELSEWHERE, "answered on another device"),
+            ReleaseReason::AnsweredElsewhere,
+            now,
+        );
         self.call_pending_clear(channel_id);
         if let Some(secs) = limit.filter(|s| *s > 0) {
             self.timer(now + secs * 1000, Timer::TimeLimit { channel_id: channel_id.into() });
         }
         self.out.push(Output::Media(MediaCommand::Bridge { channel_id: channel_id.into(), record }));
+    }
+
+    /// Stops every leg of the call still ringing: devices get `cs_disconnect{code, cause}`
+    /// (no uuid: they never answered), phones are released.
+    fn stop_ringing(
+        &mut self,
+        channel_id: &str,
+        outcome: Outcome,
+        (code, cause): (i64, &str),
+        reason: ReleaseReason,
+        now: Millis,
+    ) {
+        let Some(call) = self.calls.get(channel_id) else { return };
+        let tenant = call.tenant;
+        let ringing: Vec<(LegId, Target)> =
+            call.legs.iter().filter(|l| l.state == LegState::Ringing).map(|l| (l.id, l.target.clone())).collect();
+        for (leg, target) in ringing {
+            self.end_leg(channel_id, leg, outcome, now);
+            match target {
+                Target::Device { rtc_id } => {
+                    self.send_to(tenant, &rtc_id, messages::disconnect(None, channel_id, code, cause))
+                }
+                Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg, reason })),
+            }
+        }
     }
 
     pub(super) fn call_pending_clear(&mut self, channel_id: &str) {
