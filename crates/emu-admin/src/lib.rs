@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use emu_core::Shared;
+use emu_core::lifecycle::{Advance, AdvanceError, Reset};
 use emu_core::tenants::AccountState;
 use emu_pop::Pop;
 use parking_lot::RwLock;
@@ -23,21 +24,16 @@ mod security;
 
 pub use security::{Security, SeesSecrets, secure};
 
-type ResetHook = Box<dyn Fn() + Send + Sync>;
-
-/// Moves the clock and fires the timers that come due before `POST /admin/clock/advance` answers
-/// (the call driver installs it; without one only the clock moves).
-pub type AdvanceHook =
-    Arc<dyn Fn(u64) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, String>> + Send>> + Send + Sync>;
-
 pub struct Admin {
     pub shared: Shared,
     pub pop: Arc<Pop>,
     ready: AtomicBool,
     endpoints: RwLock<Value>,
     started_ms: u64,
-    reset_hooks: RwLock<Vec<ResetHook>>,
-    advance_hook: RwLock<Option<AdvanceHook>>,
+    /// What `POST /admin/reset` clears besides the shared state and the POP API.
+    resets: RwLock<Vec<Arc<dyn Reset>>>,
+    /// Fires the timers that come due when the clock moves (without one only the clock moves).
+    advance: RwLock<Option<Arc<dyn Advance>>>,
 }
 
 impl Admin {
@@ -49,8 +45,8 @@ impl Admin {
             ready: AtomicBool::new(false),
             endpoints: RwLock::new(json!({})),
             started_ms,
-            reset_hooks: RwLock::new(Vec::new()),
-            advance_hook: RwLock::new(None),
+            resets: RwLock::new(Vec::new()),
+            advance: RwLock::new(None),
         })
     }
 
@@ -60,20 +56,21 @@ impl Admin {
         self.ready.store(true, Ordering::Release);
     }
 
-    /// Other subsystems register what `POST /admin/reset` must clear.
-    pub fn on_reset(&self, hook: impl Fn() + Send + Sync + 'static) {
-        self.reset_hooks.write().push(Box::new(hook));
+    /// A component whose run-time state `POST /admin/reset` clears.
+    pub fn resets(&self, component: Arc<dyn Reset>) {
+        self.resets.write().push(component);
     }
 
-    pub fn set_advance_hook(&self, hook: AdvanceHook) {
-        *self.advance_hook.write() = Some(hook);
+    /// The component that fires timers when `POST /admin/clock/advance` moves the clock.
+    pub fn advances_with(&self, component: Arc<dyn Advance>) {
+        *self.advance.write() = Some(component);
     }
 
     pub fn reset(&self) {
         self.shared.reset();
         self.pop.reset();
-        for hook in self.reset_hooks.read().iter() {
-            hook();
+        for component in self.resets.read().iter() {
+            component.reset();
         }
         tracing::info!("run-time state reset");
     }
@@ -298,22 +295,23 @@ async fn clock(State(a): State<Arc<Admin>>) -> Response {
 }
 
 #[derive(Deserialize)]
-struct Advance {
+struct AdvanceBody {
     ms: u64,
 }
 
 async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
-    let body: Advance = parse(&body)?;
-    let hook = a.advance_hook.read().clone();
-    let result = match hook {
-        Some(h) => h(body.ms).await,
-        None => a.shared.clock.advance(body.ms).map_err(|e| e.to_string()),
+    let body: AdvanceBody = parse(&body)?;
+    let advance = a.advance.read().clone();
+    let result = match advance {
+        Some(component) => component.advance(body.ms).await,
+        None => a.shared.clock.advance(body.ms).map_err(AdvanceError::from),
     };
     match result {
         Ok(now) => Ok(Json(json!({"nowMs": now})).into_response()),
-        Err(e) => {
+        Err(e @ AdvanceError::Clock(_)) => {
             Err(ApiError(StatusCode::CONFLICT, format!("{e}: set [clock] mode = \"manual\" to move time by hand")))
         }
+        Err(e @ AdvanceError::Stopped) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
     }
 }
 

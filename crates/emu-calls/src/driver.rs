@@ -3,8 +3,12 @@
 //! the effects it returns: messages to devices, HTTP callbacks, media commands, receipts, the
 //! event log. All I/O of the call path is here; the logic is in the switch.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+use emu_core::lifecycle::AdvanceError;
 
 use emu_core::clock::format_shanghai;
 use emu_core::engine::call::{Caller, Target};
@@ -51,6 +55,21 @@ impl DriverHandle {
     /// Queues `f` without waiting (for synchronous hooks such as reset).
     pub fn spawn(&self, f: impl FnOnce(&mut Driver) + Send + 'static) {
         let _ = self.tx.try_send(Box::new(f));
+    }
+}
+
+/// `POST /admin/reset`: the driver starts over (queued; the admin answers at once).
+impl emu_core::lifecycle::Reset for DriverHandle {
+    fn reset(&self) {
+        self.spawn(|d| d.reset());
+    }
+}
+
+/// `POST /admin/clock/advance`: the driver moves the clock and fires every timer that comes due
+/// before it answers.
+impl emu_core::lifecycle::Advance for DriverHandle {
+    fn advance(&self, ms: Millis) -> Pin<Box<dyn Future<Output = Result<Millis, AdvanceError>> + Send + '_>> {
+        Box::pin(async move { self.with(move |d| d.advance(ms)).await.map_err(|_| AdvanceError::Stopped)? })
     }
 }
 
@@ -165,7 +184,7 @@ impl Driver {
     }
 
     /// Moves a manual clock and fires every timer that comes due, in order (the admin advance).
-    pub fn advance(&mut self, ms: u64) -> Result<Millis, emu_core::clock::ClockError> {
+    pub fn advance(&mut self, ms: u64) -> Result<Millis, AdvanceError> {
         let now = self.shared.clock.advance(ms)?;
         self.fire_due();
         Ok(now)

@@ -105,7 +105,7 @@ impl Clock {
     }
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, thiserror::Error, PartialEq, Eq)]
 pub enum ClockError {
     #[error("the clock is not in manual mode")]
     NotManual,

@@ -15,6 +15,7 @@ pub mod shared;
 pub use shared::Shared;
 pub mod events;
 pub mod ids;
+pub mod lifecycle;
 pub use events::EventLog;
 pub mod engine;
 pub mod pstn;

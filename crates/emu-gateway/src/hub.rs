@@ -836,3 +836,8 @@ impl Hub {
         self.conns.len()
     }
 }
+impl emu_core::lifecycle::Reset for Hub {
+    fn reset(&self) {
+        Hub::reset(self);
+    }
+}

@@ -800,3 +800,9 @@ pub(crate) async fn sleep_until(clock: &emu_core::Clock, mut closing: watch::Rec
         }
     }
 }
+
+impl emu_core::lifecycle::Reset for Mns {
+    fn reset(&self) {
+        Mns::reset(self);
+    }
+}

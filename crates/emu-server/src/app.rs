@@ -115,8 +115,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let mns = emu_mns::Mns::new(shared.clone(), shared.config.mns.clone(), data_dir.as_deref())
         .map_err(|e| anyhow::anyhow!("MNS store: {e}"))?;
     {
-        let for_reset = mns.clone();
-        admin.on_reset(move || for_reset.reset());
+        admin.resets(mns.clone());
         let for_pop = mns.clone();
         pop.set_queue_hook(Arc::new(move |tenant, queue| {
             if let Err(e) = for_pop.ensure_queue_now(tenant, queue) {
@@ -129,10 +128,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         None => None,
     };
     let gateway = emu_gateway::Hub::new(shared.clone(), format!("{host}:{mqtt_ws_port}"));
-    {
-        let gateway = gateway.clone();
-        admin.on_reset(move || gateway.reset());
-    }
+    admin.resets(gateway.clone());
 
     let endpoints = Endpoints {
         pop: format!("http://{host}:{pop_port}"),
@@ -159,15 +155,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let _ = driver_task.await;
     });
     {
-        let for_reset = calls.clone();
-        admin.on_reset(move || for_reset.spawn(|d| d.reset()));
-        let for_advance = calls.clone();
-        admin.set_advance_hook(std::sync::Arc::new(move |ms| {
-            let calls = for_advance.clone();
-            Box::pin(async move {
-                calls.with(move |d| d.advance(ms)).await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())
-            })
-        }));
+        admin.resets(Arc::new(calls.clone()));
+        admin.advances_with(Arc::new(calls.clone()));
     }
     let health = emu_admin::health_router(admin.clone());
     let http_opts = ServeOptions::from_config(&shared.config.server);
