@@ -1,5 +1,6 @@
 //! Admin routes of the call engine and the simulated PSTN (docs/admin-api.md, docs/pstn.md): each
-//! runs as a job on the driver's task.
+//! parses its input, sends a typed request to the calls driver ([`crate::requests`]) and shapes
+//! the reply.
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -7,13 +8,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use emu_core::TenantId;
-use emu_core::events::EventFilter;
 use emu_pstn::{Behavior, PstnError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::driver::{Driver, DriverHandle, DriverStopped};
+use crate::driver::{DriverHandle, DriverStopped};
+use crate::requests::{CallbacksChange, CallsError, PhoneAction, Request};
 
 pub fn router(driver: DriverHandle) -> Router {
     Router::new()
@@ -43,8 +43,19 @@ impl From<PstnError> for ApiError {
     }
 }
 
-fn stopped(e: DriverStopped) -> ApiError {
-    ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+impl From<CallsError> for ApiError {
+    fn from(e: CallsError) -> Self {
+        match e {
+            CallsError::NotFound(why) => ApiError(StatusCode::NOT_FOUND, why),
+            CallsError::Pstn(e) => e.into(),
+        }
+    }
+}
+
+impl From<DriverStopped> for ApiError {
+    fn from(e: DriverStopped) -> Self {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -53,79 +64,29 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 type Reply = Result<Json<Value>, ApiError>;
 
-fn summary(c: &emu_core::engine::call::Call, d: &Driver) -> Value {
-    json!({
-        "channelId": c.channel_id,
-        "tenant": d.switch.tenant_name(c.tenant),
-        "alicomRtcType": c.rtc_type,
-        "state": c.state,
-        "caller": c.caller_label(),
-        "callees": c.legs.iter().map(|l| l.target.label()).collect::<Vec<_>>(),
-        "createdMs": c.created_ms,
-        "answeredMs": c.answered_ms,
-        "endedMs": c.ended_ms,
-        "endReason": c.end_reason,
-        "causeCode": c.cause_code,
-    })
+fn view(v: impl serde::Serialize) -> Json<Value> {
+    Json(serde_json::to_value(v).unwrap_or(Value::Null))
 }
 
 async fn calls(State(d): State<DriverHandle>) -> Reply {
-    let list = d
-        .with(|d| d.switch.engine.calls().into_iter().map(|c| summary(c, d)).collect::<Vec<_>>())
-        .await
-        .map_err(stopped)?;
+    let list = d.ask(Request::Calls).await?;
     Ok(Json(json!({"calls": list})))
 }
 
 /// A call with its legs, codes, CDR and the full timeline of its events.
 async fn call(State(d): State<DriverHandle>, Path(channel_id): Path<String>) -> Reply {
     let id = channel_id.clone();
-    let found = d
-        .with(move |d| {
-            d.switch.engine.call(&id).map(|c| {
-                let mut v = serde_json::to_value(c).unwrap_or(Value::Null);
-                v["tenant"] = d.shared.tenants.get(c.tenant).name.clone().into();
-                let timeline =
-                    d.shared.events.query(&EventFilter { channel_id: Some(id.clone()), ..Default::default() });
-                v["timeline"] = serde_json::to_value(timeline).unwrap_or(Value::Null);
-                v["media"] = d.media.stats(&id);
-                v
-            })
-        })
-        .await
-        .map_err(stopped)?;
+    let found = d.ask(|reply| Request::Call { channel_id: id, reply }).await?;
     found.map(Json).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {channel_id} (active or recent)")))
 }
 
 async fn cdrs(State(d): State<DriverHandle>) -> Reply {
-    let list = d.with(|d| d.switch.cdrs().cloned().collect::<Vec<_>>()).await.map_err(stopped)?;
+    let list = d.ask(Request::Cdrs).await?;
     Ok(Json(json!({"cdrs": list})))
 }
 
-fn tenant_of(d: &Driver, name: Option<&str>) -> Result<TenantId, ApiError> {
-    match name {
-        None => Ok(TenantId(0)),
-        Some(n) => d
-            .shared
-            .tenants
-            .by_name(n)
-            .map(|t| t.id)
-            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no tenant named {n:?}"))),
-    }
-}
-
-fn callbacks_view(d: &Driver, t: TenantId) -> Value {
-    let r = d.switch.engine.routing(t).cloned().unwrap_or_default();
-    let numbers: serde_json::Map<String, Value> =
-        r.numbers.iter().map(|(n, url)| (n.clone(), url.clone().map(Value::from).unwrap_or(Value::Null))).collect();
-    json!({"tenant": r.name, "outbound": r.outbound_callback, "inbound": r.inbound_callback, "numbers": numbers})
-}
-
 async fn get_callbacks(State(d): State<DriverHandle>) -> Reply {
-    let v = d
-        .with(|d| d.shared.tenants.all().iter().map(|t| callbacks_view(d, t.id)).collect::<Vec<_>>())
-        .await
-        .map_err(stopped)?;
+    let v = d.ask(Request::Callbacks).await?;
     Ok(Json(json!({"callbacks": v})))
 }
 
@@ -167,49 +128,33 @@ async fn put_callbacks(State(d): State<DriverHandle>, body: Bytes) -> Reply {
     for url in b.numbers.values() {
         check_url(&Some(url.clone()))?;
     }
-    d.with(move |d| {
-        let t = tenant_of(d, b.tenant.as_deref())?;
-        for number in b.numbers.keys() {
-            if !d.switch.engine.routing(t).is_some_and(|r| r.numbers.contains_key(number)) {
-                return Err(ApiError(StatusCode::NOT_FOUND, format!("{number} is not a number of this tenant")));
-            }
-        }
-        d.switch.engine.set_callbacks(t, b.outbound, b.inbound);
-        for (number, url) in b.numbers {
-            d.switch.engine.set_number_callback(t, &number, url);
-        }
-        Ok(Json(callbacks_view(d, t)))
-    })
-    .await
-    .map_err(stopped)?
+    let change = CallbacksChange {
+        tenant: b.tenant,
+        outbound: b.outbound,
+        inbound: b.inbound,
+        numbers: b.numbers.into_iter().collect(),
+    };
+    Ok(Json(d.ask(|reply| Request::SetCallbacks { change, reply }).await??))
 }
 
 async fn phones(State(d): State<DriverHandle>) -> Reply {
-    let list = d.with(|d| d.switch.pstn.phones()).await.map_err(stopped)?;
+    let list = d.ask(Request::Phones).await?;
     Ok(Json(json!({"phones": list})))
 }
 
 async fn phone(State(d): State<DriverHandle>, Path(number): Path<String>) -> Reply {
-    let v = d.with(move |d| d.switch.pstn.phone(&number)).await.map_err(stopped)??;
-    Ok(Json(serde_json::to_value(v).unwrap_or(Value::Null)))
+    Ok(view(d.ask(|reply| Request::Phone { number, reply }).await??))
 }
 
 /// `PUT /admin/pstn/phones/{number}` with a behaviour.
 async fn set_phone(State(d): State<DriverHandle>, Path(number): Path<String>, body: Bytes) -> Reply {
     let behavior: Behavior = serde_json::from_slice(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid behavior: {e}")))?;
-    let v = d
-        .with(move |d| {
-            d.switch.pstn.set_behavior(&number, behavior)?;
-            d.switch.pstn.phone(&number)
-        })
-        .await
-        .map_err(stopped)??;
-    Ok(Json(serde_json::to_value(v).unwrap_or(Value::Null)))
+    Ok(view(d.ask(|reply| Request::SetPhone { number, behavior, reply }).await??))
 }
 
 async fn clear_phone(State(d): State<DriverHandle>, Path(number): Path<String>) -> Reply {
-    let cleared = d.with(move |d| d.switch.pstn.clear_behavior(&number)).await.map_err(stopped)?;
+    let cleared = d.ask(|reply| Request::ClearPhone { number, reply }).await?;
     Ok(Json(json!({"cleared": cleared})))
 }
 
@@ -225,30 +170,19 @@ async fn phone_action(
     Path((number, action)): Path<(String, String)>,
     body: Bytes,
 ) -> Reply {
-    let digits = if action == "dtmf" { Some(parse::<Digits>(&body)?.digits) } else { None };
-    if !matches!(action.as_str(), "answer" | "reject" | "hangup" | "dtmf") {
-        return Err(ApiError(
-            StatusCode::NOT_FOUND,
-            format!("unknown phone action {action:?}: answer, reject, hangup or dtmf"),
-        ));
-    }
-    let v = d
-        .with(move |d| -> Result<Value, ApiError> {
-            let now = d.now();
-            let events = match action.as_str() {
-                "answer" => d.switch.pstn.answer(&number, now)?,
-                "reject" => d.switch.pstn.reject(&number, now)?,
-                "hangup" => d.switch.pstn.hangup(&number, now)?,
-                _ => d.switch.pstn.press(&number, digits.as_deref().unwrap_or_default(), now)?,
-            };
-            let effects = d.switch.phone_events(events, now);
-            d.apply(effects);
-            d.fire_due();
-            Ok(serde_json::to_value(d.switch.pstn.phone(&number)?).unwrap_or(Value::Null))
-        })
-        .await
-        .map_err(stopped)??;
-    Ok(Json(v))
+    let action = match action.as_str() {
+        "answer" => PhoneAction::Answer,
+        "reject" => PhoneAction::Reject,
+        "hangup" => PhoneAction::HangUp,
+        "dtmf" => PhoneAction::Press(parse::<Digits>(&body)?.digits),
+        other => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("unknown phone action {other:?}: answer, reject, hangup or dtmf"),
+            ));
+        }
+    };
+    Ok(view(d.ask(|reply| Request::PhoneAction { number, action, reply }).await??))
 }
 
 #[derive(Deserialize)]
@@ -260,20 +194,9 @@ struct DialIn {
 
 /// `POST /admin/pstn/calls {"from","to"}`: a phone calls a bought number.
 async fn dial_in(State(d): State<DriverHandle>, body: Bytes) -> Result<Response, ApiError> {
-    let b: DialIn = parse(&body)?;
-    let v = d
-        .with(move |d| -> Result<Value, ApiError> {
-            emu_pstn::validate_number(&b.from)?;
-            d.switch.pstn.can_originate(&b.from)?;
-            let now = d.now();
-            let (channel_id, effects) =
-                d.switch.dial_in(&b.from, &b.to, now).map_err(|e| ApiError(StatusCode::NOT_FOUND, e.to_string()))?;
-            d.apply(effects);
-            Ok(json!({"channelId": channel_id}))
-        })
-        .await
-        .map_err(stopped)??;
-    Ok((StatusCode::CREATED, Json(v)).into_response())
+    let DialIn { from, to } = parse(&body)?;
+    let channel_id = d.ask(|reply| Request::DialIn { from, to, reply }).await??;
+    Ok((StatusCode::CREATED, Json(json!({"channelId": channel_id}))).into_response())
 }
 
 async fn magic() -> Json<Value> {

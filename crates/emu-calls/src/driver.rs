@@ -22,46 +22,33 @@ use emu_pstn::PstnSim;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::requests::Request;
 use crate::switch::{Effect, Switch};
-
-/// Work run on the driver's task with exclusive access to its state.
-type Job = Box<dyn FnOnce(&mut Driver) + Send>;
 
 /// The driver has stopped (the emulator is shutting down): admin requests answer 503.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the call driver has stopped")]
 pub struct DriverStopped;
 
-/// A handle for the admin API: runs jobs on the driver's task.
+/// A handle for the admin API: sends typed requests to the driver's task.
 #[derive(Clone)]
 pub struct DriverHandle {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Request>,
 }
 
 impl DriverHandle {
-    /// Runs `f` on the driver and returns its result.
-    pub async fn with<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Driver) -> T + Send + 'static,
-    ) -> Result<T, DriverStopped> {
+    /// Sends the request `make` builds around a reply channel, and awaits the reply.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Result<T, DriverStopped> {
         let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |d| {
-            let _ = reply.send(f(d));
-        });
-        self.tx.send(job).await.map_err(|_| DriverStopped)?;
+        self.tx.send(make(reply)).await.map_err(|_| DriverStopped)?;
         rx.await.map_err(|_| DriverStopped)
-    }
-
-    /// Queues `f` without waiting (for synchronous hooks such as reset).
-    pub fn spawn(&self, f: impl FnOnce(&mut Driver) + Send + 'static) {
-        let _ = self.tx.try_send(Box::new(f));
     }
 }
 
 /// `POST /admin/reset`: the driver starts over (queued; the admin answers at once).
 impl emu_core::lifecycle::Reset for DriverHandle {
     fn reset(&self) {
-        self.spawn(|d| d.reset());
+        let _ = self.tx.try_send(Request::Reset);
     }
 }
 
@@ -69,16 +56,18 @@ impl emu_core::lifecycle::Reset for DriverHandle {
 /// before it answers.
 impl emu_core::lifecycle::Advance for DriverHandle {
     fn advance(&self, ms: Millis) -> Pin<Box<dyn Future<Output = Result<Millis, AdvanceError>> + Send + '_>> {
-        Box::pin(async move { self.with(move |d| d.advance(ms)).await.map_err(|_| AdvanceError::Stopped)? })
+        Box::pin(
+            async move { self.ask(|reply| Request::Advance { ms, reply }).await.map_err(|_| AdvanceError::Stopped)? },
+        )
     }
 }
 
 pub struct Driver {
-    pub shared: Shared,
-    pub switch: Switch,
+    pub(crate) shared: Shared,
+    pub(crate) switch: Switch,
     hub: Arc<Hub>,
     mns: Arc<emu_mns::Mns>,
-    pub media: Arc<MediaServer>,
+    pub(crate) media: Arc<MediaServer>,
     callbacks: mpsc::Sender<(String, CallbackKind, Result<Value, CallbackFailure>)>,
     http: reqwest::Client,
 }
@@ -138,7 +127,7 @@ pub fn spawn(
     let pstn =
         PstnSim::from_config(&shared.config.pstn).map_err(|e| anyhow::anyhow!("invalid [pstn] configuration: {e}"))?;
     let mut gateway = hub.attach_engine();
-    let (job_tx, mut jobs) = mpsc::channel::<Job>(1024);
+    let (requests_tx, mut requests) = mpsc::channel::<Request>(1024);
     let (cb_tx, mut cb_rx) = mpsc::channel(1024);
     let mut driver = Driver {
         switch: switch_from_config(&shared, pstn),
@@ -154,7 +143,7 @@ pub fn spawn(
             let sleep = driver.sleep_for_next_timer();
             tokio::select! {
                 Some(ev) = gateway.recv() => driver.on_gateway(ev),
-                Some(job) = jobs.recv() => job(&mut driver),
+                Some(request) = requests.recv() => driver.serve(request),
                 Some(ev) = media_events.recv() => driver.on_media(ev),
                 Some((channel_id, kind, result)) = cb_rx.recv() => {
                     let now = driver.now();
@@ -166,11 +155,11 @@ pub fn spawn(
             driver.fire_due();
         }
     });
-    Ok((DriverHandle { tx: job_tx }, task))
+    Ok((DriverHandle { tx: requests_tx }, task))
 }
 
 impl Driver {
-    pub fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         self.shared.clock.now_ms()
     }
 
@@ -184,14 +173,14 @@ impl Driver {
     }
 
     /// Moves a manual clock and fires every timer that comes due, in order (the admin advance).
-    pub fn advance(&mut self, ms: u64) -> Result<Millis, AdvanceError> {
+    pub(crate) fn advance(&mut self, ms: u64) -> Result<Millis, AdvanceError> {
         let now = self.shared.clock.advance(ms)?;
         self.fire_due();
         Ok(now)
     }
 
     /// Fires due timers of the engine and the PSTN in deadline order across both.
-    pub fn fire_due(&mut self) {
+    pub(crate) fn fire_due(&mut self) {
         let effects = self.switch.fire_due(self.now());
         self.apply(effects);
     }
@@ -208,13 +197,13 @@ impl Driver {
         self.feed(input, now);
     }
 
-    pub fn feed(&mut self, input: Input, now: Millis) {
+    pub(crate) fn feed(&mut self, input: Input, now: Millis) {
         let effects = self.switch.feed(input, now);
         self.apply(effects);
     }
 
     /// Carries out the switch's effects, in order.
-    pub fn apply(&mut self, effects: Vec<Effect>) {
+    pub(crate) fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::Send { tenant, rtc_id, message } => self.send(tenant, &rtc_id, &message),
@@ -378,7 +367,7 @@ impl Driver {
         });
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         let engine = engine_from_config(&self.shared);
         self.switch.reset(engine);
         self.media.reset();

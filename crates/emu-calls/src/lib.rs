@@ -5,8 +5,10 @@
 
 pub mod api;
 pub mod driver;
+pub mod requests;
 pub mod switch;
 
 pub use api::router;
 pub use driver::{Driver, DriverHandle, DriverStopped, spawn};
+pub use requests::Request;
 pub use switch::{Effect, Switch};
