@@ -183,12 +183,17 @@ async fn foreign_host_names_are_refused() {
 async fn admin_errors_are_json() {
     let emu = common::start("").await;
     let big = "x".repeat(20 * 1024 * 1024);
-    let cases: [(Method, &str, &str, u16); 5] = [
+    let cases: [(Method, &str, &str, u16); 9] = [
         (Method::GET, "/admin/reset", "", 405),
         (Method::DELETE, "/admin/tenants", "", 405),
         (Method::GET, "/admin/no-such-thing", "", 404),
         (Method::GET, "/no-such-thing", "", 404),
         (Method::PUT, "/admin/tenants/default/state", &big, 413),
+        // Every component's admin routes answer in the same shape.
+        (Method::GET, "/admin/media/no-such-channel", "", 404),
+        (Method::GET, "/recordings/no-such.wav", "", 404),
+        (Method::GET, "/admin/queues/no-such-queue/messages", "", 404),
+        (Method::GET, "/admin/calls/no-such-call", "", 404),
     ];
     for (method, path, body, want) in cases {
         let (status, ct, text) = admin(&emu, method.clone(), path, &[("content-type", "application/json")], body).await;

@@ -102,13 +102,7 @@ pub fn health_router(admin: Arc<Admin>) -> Router {
 }
 
 /// An admin error: `{"error": "..."}` with a status.
-pub struct ApiError(pub(crate) StatusCode, pub(crate) String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
-    }
-}
+pub use emu_http::ApiError;
 
 type Reply = Result<Response, ApiError>;
 

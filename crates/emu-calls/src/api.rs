@@ -12,6 +12,8 @@ use emu_pstn::{Behavior, PstnError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use emu_http::ApiError;
+
 use crate::driver::{DriverHandle, DriverStopped};
 use crate::requests::{CallbacksChange, CallsError, PhoneAction, Request};
 
@@ -29,33 +31,19 @@ pub fn router(driver: DriverHandle) -> Router {
         .with_state(driver)
 }
 
-struct ApiError(StatusCode, String);
+fn pstn_error(e: PstnError) -> ApiError {
+    ApiError(StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string())
+}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
+fn calls_error(e: CallsError) -> ApiError {
+    match e {
+        CallsError::NotFound(why) => ApiError::not_found(why),
+        CallsError::Pstn(e) => pstn_error(e),
     }
 }
 
-impl From<PstnError> for ApiError {
-    fn from(e: PstnError) -> Self {
-        ApiError(StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string())
-    }
-}
-
-impl From<CallsError> for ApiError {
-    fn from(e: CallsError) -> Self {
-        match e {
-            CallsError::NotFound(why) => ApiError(StatusCode::NOT_FOUND, why),
-            CallsError::Pstn(e) => e.into(),
-        }
-    }
-}
-
-impl From<DriverStopped> for ApiError {
-    fn from(e: DriverStopped) -> Self {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-    }
+fn stopped(e: DriverStopped) -> ApiError {
+    ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
@@ -69,24 +57,24 @@ fn view(v: impl serde::Serialize) -> Json<Value> {
 }
 
 async fn calls(State(d): State<DriverHandle>) -> Reply {
-    let list = d.ask(Request::Calls).await?;
+    let list = d.ask(Request::Calls).await.map_err(stopped)?;
     Ok(Json(json!({"calls": list})))
 }
 
 /// A call with its legs, codes, CDR and the full timeline of its events.
 async fn call(State(d): State<DriverHandle>, Path(channel_id): Path<String>) -> Reply {
     let id = channel_id.clone();
-    let found = d.ask(|reply| Request::Call { channel_id: id, reply }).await?;
+    let found = d.ask(|reply| Request::Call { channel_id: id, reply }).await.map_err(stopped)?;
     found.map(Json).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {channel_id} (active or recent)")))
 }
 
 async fn cdrs(State(d): State<DriverHandle>) -> Reply {
-    let list = d.ask(Request::Cdrs).await?;
+    let list = d.ask(Request::Cdrs).await.map_err(stopped)?;
     Ok(Json(json!({"cdrs": list})))
 }
 
 async fn get_callbacks(State(d): State<DriverHandle>) -> Reply {
-    let v = d.ask(Request::Callbacks).await?;
+    let v = d.ask(Request::Callbacks).await.map_err(stopped)?;
     Ok(Json(json!({"callbacks": v})))
 }
 
@@ -134,27 +122,27 @@ async fn put_callbacks(State(d): State<DriverHandle>, body: Bytes) -> Reply {
         inbound: b.inbound,
         numbers: b.numbers.into_iter().collect(),
     };
-    Ok(Json(d.ask(|reply| Request::SetCallbacks { change, reply }).await??))
+    Ok(Json(d.ask(|reply| Request::SetCallbacks { change, reply }).await.map_err(stopped)?.map_err(calls_error)?))
 }
 
 async fn phones(State(d): State<DriverHandle>) -> Reply {
-    let list = d.ask(Request::Phones).await?;
+    let list = d.ask(Request::Phones).await.map_err(stopped)?;
     Ok(Json(json!({"phones": list})))
 }
 
 async fn phone(State(d): State<DriverHandle>, Path(number): Path<String>) -> Reply {
-    Ok(view(d.ask(|reply| Request::Phone { number, reply }).await??))
+    Ok(view(d.ask(|reply| Request::Phone { number, reply }).await.map_err(stopped)?.map_err(pstn_error)?))
 }
 
 /// `PUT /admin/pstn/phones/{number}` with a behaviour.
 async fn set_phone(State(d): State<DriverHandle>, Path(number): Path<String>, body: Bytes) -> Reply {
     let behavior: Behavior = serde_json::from_slice(&body)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid behavior: {e}")))?;
-    Ok(view(d.ask(|reply| Request::SetPhone { number, behavior, reply }).await??))
+    Ok(view(d.ask(|reply| Request::SetPhone { number, behavior, reply }).await.map_err(stopped)?.map_err(pstn_error)?))
 }
 
 async fn clear_phone(State(d): State<DriverHandle>, Path(number): Path<String>) -> Reply {
-    let cleared = d.ask(|reply| Request::ClearPhone { number, reply }).await?;
+    let cleared = d.ask(|reply| Request::ClearPhone { number, reply }).await.map_err(stopped)?;
     Ok(Json(json!({"cleared": cleared})))
 }
 
@@ -182,7 +170,7 @@ async fn phone_action(
             ));
         }
     };
-    Ok(view(d.ask(|reply| Request::PhoneAction { number, action, reply }).await??))
+    Ok(view(d.ask(|reply| Request::PhoneAction { number, action, reply }).await.map_err(stopped)?.map_err(pstn_error)?))
 }
 
 #[derive(Deserialize)]
@@ -195,7 +183,7 @@ struct DialIn {
 /// `POST /admin/pstn/calls {"from","to"}`: a phone calls a bought number.
 async fn dial_in(State(d): State<DriverHandle>, body: Bytes) -> Result<Response, ApiError> {
     let DialIn { from, to } = parse(&body)?;
-    let channel_id = d.ask(|reply| Request::DialIn { from, to, reply }).await??;
+    let channel_id = d.ask(|reply| Request::DialIn { from, to, reply }).await.map_err(stopped)?.map_err(calls_error)?;
     Ok((StatusCode::CREATED, Json(json!({"channelId": channel_id}))).into_response())
 }
 

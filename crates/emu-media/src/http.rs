@@ -9,10 +9,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+
+use emu_http::ApiError;
 
 use crate::MediaServer;
 
@@ -26,7 +28,7 @@ pub fn router(server: Arc<MediaServer>) -> Router {
 }
 
 fn not_found(what: &str) -> Response {
-    (StatusCode::NOT_FOUND, axum::Json(json!({"code": "NotFound", "message": what}))).into_response()
+    ApiError::not_found(what).into_response()
 }
 
 async fn download(State(s): State<Arc<MediaServer>>, Path(file): Path<String>) -> Response {

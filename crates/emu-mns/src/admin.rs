@@ -19,32 +19,30 @@ use emu_core::TenantId;
 use serde::Deserialize;
 use serde_json::json;
 
+use emu_http::ApiError;
+
 use crate::{Mns, PushTarget};
 
 pub fn router(mns: Arc<Mns>) -> Router {
     Router::new()
-        .route("/admin/mns/queues", get(queues))
-        .route("/admin/queues", get(queues))
-        .route("/admin/mns/queues/{name}/messages", get(messages))
-        .route("/admin/queues/{name}/messages", get(messages))
-        .route("/admin/mns/queues/{name}/purge", post(purge))
-        .route("/admin/queues/{name}/purge", post(purge))
+        // The queue views are mounted twice: `/admin/mns/queues…` and its documented alias
+        // `/admin/queues…`, one definition.
+        .nest("/admin/mns", queue_routes())
+        .nest("/admin", queue_routes())
         .route("/admin/mns/push", get(get_push).put(put_push))
         .route("/admin/mns/deliver", post(deliver))
         .with_state(mns)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    ApiError(status, message.into()).into_response()
+fn queue_routes() -> Router<Arc<Mns>> {
+    Router::new()
+        .route("/queues", get(queues))
+        .route("/queues/{name}/messages", get(messages))
+        .route("/queues/{name}/purge", post(purge))
 }
 
-/// An admin error: `{"error": "…"}` with its status.
-struct ApiError(StatusCode, String);
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        (self.0, Json(json!({"error": self.1}))).into_response()
-    }
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    ApiError(status, message.into()).into_response()
 }
 
 #[derive(Deserialize)]
