@@ -3,28 +3,15 @@
 use serde_json::json;
 
 use super::call::{CallState, Caller, LegState, Outcome, Target};
+use super::ringing::StopNotice;
 use super::*;
 
 impl Engine {
     /// The caller gave up before anyone answered: every leg is cancelled.
     pub(super) fn cancel_by_caller(&mut self, channel_id: &str, now: Millis) {
-        self.cancel_legs(channel_id, Outcome::Cancelled, ReleaseReason::Cancelled, now);
+        self.stop_ringing(channel_id, Outcome::Cancelled, StopNotice::Canceled, ReleaseReason::Cancelled, now);
         // The callees' SDKs report 2000107 (remote cancel); the CDR says the same.
         self.end_call(channel_id, "cancelled by the caller", Some(codes::CANCELLED), now);
-    }
-
-    pub(super) fn cancel_legs(&mut self, channel_id: &str, outcome: Outcome, reason: ReleaseReason, now: Millis) {
-        let Some(call) = self.calls.get(channel_id) else { return };
-        let tenant = call.tenant;
-        let ringing: Vec<(LegId, Target)> =
-            call.legs.iter().filter(|l| l.state == LegState::Ringing).map(|l| (l.id, l.target.clone())).collect();
-        for (leg, target) in ringing {
-            self.end_leg(channel_id, leg, outcome, now);
-            match target {
-                Target::Device { rtc_id } => self.send_to(tenant, &rtc_id, messages::canceled(channel_id)),
-                Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg, reason })),
-            }
-        }
     }
 
     /// One side of a connected call hung up: the other side is told, the call ends.

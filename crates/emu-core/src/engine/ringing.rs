@@ -117,13 +117,8 @@ impl Engine {
         if !cancels || call.state != CallState::Ringing {
             return self.after_leg_ended(channel_id, now);
         }
-        self.stop_ringing(
-            channel_id,
-            Outcome::RejectedElsewhere,
-            (codes::REJECTED_ELSEWHERE, "rejected on another device"),
-            ReleaseReason::Cancelled,
-            now,
-        );
+        let notice = StopNotice::Disconnect(codes::REJECTED_ELSEWHERE, "rejected on another device");
+        self.stop_ringing(channel_id, Outcome::RejectedElsewhere, notice, ReleaseReason::Cancelled, now);
         self.call_pending_clear(channel_id);
         self.finish_unanswered(channel_id, now);
     }
@@ -161,13 +156,8 @@ impl Engine {
                 self.out.push(Output::Pstn(PstnCommand::Connected { leg: *caller_leg }));
             }
         }
-        self.stop_ringing(
-            channel_id,
-            Outcome::AnsweredElsewhere,
-            (codes::ANSWERED_ELSEWHERE, "answered on another device"),
-            ReleaseReason::AnsweredElsewhere,
-            now,
-        );
+        let notice = StopNotice::Disconnect(codes::ANSWERED_ELSEWHERE, "answered on another device");
+        self.stop_ringing(channel_id, Outcome::AnsweredElsewhere, notice, ReleaseReason::AnsweredElsewhere, now);
         self.call_pending_clear(channel_id);
         if let Some(secs) = limit.filter(|s| *s > 0) {
             self.timer(now + secs * 1000, Timer::TimeLimit { channel_id: channel_id.into() });
@@ -175,13 +165,12 @@ impl Engine {
         self.out.push(Output::Media(MediaCommand::Bridge { channel_id: channel_id.into(), record }));
     }
 
-    /// Stops every leg of the call still ringing: devices get `cs_disconnect{code, cause}`
-    /// (no uuid: they never answered), phones are released.
-    fn stop_ringing(
+    /// Stops every leg of the call still ringing: devices are told (`notice`), phones released.
+    pub(super) fn stop_ringing(
         &mut self,
         channel_id: &str,
         outcome: Outcome,
-        (code, cause): (i64, &str),
+        notice: StopNotice,
         reason: ReleaseReason,
         now: Millis,
     ) {
@@ -193,7 +182,12 @@ impl Engine {
             self.end_leg(channel_id, leg, outcome, now);
             match target {
                 Target::Device { rtc_id } => {
-                    self.send_to(tenant, &rtc_id, messages::disconnect(None, channel_id, code, cause))
+                    let message = match notice {
+                        StopNotice::Canceled => messages::canceled(channel_id),
+                        // No uuid: the device never answered.
+                        StopNotice::Disconnect(code, cause) => messages::disconnect(None, channel_id, code, cause),
+                    };
+                    self.send_to(tenant, &rtc_id, message)
                 }
                 Target::Phone { .. } => self.out.push(Output::Pstn(PstnCommand::Release { leg, reason })),
             }
@@ -225,6 +219,15 @@ impl Engine {
         let label = l.target.label().to_string();
         self.log(channel_id, "leg.ended", json!({"leg": leg, "callee": label, "outcome": outcome}));
     }
+}
+
+/// What a ringing device hears when its leg is stopped.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum StopNotice {
+    /// `canceledCall` (the caller gave up): the SDK reports 2000107.
+    Canceled,
+    /// `cs_disconnect{code, cause}`.
+    Disconnect(i64, &'static str),
 }
 
 /// The leg target a plan callee rings; a PSTN callee without a platform number shows its own
