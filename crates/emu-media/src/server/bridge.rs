@@ -58,6 +58,20 @@ pub(super) struct Channel {
     pub(super) created_ms: Millis,
 }
 
+impl Channel {
+    /// A channel with no legs, bridge or recording yet.
+    pub(super) fn new(tenant: &str, created_ms: Millis) -> Channel {
+        Channel {
+            tenant: tenant.to_string(),
+            legs: HashMap::new(),
+            bridge: None,
+            recorder: None,
+            record_file: None,
+            created_ms,
+        }
+    }
+}
+
 fn safe_file_stem(s: &str) -> String {
     let stem: String =
         s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).take(80).collect();
@@ -83,14 +97,7 @@ impl MediaServer {
         });
         let clock_ms = st.clock.now_ms();
         let cfg = st.cfg.clone();
-        let chan = st.channels.entry(channel_id.to_string()).or_insert_with(|| Channel {
-            tenant: String::new(),
-            legs: HashMap::new(),
-            bridge: None,
-            recorder: None,
-            record_file: None,
-            created_ms: clock_ms,
-        });
+        let chan = st.channels.entry(channel_id.to_string()).or_insert_with(|| Channel::new("", clock_ms));
         if record && chan.recorder.is_none() {
             let stem = safe_file_stem(channel_id);
             let mut file = format!("{stem}.wav");

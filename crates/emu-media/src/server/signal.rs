@@ -1,7 +1,7 @@
 //! The device signalling: joinChannel and sdpCandidate results (TURN credentials, the answer
 //! to an offer, the server's candidate), trickled candidates, and creating legs and their `Rtc`s.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -176,14 +176,7 @@ impl State {
         }
         self.by_ufrag.insert(ufrag.clone(), id);
         let clock_ms = self.clock.now_ms();
-        let chan = self.channels.entry(channel_id.to_string()).or_insert_with(|| Channel {
-            tenant: tenant.to_string(),
-            legs: HashMap::new(),
-            bridge: None,
-            recorder: None,
-            record_file: None,
-            created_ms: clock_ms,
-        });
+        let chan = self.channels.entry(channel_id.to_string()).or_insert_with(|| Channel::new(tenant, clock_ms));
         if chan.tenant.is_empty() {
             chan.tenant = tenant.to_string();
         }
