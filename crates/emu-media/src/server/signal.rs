@@ -1,0 +1,349 @@
+//! The device signalling: joinChannel and sdpCandidate results (TURN credentials, the answer
+//! to an offer, the server's candidate), trickled candidates, and creating legs and their `Rtc`s.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use serde_json::{Value, json};
+use str0m::change::SdpOffer;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Direction, Frequency, Mid};
+use str0m::rtp::Extension;
+use str0m::{Candidate, IceCreds, Rtc};
+
+use crate::srtp::{self, KeySlot};
+use crate::{CodecPreference, sdp};
+
+use super::bridge::Channel;
+use super::direct::Direct;
+use super::leg::{Leg, LegState, LegStats, first_seq};
+use super::state::State;
+use super::{LegId, MediaServer, random_string};
+
+/// Error codes of failed ARTC results (the SDK only reports them: reportStatus 32 / 34).
+const ERR_BAD_OFFER: i64 = 40001;
+const ERR_NO_LEG: i64 = 40004;
+
+impl MediaServer {
+    /// A device's joinChannel: mints TURN credentials and returns the ARTC joinChannel result
+    /// (the JSON for `body.mediaSignal`). With sigv 2 (the offer inside `signal`), it also
+    /// carries the answer and the server's one candidate.
+    pub fn join(&self, channel_id: &str, tenant: &str, rtc_id: &str, uuid: &str, signal: &Value) -> Value {
+        self.join_with(channel_id, tenant, rtc_id, uuid, signal, CodecPreference::Opus)
+    }
+
+    /// [`MediaServer::join`], choosing which codec the answer puts first
+    /// ([`CodecPreference::for_call_type`]).
+    pub fn join_with(
+        &self,
+        channel_id: &str,
+        tenant: &str,
+        rtc_id: &str,
+        uuid: &str,
+        signal: &Value,
+        prefer: CodecPreference,
+    ) -> Value {
+        let now = Instant::now();
+        let w = self.worker(channel_id);
+        let mut st = w.state.lock();
+        let id = st.new_leg(channel_id, tenant, rtc_id, uuid, prefer, now);
+        let mut result = json!({
+            "api": "joinChannel", "errorCode": 0, "errorMsg": "SUCCESS",
+            "data": {"channelId": channel_id, "turnServers": [], "dynamicConfig": {}},
+        });
+        if let Some(seq) = signal.get("seqId") {
+            result["seqId"] = seq.clone();
+        }
+        if let (Some(turn), Some(url)) = (st.turn.clone(), self.turn_url()) {
+            let ttl = self.cfg.turn_credential_ttl;
+            let expiry = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default() + ttl;
+            let username = format!("{}:{}", expiry.as_secs(), random_string(12));
+            let password = random_string(24);
+            turn.add_user(&username, &password, ttl);
+            if let Some(leg) = st.legs.get_mut(&id) {
+                leg.turn_user = Some(username.clone());
+            }
+            result["data"]["turnServers"] = json!([{"address": url, "username": username, "password": password}]);
+        }
+        let offer = signal.pointer("/data/sdpInfo/sdp").and_then(Value::as_str);
+        let sigv2 =
+            offer.is_some() || signal.pointer("/data/channelConfig/sigVersion").and_then(Value::as_i64) == Some(2);
+        if let Some(leg) = st.legs.get_mut(&id) {
+            leg.sigv = if sigv2 { 2 } else { 1 };
+        }
+        if let Some(offer) = offer {
+            match st.answer(id, offer, &[], now) {
+                Ok((answer, mid, label)) => {
+                    result["data"]["sdpInfo"] = json!({"sdp": answer, "type": "answer"});
+                    result["data"]["candidateInfo"] = sdp::candidate_json(st.cand_addr, &mid, label);
+                }
+                Err(e) => {
+                    tracing::warn!(channel_id, rtc_id, "joinChannel offer refused: {e}");
+                    result["errorCode"] = ERR_BAD_OFFER.into();
+                    result["errorMsg"] = format!("cannot answer the offer: {e}").into();
+                }
+            }
+        }
+        st.flush();
+        drop(st);
+        w.wake.notify_one();
+        result
+    }
+
+    /// A device's media signal: `sdpCandidate` (offer + candidates → the answer result),
+    /// `candidate` (a trickled candidate; no result), anything else ignored.
+    pub fn signal(&self, channel_id: &str, rtc_id: &str, uuid: &str, api: &str, signal: &Value) -> Option<Value> {
+        let now = Instant::now();
+        let w = self.worker(channel_id);
+        let mut st = w.state.lock();
+        let out = match api {
+            "sdpCandidate" => {
+                let mut result = json!({"api": "sdpCandidate", "errorCode": 0, "errorMsg": "SUCCESS", "data": {"channelId": channel_id}});
+                if let Some(seq) = signal.get("seqId") {
+                    result["seqId"] = seq.clone();
+                }
+                let offer = signal.pointer("/data/sdpInfo/sdp").and_then(Value::as_str);
+                let candidates = sdp::candidate_strings(signal.pointer("/data/candidateList").unwrap_or(&Value::Null));
+                let id = match st.leg_of(channel_id, rtc_id) {
+                    Some(id) => Some(id),
+                    // No joinChannel seen (a restart, a replayed message): answer anyway.
+                    None if offer.is_some() => {
+                        let tenant = st.channels.get(channel_id).map(|c| c.tenant.clone()).unwrap_or_default();
+                        Some(st.new_leg(channel_id, &tenant, rtc_id, uuid, CodecPreference::Opus, now))
+                    }
+                    None => None,
+                };
+                match (id, offer) {
+                    (Some(id), Some(offer)) => match st.answer(id, offer, &candidates, now) {
+                        Ok((answer, mid, label)) => {
+                            result["data"]["sdpInfo"] = json!({"sdp": answer, "type": "answer"});
+                            result["data"]["candidateList"] = json!([sdp::candidate_json(st.cand_addr, &mid, label)]);
+                        }
+                        Err(e) => {
+                            tracing::warn!(channel_id, rtc_id, "sdpCandidate offer refused: {e}");
+                            result["errorCode"] = ERR_BAD_OFFER.into();
+                            result["errorMsg"] = format!("cannot answer the offer: {e}").into();
+                        }
+                    },
+                    _ => {
+                        result["errorCode"] = (if id.is_none() { ERR_NO_LEG } else { ERR_BAD_OFFER }).into();
+                        result["errorMsg"] = "sdpCandidate without an offer".into();
+                    }
+                }
+                Some(result)
+            }
+            "candidate" => {
+                let info = signal
+                    .pointer("/data/candidateInfo")
+                    .or_else(|| signal.pointer("/data/candidateList"))
+                    .unwrap_or(&Value::Null);
+                if let Some(id) = st.leg_of(channel_id, rtc_id) {
+                    for c in sdp::candidate_strings(info) {
+                        st.add_remote_candidate(id, &c, now);
+                    }
+                }
+                None
+            }
+            _ => None,
+        };
+        st.flush();
+        drop(st);
+        w.wake.notify_one();
+        out
+    }
+}
+
+impl State {
+    fn new_leg(
+        &mut self,
+        channel_id: &str,
+        tenant: &str,
+        rtc_id: &str,
+        uuid: &str,
+        prefer: CodecPreference,
+        now: Instant,
+    ) -> LegId {
+        // A device joining again (a new session) replaces its old leg.
+        if let Some(old) = self.leg_of(channel_id, rtc_id) {
+            self.remove_leg(old);
+        }
+        let id = self.next_leg;
+        self.next_leg += 1;
+        let mut ufrag = random_string(8);
+        while self.by_ufrag.contains_key(&ufrag) {
+            ufrag = random_string(8);
+        }
+        self.by_ufrag.insert(ufrag.clone(), id);
+        let clock_ms = self.clock.now_ms();
+        let chan = self.channels.entry(channel_id.to_string()).or_insert_with(|| Channel::new(tenant, clock_ms));
+        if chan.tenant.is_empty() {
+            chan.tenant = tenant.to_string();
+        }
+        chan.legs.insert(rtc_id.to_string(), id);
+        let (tx_seq, tx_time) = (first_seq(), rand::rng().random::<u32>());
+        self.legs.insert(
+            id,
+            Leg {
+                id,
+                channel_id: channel_id.to_string(),
+                rtc_id: rtc_id.to_string(),
+                uuid: uuid.to_string(),
+                tenant: tenant.to_string(),
+                prefer,
+                sigv: 1,
+                ice: IceCreds { ufrag, pass: random_string(24) },
+                rtc: None,
+                mid: None,
+                send: None,
+                state: LegState::New,
+                turn_user: None,
+                addrs: Vec::new(),
+                media_from: None,
+                timeout: None,
+                scheduled: None,
+                tx_seq,
+                tx_time,
+                fwd: None,
+                dtmf_out: None,
+                decoder: None,
+                encoder: None,
+                last_dtmf: None,
+                dtmf_queue: VecDeque::new(),
+                dtmf_next: None,
+                stats: LegStats::default(),
+                created: now,
+                dirty: false,
+                ice_hold_until: None,
+                wants_timeout: false,
+                route: None,
+                passthrough: None,
+                direct: Direct::new(KeySlot::default(), self.provider.clone()),
+            },
+        );
+        self.topology += 1;
+        self.counters.legs_created += 1;
+        id
+    }
+
+    /// A leg's `Rtc`, and where its DTLS handshake puts the SRTP keys.
+    fn new_rtc(&self, prefer: CodecPreference, ice: &IceCreds, now: Instant) -> (Rtc, KeySlot) {
+        let mut b = Rtc::builder()
+            // RTP mode: received packets come out as they are and this server writes whole
+            // packets; forwarding then skips str0m's depacketizing, sample assembly and
+            // packetizing (and their copies) — the payload is shared, not copied.
+            .set_rtp_mode(true)
+            .set_ice_lite(true)
+            .set_local_ice_credentials(ice.clone())
+            .set_crypto_provider(self.provider.clone())
+            .set_dtls_cert(self.cert.get())
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .set_rtcp_report_interval_audio(Duration::from_secs(1))
+            // Audio only: keep the mid (BUNDLE demultiplexing) and the audio level; no
+            // transport-wide congestion control, whose per-packet feedback both ways costs
+            // more than the audio itself at 50 pps and steers nothing (the server never
+            // adapts an audio bitrate), nor abs-send-time, which only feeds that estimator.
+            .clear_extension_map()
+            .set_extension(1, Extension::AudioLevel)
+            .set_extension(4, Extension::RtpMid)
+            .clear_codecs();
+        b = match prefer {
+            CodecPreference::Opus => b.enable_opus(true, false).enable_pcmu(true, false).enable_pcma(true, false),
+            CodecPreference::G711 => b.enable_pcmu(true, false).enable_pcma(true, false).enable_opus(true, false),
+        };
+        let (first, second) = match prefer {
+            CodecPreference::Opus => ((110u8, Frequency::FORTY_EIGHT_KHZ), (126u8, Frequency::EIGHT_KHZ)),
+            CodecPreference::G711 => ((126u8, Frequency::EIGHT_KHZ), (110u8, Frequency::FORTY_EIGHT_KHZ)),
+        };
+        for (pt, freq) in [first, second] {
+            b.codec_config().add_config(pt.into(), None, Codec::Tele, freq, None, FormatParams::default());
+        }
+        let keys = KeySlot::default();
+        let mut rtc = srtp::with_key_slot(&keys, || b.build(now));
+        match Candidate::host(self.cand_addr, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => tracing::error!("cannot use {} as the media candidate: {e}", self.cand_addr),
+        }
+        (rtc, keys)
+    }
+
+    /// Answers an offer for a leg: (answer SDP without candidates, offer mid, m-line index).
+    pub(super) fn answer(
+        &mut self,
+        id: LegId,
+        offer_sdp: &str,
+        candidates: &[String],
+        now: Instant,
+    ) -> Result<(String, String, u32), String> {
+        let (mid, label) = sdp::audio_mid(offer_sdp).ok_or("the offer has no audio m-line")?;
+        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| format!("unparseable SDP: {e}"))?;
+        let (prefer, ice) = {
+            let leg = self.legs.get(&id).ok_or("no such leg")?;
+            (leg.prefer, leg.ice.clone())
+        };
+        let (fresh, keys) = self.new_rtc(prefer, &ice, now);
+        let leg = self.legs.get_mut(&id).ok_or("no such leg")?;
+        // A re-offer (ICE restart, renegotiation) starts over on a new Rtc.
+        leg.rtc = Some(fresh);
+        leg.direct = Direct::new(keys, self.provider.clone());
+        // A new SRTP session with a new SSRC, whose receiver takes the first packet's rollover
+        // counter to be 0: the numbering starts over, or a re-offer after 65,536 packets
+        // (~20 minutes) would send audio the browser cannot decrypt.
+        leg.tx_seq = first_seq();
+        leg.mid = None;
+        leg.send = None;
+        leg.scheduled = None;
+        leg.timeout = None;
+        leg.passthrough = None;
+        leg.fwd = None;
+        leg.dtmf_out = None;
+        leg.state = LegState::Connecting;
+        let rtc = leg.rtc.as_mut().expect("set above");
+        let answer = match rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                leg.rtc = None;
+                leg.state = LegState::New;
+                self.counters.offers_rejected += 1;
+                return Err(e.to_string());
+            }
+        };
+        let audio_ok = rtc.media(Mid::from(mid.as_str())).is_some_and(|m| !m.disabled());
+        if !audio_ok {
+            leg.rtc = None;
+            leg.state = LegState::New;
+            self.counters.offers_rejected += 1;
+            return Err("no audio codec in common (need Opus, PCMU or PCMA)".into());
+        }
+        // Video (any line without a codec of ours) is rejected: str0m leaves that line without a
+        // format and with the offer's direction. Repair the text and set the line inactive in
+        // str0m too, so its state matches the answer (no change to apply: nothing is offered).
+        let (answer, rejected) = sdp::reject_unanswered(&answer.to_sdp_string(), offer_sdp);
+        let mut api = rtc.sdp_api();
+        for m in &rejected {
+            api.set_direction(Mid::from(m.as_str()), Direction::Inactive);
+        }
+        drop(api);
+        leg.mid = Some(Mid::from(mid.as_str()));
+        self.touch(id);
+        self.settle(now);
+        for c in candidates {
+            self.add_remote_candidate(id, c, now);
+        }
+        Ok((sdp::strip_candidates(&answer), mid, label))
+    }
+
+    fn add_remote_candidate(&mut self, id: LegId, c: &str, now: Instant) {
+        let Some(rtc) = self.legs.get_mut(&id).and_then(|l| l.rtc.as_mut()) else { return };
+        match Candidate::from_sdp_string(c) {
+            Ok(cand) => {
+                rtc.add_remote_candidate(cand);
+                self.touch(id);
+                self.settle(now);
+            }
+            Err(e) => tracing::debug!("remote candidate ignored: {e}"),
+        }
+    }
+}
