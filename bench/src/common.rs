@@ -412,3 +412,35 @@ pub(crate) async fn provision(target: &Target, n: usize, parallel: usize, tag: &
     all.sort_unstable_by_key(|(i, _)| *i);
     Ok(all.into_iter().map(|(_, a)| a).collect())
 }
+
+/// What one load worker counts: the latency of every request that succeeded, the errors and the
+/// first of them.
+#[derive(Debug, Default)]
+pub struct Samples {
+    pub latencies_us: Vec<u32>,
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+impl Samples {
+    pub fn with_capacity(n: usize) -> Self {
+        Samples { latencies_us: Vec::with_capacity(n), ..Samples::default() }
+    }
+
+    pub fn error(&mut self, what: impl FnOnce() -> String) {
+        self.errors += 1;
+        self.first_error.get_or_insert_with(what);
+    }
+
+    /// Awaits every worker and adds up what they counted.
+    pub async fn join(workers: Vec<tokio::task::JoinHandle<anyhow::Result<Samples>>>) -> anyhow::Result<Samples> {
+        let mut total = Samples::default();
+        for w in workers {
+            let t = w.await??;
+            total.latencies_us.extend(t.latencies_us);
+            total.errors += t.errors;
+            total.first_error = total.first_error.or(t.first_error);
+        }
+        Ok(total)
+    }
+}

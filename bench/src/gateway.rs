@@ -16,8 +16,8 @@ use tokio::sync::watch;
 use emu_testkit::load_device::{Account, Conn, Frame, scan_ack};
 
 use crate::common::{
-    CpuUse, Emulator, Target, authority_of, client_runtime, cpu_delta, cpu_pair, get_json, micros_since, per_op_us,
-    percentile_ms, provision, raise_nofile_limit, report, round3, run_id,
+    CpuUse, Emulator, Samples, Target, authority_of, client_runtime, cpu_delta, cpu_pair, get_json, micros_since,
+    per_op_us, percentile_ms, provision, raise_nofile_limit, report, round3, run_id,
 };
 
 #[derive(Debug, Args)]
@@ -115,7 +115,7 @@ pub fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         r.idle_cpu.server.map_or(f64::NAN, |c| c / r.idle_secs * 100.0),
         r.idle_cpu.client.map_or(f64::NAN, |c| c / r.idle_secs * 100.0),
     );
-    let mut lat = r.load.latencies_us;
+    let mut lat = r.load.samples.latencies_us;
     lat.sort_unstable();
     let ok = lat.len();
     let rps = ok as f64 / r.load.seconds;
@@ -128,7 +128,7 @@ pub fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         args.connections,
         args.window,
         args.client_threads,
-        r.load.errors,
+        r.load.samples.errors,
         r.load.seconds,
         server_us.map_or("?".into(), |v| v.to_string()),
         client_us.map_or("?".into(), |v| v.to_string()),
@@ -151,13 +151,13 @@ pub fn gateway(args: GatewayArgs) -> anyhow::Result<()> {
         "idle_server_cpu_percent": r.idle_cpu.server.map(|c| round3(c / r.idle_secs * 100.0)),
         "idle_client_cpu_percent": r.idle_cpu.client.map(|c| round3(c / r.idle_secs * 100.0)),
         "message": args.message, "connections": args.connections, "window": args.window,
-        "client_threads": args.client_threads, "round_trips": ok, "errors": r.load.errors,
+        "client_threads": args.client_threads, "round_trips": ok, "errors": r.load.samples.errors,
         "seconds": round3(r.load.seconds), "rps": rps.round(), "p50_ms": p50, "p99_ms": p99,
         "server_cpu_us_per_round_trip": server_us, "client_cpu_us_per_round_trip": client_us,
         "other_cpu_secs": r.load.cpu.others.map(round3), "engine_events_dropped": dropped, "emulator_log_lines": log_lines,
     });
     report(args.json, summary, value);
-    if let Some(e) = r.load.first_error.or(r.first_heartbeat_error) {
+    if let Some(e) = r.load.samples.first_error.or(r.first_heartbeat_error) {
         eprintln!("first error: {e}");
     }
     if r.admin_devices != n || r.admin_online != n {
@@ -188,9 +188,7 @@ struct Outcome {
 
 #[derive(Default)]
 struct LoadTally {
-    latencies_us: Vec<u32>,
-    errors: u64,
-    first_error: Option<String>,
+    samples: Samples,
     seconds: f64,
     cpu: CpuUse,
 }
@@ -379,16 +377,9 @@ async fn load(args: &GatewayArgs, conns: Vec<Conn>, pid: &str) -> anyhow::Result
         .enumerate()
         .map(|(i, c)| tokio::spawn(pipeline(c, i, message.clone(), args.window, deadline)))
         .collect();
-    let mut total = LoadTally::default();
-    for w in workers {
-        let t = w.await??;
-        total.latencies_us.extend(t.latencies_us);
-        total.errors += t.errors;
-        total.first_error = total.first_error.or(t.first_error);
-    }
-    total.seconds = start.elapsed().as_secs_f64();
-    total.cpu = cpu_delta(cpu_before, cpu_pair(Some(pid)));
-    Ok(total)
+    let samples = Samples::join(workers).await?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(LoadTally { samples, seconds, cpu: cpu_delta(cpu_before, cpu_pair(Some(pid))) })
 }
 
 /// Keeps `window` requests in flight on one connection until the deadline, then collects the
@@ -399,7 +390,7 @@ async fn pipeline(
     message: Arc<str>,
     window: usize,
     deadline: Instant,
-) -> anyhow::Result<LoadTally> {
+) -> anyhow::Result<Samples> {
     c.set_read_chunk(64 * 1024);
     let rtc = c.acct.rtc_id.clone();
     let body = match &*message {
@@ -407,7 +398,7 @@ async fn pipeline(
         _ => format!(r#"{{"deviceId":"{rtc}","userId":"{rtc}","ip":"unknow","status":"online"}}"#),
     };
     let prefix = format!("L{index:x}-");
-    let mut tally = LoadTally { latencies_us: Vec::with_capacity(1 << 16), ..LoadTally::default() };
+    let mut tally = Samples::with_capacity(1 << 16);
     let mut in_flight: VecDeque<(u64, Instant)> = VecDeque::with_capacity(window);
     let mut seq = 0u64;
     let mut id = String::with_capacity(32);
@@ -431,8 +422,7 @@ async fn pipeline(
         while let Some(frame) = c.next_frame()? {
             let Frame::Publish { payload, .. } = frame else { continue };
             let Some((rid, code)) = scan_ack(&payload) else {
-                tally.errors += 1;
-                tally.first_error.get_or_insert_with(|| format!("not an ACK: {}", String::from_utf8_lossy(&payload)));
+                tally.error(|| format!("not an ACK: {}", String::from_utf8_lossy(&payload)));
                 continue;
             };
             let acked = rid
@@ -443,14 +433,8 @@ async fn pipeline(
                 .and_then(|at| in_flight.remove(at));
             match acked {
                 Some((_, sent)) if code == 200 => tally.latencies_us.push(micros_since(sent)),
-                Some(_) => {
-                    tally.errors += 1;
-                    tally.first_error.get_or_insert_with(|| format!("{message} answered {code}"));
-                }
-                None => {
-                    tally.errors += 1;
-                    tally.first_error.get_or_insert_with(|| format!("ACK of an unknown request {rid:?}"));
-                }
+                Some(_) => tally.error(|| format!("{message} answered {code}")),
+                None => tally.error(|| format!("ACK of an unknown request {rid:?}")),
             }
         }
     }

@@ -11,7 +11,7 @@ use hyper::{StatusCode, Uri};
 use serde_json::{Value, json};
 
 use crate::common::{
-    Emulator, Sender, Target, client_runtime, connect, contains, percentile_ms, report, round3, send, signed,
+    Emulator, Samples, Sender, Target, client_runtime, connect, contains, percentile_ms, report, round3, send, signed,
 };
 use crate::procstat::cpu_secs;
 
@@ -118,14 +118,14 @@ pub fn pop(args: PopArgs) -> anyhow::Result<()> {
         }
     }
 
-    let mut latencies = result.latencies_us;
+    let mut latencies = result.samples.latencies_us;
     latencies.sort_unstable();
     let (requests, seconds) = (latencies.len(), result.seconds);
     let rps = requests as f64 / seconds;
     let (p50, p99) = (percentile_ms(&latencies, 50), percentile_ms(&latencies, 99));
     let mut summary = format!(
         "pop {}: {requests} ok, {} errors in {seconds:.2} s over {} connections ({} client threads): {rps:.0} req/s, p50 {p50:.2} ms, p99 {p99:.2} ms",
-        args.action, result.errors, args.connections, args.client_threads
+        args.action, result.samples.errors, args.connections, args.client_threads
     );
     // CPU time per request tells how much of the machine each side needed, whatever else ran.
     let per_request_us = |cpu: Option<f64>| cpu.filter(|_| requests > 0).map(|s| (s * 1e6 / requests as f64).round());
@@ -140,13 +140,13 @@ pub fn pop(args: PopArgs) -> anyhow::Result<()> {
         summary.push_str(&format!(", server RSS {mib:.1} MiB"));
     }
     let value = json!({
-        "action": args.action, "requests": requests, "errors": result.errors, "seconds": round3(seconds),
+        "action": args.action, "requests": requests, "errors": result.samples.errors, "seconds": round3(seconds),
         "rps": rps.round(), "p50_ms": p50, "p99_ms": p99, "connections": args.connections,
         "client_threads": args.client_threads, "server_rss_mib": server_rss.map(round3),
         "server_cpu_us_per_request": server_us, "client_cpu_us_per_request": client_us,
     });
     report(args.json, summary, value);
-    if let Some(e) = result.first_error {
+    if let Some(e) = result.samples.first_error {
         eprintln!("first error: {e}");
     }
     Ok(())
@@ -154,20 +154,11 @@ pub fn pop(args: PopArgs) -> anyhow::Result<()> {
 
 #[derive(Default)]
 struct Tally {
-    latencies_us: Vec<u32>,
-    errors: u64,
-    first_error: Option<String>,
+    samples: Samples,
     seconds: f64,
     /// CPU seconds the server process and this one used while the clock ran.
     server_cpu: Option<f64>,
     client_cpu: Option<f64>,
-}
-
-impl Tally {
-    fn error(&mut self, what: String) {
-        self.errors += 1;
-        self.first_error.get_or_insert(what);
-    }
 }
 
 /// The parameter naming the RTC account for a benchmarked action (None: it needs no account).
@@ -226,18 +217,15 @@ async fn load(args: &PopArgs, target: &Target, server_pid: Option<&str>) -> anyh
             tokio::spawn(worker(sender, host, authority, pool, next, deadline))
         })
         .collect();
-    let mut total = Tally::default();
-    for w in workers {
-        let t = w.await??;
-        total.latencies_us.extend(t.latencies_us);
-        total.errors += t.errors;
-        total.first_error = total.first_error.or(t.first_error);
-    }
-    total.seconds = start.elapsed().as_secs_f64();
+    let samples = Samples::join(workers).await?;
+    let seconds = start.elapsed().as_secs_f64();
     let cpu_after = cpu();
-    total.server_cpu = cpu_after.0.zip(cpu_before.0).map(|(after, before)| after - before);
-    total.client_cpu = cpu_after.1.zip(cpu_before.1).map(|(after, before)| after - before);
-    Ok(total)
+    Ok(Tally {
+        samples,
+        seconds,
+        server_cpu: cpu_after.0.zip(cpu_before.0).map(|(after, before)| after - before),
+        client_cpu: cpu_after.1.zip(cpu_before.1).map(|(after, before)| after - before),
+    })
 }
 
 /// Sends requests on one connection until the deadline, one at a time.
@@ -248,8 +236,8 @@ async fn worker(
     pool: Arc<Vec<Uri>>,
     next: Arc<AtomicUsize>,
     deadline: Instant,
-) -> anyhow::Result<Tally> {
-    let mut tally = Tally { latencies_us: Vec::with_capacity(1 << 16), ..Tally::default() };
+) -> anyhow::Result<Samples> {
+    let mut tally = Samples::with_capacity(1 << 16);
     loop {
         let sent = Instant::now();
         if sent >= deadline {
@@ -260,9 +248,9 @@ async fn worker(
             Ok((StatusCode::OK, body)) if contains(&body, br#""Code":"OK""#) => {
                 tally.latencies_us.push(u32::try_from(sent.elapsed().as_micros()).unwrap_or(u32::MAX));
             }
-            Ok((status, body)) => tally.error(format!("HTTP {status}: {}", String::from_utf8_lossy(&body))),
+            Ok((status, body)) => tally.error(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&body))),
             Err(e) => {
-                tally.error(format!("{e:#}"));
+                tally.error(|| format!("{e:#}"));
                 sender = connect(&authority).await?;
             }
         }
