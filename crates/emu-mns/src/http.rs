@@ -94,7 +94,7 @@ impl Reply {
 }
 
 fn request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()[..24].to_uppercase()
+    emu_core::ids::random_hex_upper(24)
 }
 
 fn respond(status: StatusCode, body: Option<String>, request_id: &str, location: Option<&str>) -> Response {

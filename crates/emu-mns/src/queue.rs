@@ -176,7 +176,7 @@ impl StoredMessage {
 
 /// A new message id: 32 upper-case hex digits, like the vendor's.
 pub fn new_message_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string().to_uppercase()
+    emu_core::ids::random_hex_upper(32)
 }
 
 /// Receipt handles: `1-<MessageId>-<n>-<random>`, only `[A-Za-z0-9-]` (clients put them in URLs

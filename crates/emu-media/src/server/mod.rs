@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use emu_core::{Clock, Millis};
 use parking_lot::Mutex;
-use rand::Rng;
 use serde::Serialize;
 use serde_json::{Value, json};
 use str0m::config::{CryptoProvider, DtlsCert};
@@ -149,12 +148,6 @@ struct Worker {
     socket: Arc<UdpSocket>,
     local_addr: SocketAddr,
     cand_addr: SocketAddr,
-}
-
-fn random_string(n: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = rand::rng();
-    (0..n).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect()
 }
 
 /// The IP the server's candidate and relay addresses carry.

@@ -19,7 +19,8 @@ use super::bridge::Channel;
 use super::direct::Direct;
 use super::leg::{Leg, LegState, LegStats, first_seq};
 use super::state::State;
-use super::{LegId, MediaServer, random_string};
+use super::{LegId, MediaServer};
+use emu_core::ids::random_alnum;
 
 /// Error codes of failed ARTC results (the SDK only reports them: reportStatus 32 / 34).
 const ERR_BAD_OFFER: i64 = 40001;
@@ -58,8 +59,8 @@ impl MediaServer {
         if let (Some(turn), Some(url)) = (st.turn.clone(), self.turn_url()) {
             let ttl = self.cfg.turn_credential_ttl;
             let expiry = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default() + ttl;
-            let username = format!("{}:{}", expiry.as_secs(), random_string(12));
-            let password = random_string(24);
+            let username = format!("{}:{}", expiry.as_secs(), random_alnum(12));
+            let password = random_alnum(24);
             turn.add_user(&username, &password, ttl);
             if let Some(leg) = st.legs.get_mut(&id) {
                 leg.turn_user = Some(username.clone());
@@ -170,9 +171,9 @@ impl State {
         }
         let id = self.next_leg;
         self.next_leg += 1;
-        let mut ufrag = random_string(8);
+        let mut ufrag = random_alnum(8);
         while self.by_ufrag.contains_key(&ufrag) {
-            ufrag = random_string(8);
+            ufrag = random_alnum(8);
         }
         self.by_ufrag.insert(ufrag.clone(), id);
         let clock_ms = self.clock.now_ms();
@@ -192,7 +193,7 @@ impl State {
                 tenant: tenant.to_string(),
                 prefer,
                 sigv: 1,
-                ice: IceCreds { ufrag, pass: random_string(24) },
+                ice: IceCreds { ufrag, pass: random_alnum(24) },
                 rtc: None,
                 mid: None,
                 send: None,
