@@ -154,10 +154,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     tasks.spawn(async move {
         let _ = driver_task.await;
     });
-    {
-        admin.resets(Arc::new(calls.clone()));
-        admin.advances_with(Arc::new(calls.clone()));
-    }
+    admin.resets(Arc::new(calls.clone()));
+    admin.advances_with(Arc::new(calls.clone()));
     let health = emu_admin::health_router(admin.clone());
     let http_opts = ServeOptions::from_config(&shared.config.server);
     // A request head up to 4 × pop.max_body_bytes reaches emu-pop, which refuses a query longer
