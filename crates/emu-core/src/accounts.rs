@@ -82,6 +82,9 @@ pub enum AccountError {
     LimitReached(u64),
     #[error("the account does not exist")]
     NotExists,
+    /// `add_account_with_id`: the rtcId or the DeviceId already belongs to another account.
+    #[error("rtcId {rtc_id} or DeviceId {device_id} already belongs to another account")]
+    Taken { rtc_id: String, device_id: String },
 }
 
 /// Announcements for the gateway.
@@ -188,6 +191,39 @@ impl Directory {
                     RtcAccount { tenant, rtc_id: rtc_id.clone(), device_id: device_id.to_string(), created_ms: now };
                 self.accounts.insert((tenant, rtc_id.clone()), account.clone());
                 e.insert(rtc_id);
+                Ok(account)
+            }
+        }
+    }
+
+    /// An account with a chosen rtcId (virtual devices' well-known accounts, docs/voip-devices.md),
+    /// outside the tenant's account limit. Asking again for the same pair returns the account.
+    pub fn add_account_with_id(
+        &self,
+        tenant: TenantId,
+        rtc_id: &str,
+        device_id: &str,
+        now: Millis,
+    ) -> Result<RtcAccount, AccountError> {
+        let key = (tenant, rtc_id.to_string());
+        if let Some(a) = self.accounts.get(&key) {
+            return if a.device_id == device_id {
+                Ok(a.clone())
+            } else {
+                Err(AccountError::Taken { rtc_id: rtc_id.into(), device_id: device_id.into() })
+            };
+        }
+        match self.by_device.entry((tenant, device_id.to_string())) {
+            Entry::Occupied(_) => Err(AccountError::Taken { rtc_id: rtc_id.into(), device_id: device_id.into() }),
+            Entry::Vacant(e) => {
+                let account = RtcAccount {
+                    tenant,
+                    rtc_id: rtc_id.to_string(),
+                    device_id: device_id.to_string(),
+                    created_ms: now,
+                };
+                self.accounts.insert(key, account.clone());
+                e.insert(rtc_id.to_string());
                 Ok(account)
             }
         }
@@ -374,6 +410,25 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accounts_with_a_chosen_id() {
+        let d = Directory::new();
+        let a = d.add_account_with_id(TenantId(0), "9000000000000001", "echo", 5).unwrap();
+        assert_eq!((a.rtc_id.as_str(), a.device_id.as_str()), ("9000000000000001", "echo"));
+        assert_eq!(d.add_account_with_id(TenantId(0), "9000000000000001", "echo", 6).unwrap().created_ms, 5);
+        assert!(matches!(
+            d.add_account_with_id(TenantId(0), "9000000000000001", "x", 6),
+            Err(AccountError::Taken { .. })
+        ));
+        assert!(matches!(
+            d.add_account_with_id(TenantId(0), "9000000000000009", "echo", 6),
+            Err(AccountError::Taken { .. })
+        ));
+        assert!(d.add_account_with_id(TenantId(1), "9000000000000001", "echo", 6).is_ok(), "tenants are separate");
+        assert_eq!(d.add_account(TenantId(0), "echo", 10, 7).unwrap().rtc_id, "9000000000000001");
+        assert_eq!(d.account(TenantId(0), "9000000000000001").unwrap().device_id, "echo");
+    }
 
     fn settings() -> TokenSettings {
         TokenSettings {

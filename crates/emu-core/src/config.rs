@@ -25,7 +25,37 @@ pub struct Config {
     #[serde(default)]
     pub admin: AdminConfig,
     #[serde(default)]
+    pub voip: VoipConfig,
+    #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+}
+
+/// Virtual VoIP devices made at start and by every reset (docs/voip-devices.md). Behaviours are
+/// interpreted by `emu-voip`; kept as JSON here, like phones'.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VoipConfig {
+    #[serde(default)]
+    pub devices: Vec<VirtualDeviceConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VirtualDeviceConfig {
+    /// The account's rtcId (made with this id if it does not exist).
+    pub rtc_id: String,
+    /// The account's DeviceId; default `virtual-<rtc_id>`.
+    #[serde(default)]
+    pub device_id: String,
+    /// The tenant's name; empty: every tenant has this device.
+    #[serde(default)]
+    pub tenant: String,
+    #[serde(default = "empty_object")]
+    pub behavior: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
