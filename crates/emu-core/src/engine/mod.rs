@@ -88,6 +88,13 @@ pub enum Input {
         tenant: TenantId,
         rtc_id: String,
     },
+    /// The account is (or no longer is) always busy: calls to it end with "callee busy" as if
+    /// it were in another call (a virtual device whose behaviour is `busy`).
+    DeviceBusy {
+        tenant: TenantId,
+        rtc_id: String,
+        busy: bool,
+    },
     Pstn(PstnEvent),
     /// The customer's callback answered (Ok: its JSON) or failed (Err: why).
     Callback {
@@ -166,6 +173,8 @@ pub struct Engine {
     /// Which call a device is in (as caller, or as a ringing or answered callee).
     in_call: HashMap<(TenantId, String), String>,
     online: HashSet<(TenantId, String)>,
+    /// Accounts that are busy whatever they do (`Input::DeviceBusy`).
+    busy: HashSet<(TenantId, String)>,
     timers: BTreeMap<(Millis, u64), Timer>,
     seq: u64,
     next_leg: LegId,
@@ -186,6 +195,7 @@ impl Engine {
             leg_index: HashMap::new(),
             in_call: HashMap::new(),
             online: HashSet::new(),
+            busy: HashSet::new(),
             timers: BTreeMap::new(),
             seq: 0,
             next_leg: 1,
@@ -234,6 +244,13 @@ impl Engine {
                 self.online.insert((tenant, rtc_id));
             }
             Input::DeviceOffline { tenant, rtc_id } => self.on_offline(tenant, &rtc_id, now),
+            Input::DeviceBusy { tenant, rtc_id, busy } => {
+                if busy {
+                    self.busy.insert((tenant, rtc_id));
+                } else {
+                    self.busy.remove(&(tenant, rtc_id));
+                }
+            }
             Input::Pstn(e) => self.on_pstn(e, now),
             Input::Callback { channel_id, kind, result } => self.on_callback(&channel_id, kind, result, now),
             Input::DeviceDtmf { channel_id, rtc_id, digits } => self.on_device_dtmf(&channel_id, &rtc_id, &digits),
@@ -347,6 +364,7 @@ impl Engine {
 
     pub fn reset(&mut self) {
         self.online.clear();
+        self.busy.clear();
         self.calls.clear();
         self.recent.clear();
         self.leg_index.clear();

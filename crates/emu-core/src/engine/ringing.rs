@@ -64,7 +64,7 @@ impl Engine {
                         self.end_leg(channel_id, leg, Outcome::Offline, now);
                         continue;
                     }
-                    if self.in_call.get(&key).is_some_and(|c| c != channel_id) {
+                    if self.busy.contains(&key) || self.in_call.get(&key).is_some_and(|c| c != channel_id) {
                         self.end_leg(channel_id, leg, Outcome::Busy, now);
                         continue;
                     }

@@ -116,6 +116,23 @@ fn offline_and_busy_callees() {
 }
 
 #[test]
+fn an_always_busy_account_is_busy_until_told_otherwise() {
+    let mut e = engine();
+    online(&mut e, "b");
+    e.handle(Input::DeviceBusy { tenant: T, rtc_id: "b".into(), busy: true }, 0);
+    let out = start_voip(&mut e, &["b"], 0);
+    assert_eq!(body_of(&out, "a", "cs_disconnect")["causeCode"], codes::BUSY);
+    assert!(to_device(&out).iter().all(|(rtc, _)| rtc != "b"), "a busy account is not called");
+
+    let mut e = engine();
+    online(&mut e, "b");
+    e.handle(Input::DeviceBusy { tenant: T, rtc_id: "b".into(), busy: true }, 0);
+    e.handle(Input::DeviceBusy { tenant: T, rtc_id: "b".into(), busy: false }, 0);
+    let out = start_voip(&mut e, &["b"], 0);
+    assert!(to_device(&out).iter().any(|(rtc, _)| rtc == "b"), "b rings again");
+}
+
+#[test]
 fn first_answer_wins_among_several_devices() {
     let mut e = engine();
     online(&mut e, "b");
