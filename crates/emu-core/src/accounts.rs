@@ -82,9 +82,14 @@ pub enum AccountError {
     LimitReached(u64),
     #[error("the account does not exist")]
     NotExists,
-    /// `add_account_with_id`: the rtcId or the DeviceId already belongs to another account.
-    #[error("rtcId {rtc_id} or DeviceId {device_id} already belongs to another account")]
-    Taken { rtc_id: String, device_id: String },
+}
+
+/// `add_account_with_id`: the rtcId or the DeviceId already belongs to another account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rtcId {rtc_id} or DeviceId {device_id} already belongs to another account")]
+pub struct AccountTaken {
+    pub rtc_id: String,
+    pub device_id: String,
 }
 
 /// Announcements for the gateway.
@@ -204,17 +209,17 @@ impl Directory {
         rtc_id: &str,
         device_id: &str,
         now: Millis,
-    ) -> Result<RtcAccount, AccountError> {
+    ) -> Result<RtcAccount, AccountTaken> {
         let key = (tenant, rtc_id.to_string());
         if let Some(a) = self.accounts.get(&key) {
             return if a.device_id == device_id {
                 Ok(a.clone())
             } else {
-                Err(AccountError::Taken { rtc_id: rtc_id.into(), device_id: device_id.into() })
+                Err(AccountTaken { rtc_id: rtc_id.into(), device_id: device_id.into() })
             };
         }
         match self.by_device.entry((tenant, device_id.to_string())) {
-            Entry::Occupied(_) => Err(AccountError::Taken { rtc_id: rtc_id.into(), device_id: device_id.into() }),
+            Entry::Occupied(_) => Err(AccountTaken { rtc_id: rtc_id.into(), device_id: device_id.into() }),
             Entry::Vacant(e) => {
                 let account = RtcAccount {
                     tenant,
@@ -417,14 +422,8 @@ mod tests {
         let a = d.add_account_with_id(TenantId(0), "9000000000000001", "echo", 5).unwrap();
         assert_eq!((a.rtc_id.as_str(), a.device_id.as_str()), ("9000000000000001", "echo"));
         assert_eq!(d.add_account_with_id(TenantId(0), "9000000000000001", "echo", 6).unwrap().created_ms, 5);
-        assert!(matches!(
-            d.add_account_with_id(TenantId(0), "9000000000000001", "x", 6),
-            Err(AccountError::Taken { .. })
-        ));
-        assert!(matches!(
-            d.add_account_with_id(TenantId(0), "9000000000000009", "echo", 6),
-            Err(AccountError::Taken { .. })
-        ));
+        assert!(matches!(d.add_account_with_id(TenantId(0), "9000000000000001", "x", 6), Err(AccountTaken { .. })));
+        assert!(matches!(d.add_account_with_id(TenantId(0), "9000000000000009", "echo", 6), Err(AccountTaken { .. })));
         assert!(d.add_account_with_id(TenantId(1), "9000000000000001", "echo", 6).is_ok(), "tenants are separate");
         assert_eq!(d.add_account(TenantId(0), "echo", 10, 7).unwrap().rtc_id, "9000000000000001");
         assert_eq!(d.account(TenantId(0), "9000000000000001").unwrap().device_id, "echo");
