@@ -22,6 +22,8 @@ const RECEIVED_KEPT: usize = 200;
 const PEER_LEFT: i64 = 2000099;
 const PEER_REJECTED: i64 = 2000106;
 const CANCELED: i64 = 2000107;
+/// What an SDK reports when another login of its account kicks it.
+const KICKED: i64 = 3110000;
 
 /// What a device is doing, as the admin API shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,6 +130,8 @@ pub struct DeviceView {
     pub device_id: String,
     pub behavior: Behavior,
     pub state: DeviceState,
+    /// A real SDK logged in to the account and the platform kicked the virtual device.
+    pub kicked: bool,
     pub channel_id: Option<String>,
     pub created_ms: Millis,
     pub calls: Vec<CallRecord>,
@@ -136,6 +140,8 @@ pub struct DeviceView {
 
 struct VirtualDevice {
     device_id: String,
+    /// A real SDK logged in to the account since: offline until the next `put`.
+    kicked: bool,
     behavior: Behavior,
     current: Option<Current>,
     /// Bumped on every state change: a timer armed before it is stale.
@@ -148,6 +154,7 @@ struct VirtualDevice {
 impl VirtualDevice {
     fn state(&self) -> DeviceState {
         match &self.current {
+            _ if self.kicked => DeviceState::Offline,
             None if self.behavior.then == Outcome::Offline => DeviceState::Offline,
             None => DeviceState::Idle,
             Some(c) if c.answered_ms.is_some() => DeviceState::InCall,
@@ -234,7 +241,8 @@ impl VirtualDevices {
         let key = (tenant, rtc_id.to_string());
         let (created, was_online, was_busy) = match self.devices.get_mut(&key) {
             Some(d) => {
-                let was = (d.behavior.then != Outcome::Offline, d.behavior.then == Outcome::Busy);
+                let was = (d.behavior.then != Outcome::Offline && !d.kicked, d.behavior.then == Outcome::Busy);
+                d.kicked = false;
                 if let Some(id) = device_id {
                     d.device_id = id.to_string();
                 }
@@ -246,6 +254,7 @@ impl VirtualDevices {
                     key.clone(),
                     VirtualDevice {
                         device_id: device_id.unwrap_or(rtc_id).to_string(),
+                        kicked: false,
                         behavior: behavior.clone(),
                         current: None,
                         generation: 0,
@@ -274,10 +283,40 @@ impl VirtualDevices {
         if d.behavior.then == Outcome::Busy {
             self.out.push_back(Action::Busy { tenant, rtc_id: rtc_id.to_string(), busy: false });
         }
-        if d.behavior.then != Outcome::Offline {
+        if d.behavior.then != Outcome::Offline && !d.kicked {
             self.out.push_back(Action::Presence { tenant, rtc_id: rtc_id.to_string(), online: false });
         }
         Ok(())
+    }
+
+    /// A real SDK device logged in to the account and the platform kicked this one (as it kicks
+    /// an older login): offline, its call over for it, until the next `put`. The platform has
+    /// already taken the account offline: no presence action.
+    pub fn kicked(&mut self, tenant: TenantId, rtc_id: &str, now: Millis) {
+        let key = (tenant, rtc_id.to_string());
+        let Some(d) = self.devices.get_mut(&key) else { return };
+        if d.kicked {
+            return;
+        }
+        if d.current.is_some() {
+            self.finish(&key, CallOutcome::Failed, Some(KICKED), Some("kicked".into()), now);
+        }
+        self.transition(&key, |d| d.kicked = true);
+    }
+
+    /// The device's account is the device's (not kicked by a real SDK), and it is online.
+    pub fn is_online(&self, tenant: TenantId, rtc_id: &str) -> bool {
+        self.devices.get(&(tenant, rtc_id.to_string())).is_some_and(|d| d.state() != DeviceState::Offline)
+    }
+
+    /// The device's DeviceId.
+    pub fn device_id(&self, tenant: TenantId, rtc_id: &str) -> Option<&str> {
+        self.devices.get(&(tenant, rtc_id.to_string())).map(|d| d.device_id.as_str())
+    }
+
+    /// The device's behaviour (the media server plays its `audio`).
+    pub fn behavior(&self, tenant: TenantId, rtc_id: &str) -> Option<&Behavior> {
+        self.devices.get(&(tenant, rtc_id.to_string())).map(|d| &d.behavior)
     }
 
     /// Forgets every device (no presence actions: the caller resets the platform too).
@@ -303,7 +342,7 @@ impl VirtualDevices {
     /// device; else whether the device ACKs it.
     pub fn deliver(&mut self, tenant: TenantId, rtc_id: &str, msg: &ServerMessage, now: Millis) -> Option<bool> {
         let key = (tenant, rtc_id.to_string());
-        let d = self.devices.get_mut(&key)?;
+        let d = self.devices.get_mut(&key).filter(|d| !d.kicked)?;
         let ack = d.behavior.ack;
         let (channel_id, code, digit) = match msg {
             ServerMessage::Called { channel_id, .. }
@@ -643,6 +682,7 @@ fn view(key: &Key, d: &VirtualDevice) -> DeviceView {
         device_id: d.device_id.clone(),
         behavior: d.behavior.clone(),
         state: d.state(),
+        kicked: d.kicked,
         channel_id: d.current.as_ref().map(|c| c.channel_id.clone()),
         created_ms: d.created_ms,
         calls: d.history.iter().cloned().collect(),

@@ -273,3 +273,20 @@ fn offline_devices_cannot_call_and_states_are_logged() {
         .collect();
     assert_eq!(states, [(DeviceState::Idle, DeviceState::Ringing, Some("ch".to_string()))]);
 }
+
+#[test]
+fn a_kicked_device_is_offline_until_put_again() {
+    let mut v = device(Outcome::Answer);
+    v.deliver(T, "vd", &called("ch"), 0);
+    v.kicked(T, "vd", 10);
+    let view = v.view(T, "vd").unwrap();
+    assert!(view.kicked);
+    assert_eq!(view.state, DeviceState::Offline);
+    assert_eq!((view.calls[0].outcome, view.calls[0].code), (CallOutcome::Failed, Some(3110000)));
+    assert!(!v.is_online(T, "vd"));
+    assert_eq!(v.deliver(T, "vd", &called("ch2"), 20), None, "the account's messages are the real SDK's now");
+    drain(&mut v);
+    v.put(T, "vd", None, Behavior::default(), 30);
+    assert!(matches!(drain(&mut v).as_slice(), [Action::Presence { online: true, .. }, ..]));
+    assert!(v.is_online(T, "vd") && !v.view(T, "vd").unwrap().kicked);
+}
