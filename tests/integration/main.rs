@@ -16,3 +16,4 @@ mod media_calls;
 mod media_video;
 mod pitfalls;
 mod pop_api;
+mod voip_devices;

@@ -28,25 +28,39 @@ pub fn router(driver: DriverHandle) -> Router {
         .route("/admin/pstn/phones/{number}/{action}", post(phone_action))
         .route("/admin/pstn/calls", post(dial_in))
         .route("/admin/pstn/magic-numbers", get(magic))
-        .with_state(driver)
+        .with_state(driver.clone())
+        .merge(crate::api_voip::router(driver))
 }
 
 fn pstn_error(e: PstnError) -> ApiError {
     ApiError(StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string())
 }
 
-fn calls_error(e: CallsError) -> ApiError {
+pub(crate) fn calls_error(e: CallsError) -> ApiError {
     match e {
         CallsError::NotFound(why) => ApiError::not_found(why),
         CallsError::Pstn(e) => pstn_error(e),
+        CallsError::Voip(e) => voip_error(e),
+        CallsError::Conflict(why) => ApiError(StatusCode::CONFLICT, why),
+        CallsError::Config(why) => ApiError(StatusCode::INTERNAL_SERVER_ERROR, why),
     }
 }
 
-fn stopped(e: DriverStopped) -> ApiError {
+fn voip_error(e: emu_voip::VoipError) -> ApiError {
+    use emu_voip::VoipError;
+    let status = match &e {
+        VoipError::InvalidBehavior(_) | VoipError::InvalidCall(_) => StatusCode::BAD_REQUEST,
+        VoipError::NotFound(_) => StatusCode::NOT_FOUND,
+        VoipError::WrongState { .. } | VoipError::Offline(_) => StatusCode::CONFLICT,
+    };
+    ApiError(status, e.to_string())
+}
+
+pub(crate) fn stopped(e: DriverStopped) -> ApiError {
     ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 

@@ -65,7 +65,7 @@ impl emu_core::lifecycle::Advance for DriverHandle {
 pub struct Driver {
     pub(crate) shared: Shared,
     pub(crate) switch: Switch,
-    hub: Arc<Hub>,
+    pub(crate) hub: Arc<Hub>,
     mns: Arc<emu_mns::Mns>,
     pub(crate) media: Arc<MediaServer>,
     callbacks: mpsc::Sender<(String, CallbackKind, Result<Value, CallbackFailure>)>,
@@ -138,6 +138,7 @@ pub fn spawn(
         mns,
         media,
     };
+    driver.make_configured_devices().map_err(|e| anyhow::anyhow!("{e}"))?;
     let task = tokio::spawn(async move {
         loop {
             let sleep = driver.sleep_for_next_timer();
@@ -191,10 +192,29 @@ impl Driver {
             GatewayEvent::Request(r) => Input::Device(r),
             GatewayEvent::Ack { tenant, rtc_id, message_type, .. } => Input::DeviceAck { tenant, rtc_id, message_type },
             GatewayEvent::Registered { tenant, rtc_id, .. } => Input::DeviceOnline { tenant, rtc_id },
-            GatewayEvent::Offline { tenant, rtc_id, .. } => Input::DeviceOffline { tenant, rtc_id },
+            GatewayEvent::Offline { tenant, rtc_id, reason } => {
+                self.feed(Input::DeviceOffline { tenant, rtc_id: rtc_id.clone() }, now);
+                self.virtual_offline(tenant, &rtc_id, reason, now);
+                return;
+            }
             GatewayEvent::Undelivered { .. } => return,
         };
         self.feed(input, now);
+    }
+
+    /// An account went offline in the gateway. A virtual device's registration that a real SDK
+    /// took over is kicked; an SDK kicked by a virtual device's registration leaves the account
+    /// online (the virtual device has it now).
+    fn virtual_offline(&mut self, tenant: TenantId, rtc_id: &str, reason: &str, now: Millis) {
+        if !self.switch.voip.contains(tenant, rtc_id) {
+            return;
+        }
+        if self.hub.virtual_conn(tenant, rtc_id).is_some() {
+            self.feed(Input::DeviceOnline { tenant, rtc_id: rtc_id.to_string() }, now);
+        } else if reason == "kicked" {
+            let ((), effects) = self.switch.with_voip(now, |v| v.kicked(tenant, rtc_id, now));
+            self.apply(effects);
+        }
     }
 
     pub(crate) fn feed(&mut self, input: Input, now: Millis) {
@@ -206,7 +226,20 @@ impl Driver {
     pub(crate) fn apply(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
-                Effect::Send { tenant, rtc_id, message } => self.send(tenant, &rtc_id, &message),
+                Effect::Send { tenant, rtc_id, message, virtual_ack } => {
+                    if let Some(request_id) = self.send(tenant, &rtc_id, &message)
+                        && virtual_ack
+                    {
+                        self.hub.virtual_ack(tenant, &rtc_id, &request_id);
+                    }
+                }
+                Effect::VirtualPresence { tenant, rtc_id, device_id, online } => {
+                    if online {
+                        self.hub.register_virtual(tenant, &rtc_id, &device_id);
+                    } else {
+                        self.hub.unregister_virtual(tenant, &rtc_id);
+                    }
+                }
                 Effect::Callback { channel_id, tenant, kind, url, body } => {
                     self.callback(channel_id, tenant, kind, url, body)
                 }
@@ -220,15 +253,20 @@ impl Driver {
         }
     }
 
-    /// Sends a server request to a device; its JSON `mediaSignal` is encoded on the way.
-    fn send(&self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) {
+    /// Sends a server request to a device; its JSON `mediaSignal` is encoded on the way. Returns
+    /// its requestId.
+    fn send(&self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Option<String> {
         let message_type = message.message_type();
         let mut body = message.body();
         if let Some(ms) = body.get_mut("mediaSignal").filter(|m| m.is_object()) {
             *ms = media_signal::encode(ms).into();
         }
-        if self.hub.send_request(tenant, rtc_id, message_type, body).is_err() {
-            tracing::info!(rtc_id, message_type, "device not registered; message not sent");
+        match self.hub.send_request(tenant, rtc_id, message_type, body) {
+            Ok(request_id) => Some(request_id),
+            Err(_) => {
+                tracing::info!(rtc_id, message_type, "device not registered; message not sent");
+                None
+            }
         }
     }
 
@@ -254,6 +292,9 @@ impl Driver {
     /// Carries out a media command: joinChannel and sdpCandidate results go back to the device.
     fn media(&mut self, cmd: MediaCommand) {
         match cmd {
+            // A virtual device has no WebRTC leg: the media server plays its side (`Bridge`).
+            MediaCommand::Join { tenant, rtc_id, .. } | MediaCommand::Signal { tenant, rtc_id, .. }
+                if self.switch.voip.contains(tenant, &rtc_id) => {}
             MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal } => {
                 let tenant_name = self.shared.tenants.get(tenant).name.clone();
                 let rtc_type = self.switch.engine.call(&channel_id).map(|c| c.rtc_type.as_str()).unwrap_or_default();
@@ -282,13 +323,18 @@ impl Driver {
                 let Some(call) = self.switch.engine.call(&channel_id) else { return };
                 let phone =
                     |n: &str| Endpoint::Phone { number: n.to_string(), audio: self.switch.pstn.behavior_of(n).0.audio };
+                // A virtual device's audio is synthesized like a phone's.
+                let device = |rtc_id: &str| match self.switch.voip.behavior(call.tenant, rtc_id) {
+                    Some(b) => Endpoint::Phone { number: rtc_id.to_string(), audio: b.audio.clone() },
+                    None => Endpoint::Device { rtc_id: rtc_id.to_string() },
+                };
                 let caller = match &call.caller {
-                    Caller::Device { rtc_id, .. } => Endpoint::Device { rtc_id: rtc_id.clone() },
+                    Caller::Device { rtc_id, .. } => device(rtc_id),
                     Caller::Phone { number, .. } => phone(number),
                 };
                 let Some(leg) = call.answered_leg() else { return };
                 let callee = match &leg.target {
-                    Target::Device { rtc_id } => Endpoint::Device { rtc_id: rtc_id.clone() },
+                    Target::Device { rtc_id } => device(rtc_id),
                     Target::Phone { number, .. } => phone(number),
                 };
                 let record = self.media.should_record(call.rtc_type.as_str(), record);
@@ -371,6 +417,9 @@ impl Driver {
         let engine = engine_from_config(&self.shared);
         self.switch.reset(engine);
         self.media.reset();
+        if let Err(e) = self.make_configured_devices() {
+            tracing::error!("virtual devices not made again after the reset: {e}");
+        }
     }
 }
 

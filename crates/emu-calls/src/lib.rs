@@ -4,9 +4,11 @@
 //! See docs/architecture.md and docs/calls.md.
 
 pub mod api;
+mod api_voip;
 pub mod driver;
 pub mod requests;
 pub mod switch;
+pub mod virtual_devices;
 
 pub use api::router;
 pub use driver::{Driver, DriverHandle, DriverStopped, spawn};

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use crate::driver::Driver;
+use crate::virtual_devices::{DeviceAction, PlaceCall, PutDevice, VirtualDeviceInfo};
 
 type Reply<T> = oneshot::Sender<T>;
 
@@ -18,6 +19,14 @@ pub enum CallsError {
     NotFound(String),
     #[error(transparent)]
     Pstn(#[from] PstnError),
+    #[error(transparent)]
+    Voip(#[from] emu_voip::VoipError),
+    /// The request clashes with what exists (an account with another DeviceId, a channelId in use).
+    #[error("{0}")]
+    Conflict(String),
+    /// The configuration cannot be carried out (start-up and reset).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// A change of callback URLs (`PUT /admin/callbacks`); `Some(None)` clears, `None` keeps.
@@ -80,6 +89,37 @@ pub enum Request {
         ms: Millis,
         reply: Reply<Result<Millis, AdvanceError>>,
     },
+    /// Virtual devices of one tenant, or of all.
+    VirtualDevices {
+        tenant: Option<String>,
+        reply: Reply<Result<Vec<VirtualDeviceInfo>, CallsError>>,
+    },
+    VirtualDevice {
+        tenant: Option<String>,
+        rtc_id: String,
+        reply: Reply<Result<VirtualDeviceInfo, CallsError>>,
+    },
+    /// Creates (`true`) or changes a virtual device.
+    PutVirtualDevice {
+        put: PutDevice,
+        reply: Reply<Result<(bool, VirtualDeviceInfo), CallsError>>,
+    },
+    DeleteVirtualDevice {
+        tenant: Option<String>,
+        rtc_id: String,
+        reply: Reply<Result<(), CallsError>>,
+    },
+    VirtualDeviceAction {
+        tenant: Option<String>,
+        rtc_id: String,
+        action: DeviceAction,
+        reply: Reply<Result<VirtualDeviceInfo, CallsError>>,
+    },
+    /// A call from a virtual device: its channelId.
+    VirtualCall {
+        call: PlaceCall,
+        reply: Reply<Result<String, CallsError>>,
+    },
     Reset,
 }
 
@@ -127,6 +167,27 @@ impl Driver {
             Request::Advance { ms, reply } => {
                 let _ = reply.send(self.advance(ms));
             }
+            Request::VirtualDevices { tenant, reply } => {
+                let _ = reply.send(self.virtual_devices(tenant.as_deref()));
+            }
+            Request::VirtualDevice { tenant, rtc_id, reply } => {
+                let found = self.tenant_of(tenant.as_deref()).and_then(|t| {
+                    self.virtual_device_info(t, &rtc_id).ok_or(emu_voip::VoipError::NotFound(rtc_id).into())
+                });
+                let _ = reply.send(found);
+            }
+            Request::PutVirtualDevice { put, reply } => {
+                let _ = reply.send(self.put_virtual_device(put));
+            }
+            Request::DeleteVirtualDevice { tenant, rtc_id, reply } => {
+                let _ = reply.send(self.delete_virtual_device(tenant.as_deref(), &rtc_id));
+            }
+            Request::VirtualDeviceAction { tenant, rtc_id, action, reply } => {
+                let _ = reply.send(self.virtual_device_action(tenant.as_deref(), &rtc_id, action));
+            }
+            Request::VirtualCall { call, reply } => {
+                let _ = reply.send(self.place_virtual_call(call));
+            }
             Request::Reset => self.reset(),
         }
     }
@@ -157,7 +218,7 @@ impl Driver {
         Some(v)
     }
 
-    fn tenant_of(&self, name: Option<&str>) -> Result<TenantId, CallsError> {
+    pub(crate) fn tenant_of(&self, name: Option<&str>) -> Result<TenantId, CallsError> {
         match name {
             None => Ok(TenantId(0)),
             Some(n) => self

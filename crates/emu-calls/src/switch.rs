@@ -14,7 +14,10 @@ use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
 use emu_core::signalling::ServerMessage;
 use emu_core::{Millis, TenantId};
 use emu_pstn::PstnSim;
+use emu_voip::VirtualDevices;
 use serde_json::{Value, json};
+
+mod voip;
 
 /// CDRs kept for `GET /admin/cdrs`.
 const CDRS_KEPT: usize = 1000;
@@ -26,6 +29,16 @@ pub enum Effect {
         tenant: TenantId,
         rtc_id: String,
         message: ServerMessage,
+        /// The account's virtual device received it and ACKs it (the gateway clears the
+        /// retransmission as for an SDK's ACK).
+        virtual_ack: bool,
+    },
+    /// A virtual device came online (registered as a connected SDK is) or went offline.
+    VirtualPresence {
+        tenant: TenantId,
+        rtc_id: String,
+        device_id: String,
+        online: bool,
     },
     Callback {
         channel_id: String,
@@ -52,6 +65,8 @@ pub enum Effect {
 pub struct Switch {
     pub engine: Engine,
     pub pstn: PstnSim,
+    /// Virtual VoIP devices (docs/voip-devices.md).
+    pub voip: VirtualDevices,
     /// Tenant names by id, for CDR rows and events.
     tenants: Vec<String>,
     cdrs: VecDeque<Value>,
@@ -61,12 +76,19 @@ pub struct Switch {
 
 impl Switch {
     pub fn new(engine: Engine, pstn: PstnSim, tenants: Vec<String>) -> Self {
-        Switch { engine, pstn, tenants, cdrs: VecDeque::new(), leg_numbers: HashMap::new() }
+        Switch {
+            engine,
+            pstn,
+            voip: VirtualDevices::new(),
+            tenants,
+            cdrs: VecDeque::new(),
+            leg_numbers: HashMap::new(),
+        }
     }
 
-    /// The earliest deadline of the engine or the phones.
+    /// The earliest deadline of the engine, the phones or the virtual devices.
     pub fn poll_timeout(&self) -> Option<Millis> {
-        [self.engine.poll_timeout(), self.pstn.poll_timeout()].into_iter().flatten().min()
+        [self.engine.poll_timeout(), self.pstn.poll_timeout(), self.voip.poll_timeout()].into_iter().flatten().min()
     }
 
     pub fn feed(&mut self, input: Input, now: Millis) -> Vec<Effect> {
@@ -76,17 +98,20 @@ impl Switch {
         effects
     }
 
-    /// Fires every engine and phone timer due at `now`, in deadline order across both, each at
-    /// its own deadline.
+    /// Fires every engine, phone and virtual-device timer due at `now`, in deadline order across
+    /// all three, each at its own deadline.
     pub fn fire_due(&mut self, now: Millis) -> Vec<Effect> {
         let mut effects = Vec::new();
         loop {
-            let (e, p) = (self.engine.poll_timeout(), self.pstn.poll_timeout());
-            let Some(next) = [e, p].into_iter().flatten().min().filter(|t| *t <= now) else { break };
+            let (e, p, v) = (self.engine.poll_timeout(), self.pstn.poll_timeout(), self.voip.poll_timeout());
+            let Some(next) = [e, p, v].into_iter().flatten().min().filter(|t| *t <= now) else { break };
             if e == Some(next) {
                 for (at, outputs) in self.engine.handle_timeout(next) {
                     self.carry_out(outputs, at, &mut effects);
                 }
+            } else if v == Some(next) {
+                self.voip.handle_timeout(next);
+                self.carry_out_voip(next, &mut effects);
             } else {
                 let events = self.pstn.handle_timeout(next);
                 for (at, event) in events {
@@ -126,6 +151,7 @@ impl Switch {
     pub fn reset(&mut self, engine: Engine) {
         self.engine = engine;
         self.pstn.reset();
+        self.voip.clear();
         self.cdrs.clear();
         self.leg_numbers.clear();
     }
@@ -151,7 +177,13 @@ impl Switch {
         let mut queue: VecDeque<Output> = outputs.into();
         while let Some(out) = queue.pop_front() {
             match out {
-                Output::ToDevice { tenant, rtc_id, message } => effects.push(Effect::Send { tenant, rtc_id, message }),
+                Output::ToDevice { tenant, rtc_id, message } => {
+                    // A virtual device hears the message at once (its timers start now); the
+                    // gateway still sends it to its connection and waits for the ACK.
+                    let virtual_ack = self.voip.deliver(tenant, &rtc_id, &message, now) == Some(true);
+                    effects.push(Effect::Send { tenant, rtc_id, message, virtual_ack });
+                    queue.extend(self.voip_outputs(now, effects));
+                }
                 Output::Pstn(cmd) => {
                     // The simulator answers at once; its events go back into the engine.
                     for e in self.pstn_command(cmd, now, effects) {

@@ -26,6 +26,9 @@ use crate::mqtt;
 use crate::sls::SlsSink;
 use emu_core::signalling::DeviceRequest;
 
+mod virtual_conn;
+pub use virtual_conn::VIRTUAL_TRANSPORT;
+
 pub type ConnId = u64;
 
 /// The parts of a bound connection an envelope needs.
@@ -73,6 +76,8 @@ struct Registration {
     last_heartbeat_ms: u64,
     heartbeats: u64,
     disconnected_at: Option<Instant>,
+    /// A virtual device's (hub/virtual_conn.rs): it never misses a heartbeat.
+    is_virtual: bool,
 }
 
 /// A server request waiting for the device's ACK.
@@ -532,6 +537,7 @@ impl Hub {
             last_heartbeat_ms: now_ms,
             heartbeats: 0,
             disconnected_at: None,
+            is_virtual: false,
         };
         let kicked = match self.regs.entry((b.tenant, b.rtc_id.clone())) {
             Entry::Occupied(mut e) if e.get().conn == Some(conn) => {
@@ -710,6 +716,10 @@ impl Hub {
         let heartbeat = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
         let mut gone = Vec::new();
         self.regs.retain(|(tenant, rtc_id), r| {
+            if r.is_virtual {
+                r.last_heartbeat = now;
+                return true;
+            }
             let reason = match (r.conn, r.disconnected_at) {
                 (None, Some(at)) if now.duration_since(at) >= grace => "not back within the grace period",
                 (Some(conn), _) if now.duration_since(r.last_heartbeat) >= heartbeat => {
@@ -772,7 +782,13 @@ impl Hub {
                 return true;
             }
             if p.attempts >= self.cfg.retransmit_attempts {
-                undelivered.push((p.tenant, p.rtc_id.clone(), p.message_type.clone(), request_id.clone()));
+                undelivered.push((
+                    p.tenant,
+                    p.rtc_id.clone(),
+                    p.message_type.clone(),
+                    request_id.clone(),
+                    p.channel_id.clone(),
+                ));
                 return false;
             }
             p.attempts += 1;
@@ -785,13 +801,13 @@ impl Hub {
                 self.send_packet(conn, packet);
             }
         }
-        for (tenant, rtc_id, message_type, request_id) in undelivered {
+        for (tenant, rtc_id, message_type, request_id, channel_id) in undelivered {
             tracing::warn!(rtc_id, message_type, request_id, "server request never ACKed");
             self.log(
                 "envelope.undelivered",
                 Some(tenant),
                 Some(&rtc_id),
-                None,
+                channel_id,
                 json!({"messageType": message_type, "requestId": request_id}),
             );
             self.to_engine(GatewayEvent::Undelivered { tenant, rtc_id, message_type, request_id });

@@ -76,6 +76,12 @@ impl Emulator {
         Ok((resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null)))
     }
 
+    /// DELETE, returning the status and the JSON body (if any).
+    pub async fn admin_delete(&self, path: &str) -> anyhow::Result<(u16, Value)> {
+        let resp = self.http.delete(format!("{}{path}", self.endpoints.admin)).send().await?;
+        Ok((resp.status().as_u16(), resp.json().await.unwrap_or(Value::Null)))
+    }
+
     /// POST returning the status too (for the error cases of the admin API).
     pub async fn admin_post_status(&self, path: &str, body: Value) -> anyhow::Result<(u16, Value)> {
         let resp = self.http.post(format!("{}{path}", self.endpoints.admin)).json(&body).send().await?;

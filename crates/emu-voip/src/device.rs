@@ -125,6 +125,8 @@ struct Current {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceView {
+    /// Shown by name by the admin API.
+    #[serde(skip)]
     pub tenant: TenantId,
     pub rtc_id: String,
     pub device_id: String,
@@ -582,11 +584,13 @@ impl VirtualDevices {
     fn transition(&mut self, key: &Key, change: impl FnOnce(&mut VirtualDevice)) {
         let Some(d) = self.devices.get_mut(key) else { return };
         let from = d.state();
+        let before = d.current.as_ref().map(|c| c.channel_id.clone());
         change(d);
         d.generation += 1;
         let to = d.state();
         if from != to {
-            let channel_id = d.current.as_ref().map(|c| c.channel_id.clone());
+            // The call the change is about: the one begun, or the one just over.
+            let channel_id = d.current.as_ref().map(|c| c.channel_id.clone()).or(before);
             self.out.push_back(Action::State { tenant: key.0, rtc_id: key.1.clone(), channel_id, from, to });
         }
     }

@@ -272,6 +272,12 @@ fn offline_devices_cannot_call_and_states_are_logged() {
         })
         .collect();
     assert_eq!(states, [(DeviceState::Idle, DeviceState::Ringing, Some("ch".to_string()))]);
+    v.hangup(T, "vd", 5).unwrap();
+    let ended: Vec<_> = drain(&mut v)
+        .into_iter()
+        .filter_map(|a| if let Action::State { to, channel_id, .. } = a { Some((to, channel_id)) } else { None })
+        .collect();
+    assert_eq!(ended, [(DeviceState::Idle, Some("ch".to_string()))], "the call that ended is named");
 }
 
 #[test]
