@@ -17,8 +17,12 @@ pub struct Emu {
     pub http: reqwest::Client,
 }
 
+/// The POP and admin tests count accounts: without the ready-made virtual parties (their own
+/// tests are in voip_devices.rs).
+const NO_VIRTUAL_DEVICES: &str = "[voip]\ndevices = []\n";
+
 pub async fn start(overrides: &str) -> Emu {
-    let config = emu_server::config::for_tests(overrides).expect("test config");
+    let config = emu_server::config::for_tests(&format!("{NO_VIRTUAL_DEVICES}{overrides}")).expect("test config");
     let running = emu_server::start(config).await.expect("emulator starts");
     Emu {
         pop: running.endpoints.pop.clone(),

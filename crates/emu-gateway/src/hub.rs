@@ -848,8 +848,9 @@ impl Hub {
         v
     }
 
+    /// Open MQTT connections (virtual devices' have no socket and are not counted).
     pub fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.conns.iter().filter(|c| c.transport != VIRTUAL_TRANSPORT).count()
     }
 }
 impl emu_core::lifecycle::Reset for Hub {

@@ -120,9 +120,12 @@ class Admin:
         return body["requests"]
 
     def accounts(self, tenant: str) -> list[dict]:
+        """The tenant's accounts made through the POP API: without the ready-made virtual
+        devices' accounts (DeviceId virtual-…, docs/voip-devices.md), which the emulator makes
+        itself and which do not count against the account limit."""
         body = self.get(f"/admin/accounts?tenant={tenant}")
         assert isinstance(body, dict) and isinstance(body.get("accounts"), list), body
-        return body["accounts"]
+        return [a for a in body["accounts"] if not str(a.get("deviceId", "")).startswith("virtual-")]
 
 
 def new_device_id(prefix: str = "dev") -> str:
