@@ -74,3 +74,47 @@ async fn voip_to_pstn_tone_dtmf_and_recording() {
         .unwrap();
     assert!(report.to_string().contains("messages") || report.is_object(), "{report}");
 }
+
+/// The loudest sample of what a client heard.
+fn peak(pcm: &[i16]) -> i32 {
+    pcm.iter().map(|s| (*s as i32).abs()).max().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn an_sdk_device_hears_itself_from_the_echo_account() {
+    let emu = Emulator::start("[clock]\nmode = \"manual\"\n").await.unwrap();
+    let mut alice = emu.registered("alice").await.unwrap();
+    let join = alice.call_voip("m-echo", &["9000000000000001"]).await.unwrap();
+    let mut a =
+        MediaClient::connect_device(&mut alice, "m-echo", &join, ClientOptions::default().tone(440.0)).await.unwrap();
+    emu.advance(1000).await.unwrap(); // the echo account answers after 1 s
+    alice.expect("answered").await.unwrap();
+    let stats = a.wait_rtp(50, WAIT).await.unwrap();
+    assert!(stats.rtp_rx >= 50, "{stats:?}");
+    assert!(peak(&a.received_pcm()) > 1000, "its own tone came back");
+    let call = emu.admin_get("/admin/calls/m-echo").await.unwrap();
+    assert_eq!(call["state"], "active", "{call}");
+    alice.leave("m-echo").await.unwrap();
+    a.close().await;
+}
+
+#[tokio::test]
+async fn a_virtual_device_calls_an_sdk_device_which_hears_its_tone() {
+    let emu = Emulator::start("[clock]\nmode = \"manual\"\n").await.unwrap();
+    let mut bob = emu.registered("bob").await.unwrap();
+    let (status, reply) = emu
+        .admin_post_status("/admin/voip/calls", serde_json::json!({"from": "9000000000000004", "to": [bob.rtc_id]}))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "{reply}");
+    let channel = reply["channelId"].as_str().unwrap().to_string();
+    let called = bob.expect("called").await.unwrap();
+    assert_eq!(called.body["callerInfo"]["rtcId"], "9000000000000004");
+    let join = bob.answer(&called, true).await.unwrap().unwrap();
+    let mut b = MediaClient::connect_device(&mut bob, &channel, &join, ClientOptions::default()).await.unwrap();
+    b.wait_rtp(50, WAIT).await.unwrap();
+    assert!(peak(&b.received_pcm()) > 1000, "the virtual device's 440 Hz tone");
+    let caller = emu.admin_get("/admin/voip/devices/9000000000000004").await.unwrap();
+    assert_eq!(caller["state"], "in_call", "{caller}");
+    b.close().await;
+}
