@@ -45,6 +45,9 @@ run node-mns bash tests/sdk/mns/node/run.sh
 count "$logs/node-mns.log" '^# pass [0-9]+' '^# fail [0-9]+'
 run web-sdk bash tests/web-sdk/run.sh
 count "$logs/web-sdk.log" '^# pass [0-9]+' '^# fail [0-9]+'
+run examples bash examples/virtual-devices/run.sh
+count "$logs/examples.log" '[0-9]+ passed' '[0-9]+ failed'
+count "$logs/examples.log" '^# pass [0-9]+' '^# fail [0-9]+'
 
 echo
 echo "=== suites failed: ${failed_suites[*]:-none}"
