@@ -192,7 +192,7 @@ async fn admin_errors_are_json() {
         // Every component's admin routes answer in the same shape.
         (Method::GET, "/admin/media/no-such-channel", "", 404),
         (Method::GET, "/recordings/no-such.wav", "", 404),
-        (Method::GET, "/admin/queues/no-such-queue/messages", "", 404),
+        (Method::GET, "/admin/mns/queues/no-such-queue/messages", "", 404),
         (Method::GET, "/admin/calls/no-such-call", "", 404),
     ];
     for (method, path, body, want) in cases {

@@ -18,9 +18,7 @@ use axum::Router;
 use axum::extract::{ConnectInfo, State, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, extract::Query};
 use emu_core::Shared;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -84,24 +82,4 @@ pub async fn run_background(hub: Arc<Hub>, shared: Shared, mut stop: watch::Rece
             _ = stopped(&mut stop) => return,
         }
     }
-}
-
-/// Admin routes: `GET /admin/devices`, `GET /admin/sls`.
-pub fn admin_router(hub: Arc<Hub>) -> Router {
-    Router::new().route("/admin/devices", get(devices)).route("/admin/sls", get(sls_uploads)).with_state(hub)
-}
-
-#[derive(serde::Deserialize)]
-struct DeviceFilter {
-    tenant: Option<String>,
-}
-
-async fn devices(State(hub): State<Arc<Hub>>, Query(q): Query<DeviceFilter>) -> Response {
-    let tenant = q.tenant;
-    let list: Vec<_> = hub.devices().into_iter().filter(|d| tenant.as_ref().is_none_or(|t| &d.tenant == t)).collect();
-    Json(json!({"devices": list, "connections": hub.connection_count()})).into_response()
-}
-
-async fn sls_uploads(State(hub): State<Arc<Hub>>) -> Response {
-    Json(json!({"uploads": hub.sls.uploads()})).into_response()
 }

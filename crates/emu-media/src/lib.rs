@@ -10,13 +10,12 @@
 //! - Bridging: VoIP↔VoIP forwards the RTP payload untouched when both legs negotiated the
 //!   codec (Opus), and transcodes through 8 kHz PCM otherwise; a phone's side is synthesized
 //!   (tone, silence, echo, WAV file) in the device leg's codec, with RFC 4733 DTMF both ways.
-//! - Recording to stereo WAV (caller left, callee right), served over HTTP ([`router`]).
+//! - Recording to stereo WAV (caller left, callee right), served over HTTP by emu-admin.
 //!
 //! The API is synchronous (a short lock); the network I/O runs on one task of its own.
 
 pub mod audio;
 pub mod codec;
-mod http;
 mod recorder;
 pub mod sdp;
 mod server;
@@ -31,7 +30,6 @@ use std::time::Duration;
 
 pub use codec::AudioCodec;
 pub use emu_pstn::Audio;
-pub use http::router;
 pub use server::{MediaServer, RecordingInfo};
 
 /// The media server's settings.

@@ -2,7 +2,7 @@
 //! receipt pullers, at the root of its own origin, with MNS V2 signatures, STS security tokens,
 //! the vendor's error XML, limits and visibility semantics — every timer on the emulator clock.
 //!
-//! * [`router`]: the MNS HTTP API; [`admin::router`]: `GET /admin/mns/queues` and friends.
+//! * [`router`]: the MNS HTTP API (its admin views live in emu-admin).
 //! * [`Mns::deliver`]: how the rest of the emulator puts a receipt (`ArtcCdrReport`,
 //!   `VoiceRecordReport`) into `Alicom-Queue-<uid>-<MessageType>`, plus optional HTTP push.
 //! * With a data dir, everything is written ahead to `<data-dir>/mns.redb` ([`store`]).
@@ -10,7 +10,6 @@
 //! * [`listener`]: the HTTP serve loop (plain or TLS) with header-read and idle timeouts, which
 //!   every HTTP listener of the emulator uses.
 
-pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod http;

@@ -115,7 +115,7 @@ impl Emu {
     async fn start(mns: Arc<Mns>) -> Emu {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = emu_mns::router(mns.clone()).merge(emu_mns::admin::router(mns.clone()));
+        let app = emu_mns::router(mns.clone()).merge(emu_admin::routes::mns::router(mns.clone()));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -647,7 +647,7 @@ async fn deliver_puts_base64_json_into_the_alicom_queue_and_admin_shows_it() {
     let queues = emu.get_json("/admin/mns/queues").await;
     assert_eq!(queues["queues"][0]["name"], Q);
     assert_eq!(queues["queues"][0]["inactiveMessages"], 1);
-    let msgs = emu.get_json(&format!("/admin/queues/{Q}/messages")).await;
+    let msgs = emu.get_json(&format!("/admin/mns/queues/{Q}/messages")).await;
     assert_eq!(msgs["messages"][0]["decoded"], body);
     assert_eq!(msgs["messages"][0]["state"], "inactive");
     let events = emu.mns.shared.events.query(&Default::default());

@@ -184,11 +184,13 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             mns.shutdown();
         });
     }
-    let admin_routes = emu_admin::router(admin.clone())
-        .merge(emu_gateway::admin_router(gateway.clone()))
-        .merge(emu_calls::router(calls.clone()))
-        .merge(emu_mns::admin::router(mns.clone()))
-        .merge(emu_media::router(media.clone()));
+    let admin_routes = emu_admin::router(emu_admin::Components {
+        admin: admin.clone(),
+        gateway: gateway.clone(),
+        calls: calls.clone(),
+        mns: mns.clone(),
+        media: media.clone(),
+    });
     let admin_routes = emu_admin::secure(admin_routes, &shared.config);
     serve_http(&mut tasks, admin_listener, admin_routes, http_opts, stop_rx.clone());
     serve(

@@ -4,7 +4,7 @@ One emulator process per pytest session: started from the built binary (``$ALICO
 default ``<repo>/target/release/alicom-emu``) with the two-tenant fixture config and ephemeral
 ports, stopped with SIGTERM at the end (it must exit 0). The MNS endpoint comes from the
 ready-file key ``mns``; without it every test is skipped (the binary has no MNS service yet).
-``$ALICOM_EMU_EXTRA_ARGS`` adds arguments (e.g. ``--tls`` for the stand-alone harness).
+``$ALICOM_EMU_EXTRA_ARGS`` adds command-line arguments.
 """
 
 from __future__ import annotations

@@ -4,8 +4,6 @@
 # device that makes the call whose receipts test_mns_alicom_call_receipts.py consumes) against
 # the built emulator binary.
 #   binary: $ALICOM_EMU_BIN, default <repo>/target/release/alicom-emu (this script never builds it);
-#           any binary taking --config/--ephemeral-ports/--ready-file works, e.g. the stand-alone
-#           MNS harness target/debug/examples/serve (cargo build -p emu-mns --examples).
 #           The suite skips itself when the ready-file has no "mns" endpoint.
 #   venv:   <repo>/target/sdk-venv-mns, (re)created when missing or when requirements.txt changed
 # Extra arguments are passed to pytest (e.g. -k visibility -x). Exit code = pytest's.

@@ -14,8 +14,10 @@ use serde_json::{Value, json};
 
 use emu_http::ApiError;
 
-use crate::driver::{DriverHandle, DriverStopped};
-use crate::requests::{CallbacksChange, CallsError, PhoneAction, Request};
+use emu_calls::driver::{DriverHandle, DriverStopped};
+use emu_calls::requests::{CallbacksChange, CallsError, PhoneAction, Request};
+
+use super::parse;
 
 pub fn router(driver: DriverHandle) -> Router {
     Router::new()
@@ -28,15 +30,14 @@ pub fn router(driver: DriverHandle) -> Router {
         .route("/admin/pstn/phones/{number}/{action}", post(phone_action))
         .route("/admin/pstn/calls", post(dial_in))
         .route("/admin/pstn/magic-numbers", get(magic))
-        .with_state(driver.clone())
-        .merge(crate::api_voip::router(driver))
+        .with_state(driver)
 }
 
 fn pstn_error(e: PstnError) -> ApiError {
     ApiError(StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST), e.to_string())
 }
 
-pub(crate) fn calls_error(e: CallsError) -> ApiError {
+pub(super) fn calls_error(e: CallsError) -> ApiError {
     match e {
         CallsError::NotFound(why) => ApiError::not_found(why),
         CallsError::Pstn(e) => pstn_error(e),
@@ -56,12 +57,8 @@ fn voip_error(e: emu_voip::VoipError) -> ApiError {
     ApiError(status, e.to_string())
 }
 
-pub(crate) fn stopped(e: DriverStopped) -> ApiError {
+pub(super) fn stopped(e: DriverStopped) -> ApiError {
     ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-}
-
-pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
 type Reply = Result<Json<Value>, ApiError>;

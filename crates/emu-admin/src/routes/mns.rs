@@ -1,10 +1,10 @@
 //! Admin routes of the MNS service (JSON, errors as `{"error": "…"}` like the rest of the
 //! admin API):
 //!
-//! * `GET  /admin/mns/queues[?tenant=NAME]` (alias `/admin/queues`): every queue with its counts
-//! * `GET  /admin/mns/queues/{name}/messages[?tenant=NAME]` (alias `/admin/queues/…`): the
+//! * `GET  /admin/mns/queues[?tenant=NAME]`: every queue with its counts
+//! * `GET  /admin/mns/queues/{name}/messages[?tenant=NAME]`: the
 //!   messages, peeked (nothing changes), base64-JSON bodies decoded
-//! * `POST /admin/mns/queues/{name}/purge[?tenant=NAME]` (alias `/admin/queues/…`)
+//! * `POST /admin/mns/queues/{name}/purge[?tenant=NAME]`
 //! * `GET|PUT /admin/mns/push`: the HTTP push targets (`[{tenant, messageType, url}]`)
 //! * `POST /admin/mns/deliver`: `{tenant, messageType, body}` puts a receipt like the call engine
 
@@ -21,24 +21,16 @@ use serde_json::json;
 
 use emu_http::ApiError;
 
-use crate::{Mns, PushTarget};
+use emu_mns::{Mns, PushTarget};
 
 pub fn router(mns: Arc<Mns>) -> Router {
     Router::new()
-        // The queue views are mounted twice: `/admin/mns/queues…` and its documented alias
-        // `/admin/queues…`, one definition.
-        .nest("/admin/mns", queue_routes())
-        .nest("/admin", queue_routes())
+        .route("/admin/mns/queues", get(queues))
+        .route("/admin/mns/queues/{name}/messages", get(messages))
+        .route("/admin/mns/queues/{name}/purge", post(purge))
         .route("/admin/mns/push", get(get_push).put(put_push))
         .route("/admin/mns/deliver", post(deliver))
         .with_state(mns)
-}
-
-fn queue_routes() -> Router<Arc<Mns>> {
-    Router::new()
-        .route("/queues", get(queues))
-        .route("/queues/{name}/messages", get(messages))
-        .route("/queues/{name}/purge", post(purge))
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -132,7 +124,7 @@ async fn deliver(State(mns): State<Arc<Mns>>, body: axum::body::Bytes) -> Respon
         Ok(t) => t.unwrap_or(TenantId(0)),
         Err(r) => return r.into_response(),
     };
-    if b.message_type.is_empty() || !crate::valid_queue_name(&format!("A{}", b.message_type)) {
+    if b.message_type.is_empty() || !emu_mns::valid_queue_name(&format!("A{}", b.message_type)) {
         return error(StatusCode::BAD_REQUEST, "messageType must be letters, digits and '-'");
     }
     match mns.deliver(t, &b.message_type, &b.body).await {

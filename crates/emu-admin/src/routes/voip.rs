@@ -13,10 +13,12 @@ use emu_voip::Behavior;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{calls_error, parse, stopped};
-use crate::driver::DriverHandle;
-use crate::requests::Request;
-use crate::virtual_devices::{DeviceAction, PlaceCall, PutDevice};
+use emu_calls::driver::DriverHandle;
+use emu_calls::requests::Request;
+use emu_calls::virtual_devices::{DeviceAction, PlaceCall, PutDevice};
+
+use super::calls::{calls_error, stopped};
+use super::parse;
 
 pub fn router(driver: DriverHandle) -> Router {
     Router::new()

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use emu_http::ApiError;
 
-use crate::MediaServer;
+use emu_media::MediaServer;
 
 pub fn router(server: Arc<MediaServer>) -> Router {
     Router::new()

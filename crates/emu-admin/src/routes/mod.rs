@@ -1,0 +1,24 @@
+//! The admin routes by area, and the input parsing they share: a malformed body or query string
+//! is a JSON 400 (axum's own rejections are plain text).
+
+use axum::http::StatusCode;
+
+use crate::ApiError;
+
+pub mod calls;
+pub mod core;
+pub mod devices;
+pub mod media;
+pub mod mns;
+pub mod voip;
+
+/// Parses a JSON body.
+pub(crate) fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
+}
+
+/// Parses the query string.
+pub(crate) fn query<T: serde::de::DeserializeOwned>(uri: &axum::http::Uri) -> Result<T, ApiError> {
+    let q = uri.query().unwrap_or_default();
+    serde_urlencoded::from_str(q).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("invalid query string: {e}")))
+}
