@@ -261,6 +261,12 @@ impl SendQueue {
         v
     }
 
+    /// Takes every queued datagram out, as (destination, contents), for a transport other than
+    /// a socket (the in-memory tests of the media state).
+    pub fn take(&mut self) -> Vec<(SocketAddr, Vec<u8>)> {
+        self.items.drain(..).map(|(dest, _, contents)| (dest, contents)).collect()
+    }
+
     /// Queues a datagram.
     pub fn push(&mut self, dest: SocketAddr, contents: Vec<u8>) {
         self.queued += 1;

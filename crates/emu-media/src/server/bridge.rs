@@ -83,8 +83,13 @@ impl MediaServer {
     /// Device legs may join before or after. A phone side's audio is synthesized.
     pub fn bridge(&self, channel_id: &str, a: Endpoint, b: Endpoint, record: bool) {
         let now = Instant::now();
-        let w = self.worker(channel_id);
-        let mut st = w.state.lock();
+        self.worker(channel_id).with(|st| st.bridge(channel_id, a, b, record, now));
+    }
+}
+
+impl State {
+    /// [`MediaServer::bridge`]: the channel's bridge (and recorder) from now on.
+    pub(super) fn bridge(&mut self, channel_id: &str, a: Endpoint, b: Endpoint, record: bool, now: Instant) {
         let phone_side = match (&a, &b) {
             (Endpoint::Device { .. }, Endpoint::Phone { .. }) => Some(1),
             (Endpoint::Phone { .. }, Endpoint::Device { .. }) => Some(0),
@@ -92,12 +97,12 @@ impl MediaServer {
         };
         let phone = phone_side.map(|side| {
             let Endpoint::Phone { audio, .. } = (if side == 0 { &a } else { &b }) else { unreachable!("a phone side") };
-            let source = st.source_for(audio);
+            let source = self.source_for(audio);
             Phone { side, source, inband: VecDeque::new(), playing: None, device: None }
         });
-        let clock_ms = st.clock.now_ms();
-        let cfg = st.cfg.clone();
-        let chan = st.channels.entry(channel_id.to_string()).or_insert_with(|| Channel::new("", clock_ms));
+        let clock_ms = self.clock.now_ms();
+        let cfg = self.cfg.clone();
+        let chan = self.channels.entry(channel_id.to_string()).or_insert_with(|| Channel::new("", clock_ms));
         if record && chan.recorder.is_none() {
             let stem = safe_file_stem(channel_id);
             let mut file = format!("{stem}.wav");
@@ -115,12 +120,10 @@ impl MediaServer {
             }
         }
         chan.bridge = Some(Bridge { sides: [a, b], record, phone });
-        st.topology += 1;
-        if phone_side.is_some() && st.next_synth.is_none() {
-            st.next_synth = Some(now + SYNTH_PERIOD);
+        self.topology += 1;
+        if phone_side.is_some() && self.next_synth.is_none() {
+            self.next_synth = Some(now + SYNTH_PERIOD);
         }
-        drop(st);
-        w.wake.notify_one();
     }
 }
 

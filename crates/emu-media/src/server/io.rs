@@ -1,5 +1,6 @@
-//! The I/O loop of one worker: batched receives (recvmmsg), flushing the send queue (sendmmsg),
-//! and sleeping until the next timer. `State` still owns the socket it flushes to.
+//! The I/O loop of one worker: batched receives (recvmmsg) fed to its sans-IO `State` with the
+//! time they arrived, flushing what the state queued (`Worker::flush`), and sleeping until the
+//! state's next timer.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +10,6 @@ use tokio::sync::watch;
 use crate::udp::RecvBatch;
 
 use super::MediaServer;
-use super::state::State;
 
 /// Datagrams taken from the socket per system call, and per turn of the I/O task (the timers
 /// and the queued sends are served between turns).
@@ -26,7 +26,7 @@ pub(super) async fn io_loop(server: Arc<MediaServer>, index: usize, mut stop: wa
     loop {
         let deadline = {
             let mut st = server.state.lock();
-            st.flush();
+            server.flush(&mut st);
             st.next_deadline(Instant::now())
         };
         tokio::select! {
@@ -48,7 +48,7 @@ pub(super) async fn io_loop(server: Arc<MediaServer>, index: usize, mut stop: wa
                             }
                             st.settle(now);
                             // Send what this batch produced before taking the next.
-                            st.flush();
+                            server.flush(&mut st);
                             if n < batch.capacity() {
                                 break;
                             }
@@ -65,16 +65,6 @@ pub(super) async fn io_loop(server: Arc<MediaServer>, index: usize, mut stop: wa
             }
             _ = tokio::time::sleep_until(deadline.into()) => server.state.lock().run_due(Instant::now()),
             _ = server.wake.notified() => {}
-        }
-    }
-}
-
-impl State {
-    /// Sends the queued datagrams.
-    pub(super) fn flush(&mut self) {
-        if !self.out.is_empty() {
-            let f = self.out.flush(&*self.socket);
-            self.counters.send_errors += f.failed as u64;
         }
     }
 }

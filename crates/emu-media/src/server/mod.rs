@@ -6,7 +6,11 @@
 //! - `leg` / `direct`: a leg and its str0m `Rtc`; the SRTP fast path of connected legs;
 //! - `bridge`: forwarding between legs, recording, releasing channels;
 //! - `phone`: the synthesized phone side (audio, DTMF) and its 20 ms tick;
+//! - `worker`: a worker's socket, lock and the carrying out of what its state queued;
 //! - `io`: the I/O loop (batched receive and send, sleeping until the next timer).
+//!
+//! `State` is sans-IO (datagrams and time in; datagrams, events and TURN releases queued out),
+//! so `tests.rs` runs it in memory against a str0m client, the way str0m tests itself.
 
 mod bridge;
 mod direct;
@@ -15,10 +19,10 @@ mod leg;
 mod phone;
 mod signal;
 mod state;
+#[cfg(test)]
+mod tests;
+mod worker;
 
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-
-use rustc_hash::FxHashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
@@ -35,11 +39,12 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::srtp;
 use crate::turn::TurnRelay;
-use crate::udp::{self, Parked, SendQueue};
+use crate::udp;
 use crate::{MediaConfig, MediaEvent};
 
 use io::{SOCKET_RECV_BUFFER, SOCKET_SEND_BUFFER, io_loop};
 use state::State;
+use worker::Worker;
 
 type LegId = u64;
 
@@ -141,15 +146,6 @@ pub struct MediaServer {
     clock: Clock,
 }
 
-/// One I/O task: its socket, and the state of its channels' legs.
-struct Worker {
-    state: Mutex<State>,
-    wake: Notify,
-    socket: Arc<UdpSocket>,
-    local_addr: SocketAddr,
-    cand_addr: SocketAddr,
-}
-
 /// The IP the server's candidate and relay addresses carry.
 fn public_ip(cfg: &MediaConfig) -> IpAddr {
     let host = cfg.public_host.trim();
@@ -204,36 +200,16 @@ impl MediaServer {
             tracing::debug!(rcvbuf, sndbuf, "media socket buffers");
             let cand_addr = SocketAddr::new(ip, local_addr.port());
             let socket = Arc::new(socket);
-            let state = State {
-                cfg: cfg.clone(),
-                clock: clock.clone(),
-                socket: socket.clone(),
-                out: SendQueue::new(),
-                cand_addr,
-                provider: provider.clone(),
-                cert: cert.clone(),
-                turn: turn.clone(),
+            let state = State::new(cfg.clone(), clock.clone(), cand_addr, provider.clone(), cert.clone());
+            workers.push(Worker {
+                state: Mutex::new(state),
+                wake: Notify::new(),
+                socket,
                 events: events.clone(),
-                channels: FxHashMap::default(),
-                legs: FxHashMap::default(),
-                by_ufrag: FxHashMap::default(),
-                by_addr: FxHashMap::default(),
-                dirty: VecDeque::new(),
-                deferred: Parked::default(),
-                held_stun: VecDeque::new(),
-                topology: 0,
-                timers: BinaryHeap::new(),
-                dtmf_active: Vec::new(),
-                phone_dtmf_pending: Vec::new(),
-                next_synth: None,
-                next_leg: 1,
-                recordings: Vec::new(),
-                wav_cache: HashMap::new(),
-                recent: VecDeque::new(),
-                counters: Counters::default(),
-                plain: Vec::new(),
-            };
-            workers.push(Worker { state: Mutex::new(state), wake: Notify::new(), socket, local_addr, cand_addr });
+                turn: turn.clone(),
+                local_addr,
+                cand_addr,
+            });
         }
         let server = Arc::new(MediaServer { workers, stop, cfg, turn, clock });
         for i in 0..server.workers.len() {
@@ -294,22 +270,14 @@ impl MediaServer {
     /// and go out one at a time (events never overlap) once the leg is connected. False when
     /// the channel has no device leg bridged with a phone, or `digit` is not a DTMF key.
     pub fn phone_dtmf(&self, channel_id: &str, digit: char) -> bool {
-        let w = self.worker(channel_id);
-        let ok = w.state.lock().phone_dtmf(channel_id, digit);
-        w.wake.notify_one();
-        ok
+        self.worker(channel_id).with(|st| st.phone_dtmf(channel_id, digit))
     }
 
     /// Tears down every leg of the channel (TURN credentials and allocations included) and
     /// finishes its recording (→ [`MediaEvent::RecordingDone`]).
     pub fn release(&self, channel_id: &str) -> Option<RecordingInfo> {
         let now = Instant::now();
-        let w = self.worker(channel_id);
-        let mut st = w.state.lock();
-        let rec = st.release(channel_id, now);
-        drop(st);
-        w.wake.notify_one();
-        rec
+        self.worker(channel_id).with(|st| st.release(channel_id, now))
     }
 
     /// Per-leg media statistics of a channel; for a released channel, its final statistics
@@ -416,12 +384,13 @@ impl MediaServer {
     pub fn reset(&self) {
         let now = Instant::now();
         for w in &self.workers {
-            let mut st = w.state.lock();
-            let ids: Vec<String> = st.channels.keys().cloned().collect();
-            for id in ids {
-                st.release(&id, now);
-            }
-            st.recent.clear();
+            w.with(|st| {
+                let ids: Vec<String> = st.channels.keys().cloned().collect();
+                for id in ids {
+                    st.release(&id, now);
+                }
+                st.recent.clear();
+            });
         }
     }
 

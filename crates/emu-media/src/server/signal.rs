@@ -46,9 +46,52 @@ impl MediaServer {
         prefer: CodecPreference,
     ) -> Value {
         let now = Instant::now();
-        let w = self.worker(channel_id);
-        let mut st = w.state.lock();
-        let id = st.new_leg(channel_id, tenant, rtc_id, uuid, prefer, now);
+        let turn = self.mint_turn_user();
+        let leg = NewLeg { channel_id, tenant, rtc_id, uuid, prefer };
+        self.worker(channel_id).with(|st| st.join(leg, signal, turn, now))
+    }
+
+    /// TURN credentials for one leg, when the relay runs: valid for `turn_credential_ttl`.
+    fn mint_turn_user(&self) -> Option<TurnUser> {
+        let (turn, url) = (self.turn.as_ref()?, self.turn_url()?);
+        let ttl = self.cfg.turn_credential_ttl;
+        let expiry = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default() + ttl;
+        let username = format!("{}:{}", expiry.as_secs(), random_alnum(12));
+        let password = random_alnum(24);
+        turn.add_user(&username, &password, ttl);
+        Some(TurnUser { url, username, password })
+    }
+
+    /// A device's media signal: `sdpCandidate` (offer + candidates → the answer result),
+    /// `candidate` (a trickled candidate; no result), anything else ignored.
+    pub fn signal(&self, channel_id: &str, rtc_id: &str, uuid: &str, api: &str, signal: &Value) -> Option<Value> {
+        let now = Instant::now();
+        self.worker(channel_id).with(|st| st.signal(channel_id, rtc_id, uuid, api, signal, now))
+    }
+}
+
+/// Who a new leg belongs to.
+pub(super) struct NewLeg<'a> {
+    pub(super) channel_id: &'a str,
+    pub(super) tenant: &'a str,
+    pub(super) rtc_id: &'a str,
+    pub(super) uuid: &'a str,
+    pub(super) prefer: CodecPreference,
+}
+
+/// TURN credentials minted for a leg (the relay knows them already).
+pub(super) struct TurnUser {
+    pub(super) url: String,
+    pub(super) username: String,
+    pub(super) password: String,
+}
+
+impl State {
+    /// The joinChannel result (the JSON for `body.mediaSignal`) for a new leg; with sigv 2 (the
+    /// offer inside `signal`), it also carries the answer and the server's one candidate.
+    pub(super) fn join(&mut self, leg: NewLeg, signal: &Value, turn: Option<TurnUser>, now: Instant) -> Value {
+        let NewLeg { channel_id, tenant, rtc_id, uuid, prefer } = leg;
+        let id = self.new_leg(channel_id, tenant, rtc_id, uuid, prefer, now);
         let mut result = json!({
             "api": "joinChannel", "errorCode": 0, "errorMsg": "SUCCESS",
             "data": {"channelId": channel_id, "turnServers": [], "dynamicConfig": {}},
@@ -56,28 +99,23 @@ impl MediaServer {
         if let Some(seq) = signal.get("seqId") {
             result["seqId"] = seq.clone();
         }
-        if let (Some(turn), Some(url)) = (st.turn.clone(), self.turn_url()) {
-            let ttl = self.cfg.turn_credential_ttl;
-            let expiry = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default() + ttl;
-            let username = format!("{}:{}", expiry.as_secs(), random_alnum(12));
-            let password = random_alnum(24);
-            turn.add_user(&username, &password, ttl);
-            if let Some(leg) = st.legs.get_mut(&id) {
-                leg.turn_user = Some(username.clone());
-            }
+        if let Some(TurnUser { url, username, password }) = turn {
             result["data"]["turnServers"] = json!([{"address": url, "username": username, "password": password}]);
+            if let Some(leg) = self.legs.get_mut(&id) {
+                leg.turn_user = Some(username);
+            }
         }
         let offer = signal.pointer("/data/sdpInfo/sdp").and_then(Value::as_str);
         let sigv2 =
             offer.is_some() || signal.pointer("/data/channelConfig/sigVersion").and_then(Value::as_i64) == Some(2);
-        if let Some(leg) = st.legs.get_mut(&id) {
+        if let Some(leg) = self.legs.get_mut(&id) {
             leg.sigv = if sigv2 { 2 } else { 1 };
         }
         if let Some(offer) = offer {
-            match st.answer(id, offer, &[], now) {
+            match self.answer(id, offer, &[], now) {
                 Ok((answer, mid, label)) => {
                     result["data"]["sdpInfo"] = json!({"sdp": answer, "type": "answer"});
-                    result["data"]["candidateInfo"] = sdp::candidate_json(st.cand_addr, &mid, label);
+                    result["data"]["candidateInfo"] = sdp::candidate_json(self.cand_addr, &mid, label);
                 }
                 Err(e) => {
                     tracing::warn!(channel_id, rtc_id, "joinChannel offer refused: {e}");
@@ -86,19 +124,21 @@ impl MediaServer {
                 }
             }
         }
-        st.flush();
-        drop(st);
-        w.wake.notify_one();
         result
     }
 
-    /// A device's media signal: `sdpCandidate` (offer + candidates → the answer result),
-    /// `candidate` (a trickled candidate; no result), anything else ignored.
-    pub fn signal(&self, channel_id: &str, rtc_id: &str, uuid: &str, api: &str, signal: &Value) -> Option<Value> {
-        let now = Instant::now();
-        let w = self.worker(channel_id);
-        let mut st = w.state.lock();
-        let out = match api {
+    /// A media signal: `sdpCandidate` answers the offer (creating the leg if no joinChannel
+    /// came first), `candidate` adds trickled candidates; anything else is ignored.
+    pub(super) fn signal(
+        &mut self,
+        channel_id: &str,
+        rtc_id: &str,
+        uuid: &str,
+        api: &str,
+        signal: &Value,
+        now: Instant,
+    ) -> Option<Value> {
+        match api {
             "sdpCandidate" => {
                 let mut result = json!({"api": "sdpCandidate", "errorCode": 0, "errorMsg": "SUCCESS", "data": {"channelId": channel_id}});
                 if let Some(seq) = signal.get("seqId") {
@@ -106,20 +146,20 @@ impl MediaServer {
                 }
                 let offer = signal.pointer("/data/sdpInfo/sdp").and_then(Value::as_str);
                 let candidates = sdp::candidate_strings(signal.pointer("/data/candidateList").unwrap_or(&Value::Null));
-                let id = match st.leg_of(channel_id, rtc_id) {
+                let id = match self.leg_of(channel_id, rtc_id) {
                     Some(id) => Some(id),
                     // No joinChannel seen (a restart, a replayed message): answer anyway.
                     None if offer.is_some() => {
-                        let tenant = st.channels.get(channel_id).map(|c| c.tenant.clone()).unwrap_or_default();
-                        Some(st.new_leg(channel_id, &tenant, rtc_id, uuid, CodecPreference::Opus, now))
+                        let tenant = self.channels.get(channel_id).map(|c| c.tenant.clone()).unwrap_or_default();
+                        Some(self.new_leg(channel_id, &tenant, rtc_id, uuid, CodecPreference::Opus, now))
                     }
                     None => None,
                 };
                 match (id, offer) {
-                    (Some(id), Some(offer)) => match st.answer(id, offer, &candidates, now) {
+                    (Some(id), Some(offer)) => match self.answer(id, offer, &candidates, now) {
                         Ok((answer, mid, label)) => {
                             result["data"]["sdpInfo"] = json!({"sdp": answer, "type": "answer"});
-                            result["data"]["candidateList"] = json!([sdp::candidate_json(st.cand_addr, &mid, label)]);
+                            result["data"]["candidateList"] = json!([sdp::candidate_json(self.cand_addr, &mid, label)]);
                         }
                         Err(e) => {
                             tracing::warn!(channel_id, rtc_id, "sdpCandidate offer refused: {e}");
@@ -139,23 +179,17 @@ impl MediaServer {
                     .pointer("/data/candidateInfo")
                     .or_else(|| signal.pointer("/data/candidateList"))
                     .unwrap_or(&Value::Null);
-                if let Some(id) = st.leg_of(channel_id, rtc_id) {
+                if let Some(id) = self.leg_of(channel_id, rtc_id) {
                     for c in sdp::candidate_strings(info) {
-                        st.add_remote_candidate(id, &c, now);
+                        self.add_remote_candidate(id, &c, now);
                     }
                 }
                 None
             }
             _ => None,
-        };
-        st.flush();
-        drop(st);
-        w.wake.notify_one();
-        out
+        }
     }
-}
 
-impl State {
     fn new_leg(
         &mut self,
         channel_id: &str,

@@ -1,5 +1,10 @@
 //! A worker's state: its channels and legs, routing each datagram to its leg (STUN by ufrag,
 //! the rest by validated source address), draining the legs' `Rtc`s, and the timers.
+//!
+//! Sans-IO, like str0m's `Rtc`: datagrams and the time come in as arguments; what comes out is
+//! queued in `out` (datagrams to send), `events` (for the call driver) and `turn_released` (TURN
+//! users to forget), which the worker (`worker.rs`) carries out. No socket, channel or
+//! `Instant::now()` in here; the only I/O left is the recorder's WAV file.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
@@ -17,12 +22,9 @@ use str0m::media::{MediaKind, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, Ssrc};
 use str0m::{Event, IceConnectionState, Input, Output, PacerReason, Reason};
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 
 use crate::srtp::RtpHeader;
 use crate::stun::{self, Kind};
-use crate::turn::TurnRelay;
 use crate::udp::{Parked, SendQueue};
 use crate::{MediaConfig, MediaEvent};
 
@@ -67,15 +69,16 @@ impl<'a> Heard<'a> {
 pub(super) struct State {
     pub(super) cfg: Arc<MediaConfig>,
     pub(super) clock: Clock,
-    pub(super) socket: Arc<UdpSocket>,
     /// Datagrams to send, flushed in one go after each batch of work.
     pub(super) out: SendQueue,
+    /// Events for the call driver, in order, sent after each batch of work.
+    pub(super) events: Vec<MediaEvent>,
+    /// TURN users of released legs: their credentials and allocations go.
+    pub(super) turn_released: Vec<String>,
     pub(super) cand_addr: SocketAddr,
     pub(super) provider: Arc<CryptoProvider>,
     /// Made on a background thread at start (see [`DtlsIdentity`]).
     pub(super) cert: Arc<DtlsIdentity>,
-    pub(super) turn: Option<Arc<TurnRelay>>,
-    pub(super) events: mpsc::Sender<MediaEvent>,
     pub(super) channels: FxHashMap<String, Channel>,
     pub(super) legs: FxHashMap<LegId, Leg>,
     pub(super) by_ufrag: FxHashMap<String, LegId>,
@@ -111,6 +114,43 @@ pub(super) struct State {
 pub(super) const RECENT_KEPT: usize = 1000;
 
 impl State {
+    pub(super) fn new(
+        cfg: Arc<MediaConfig>,
+        clock: Clock,
+        cand_addr: SocketAddr,
+        provider: Arc<CryptoProvider>,
+        cert: Arc<DtlsIdentity>,
+    ) -> State {
+        State {
+            cfg,
+            clock,
+            out: SendQueue::new(),
+            events: Vec::new(),
+            turn_released: Vec::new(),
+            cand_addr,
+            provider,
+            cert,
+            channels: FxHashMap::default(),
+            legs: FxHashMap::default(),
+            by_ufrag: FxHashMap::default(),
+            by_addr: FxHashMap::default(),
+            dirty: VecDeque::new(),
+            deferred: Parked::default(),
+            held_stun: VecDeque::new(),
+            topology: 0,
+            timers: BinaryHeap::new(),
+            dtmf_active: Vec::new(),
+            phone_dtmf_pending: Vec::new(),
+            next_synth: None,
+            next_leg: 1,
+            recordings: Vec::new(),
+            wav_cache: HashMap::new(),
+            recent: VecDeque::new(),
+            counters: Counters::default(),
+            plain: Vec::new(),
+        }
+    }
+
     pub(super) fn channel_stats(&self, channel_id: &str, now: Instant) -> Value {
         let clock_now = self.clock.now_ms();
         let Some(chan) = self.channels.get(channel_id) else { return Value::Null };
@@ -138,8 +178,8 @@ impl State {
                 self.by_addr.remove(a);
             }
         }
-        if let (Some(turn), Some(user)) = (&self.turn, &leg.turn_user) {
-            turn.remove_user(user);
+        if let Some(user) = leg.turn_user.take() {
+            self.turn_released.push(user);
         }
         if let Some(rtc) = leg.rtc.as_mut() {
             // No DTLS close_notify: the signalling ends the call; a transport close arriving
@@ -160,9 +200,7 @@ impl State {
     }
 
     pub(super) fn emit(&mut self, e: MediaEvent) {
-        if self.events.try_send(e).is_err() {
-            self.counters.events_dropped += 1;
-        }
+        self.events.push(e);
     }
 
     /// Marks a leg for the next [`State::settle`].

@@ -1,0 +1,229 @@
+//! The media state in memory, the way str0m tests itself: str0m clients and one [`State`]
+//! exchange datagrams through plain vectors, with the time passed in and moved by hand. No
+//! socket, no task, no waiting: ICE, DTLS, forwarding and release run in microseconds.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use emu_core::Clock;
+use serde_json::{Value, json};
+use str0m::change::SdpAnswer;
+use str0m::media::{Direction, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+use super::signal::NewLeg;
+use super::state::State;
+use super::{DtlsIdentity, LegId};
+use crate::{CodecPreference, Endpoint, MediaConfig, MediaEvent, sdp, srtp};
+
+const SERVER: &str = "10.0.0.1:40000";
+
+/// A browser stand-in: one str0m `Rtc` offering Opus audio from `addr`.
+struct Client {
+    rtc: Rtc,
+    addr: SocketAddr,
+    mid: Mid,
+    offer: String,
+    pending: Option<str0m::change::SdpPendingOffer>,
+    connected: bool,
+    /// Payloads of the audio received, in order.
+    heard: Vec<Vec<u8>>,
+}
+
+impl Client {
+    fn new(addr: &str, now: Instant) -> Client {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        let mut api = rtc.sdp_api();
+        let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let (offer, pending) = api.apply().unwrap();
+        let offer = sdp::strip_candidates(&offer.to_sdp_string());
+        Client { rtc, addr, mid, offer, pending: Some(pending), connected: false, heard: Vec::new() }
+    }
+
+    /// The sigv 2 joinChannel media signal: the offer rides in the join.
+    fn join_signal(&self, channel_id: &str) -> Value {
+        json!({"api": "joinChannel", "seqId": 7, "data": {
+            "channelId": channel_id,
+            "channelConfig": {"sigVersion": 2},
+            "sdpInfo": {"sdp": self.offer, "type": "offer"},
+        }})
+    }
+
+    fn accept(&mut self, result: &Value) {
+        let answer = result.pointer("/data/sdpInfo/sdp").and_then(Value::as_str).expect("an answer");
+        let answer = SdpAnswer::from_sdp_string(answer).unwrap();
+        self.rtc.sdp_api().accept_answer(self.pending.take().unwrap(), answer).unwrap();
+        for c in sdp::candidate_strings(&result["data"]["candidateInfo"]) {
+            self.rtc.add_remote_candidate(Candidate::from_sdp_string(&c).unwrap());
+        }
+    }
+
+    /// Runs the client to its next timeout: its datagrams go to the server's state.
+    fn drain(&mut self, st: &mut State, now: Instant) -> Instant {
+        loop {
+            match self.rtc.poll_output().unwrap() {
+                Output::Timeout(t) => return t,
+                Output::Transmit(t) => st.on_packet(&t.contents, self.addr, now),
+                Output::Event(Event::Connected) => self.connected = true,
+                Output::Event(Event::MediaData(d)) => self.heard.push(d.data.to_vec()),
+                Output::Event(_) => {}
+            }
+        }
+    }
+
+    fn receive(&mut self, from: SocketAddr, datagram: &[u8], now: Instant) {
+        let r = Receive::new(Protocol::Udp, from, self.addr, datagram).unwrap();
+        self.rtc.handle_input(Input::Receive(now, r)).unwrap();
+    }
+
+    fn send_audio(&mut self, payload: &[u8], rtp_time: u64, now: Instant) {
+        let pt = self.rtc.media(self.mid).unwrap().remote_pts()[0];
+        let writer = self.rtc.writer(self.mid).unwrap();
+        writer
+            .write(pt, now, MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ), payload.to_vec())
+            .unwrap();
+    }
+}
+
+fn state(dir: &std::path::Path) -> State {
+    let cfg = MediaConfig { turn_enabled: false, recordings_dir: dir.to_path_buf(), ..MediaConfig::default() };
+    let provider = Arc::new(srtp::capturing(str0m::crypto::from_feature_flags()));
+    let cert = Arc::new(DtlsIdentity { provider: provider.clone(), cert: OnceLock::new() });
+    State::new(Arc::new(cfg), Clock::manual_at(1_700_000_000_000), SERVER.parse().unwrap(), provider, cert)
+}
+
+/// The network between the clients and the state: delivers what the state queued, runs every
+/// party to its next timer, and moves the time there. Returns the new time.
+fn step(st: &mut State, clients: &mut [&mut Client], now: Instant) -> Instant {
+    let mut next = now + Duration::from_secs(1);
+    for c in clients.iter_mut() {
+        next = next.min(c.drain(st, now));
+    }
+    st.settle(now);
+    st.run_due(now);
+    let server: SocketAddr = SERVER.parse().unwrap();
+    for (dest, datagram) in st.out.take() {
+        if let Some(c) = clients.iter_mut().find(|c| c.addr == dest) {
+            c.receive(server, &datagram, now);
+        }
+    }
+    for c in clients.iter_mut() {
+        c.rtc.handle_input(Input::Timeout(now)).unwrap();
+    }
+    next = next.min(st.next_deadline(now));
+    // Never stand still: at least a millisecond per step.
+    next.max(now + Duration::from_millis(1))
+}
+
+fn join(st: &mut State, c: &mut Client, channel_id: &str, rtc_id: &str, now: Instant) -> LegId {
+    let leg = NewLeg { channel_id, tenant: "default", rtc_id, uuid: rtc_id, prefer: CodecPreference::Opus };
+    let result = st.join(leg, &c.join_signal(channel_id), None, now);
+    assert_eq!(result["errorCode"], 0, "{result}");
+    assert_eq!(result["seqId"], 7, "the seqId is echoed");
+    assert!(result["data"]["turnServers"].as_array().unwrap().is_empty(), "no TURN, no servers: {result}");
+    c.accept(&result);
+    st.leg_of(channel_id, rtc_id).expect("a leg")
+}
+
+fn connected_events(st: &mut State) -> Vec<String> {
+    st.events
+        .drain(..)
+        .filter_map(|e| match e {
+            MediaEvent::LegConnected { rtc_id, .. } => Some(rtc_id),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn two_legs_connect_and_the_bridge_forwards_one_partys_audio_to_the_other_untouched() {
+    let dir = std::env::temp_dir().join(format!("emu-media-state-test-{}", std::process::id()));
+    let mut st = state(&dir);
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Client::new("10.0.0.2:5000", now);
+    let mut b = Client::new("10.0.0.3:5000", now);
+    join(&mut st, &mut a, "ch1", "alice", now);
+    join(&mut st, &mut b, "ch1", "bob", now);
+
+    // ICE (answered after the ICE hold) and DTLS, on virtual time.
+    let mut connected = Vec::new();
+    while !(a.connected && b.connected && connected.len() == 2) {
+        assert!(now - t0 < Duration::from_secs(10), "not connected by 10 s of virtual time");
+        now = step(&mut st, &mut [&mut a, &mut b], now);
+        connected.extend(connected_events(&mut st));
+    }
+    connected.sort();
+    assert_eq!(connected, ["alice", "bob"], "one LegConnected per leg");
+    assert!(now - t0 >= super::state::ICE_HOLD, "the first ICE checks are held");
+
+    // Bridged, Opus on both legs: payloads pass untouched, in order.
+    st.bridge(
+        "ch1",
+        Endpoint::Device { rtc_id: "alice".into() },
+        Endpoint::Device { rtc_id: "bob".into() },
+        false,
+        now,
+    );
+    for i in 0..50u64 {
+        let frame = [i as u8; 40];
+        a.send_audio(&frame, i * 960, now);
+        now = step(&mut st, &mut [&mut a, &mut b], now + Duration::from_millis(20));
+    }
+    for _ in 0..5 {
+        now = step(&mut st, &mut [&mut a, &mut b], now);
+    }
+    assert!(b.heard.len() >= 45, "bob heard {} of 50 frames", b.heard.len());
+    assert!(b.heard.windows(2).all(|w| w[0][0] < w[1][0]), "in order");
+    assert!(b.heard.iter().all(|p| p.len() == 40 && p.iter().all(|x| *x == p[0])), "untouched payloads");
+    assert!(a.heard.is_empty(), "alice hears nothing: bob sent nothing");
+
+    // Released: no legs, no routes, the final statistics kept.
+    assert!(st.release("ch1", now).is_none(), "nothing was recorded");
+    assert!(st.legs.is_empty() && st.by_ufrag.is_empty() && st.by_addr.is_empty());
+    assert_eq!(st.recent.back().map(|(id, v)| (id.as_str(), v["released"].clone())), Some(("ch1", true.into())));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn datagrams_from_unknown_sources_are_counted_and_dropped() {
+    let mut st = state(&std::env::temp_dir());
+    let now = Instant::now();
+    let from: SocketAddr = "10.9.9.9:9".parse().unwrap();
+    // An RTP-looking datagram from nobody, and plain garbage.
+    let mut rtp = vec![0x80, 0x6f, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1];
+    rtp.extend_from_slice(&[0; 20]);
+    st.on_packet(&rtp, from, now);
+    st.on_packet(b"hello", from, now);
+    st.settle(now);
+    assert!(st.out.is_empty(), "no answer to strangers");
+    assert_eq!(st.counters.unknown_source, 1);
+    assert_eq!(st.counters.garbage, 1);
+    assert!(st.events.is_empty());
+}
+
+#[test]
+fn a_device_joining_again_replaces_its_leg_and_its_turn_user_is_released() {
+    let mut st = state(&std::env::temp_dir());
+    let now = Instant::now();
+    let c = Client::new("10.0.0.2:5000", now);
+    let leg =
+        |rtc_id| NewLeg { channel_id: "ch2", tenant: "default", rtc_id, uuid: "u", prefer: CodecPreference::Opus };
+    let turn = |name: &str| {
+        Some(super::signal::TurnUser { url: "turn:x:1".into(), username: name.into(), password: "p".into() })
+    };
+    let first = st.join(leg("alice"), &c.join_signal("ch2"), turn("user-1"), now);
+    assert_eq!(first["data"]["turnServers"][0]["username"], "user-1");
+    let old = st.leg_of("ch2", "alice").unwrap();
+    st.join(leg("alice"), &c.join_signal("ch2"), turn("user-2"), now);
+    let new = st.leg_of("ch2", "alice").unwrap();
+    assert_ne!(old, new);
+    assert_eq!(st.legs.len(), 1);
+    assert_eq!(st.turn_released, ["user-1"], "the replaced leg's TURN user goes");
+    st.release("ch2", now);
+    assert_eq!(st.turn_released, ["user-1", "user-2"]);
+}
