@@ -454,77 +454,83 @@ pub struct AccessKeyConfig {
     pub fault: Option<AccountState>,
 }
 
+/// A configuration serde accepts but the emulator cannot run with: what is wrong, naming the
+/// setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
 impl Config {
     /// Checks what serde cannot: names and keys unique, at least one tenant with a key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.tenants.is_empty() {
-            return Err("the configuration defines no tenant ([[tenants]])".into());
+            return Err(ConfigError("the configuration defines no tenant ([[tenants]])".into()));
         }
         let mut names = std::collections::HashSet::new();
         let mut keys = std::collections::HashSet::new();
         for t in &self.tenants {
             if t.name.is_empty() || !names.insert(t.name.as_str()) {
-                return Err(format!("tenant name {:?} is empty or used twice", t.name));
+                return Err(ConfigError(format!("tenant name {:?} is empty or used twice", t.name)));
             }
             if t.uid.is_empty() || !t.uid.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("tenant {:?}: uid must be digits", t.name));
+                return Err(ConfigError(format!("tenant {:?}: uid must be digits", t.name)));
             }
             for n in &t.numbers {
                 let digits = n.number.strip_prefix('+').unwrap_or(&n.number);
                 if digits.len() < 3 || digits.len() > 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(format!("tenant {:?}: {:?} is not a phone number", t.name, n.number));
+                    return Err(ConfigError(format!("tenant {:?}: {:?} is not a phone number", t.name, n.number)));
                 }
                 if let Some(bad) = n.announcements.keys().find(|k| !ANNOUNCEMENT_SITUATIONS.contains(&k.as_str())) {
-                    return Err(format!(
+                    return Err(ConfigError(format!(
                         "number {:?}: unknown announcement situation {bad:?} (one of {})",
                         n.number,
                         ANNOUNCEMENT_SITUATIONS.join(", ")
-                    ));
+                    )));
                 }
                 if self.tenants.iter().filter(|o| o.numbers.iter().any(|m| m.number == n.number)).count() > 1 {
-                    return Err(format!("number {:?} is bought by more than one tenant", n.number));
+                    return Err(ConfigError(format!("number {:?} is bought by more than one tenant", n.number)));
                 }
             }
             for k in &t.access_keys {
                 if k.id.is_empty() || k.secret.is_empty() {
-                    return Err(format!("tenant {:?}: an access key has an empty id or secret", t.name));
+                    return Err(ConfigError(format!("tenant {:?}: an access key has an empty id or secret", t.name)));
                 }
                 if k.id.starts_with("STS.") {
-                    return Err(format!("access key {:?}: ids starting with STS. are reserved", k.id));
+                    return Err(ConfigError(format!("access key {:?}: ids starting with STS. are reserved", k.id)));
                 }
                 if !keys.insert(k.id.as_str()) {
-                    return Err(format!("access key id {:?} is used twice", k.id));
+                    return Err(ConfigError(format!("access key id {:?} is used twice", k.id)));
                 }
             }
         }
         if self.clock.mode == ClockMode::Scaled && !(self.clock.scale > 0.0 && self.clock.scale.is_finite()) {
-            return Err("clock.scale must be a positive number".into());
+            return Err(ConfigError("clock.scale must be a positive number".into()));
         }
         if !(1..=43_200).contains(&self.mns.alicom_visibility_timeout_secs) {
-            return Err("mns.alicom_visibility_timeout_secs must be 1-43200".into());
+            return Err(ConfigError("mns.alicom_visibility_timeout_secs must be 1-43200".into()));
         }
         if self.mns.alicom_polling_wait_secs > 30 {
-            return Err("mns.alicom_polling_wait_secs must be 0-30".into());
+            return Err(ConfigError("mns.alicom_polling_wait_secs must be 0-30".into()));
         }
         for p in &self.mns.push {
             if !self.tenants.iter().any(|t| t.name == p.tenant) {
-                return Err(format!("mns.push: no tenant {:?}", p.tenant));
+                return Err(ConfigError(format!("mns.push: no tenant {:?}", p.tenant)));
             }
             if !p.url.starts_with("http://") {
-                return Err(format!("mns.push: {:?} is not an http:// URL", p.url));
+                return Err(ConfigError(format!("mns.push: {:?} is not an http:// URL", p.url)));
             }
         }
         if self.tls.cert_file.is_empty() != self.tls.key_file.is_empty() {
-            return Err("tls.cert_file and tls.key_file go together".into());
+            return Err(ConfigError("tls.cert_file and tls.key_file go together".into()));
         }
         if !(1..=64).contains(&self.media.workers) {
-            return Err("media.workers must be 1 to 64".into());
+            return Err(ConfigError("media.workers must be 1 to 64".into()));
         }
         if self.media.turn_credential_ttl_secs == 0 {
-            return Err("media.turn_credential_ttl_secs must be at least 1".into());
+            return Err(ConfigError("media.turn_credential_ttl_secs must be at least 1".into()));
         }
         if !self.admin.token.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("admin.token must be printable ASCII without spaces".into());
+            return Err(ConfigError("admin.token must be printable ASCII without spaces".into()));
         }
         if let Some(bad) = self
             .admin
@@ -532,10 +538,10 @@ impl Config {
             .iter()
             .find(|o| *o != "*" && !o.starts_with("http://") && !o.starts_with("https://"))
         {
-            return Err(format!("admin.allowed_origins: {bad:?} is not an http(s):// origin"));
+            return Err(ConfigError(format!("admin.allowed_origins: {bad:?} is not an http(s):// origin")));
         }
         if self.tokens.lifetime_secs == 0 {
-            return Err("tokens.lifetime_secs must be at least 1".into());
+            return Err(ConfigError("tokens.lifetime_secs must be at least 1".into()));
         }
         Ok(())
     }

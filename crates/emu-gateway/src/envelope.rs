@@ -33,9 +33,20 @@ pub fn new_id() -> String {
     uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
 }
 
+/// Why a published payload is not an envelope. The connection that sent it is closed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("not an envelope: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("the envelope has no messageType")]
+    NoMessageType,
+    #[error("the envelope has no requestId")]
+    NoRequestId,
+}
+
 impl Envelope {
-    pub fn parse(bytes: &[u8]) -> Result<Self, String> {
-        let e: Envelope = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn parse(bytes: &[u8]) -> Result<Self, EnvelopeError> {
+        let e: Envelope = serde_json::from_slice(bytes)?;
         require_ids(&e.message_type, &e.request_id)?;
         Ok(e)
     }
@@ -114,17 +125,17 @@ pub struct Inbound<'a> {
 
 impl<'a> Inbound<'a> {
     /// The same checks as [`Envelope::parse`].
-    pub fn parse(bytes: &'a [u8]) -> Result<Self, String> {
-        let e: Inbound = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
+        let e: Inbound = serde_json::from_slice(bytes)?;
         require_ids(&e.message_type, &e.request_id)?;
         Ok(e)
     }
 
     /// The body as a JSON tree (null when absent, as [`Envelope`] has it).
-    pub fn body_value(&self) -> Result<Value, String> {
+    pub fn body_value(&self) -> Result<Value, EnvelopeError> {
         match self.body {
             None => Ok(Value::Null),
-            Some(raw) => serde_json::from_str(raw.get()).map_err(|e| e.to_string()),
+            Some(raw) => Ok(serde_json::from_str(raw.get())?),
         }
     }
 
@@ -171,12 +182,12 @@ impl<'a> Inbound<'a> {
 pub use emu_core::signalling::channel_id_of;
 
 /// Every envelope names its messageType and requestId (the ACK echoes both).
-fn require_ids(message_type: &str, request_id: &str) -> Result<(), String> {
+fn require_ids(message_type: &str, request_id: &str) -> Result<(), EnvelopeError> {
     if message_type.is_empty() {
-        return Err("the envelope has no messageType".into());
+        return Err(EnvelopeError::NoMessageType);
     }
     if request_id.is_empty() {
-        return Err("the envelope has no requestId".into());
+        return Err(EnvelopeError::NoRequestId);
     }
     Ok(())
 }

@@ -35,6 +35,21 @@ pub const DEFAULT_HOSTS: &[&str] = &[
     "*.mns.cn-hangzhou-internal-vpc.aliyuncs.com",
 ];
 
+/// Why the TLS listeners cannot have a certificate.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot generate the TLS certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("cannot write {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: rustls::pki_types::pem::Error },
+    #[error("{} holds no certificate", .0.display())]
+    NoCertificate(PathBuf),
+    #[error("TLS: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
 /// Where a generated certificate lives.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -53,7 +68,7 @@ pub fn default_dir() -> PathBuf {
 }
 
 /// Loads `dir/cert.pem` + `dir/key.pem`, generating them (and `dir/ca.pem`) first if missing.
-pub fn self_signed(dir: &Path, extra_hosts: &[String]) -> Result<(Arc<ServerConfig>, TlsFiles), String> {
+pub fn self_signed(dir: &Path, extra_hosts: &[String]) -> Result<(Arc<ServerConfig>, TlsFiles), TlsError> {
     let files = TlsFiles {
         dir: dir.to_path_buf(),
         ca_cert: dir.join("ca.pem"),
@@ -71,20 +86,19 @@ pub fn self_signed(dir: &Path, extra_hosts: &[String]) -> Result<(Arc<ServerConf
     Ok((config, files))
 }
 
-fn generate(files: &TlsFiles, extra_hosts: &[String]) -> Result<(), String> {
+fn generate(files: &TlsFiles, extra_hosts: &[String]) -> Result<(), TlsError> {
     use rcgen::{
         BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     };
-    let err = |e: rcgen::Error| format!("cannot generate the TLS certificate: {e}");
-    std::fs::create_dir_all(&files.dir).map_err(|e| format!("cannot create {}: {e}", files.dir.display()))?;
+    std::fs::create_dir_all(&files.dir).map_err(|source| TlsError::Write { path: files.dir.clone(), source })?;
 
-    let ca_key = KeyPair::generate().map_err(err)?;
-    let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(DnType::CommonName, "alicom-emu local CA");
     ca.distinguished_name.push(DnType::OrganizationName, "alicom-emu");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    let ca_cert = ca.self_signed(&ca_key).map_err(err)?;
+    let ca_cert = ca.self_signed(&ca_key)?;
 
     let mut hosts: Vec<String> = DEFAULT_HOSTS.iter().map(|h| h.to_string()).collect();
     for h in extra_hosts {
@@ -92,21 +106,21 @@ fn generate(files: &TlsFiles, extra_hosts: &[String]) -> Result<(), String> {
             hosts.push(h.clone());
         }
     }
-    let key = KeyPair::generate().map_err(err)?;
-    let mut leaf = CertificateParams::new(hosts).map_err(err)?;
+    let key = KeyPair::generate()?;
+    let mut leaf = CertificateParams::new(hosts)?;
     leaf.distinguished_name.push(DnType::CommonName, "alicom-emu");
     leaf.is_ca = IsCa::NoCa;
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
     leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     leaf.use_authority_key_identifier_extension = true;
     let issuer = Issuer::from_params(&ca, &ca_key);
-    let cert = leaf.signed_by(&key, &issuer).map_err(err)?;
+    let cert = leaf.signed_by(&key, &issuer)?;
 
     let write = |path: &Path, content: String| {
         let tmp = path.with_extension("tmp");
         std::fs::write(&tmp, content)
             .and_then(|()| std::fs::rename(&tmp, path))
-            .map_err(|e| format!("cannot write {}: {e}", path.display()))
+            .map_err(|source| TlsError::Write { path: path.to_path_buf(), source })
     };
     write(&files.ca_cert, ca_cert.pem())?;
     write(&files.key, key.serialize_pem())?;
@@ -121,24 +135,25 @@ fn generate(files: &TlsFiles, extra_hosts: &[String]) -> Result<(), String> {
 }
 
 /// A server configuration from a PEM certificate chain and a PEM private key.
-pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, String> {
+pub fn from_pem_files(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("cannot read {}: {e}", cert.display()))?
+        .map_err(|source| read_error(cert, source))?
         .collect::<Result<_, _>>()
-        .map_err(|e| format!("cannot parse {}: {e}", cert.display()))?;
+        .map_err(|source| read_error(cert, source))?;
     if certs.is_empty() {
-        return Err(format!("{} holds no certificate", cert.display()));
+        return Err(TlsError::NoCertificate(cert.to_path_buf()));
     }
-    let key =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("cannot read the private key {}: {e}", key.display()))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|source| read_error(key, source))?;
     let mut config = ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS: {e}"))?
+        .with_safe_default_protocol_versions()?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("TLS: {e}"))?;
+        .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+fn read_error(path: &Path, source: rustls::pki_types::pem::Error) -> TlsError {
+    TlsError::Read { path: path.to_path_buf(), source }
 }
 
 /// Serves `router` over TLS on `listener` until `shutdown` resolves, with the default

@@ -325,10 +325,27 @@ impl Wav {
     }
 }
 
+/// Why bytes are not a WAV file this server can play.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WavError {
+    #[error("not a RIFF/WAVE file")]
+    NotWave,
+    #[error("short fmt chunk")]
+    ShortFmt,
+    #[error("data before fmt")]
+    DataBeforeFmt,
+    #[error("zero channels or sample rate")]
+    Empty,
+    #[error("unsupported WAV encoding (format {format}, {bits} bits)")]
+    Unsupported { format: u16, bits: u16 },
+    #[error("no data chunk")]
+    NoData,
+}
+
 /// Parses a WAV file: PCM 8/16/24/32-bit, IEEE float 32-bit, µ-law and A-law.
-pub fn parse_wav(bytes: &[u8]) -> Result<Wav, String> {
+pub fn parse_wav(bytes: &[u8]) -> Result<Wav, WavError> {
     if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
-        return Err("not a RIFF/WAVE file".into());
+        return Err(WavError::NotWave);
     }
     let mut pos = 12;
     let mut fmt: Option<(u16, u16, u32, u16)> = None;
@@ -338,7 +355,7 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Wav, String> {
         let body = &bytes[pos + 8..(pos + 8 + len).min(bytes.len())];
         if id == b"fmt " {
             if body.len() < 16 {
-                return Err("short fmt chunk".into());
+                return Err(WavError::ShortFmt);
             }
             let mut format = u16::from_le_bytes([body[0], body[1]]);
             let channels = u16::from_le_bytes([body[2], body[3]]);
@@ -349,9 +366,9 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Wav, String> {
             }
             fmt = Some((format, channels, rate, bits));
         } else if id == b"data" {
-            let (format, channels, rate, bits) = fmt.ok_or("data before fmt")?;
+            let (format, channels, rate, bits) = fmt.ok_or(WavError::DataBeforeFmt)?;
             if channels == 0 || rate == 0 {
-                return Err("zero channels or sample rate".into());
+                return Err(WavError::Empty);
             }
             let samples: Vec<i16> = match (format, bits) {
                 (1, 16) => body.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect(),
@@ -364,13 +381,13 @@ pub fn parse_wav(bytes: &[u8]) -> Result<Wav, String> {
                     .collect(),
                 (7, 8) => body.iter().map(|&b| ulaw_to_linear(b)).collect(),
                 (6, 8) => body.iter().map(|&b| alaw_to_linear(b)).collect(),
-                _ => return Err(format!("unsupported WAV encoding (format {format}, {bits} bits)")),
+                _ => return Err(WavError::Unsupported { format, bits }),
             };
             return Ok(Wav { channels, rate, samples });
         }
         pos += 8 + len + (len & 1);
     }
-    Err("no data chunk".into())
+    Err(WavError::NoData)
 }
 
 /// Encodes interleaved 16-bit samples as a WAV file.

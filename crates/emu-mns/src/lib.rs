@@ -13,10 +13,12 @@
 pub mod auth;
 pub mod error;
 pub mod http;
+mod messages;
 pub mod push;
 pub mod queue;
 pub mod signature;
 pub mod store;
+mod views;
 pub mod xml;
 
 use std::path::{Path, PathBuf};
@@ -34,7 +36,8 @@ pub use crate::error::MnsError;
 pub use crate::http::router;
 pub use crate::push::PushTarget;
 use crate::queue::{AttrsPatch, NewMessage, QueueAttrs, QueueMeta, QueueState, StoredMessage};
-use crate::store::{Op, Store};
+use crate::store::{Op, Store, StoreError};
+pub use crate::views::{MessageView, QueueView};
 use crate::xml::Counts;
 
 /// The vendor's account that hosts every alicom receipt queue (the Java puller's endpoint is
@@ -73,39 +76,6 @@ struct QueueCell {
     gone: AtomicBool,
 }
 
-/// A queue as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct QueueView {
-    pub tenant: String,
-    pub name: String,
-    pub attributes: QueueAttrs,
-    pub create_time: Millis,
-    pub last_modify_time: Millis,
-    pub active_messages: usize,
-    pub inactive_messages: usize,
-    pub delay_messages: usize,
-}
-
-/// A message as the admin API shows it (peeked: nothing changes).
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MessageView {
-    pub message_id: String,
-    pub state: &'static str,
-    pub body: String,
-    /// The body base64-decoded and parsed, when it is base64 JSON (alicom receipts are).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub decoded: Option<serde_json::Value>,
-    pub body_md5: String,
-    pub priority: u8,
-    pub enqueue_time: Millis,
-    pub next_visible_time: Millis,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub first_dequeue_time: Option<Millis>,
-    pub dequeue_count: u32,
-}
-
 /// A message put into a queue by [`Mns::deliver`].
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -126,7 +96,16 @@ pub struct Mns {
     http: reqwest::Client,
 }
 
-type Durable = Option<oneshot::Receiver<Result<(), String>>>;
+/// Why the service cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("message store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot build the push HTTP client: {0}")]
+    PushClient(reqwest::Error),
+}
+
+type Durable = Option<oneshot::Receiver<Result<(), StoreError>>>;
 
 async fn durable(rx: Durable) -> Result<(), MnsError> {
     match rx {
@@ -142,11 +121,11 @@ async fn durable(rx: Durable) -> Result<(), MnsError> {
 impl Mns {
     /// The service; with `data_dir`, queues and messages are loaded from and written ahead to
     /// `<data_dir>/mns.redb`.
-    pub fn new(shared: Shared, config: MnsConfig, data_dir: Option<&Path>) -> Result<Arc<Mns>, String> {
+    pub fn new(shared: Shared, config: MnsConfig, data_dir: Option<&Path>) -> Result<Arc<Mns>, StartError> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_millis(config.push_timeout_ms.max(1)))
             .build()
-            .map_err(|e| format!("cannot build the push HTTP client: {e}"))?;
+            .map_err(StartError::PushClient)?;
         let mns = Mns {
             push_targets: RwLock::new(config.push.clone()),
             shared,
@@ -244,9 +223,6 @@ impl Mns {
             );
         }
     }
-
-    // ------------------------------------------------------------------------------------------
-    // queue management
 
     /// CreateQueue: `Ok(true)` when created, `Ok(false)` when it exists with the same attributes.
     pub async fn create_queue(&self, tenant: TenantId, name: &str, patch: &AttrsPatch) -> Result<bool, MnsError> {
@@ -387,210 +363,6 @@ impl Mns {
         (names, next)
     }
 
-    // ------------------------------------------------------------------------------------------
-    // messages
-
-    /// SendMessage / BatchSendMessage: all validated first, then all enqueued.
-    pub async fn send(
-        &self,
-        tenant: TenantId,
-        name: &str,
-        msgs: Vec<NewMessage>,
-    ) -> Result<Vec<StoredMessage>, MnsError> {
-        let cell = self.cell(tenant, name)?;
-        let (sent, rx) = {
-            let mut st = self.lock(&cell)?;
-            for m in &msgs {
-                m.validate(&st.meta.attrs)?;
-            }
-            let now = self.now();
-            self.tick(&cell, &mut st, now);
-            let sent: Vec<StoredMessage> = msgs
-                .into_iter()
-                .map(|m| {
-                    let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-                    st.send(now, seq, m)
-                })
-                .collect();
-            let rx = self.submit(
-                |t| {
-                    sent.iter()
-                        .map(|m| Op::PutMessage { tenant: t.clone(), queue: name.to_string(), msg: m.clone() })
-                        .collect()
-                },
-                tenant,
-            );
-            (sent, rx)
-        };
-        cell.notify.notify_waiters();
-        durable(rx).await?;
-        Ok(sent)
-    }
-
-    /// One non-blocking receive attempt: the messages, or when the next one becomes visible.
-    fn try_receive(
-        &self,
-        cell: &QueueCell,
-        n: usize,
-    ) -> Result<(Vec<StoredMessage>, Option<Millis>, Durable), MnsError> {
-        let mut st = self.lock(cell)?;
-        let now = self.now();
-        self.tick(cell, &mut st, now);
-        let got = st.receive(now, n);
-        let rx = if got.is_empty() {
-            None
-        } else {
-            self.submit(
-                |t| {
-                    got.iter()
-                        .map(|m| Op::PutMessage { tenant: t.clone(), queue: st.name.clone(), msg: m.clone() })
-                        .collect()
-                },
-                cell.tenant,
-            )
-        };
-        Ok((got, st.next_wakeup(), rx))
-    }
-
-    /// ReceiveMessage / BatchReceiveMessage with long polling: waits up to `wait_secs`
-    /// (None: the queue's PollingWaitSeconds) of emulator time for a message to arrive or become
-    /// visible again, and answers as soon as one does; else `MessageNotExist`.
-    pub async fn receive(
-        &self,
-        tenant: TenantId,
-        name: &str,
-        n: usize,
-        wait_secs: Option<u32>,
-    ) -> Result<Vec<StoredMessage>, MnsError> {
-        let cell = self.cell(tenant, name)?;
-        let wait_ms = wait_secs.unwrap_or_else(|| cell.state.lock().meta.attrs.polling_wait_seconds) as u64 * 1000;
-        let clock = self.shared.clock.clone();
-        let deadline = clock.now_ms() + wait_ms;
-        let mut advances = clock.subscribe_advances();
-        let mut closing = self.closing.subscribe();
-        loop {
-            let notified = cell.notify.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let (got, next, rx) = self.try_receive(&cell, n)?;
-            if !got.is_empty() {
-                durable(rx).await?;
-                return Ok(got);
-            }
-            let now = clock.now_ms();
-            if now >= deadline || *closing.borrow() {
-                return Err(MnsError::message_not_exist());
-            }
-            let target = next.map_or(deadline, |t| t.min(deadline));
-            match clock.real_duration(target.saturating_sub(now)) {
-                Some(d) => {
-                    let d = d.max(std::time::Duration::from_millis(1));
-                    tokio::select! {
-                        _ = &mut notified => {}
-                        _ = tokio::time::sleep(d) => {}
-                        _ = closing.changed() => {}
-                    }
-                }
-                None => {
-                    tokio::select! {
-                        _ = &mut notified => {}
-                        r = advances.changed() => if r.is_err() { return Err(MnsError::message_not_exist()) },
-                        _ = closing.changed() => {}
-                    }
-                }
-            }
-        }
-    }
-
-    /// PeekMessage / BatchPeekMessage: nothing changes; `MessageNotExist` when nothing is active.
-    pub fn peek(&self, tenant: TenantId, name: &str, n: usize) -> Result<Vec<StoredMessage>, MnsError> {
-        let cell = self.cell(tenant, name)?;
-        let mut st = self.lock(&cell)?;
-        self.tick(&cell, &mut st, self.now());
-        let got = st.peek(n);
-        if got.is_empty() {
-            return Err(MnsError::message_not_exist());
-        }
-        Ok(got)
-    }
-
-    pub async fn delete_message(&self, tenant: TenantId, name: &str, handle: &str) -> Result<(), MnsError> {
-        let mut errors = self.delete_messages(tenant, name, &[handle.to_string()]).await?;
-        match errors.pop() {
-            Some((_, e)) => Err(e),
-            None => Ok(()),
-        }
-    }
-
-    /// BatchDeleteMessage: the handles that failed, with their errors.
-    pub async fn delete_messages(
-        &self,
-        tenant: TenantId,
-        name: &str,
-        handles: &[String],
-    ) -> Result<Vec<(String, MnsError)>, MnsError> {
-        let cell = self.cell(tenant, name)?;
-        let (errors, rx) = {
-            let mut st = self.lock(&cell)?;
-            let now = self.now();
-            self.tick(&cell, &mut st, now);
-            let mut deleted = Vec::new();
-            let mut errors = Vec::new();
-            for h in handles {
-                match st.delete(now, h) {
-                    Ok(m) => deleted.push(m.seq),
-                    Err(e) => errors.push((h.clone(), e)),
-                }
-            }
-            let rx = self.submit(
-                |t| {
-                    deleted
-                        .iter()
-                        .map(|seq| Op::DeleteMessage { tenant: t.clone(), queue: name.to_string(), seq: *seq })
-                        .collect()
-                },
-                tenant,
-            );
-            (errors, rx)
-        };
-        durable(rx).await?;
-        Ok(errors)
-    }
-
-    /// ChangeMessageVisibility: the new receipt handle and NextVisibleTime.
-    pub async fn change_visibility(
-        &self,
-        tenant: TenantId,
-        name: &str,
-        handle: &str,
-        seconds: u32,
-    ) -> Result<StoredMessage, MnsError> {
-        if !(queue::MIN_VISIBILITY_TIMEOUT..=queue::MAX_VISIBILITY_TIMEOUT).contains(&seconds) {
-            return Err(MnsError::invalid_argument(format!(
-                "The value of VisibilityTimeout should between {} and {} (got {seconds}).",
-                queue::MIN_VISIBILITY_TIMEOUT,
-                queue::MAX_VISIBILITY_TIMEOUT
-            )));
-        }
-        let cell = self.cell(tenant, name)?;
-        let (msg, rx) = {
-            let mut st = self.lock(&cell)?;
-            let now = self.now();
-            self.tick(&cell, &mut st, now);
-            let msg = st.change_visibility(now, handle, seconds)?;
-            let rx =
-                self.submit(|t| vec![Op::PutMessage { tenant: t, queue: name.to_string(), msg: msg.clone() }], tenant);
-            (msg, rx)
-        };
-        // A shorter timeout moves the wake-up of waiting receivers forward.
-        cell.notify.notify_waiters();
-        durable(rx).await?;
-        Ok(msg)
-    }
-
-    // ------------------------------------------------------------------------------------------
-    // the rest of the emulator
-
     /// Puts a receipt into the tenant's `Alicom-Queue-<uid>-<message_type>` (created on demand
     /// with the alicom defaults) as `base64(JSON)`, durable before this returns, and starts the
     /// configured HTTP pushes of it in the background.
@@ -619,89 +391,6 @@ impl Mns {
         });
         push::start(self, tenant, message_type, &m.id, body_json, channel_id);
         Ok(Delivered { queue, message_id: m.id.clone(), body_md5: m.body_md5.clone() })
-    }
-
-    /// The HTTP push targets in force.
-    pub fn push_targets(&self) -> Vec<PushTarget> {
-        self.push_targets.read().clone()
-    }
-
-    /// Replaces the HTTP push targets (until the next reset).
-    pub fn set_push_targets(&self, targets: Vec<PushTarget>) {
-        *self.push_targets.write() = targets;
-    }
-
-    /// Every queue (of one tenant, or of all), sorted by tenant then name.
-    pub fn queues(&self, tenant: Option<TenantId>) -> Vec<QueueView> {
-        let now = self.now();
-        let mut v: Vec<(TenantId, QueueView)> = self
-            .queues
-            .iter()
-            .filter(|e| tenant.is_none_or(|t| e.key().tenant == t))
-            .map(|e| {
-                let cell = e.value();
-                let mut st = cell.state.lock();
-                self.tick(cell, &mut st, now);
-                let c = st.counts(now);
-                (
-                    cell.tenant,
-                    QueueView {
-                        tenant: self.tenant_name(cell.tenant),
-                        name: st.name.clone(),
-                        attributes: st.meta.attrs.clone(),
-                        create_time: st.meta.create_time,
-                        last_modify_time: st.meta.last_modify_time,
-                        active_messages: c.active,
-                        inactive_messages: c.inactive,
-                        delay_messages: c.delayed,
-                    },
-                )
-            })
-            .collect();
-        v.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
-        v.into_iter().map(|(_, q)| q).collect()
-    }
-
-    /// The messages of a queue (without consuming them): active ones in delivery order first.
-    pub fn messages(&self, tenant: TenantId, name: &str) -> Result<Vec<MessageView>, MnsError> {
-        use base64::Engine;
-        let cell = self.cell(tenant, name)?;
-        let now = self.now();
-        let mut st = self.lock(&cell)?;
-        self.tick(&cell, &mut st, now);
-        Ok(st
-            .all_messages()
-            .into_iter()
-            .map(|m| MessageView {
-                state: m.state(now),
-                decoded: base64::engine::general_purpose::STANDARD
-                    .decode(m.body.as_bytes())
-                    .ok()
-                    .and_then(|b| serde_json::from_slice(&b).ok()),
-                message_id: m.id,
-                body: m.body,
-                body_md5: m.body_md5,
-                priority: m.priority,
-                enqueue_time: m.enqueue_time,
-                next_visible_time: m.visible_at,
-                first_dequeue_time: m.first_dequeue_time,
-                dequeue_count: m.dequeue_count,
-            })
-            .collect())
-    }
-
-    /// Finds a queue by name in one tenant or, without one, in the first tenant that has it.
-    pub fn find_queue(&self, tenant: Option<TenantId>, name: &str) -> Option<TenantId> {
-        match tenant {
-            Some(t) => self.queues.contains_key(&QueueKey { tenant: t, name: name.to_string() }).then_some(t),
-            None => self
-                .shared
-                .tenants
-                .all()
-                .iter()
-                .map(|t| t.id)
-                .find(|t| self.queues.contains_key(&QueueKey { tenant: *t, name: name.to_string() })),
-        }
     }
 
     /// Removes every message of a queue; returns how many there were.

@@ -63,7 +63,20 @@ pub struct Loaded {
     pub max_seq: u64,
 }
 
-type Reply = oneshot::Sender<Result<(), String>>;
+/// Why the store cannot open, or a write did not become durable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// `what` failed on `path` (the cause as text: redb's errors are not `Clone`).
+    #[error("cannot {what} {}: {cause}", path.display())]
+    Open { what: &'static str, path: PathBuf, cause: String },
+    /// A batch of writes failed; every waiter of the batch gets this.
+    #[error("the write failed: {0}")]
+    Write(String),
+    #[error("the store thread has stopped")]
+    Stopped,
+}
+
+type Reply = oneshot::Sender<Result<(), StoreError>>;
 
 pub struct Store {
     path: PathBuf,
@@ -83,16 +96,20 @@ impl Drop for Store {
 
 impl Store {
     /// Opens (or creates) `<dir>/mns.redb` and loads its content.
-    pub fn open(dir: &Path) -> Result<(Store, Loaded), String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    pub fn open(dir: &Path) -> Result<(Store, Loaded), StoreError> {
+        let failed = |what, path: &Path| {
+            let path = path.to_path_buf();
+            move |e: &dyn std::fmt::Display| StoreError::Open { what, path, cause: e.to_string() }
+        };
+        std::fs::create_dir_all(dir).map_err(|e| failed("create", dir)(&e))?;
         let path = dir.join("mns.redb");
-        let db = Database::create(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let loaded = load(&db).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let db = Database::create(&path).map_err(|e| failed("open", &path)(&e))?;
+        let loaded = load(&db).map_err(|e| failed("read", &path)(&e))?;
         let (tx, rx) = mpsc::channel::<(Vec<Op>, Option<Reply>)>();
         let thread = std::thread::Builder::new()
             .name("mns-store".into())
             .spawn(move || writer(db, rx))
-            .map_err(|e| format!("cannot start the store thread: {e}"))?;
+            .map_err(|e| failed("start the writer thread for", &path)(&e))?;
         Ok((Store { path, tx: Some(tx), thread: Some(thread) }, loaded))
     }
 
@@ -101,11 +118,11 @@ impl Store {
     }
 
     /// Queues changes; the receiver resolves once they are durable.
-    pub fn submit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), String>> {
+    pub fn submit(&self, ops: Vec<Op>) -> oneshot::Receiver<Result<(), StoreError>> {
         let (tx, rx) = oneshot::channel();
         let Some(sender) = &self.tx else { return rx };
         if let Err(mpsc::SendError((_, Some(reply)))) = sender.send((ops, Some(tx))) {
-            let _ = reply.send(Err("the store thread has stopped".into()));
+            let _ = reply.send(Err(StoreError::Stopped));
         }
         rx
     }
@@ -161,7 +178,8 @@ fn writer(db: Database, rx: mpsc::Receiver<(Vec<Op>, Option<Reply>)>) {
                 Err(_) => break,
             }
         }
-        let result = apply(&db, batch.iter().flat_map(|(ops, _)| ops.iter())).map_err(|e| e.to_string());
+        let result =
+            apply(&db, batch.iter().flat_map(|(ops, _)| ops.iter())).map_err(|e| StoreError::Write(e.to_string()));
         if let Err(e) = &result {
             tracing::error!("MNS store: commit failed: {e}");
         }

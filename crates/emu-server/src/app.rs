@@ -113,7 +113,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let admin = Admin::new(shared.clone(), pop.clone());
     let data_dir = Some(std::path::PathBuf::from(&shared.config.server.data_dir)).filter(|d| !d.as_os_str().is_empty());
     let mns = emu_mns::Mns::new(shared.clone(), shared.config.mns.clone(), data_dir.as_deref())
-        .map_err(|e| anyhow::anyhow!("MNS store: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("MNS: {e}"))?;
     {
         admin.resets(mns.clone());
         let for_pop = mns.clone();
@@ -269,12 +269,11 @@ type TlsSetup = (Arc<emu_http::tls::ServerConfig>, Option<std::path::PathBuf>);
 fn tls_server_config(config: &Config, data_dir: Option<&std::path::Path>, host: &str) -> anyhow::Result<TlsSetup> {
     let t = &config.tls;
     if !t.cert_file.is_empty() {
-        let c = emu_http::tls::from_pem_files(std::path::Path::new(&t.cert_file), std::path::Path::new(&t.key_file))
-            .map_err(anyhow::Error::msg)?;
+        let c = emu_http::tls::from_pem_files(std::path::Path::new(&t.cert_file), std::path::Path::new(&t.key_file))?;
         return Ok((c, None));
     }
     let dir = data_dir.map(|d| d.join("tls")).unwrap_or_else(emu_http::tls::default_dir);
-    let (c, files) = emu_http::tls::self_signed(&dir, &[host.to_string()]).map_err(anyhow::Error::msg)?;
+    let (c, files) = emu_http::tls::self_signed(&dir, &[host.to_string()])?;
     if files.generated {
         tracing::info!(ca = %files.ca_cert.display(), "generated a self-signed TLS certificate: trust this CA");
     }

@@ -53,21 +53,33 @@ fn text(v: &Value, key: &str) -> Option<String> {
     }
 }
 
-/// Parses the `model` of an inbound callback answer.
 /// Why a routing plan cannot be used (the phone caller then hears `not_connected`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct PlanError(String);
-
-pub fn parse(model: &Value) -> Result<Plan, PlanError> {
-    parse_inner(model).map_err(PlanError)
+pub enum PlanError {
+    #[error("model has neither mixedCalleeInfos nor calleeInfos")]
+    NoCalleeList,
+    #[error("callee {0}: type voip needs rtcId")]
+    VoipWithoutRtcId(usize),
+    #[error("callee {0}: type pstn needs phoneNumber and platformNumber")]
+    PstnWithoutNumbers(usize),
+    #[error("callee {index}: unknown type {kind:?} (voip or pstn)")]
+    UnknownType { index: usize, kind: String },
+    #[error("callee {0}: sequence is not a number")]
+    SequenceNotANumber(usize),
+    #[error("callee {index}: sequence {sequence} is below 1")]
+    SequenceBelowOne { index: usize, sequence: i64 },
+    #[error("the callee list is empty")]
+    Empty,
+    #[error("no callee has a sequence from 1 to {}", MAX_SEQUENCE)]
+    NoValidSequence,
 }
 
-fn parse_inner(model: &Value) -> Result<Plan, String> {
+/// Parses the `model` of an inbound callback answer.
+pub fn parse(model: &Value) -> Result<Plan, PlanError> {
     let (entries, legacy) = match (model.get("mixedCalleeInfos"), model.get("calleeInfos")) {
         (Some(Value::Array(a)), _) => (a.clone(), false),
         (None, Some(Value::Array(a))) => (a.clone(), true),
-        _ => return Err("model has neither mixedCalleeInfos nor calleeInfos".into()),
+        _ => return Err(PlanError::NoCalleeList),
     };
     let mut plan = Plan::default();
     let mut numbered: Vec<(i64, usize, Callee)> = Vec::new();
@@ -76,7 +88,7 @@ fn parse_inner(model: &Value) -> Result<Plan, String> {
         let callee = match kind.as_str() {
             "voip" => match text(e, "rtcId").or_else(|| text(e, "voipId")) {
                 Some(rtc_id) => Callee::Voip { rtc_id },
-                None => return Err(format!("callee {i}: type voip needs rtcId")),
+                None => return Err(PlanError::VoipWithoutRtcId(i)),
             },
             "pstn" => match (text(e, "phoneNumber"), text(e, "platformNumber")) {
                 (Some(phone_number), Some(platform_number)) => {
@@ -85,19 +97,19 @@ fn parse_inner(model: &Value) -> Result<Plan, String> {
                 (Some(phone_number), None) if text(e, "selfLineName").is_some() => {
                     Callee::Pstn { phone_number, platform_number: String::new(), self_line: text(e, "selfLineName") }
                 }
-                _ => return Err(format!("callee {i}: type pstn needs phoneNumber and platformNumber")),
+                _ => return Err(PlanError::PstnWithoutNumbers(i)),
             },
-            other => return Err(format!("callee {i}: unknown type {other:?} (voip or pstn)")),
+            other => return Err(PlanError::UnknownType { index: i, kind: other.to_string() }),
         };
         let sequence = match e.get("sequence") {
             None | Some(Value::Null) => 1,
             Some(v) => v
                 .as_i64()
                 .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-                .ok_or(format!("callee {i}: sequence is not a number"))?,
+                .ok_or(PlanError::SequenceNotANumber(i))?,
         };
         if sequence < 1 {
-            return Err(format!("callee {i}: sequence {sequence} is below 1"));
+            return Err(PlanError::SequenceBelowOne { index: i, sequence });
         }
         if sequence > MAX_SEQUENCE {
             plan.warnings.push(format!(
@@ -108,11 +120,7 @@ fn parse_inner(model: &Value) -> Result<Plan, String> {
         numbered.push((sequence, i, callee));
     }
     if numbered.is_empty() {
-        return Err(if entries.is_empty() {
-            "the callee list is empty".into()
-        } else {
-            format!("no callee has a sequence from 1 to {MAX_SEQUENCE}")
-        });
+        return Err(if entries.is_empty() { PlanError::Empty } else { PlanError::NoValidSequence });
     }
     // Several VoIP callees in one list: keep the first.
     let first_voip = numbered.iter().find(|(_, _, c)| c.is_voip()).map(|(_, i, _)| *i);

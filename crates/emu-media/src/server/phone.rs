@@ -101,7 +101,8 @@ impl State {
                 if let Some(pcm) = self.wav_cache.get(&full) {
                     return Source::Wav { pcm: pcm.clone(), pos: 0 };
                 }
-                match std::fs::read(&full).map_err(|e| e.to_string()).and_then(|b| audio::parse_wav(&b)) {
+                let wav = std::fs::read(&full).map_err(|e| e.to_string());
+                match wav.and_then(|b| audio::parse_wav(&b).map_err(|e| e.to_string())) {
                     Ok(w) => {
                         let pcm = Arc::new(w.to_mono_8k());
                         self.wav_cache.insert(full, pcm.clone());

@@ -70,6 +70,23 @@ impl MediaServer {
     }
 }
 
+/// Why an offer gets no answer (the result's `errorMsg` says it).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum OfferError {
+    #[error("the offer has no audio m-line")]
+    NoAudio,
+    /// str0m could not parse it (its error as text).
+    #[error("unparseable SDP: {0}")]
+    Unparseable(String),
+    #[error("no such leg")]
+    NoLeg,
+    /// str0m refused it (its error as text).
+    #[error("{0}")]
+    Refused(String),
+    #[error("no audio codec in common (need Opus, PCMU or PCMA)")]
+    NoCommonCodec,
+}
+
 /// Who a new leg belongs to.
 pub(super) struct NewLeg<'a> {
     pub(super) channel_id: &'a str,
@@ -311,15 +328,15 @@ impl State {
         offer_sdp: &str,
         candidates: &[String],
         now: Instant,
-    ) -> Result<(String, String, u32), String> {
-        let (mid, label) = sdp::audio_mid(offer_sdp).ok_or("the offer has no audio m-line")?;
-        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| format!("unparseable SDP: {e}"))?;
+    ) -> Result<(String, String, u32), OfferError> {
+        let (mid, label) = sdp::audio_mid(offer_sdp).ok_or(OfferError::NoAudio)?;
+        let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| OfferError::Unparseable(e.to_string()))?;
         let (prefer, ice) = {
-            let leg = self.legs.get(&id).ok_or("no such leg")?;
+            let leg = self.legs.get(&id).ok_or(OfferError::NoLeg)?;
             (leg.prefer, leg.ice.clone())
         };
         let (fresh, keys) = self.new_rtc(prefer, &ice, now);
-        let leg = self.legs.get_mut(&id).ok_or("no such leg")?;
+        let leg = self.legs.get_mut(&id).ok_or(OfferError::NoLeg)?;
         // A re-offer (ICE restart, renegotiation) starts over on a new Rtc.
         leg.rtc = Some(fresh);
         leg.direct = Direct::new(keys, self.provider.clone());
@@ -342,7 +359,7 @@ impl State {
                 leg.rtc = None;
                 leg.state = LegState::New;
                 self.counters.offers_rejected += 1;
-                return Err(e.to_string());
+                return Err(OfferError::Refused(e.to_string()));
             }
         };
         let audio_ok = rtc.media(Mid::from(mid.as_str())).is_some_and(|m| !m.disabled());
@@ -350,7 +367,7 @@ impl State {
             leg.rtc = None;
             leg.state = LegState::New;
             self.counters.offers_rejected += 1;
-            return Err("no audio codec in common (need Opus, PCMU or PCMA)".into());
+            return Err(OfferError::NoCommonCodec);
         }
         // Video (any line without a codec of ours) is rejected: str0m leaves that line without a
         // format and with the offer's direction. Repair the text and set the line inactive in

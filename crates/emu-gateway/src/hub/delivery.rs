@@ -1,0 +1,179 @@
+//! Requests from the server to devices: sending them with fresh ids, re-sending until the
+//! device ACKs (or giving up: `Undelivered` for the engine), holding them for a device that is
+//! reconnecting; and the sweeper's timeouts (token expiry notices, heartbeats, grace periods).
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::mqtt;
+
+impl Hub {
+    /// Sends a request envelope to a registered device, with fresh ids, and re-sends it until
+    /// ACKed. Returns the requestId. A device reconnecting gets it when it is back.
+    pub fn send_request(
+        &self,
+        tenant: TenantId,
+        rtc_id: &str,
+        message_type: &str,
+        body: Value,
+    ) -> Result<String, SendError> {
+        let (conn, client_id) = match self.regs.get(&(tenant, rtc_id.to_string())) {
+            Some(r) => (r.conn, r.client_id.clone()),
+            None => return Err(SendError::NotRegistered),
+        };
+        let now = self.shared.clock.now_ms();
+        let env = Envelope::server_request(message_type, body, rtc_id, &self.server_id, now);
+        let channel_id = env.channel_id(None);
+        let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), env.to_bytes());
+        // The body without the (encoded) mediaSignal: codes, causes and digits, readable.
+        let shown = match env.body.as_object() {
+            Some(o) => o.iter().filter(|(k, _)| *k != "mediaSignal").map(|(k, v)| (k.clone(), v.clone())).collect(),
+            None => env.body.clone(),
+        };
+        self.log(
+            "envelope.out",
+            Some(tenant),
+            Some(rtc_id),
+            channel_id.clone(),
+            json!({"messageType": message_type, "requestId": env.request_id, "body": shown}),
+        );
+        let interval = Duration::from_millis(self.cfg.retransmit_interval_ms);
+        self.pending.insert(
+            env.request_id.clone(),
+            Pending {
+                tenant,
+                rtc_id: rtc_id.into(),
+                message_type: message_type.into(),
+                channel_id,
+                packet: packet.clone(),
+                attempts: 0,
+                next_at: Instant::now() + interval,
+            },
+        );
+        if let Some(conn) = conn {
+            self.send_packet(conn, packet);
+        }
+        Ok(env.request_id)
+    }
+
+    pub(super) fn flush_pending_for(&self, tenant: TenantId, rtc_id: &str) {
+        let Some(conn) = self.regs.get(&(tenant, rtc_id.to_string())).and_then(|r| r.conn) else { return };
+        let packets: Vec<Bytes> = self
+            .pending
+            .iter()
+            .filter(|p| p.tenant == tenant && p.rtc_id == rtc_id)
+            .map(|p| p.packet.clone())
+            .collect();
+        for p in packets {
+            self.send_packet(conn, p);
+        }
+    }
+
+    /// Runs every `sweep_interval_ms`: registrations that stopped heartbeating or did not come
+    /// back, tokens that expired, and retransmissions.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let grace = Duration::from_millis(self.cfg.disconnect_grace_ms);
+        let heartbeat = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
+        let mut gone = Vec::new();
+        self.regs.retain(|(tenant, rtc_id), r| {
+            if r.is_virtual {
+                r.last_heartbeat = now;
+                return true;
+            }
+            let reason = match (r.conn, r.disconnected_at) {
+                (None, Some(at)) if now.duration_since(at) >= grace => "not back within the grace period",
+                (Some(conn), _) if now.duration_since(r.last_heartbeat) >= heartbeat => {
+                    gone.push((Some(conn), *tenant, rtc_id.clone(), "heartbeat timeout"));
+                    return false;
+                }
+                _ => return true,
+            };
+            gone.push((None, *tenant, rtc_id.clone(), reason));
+            false
+        });
+        for (conn, tenant, rtc_id, reason) in gone {
+            if let Some(conn) = conn {
+                self.close_conn(conn, "heartbeat timeout");
+            }
+            tracing::info!(rtc_id, reason, "registration expired");
+            self.log("device.offline", Some(tenant), Some(&rtc_id), None, json!({"reason": reason}));
+            self.to_engine(GatewayEvent::Offline { tenant, rtc_id, reason });
+        }
+        self.sweep_tokens(now);
+        self.sweep_pending(now);
+        self.dedupe.retain(|_, d| d.last_used.is_some_and(|t| now.duration_since(t) < grace + Duration::from_secs(60)));
+    }
+
+    pub(super) fn sweep_tokens(&self, now: Instant) {
+        let now_ms = self.shared.clock.now_ms();
+        let refresh = Duration::from_millis(self.cfg.token_refresh_timeout_ms);
+        let mut notify = Vec::new();
+        let mut close = Vec::new();
+        for mut c in self.conns.iter_mut() {
+            let Some(rtc_id) = c.binding.as_ref().filter(|b| now_ms >= b.token_expires_ms).map(|b| b.rtc_id.clone())
+            else {
+                continue;
+            };
+            match c.expiry_notice_at {
+                None => {
+                    c.expiry_notice_at = Some(now);
+                    notify.push((*c.key(), rtc_id));
+                }
+                Some(at) if now.duration_since(at) >= refresh => close.push(*c.key()),
+                Some(_) => {}
+            }
+        }
+        for (conn, rtc_id) in notify {
+            tracing::info!(conn, rtc_id, "token expired; $SYS/tokenExpireNotice sent");
+            self.log("token.expired", None, Some(&rtc_id), None, json!({"conn": conn}));
+            self.send_packet(conn, mqtt::publish("$SYS/tokenExpireNotice", &b"{}"[..]));
+        }
+        for conn in close {
+            self.close_conn(conn, "no fresh token after tokenExpireNotice");
+        }
+    }
+
+    pub(super) fn sweep_pending(&self, now: Instant) {
+        let interval = Duration::from_millis(self.cfg.retransmit_interval_ms);
+        let mut resend = Vec::new();
+        let mut undelivered = Vec::new();
+        self.pending.retain(|request_id, p| {
+            if now < p.next_at {
+                return true;
+            }
+            if p.attempts >= self.cfg.retransmit_attempts {
+                undelivered.push((
+                    p.tenant,
+                    p.rtc_id.clone(),
+                    p.message_type.clone(),
+                    request_id.clone(),
+                    p.channel_id.clone(),
+                ));
+                return false;
+            }
+            p.attempts += 1;
+            p.next_at = now + interval;
+            resend.push((p.tenant, p.rtc_id.clone(), p.packet.clone()));
+            true
+        });
+        for (tenant, rtc_id, packet) in resend {
+            if let Some(conn) = self.regs.get(&(tenant, rtc_id)).and_then(|r| r.conn) {
+                self.send_packet(conn, packet);
+            }
+        }
+        for (tenant, rtc_id, message_type, request_id, channel_id) in undelivered {
+            tracing::warn!(rtc_id, message_type, request_id, "server request never ACKed");
+            self.log(
+                "envelope.undelivered",
+                Some(tenant),
+                Some(&rtc_id),
+                channel_id,
+                json!({"messageType": message_type, "requestId": request_id}),
+            );
+            self.to_engine(GatewayEvent::Undelivered { tenant, rtc_id, message_type, request_id });
+        }
+    }
+}

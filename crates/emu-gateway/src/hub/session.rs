@@ -1,0 +1,327 @@
+//! A device's session on the hub: `$SYS/uploadToken` binding a connection to its account,
+//! envelopes from devices (ACKs, de-duplication, decoding into typed requests for the engine),
+//! ACKs of our requests, registration and kicks.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use dashmap::mapref::entry::Entry;
+use emu_core::accounts::{DirectoryEvent, TokenError, TokenRecord};
+use emu_core::signalling::DeviceRequest;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::envelope::{EnvelopeError, Inbound, channel_id_of, empty_body};
+use crate::media_signal;
+use crate::mqtt;
+
+/// Why a valid token does not bind this connection.
+#[derive(Debug, thiserror::Error)]
+enum BindingError {
+    #[error("the connection belongs to {bound}, the token to {token}")]
+    OtherAccount { bound: String, token: String },
+    #[error("clientId {client_id} was not issued to account {rtc_id}")]
+    ForeignClientId { client_id: String, rtc_id: String },
+}
+
+impl Hub {
+    /// `$SYS/uploadToken`: bind the connection to the token's account, or tell the SDK why not.
+    pub fn upload_token(&self, conn: ConnId, payload: &[u8]) {
+        let token = serde_json::from_slice::<Value>(payload)
+            .ok()
+            .and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or_default();
+        let now = self.shared.clock.now_ms();
+        let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return };
+        let notice = match self.shared.directory.validate_token(&token, now) {
+            Ok(rec) => match self.check_binding(conn, &client_id, &rec) {
+                Ok(()) => {
+                    self.bind(conn, &client_id, rec);
+                    return;
+                }
+                Err(why) => {
+                    tracing::warn!(conn, client_id, "token refused: {why}");
+                    "$SYS/tokenInvalidNotice"
+                }
+            },
+            Err(TokenError::Expired) => "$SYS/tokenExpireNotice",
+            Err(TokenError::Invalid) => "$SYS/tokenInvalidNotice",
+        };
+        tracing::info!(conn, client_id, notice, "token not accepted");
+        self.log("token.refused", None, None, None, json!({"conn": conn, "clientId": client_id, "notice": notice}));
+        self.send_packet(conn, mqtt::publish(notice, &b"{}"[..]));
+    }
+
+    /// A token binds a connection to its account only if the MQTT clientId is one the platform
+    /// issued to that account, and a refreshed token must be for the account already bound.
+    fn check_binding(&self, conn: ConnId, client_id: &str, rec: &TokenRecord) -> Result<(), BindingError> {
+        if let Some(b) = self.binding(conn)
+            && (b.tenant != rec.tenant || b.rtc_id != rec.rtc_id)
+        {
+            return Err(BindingError::OtherAccount { bound: b.rtc_id, token: rec.rtc_id.clone() });
+        }
+        let prefix = format!("GID_VOIP@@@ClientId_{}_", rec.rtc_id);
+        if client_id != rec.client_id && !client_id.starts_with(&prefix) {
+            return Err(BindingError::ForeignClientId { client_id: client_id.to_string(), rtc_id: rec.rtc_id.clone() });
+        }
+        Ok(())
+    }
+
+    pub(super) fn bind(&self, conn: ConnId, client_id: &str, rec: TokenRecord) {
+        let binding = Binding {
+            tenant: rec.tenant,
+            rtc_id: rec.rtc_id.clone(),
+            device_id: rec.device_id.clone(),
+            token_data: rec.token_data.clone(),
+            token_expires_ms: rec.expires_ms,
+        };
+        if let Some(mut c) = self.conns.get_mut(&conn) {
+            c.binding = Some(binding);
+            c.expiry_notice_at = None;
+        }
+        // A reconnect within the grace period resumes the registration on this connection.
+        let mut resumed = false;
+        if let Some(mut reg) = self.regs.get_mut(&(rec.tenant, rec.rtc_id.clone()))
+            && reg.client_id == client_id
+            && reg.conn != Some(conn)
+        {
+            reg.conn = Some(conn);
+            reg.disconnected_at = None;
+            resumed = true;
+        }
+        if resumed {
+            self.flush_pending_for(rec.tenant, &rec.rtc_id);
+        }
+        tracing::info!(conn, rtc_id = %rec.rtc_id, resumed, "token accepted");
+        self.log(
+            "token.accepted",
+            Some(rec.tenant),
+            Some(&rec.rtc_id),
+            None,
+            json!({"conn": conn, "clientId": client_id, "resumed": resumed}),
+        );
+    }
+
+    /// Whether this connection may subscribe to `filter`: only to its own conferenceTopic.
+    pub fn may_subscribe(&self, conn: ConnId, filter: &str) -> bool {
+        self.is_bound(conn) && filter == self.conference_topic
+    }
+
+    /// An envelope a bound device published to the server topic. Err closes the connection.
+    pub fn envelope(&self, conn: ConnId, payload: &[u8]) -> Result<(), EnvelopeError> {
+        let Some(who) = self.identity(conn) else {
+            return Ok(()); // not authenticated: dropped (the caller logs)
+        };
+        let env = Inbound::parse(payload)?;
+        if env.response {
+            return self.ack_received(&who, env);
+        }
+        if let Some(ack) = self.dedupe_lookup(&who.client_id, &env.request_id) {
+            tracing::debug!(conn, request_id = %env.request_id, "retransmission; ACK re-sent, not processed again");
+            self.send_packet(conn, ack);
+            return Ok(());
+        }
+        let now = self.shared.clock.now_ms();
+        // Heartbeats and STS requests are answered without reading their body.
+        let (code, ack_body, request_body, media) = match &*env.message_type {
+            "cs_register" => {
+                self.register(conn, &who);
+                (200, empty_body(), Value::Null, None)
+            }
+            "cs_get_sls_sts" => (200, self.sls.credentials(now), Value::Null, None),
+            _ => {
+                let body = env.body_value()?;
+                match body.get("mediaSignal").and_then(Value::as_str) {
+                    Some(m) => match media_signal::decode(m, self.cfg.max_media_signal_bytes) {
+                        Err(e) => {
+                            tracing::warn!(conn, rtc_id = %who.rtc_id, message_type = %env.message_type, "refused: {e}");
+                            (400, json!({"error": e.to_string()}), body, None)
+                        }
+                        Ok(m) => (200, empty_body(), body, Some(m)),
+                    },
+                    None => (200, empty_body(), body, None),
+                }
+            }
+        };
+        let channel_id = channel_id_of(&request_body, media.as_ref());
+        self.log(
+            "envelope.in",
+            Some(who.tenant),
+            Some(&who.rtc_id),
+            channel_id.clone(),
+            json!({"messageType": env.message_type, "requestId": env.request_id, "code": code}),
+        );
+        let ack = env.ack_bytes(code, &ack_body, &self.server_from, now);
+        let packet = mqtt::publish(&Self::client_topic(&who.client_id, &self.conference_topic), ack);
+        self.dedupe_store(&who.client_id, &env.request_id, packet.clone());
+        self.send_packet(conn, packet);
+        // ACK-only messages (docs/protocol.md#ack-only: reportStatus, stat, client ACKs of notices) stop here.
+        let for_engine = !matches!(&*env.message_type, "cs_register" | "cs_get_sls_sts" | "reportStatus" | "stat");
+        if code == 200 && for_engine {
+            // Decoded once, here: the engine takes typed requests.
+            self.to_engine(GatewayEvent::Request(DeviceRequest::decode(
+                who.tenant,
+                &who.rtc_id,
+                &env.message_type,
+                &request_body,
+                media.as_ref(),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Who a bound connection is, with the few fields an envelope needs (not the whole token).
+    pub(super) fn identity(&self, conn: ConnId) -> Option<Identity> {
+        let c = self.conns.get(&conn)?;
+        let b = c.binding.as_ref()?;
+        Some(Identity {
+            tenant: b.tenant,
+            rtc_id: b.rtc_id.clone(),
+            device_id: b.device_id.clone(),
+            client_id: c.client_id.clone(),
+        })
+    }
+
+    /// A device's ACK of one of our requests: no longer pending, and news for the call engine.
+    pub(super) fn ack_received(&self, who: &Identity, env: Inbound) -> Result<(), EnvelopeError> {
+        let body = env.body_value()?;
+        let pending = self.pending.remove(env.request_id.as_ref()).map(|(_, p)| p);
+        let known = pending.is_some();
+        let channel_id = pending.and_then(|p| p.channel_id).or_else(|| channel_id_of(&body, None));
+        self.log(
+            "envelope.ack",
+            Some(who.tenant),
+            Some(&who.rtc_id),
+            channel_id,
+            json!({"messageType": env.message_type, "requestId": env.request_id, "code": env.response_code, "known": known}),
+        );
+        self.to_engine(GatewayEvent::Ack {
+            tenant: who.tenant,
+            rtc_id: who.rtc_id.clone(),
+            message_type: env.message_type.into_owned(),
+            request_id: env.request_id.into_owned(),
+            code: env.response_code,
+            body,
+        });
+        Ok(())
+    }
+
+    pub(super) fn dedupe_lookup(&self, client_id: &str, request_id: &str) -> Option<Bytes> {
+        let mut d = self.dedupe.get_mut(client_id)?;
+        d.last_used = Some(Instant::now());
+        d.acks.get(request_id).cloned()
+    }
+
+    pub(super) fn dedupe_store(&self, client_id: &str, request_id: &str, ack: Bytes) {
+        let mut d = self.dedupe.entry(client_id.to_string()).or_default();
+        d.last_used = Some(Instant::now());
+        if d.acks.insert(request_id.to_string(), ack).is_none() {
+            d.order.push_back(request_id.to_string());
+            if d.order.len() > DEDUPE_WINDOW
+                && let Some(old) = d.order.pop_front()
+            {
+                d.acks.remove(&old);
+            }
+        }
+    }
+
+    /// `cs_register`: registers the device, or counts a heartbeat. Another connection registered
+    /// for the same account is kicked (`cs_quit`).
+    pub(super) fn register(&self, conn: ConnId, b: &Identity) {
+        let client_id = b.client_id.as_str();
+        let now = Instant::now();
+        let now_ms = self.shared.clock.now_ms();
+        let fresh = Registration {
+            conn: Some(conn),
+            client_id: client_id.into(),
+            device_id: b.device_id.clone(),
+            registered_ms: now_ms,
+            last_heartbeat: now,
+            last_heartbeat_ms: now_ms,
+            heartbeats: 0,
+            disconnected_at: None,
+            is_virtual: false,
+        };
+        let kicked = match self.regs.entry((b.tenant, b.rtc_id.clone())) {
+            Entry::Occupied(mut e) if e.get().conn == Some(conn) => {
+                let r = e.get_mut();
+                r.last_heartbeat = now;
+                r.last_heartbeat_ms = now_ms;
+                r.heartbeats += 1;
+                return;
+            }
+            Entry::Occupied(mut e) => {
+                let old = e.get().conn;
+                e.insert(fresh);
+                old
+            }
+            Entry::Vacant(e) => {
+                e.insert(fresh);
+                None
+            }
+        };
+        if let Some(old) = kicked {
+            self.kick(old, "logged in elsewhere");
+        }
+        tracing::info!(conn, rtc_id = %b.rtc_id, device_id = %b.device_id, "device registered");
+        self.log(
+            "device.registered",
+            Some(b.tenant),
+            Some(&b.rtc_id),
+            None,
+            json!({"conn": conn, "deviceId": b.device_id, "kicked": kicked}),
+        );
+        self.to_engine(GatewayEvent::Registered {
+            tenant: b.tenant,
+            rtc_id: b.rtc_id.clone(),
+            device_id: b.device_id.clone(),
+        });
+        self.flush_pending_for(b.tenant, &b.rtc_id);
+    }
+
+    /// Sends `cs_quit` (the SDK reports 3110000) and closes the connection shortly after, giving
+    /// the SDK time to ACK and stop its call as it does against the cloud.
+    pub(super) fn kick(&self, conn: ConnId, reason: &'static str) {
+        let Some((client_id, binding)) = self.conns.get_mut(&conn).map(|mut c| (c.client_id.clone(), c.binding.take()))
+        else {
+            return;
+        };
+        let rtc_id = binding.as_ref().map(|b| b.rtc_id.clone()).unwrap_or_default();
+        let env =
+            Envelope::server_request("cs_quit", empty_body(), &rtc_id, &self.server_id, self.shared.clock.now_ms());
+        self.send_packet(conn, mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), env.to_bytes()));
+        tracing::info!(conn, rtc_id, reason, "device kicked");
+        self.log(
+            "device.kicked",
+            binding.as_ref().map(|b| b.tenant),
+            Some(&rtc_id),
+            None,
+            json!({"conn": conn, "reason": reason}),
+        );
+        if let Some(b) = binding {
+            self.to_engine(GatewayEvent::Offline { tenant: b.tenant, rtc_id: b.rtc_id, reason: "kicked" });
+        }
+        if let Some(tx) = self.conns.get(&conn).map(|c| c.tx.clone()) {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let _ = tx.send(Outbound::Close("kicked")).await;
+            });
+        }
+    }
+
+    /// The directory says an account fetched a token for another device: kick the old login.
+    pub fn on_directory_event(&self, event: DirectoryEvent) {
+        match event {
+            DirectoryEvent::DeviceSuperseded { tenant, rtc_id, old_device, .. } => {
+                let key = (tenant, rtc_id);
+                let stale = self.regs.get(&key).and_then(|r| (r.device_id == old_device).then_some(r.conn)).flatten();
+                if let Some(conn) = stale {
+                    self.regs.remove(&key);
+                    self.kick(conn, "a token was issued for another device");
+                }
+            }
+            // The admin reset calls `Hub::reset` itself, before it answers.
+            DirectoryEvent::Reset => {}
+        }
+    }
+}
