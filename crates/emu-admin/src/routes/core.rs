@@ -47,10 +47,6 @@ pub fn health_router(admin: Arc<Admin>) -> Router {
 
 type Reply = Result<Response, ApiError>;
 
-fn not_found(message: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::NOT_FOUND, message.into())
-}
-
 /// The admin listener's `/health`: the secrets only for callers that may see them ([`crate::secure`]).
 async fn health(State(a): State<Arc<Admin>>, sees: Option<axum::Extension<SeesSecrets>>) -> Response {
     health_reply(&a, sees.is_some())
@@ -96,7 +92,7 @@ fn tenant_filter(a: &Admin, f: &TenantFilter) -> Result<Option<emu_core::TenantI
 }
 
 fn tenant_id(a: &Admin, name: &str) -> Result<emu_core::TenantId, ApiError> {
-    a.shared.tenants.by_name(name).map(|t| t.id).ok_or_else(|| not_found(format!("no tenant named {name:?}")))
+    a.shared.tenants.by_name(name).map(|t| t.id).ok_or_else(|| ApiError::not_found(format!("no tenant named {name:?}")))
 }
 
 async fn accounts(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
@@ -166,7 +162,7 @@ struct FaultBody {
 async fn set_key_fault(State(a): State<Arc<Admin>>, Path(id): Path<String>, body: Bytes) -> Reply {
     let body: FaultBody = parse(&body)?;
     if !a.shared.tenants.set_key_fault(&id, body.fault) {
-        return Err(not_found(format!("no access key {id:?}")));
+        return Err(ApiError::not_found(format!("no access key {id:?}")));
     }
     tracing::info!(access_key_id = %id, fault = %body.fault, "access key fault set");
     Ok(Json(json!({"accessKeyId": id, "fault": body.fault})).into_response())
