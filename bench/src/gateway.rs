@@ -253,7 +253,9 @@ async fn run(args: &GatewayArgs, emulator: &Emulator, ready: &Value) -> anyhow::
     let heartbeat_acks = stats.acks.load(Ordering::Relaxed) - acks_before;
 
     let devices = get_json(&format!("{admin}/admin/devices")).await?;
-    let list = devices["devices"].as_array().cloned().unwrap_or_default();
+    // The SDK devices only: the default configuration's ready-made virtual devices are listed too.
+    let mut list = devices["devices"].as_array().cloned().unwrap_or_default();
+    list.retain(|d| d["connection"]["transport"] != "virtual");
     let admin_online = list.iter().filter(|d| d["online"] == true).count();
     let admin_connections = devices["connections"].as_u64().unwrap_or(0) as usize;
     let admin_devices = list.len();
