@@ -214,3 +214,31 @@ async fn testkit_sends_the_configured_token() {
     assert!(tenants["tenants"].is_array(), "{tenants}");
     emu.shutdown().await;
 }
+
+/// The console (docs/console.md) is served on the admin listener at `/` and `/console` without
+/// the token (it is a static page; every admin call it makes carries the token the user enters),
+/// and behind the same Host check as the API.
+#[tokio::test]
+async fn the_console_is_served_and_the_api_behind_it_stays_guarded() {
+    let emu = common::start("[admin]\ntoken = \"t0k3n-xyz\"\n").await;
+    for path in ["/", "/console", "/console/"] {
+        let (status, ct, body) = admin(&emu, Method::GET, path, &[], "").await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(ct.starts_with("text/html"), "{path}: {ct}");
+        assert!(body.contains("<title>alicom-emu console</title>"), "{path}: {body}");
+    }
+    let (status, ct, body) = admin(&emu, Method::GET, "/console/console.js", &[], "").await;
+    assert_eq!(status, 200);
+    assert!(ct.starts_with("text/javascript"), "{ct}");
+    assert!(body.contains("/admin/events/stream"), "the script reads the live event stream");
+    let (status, ct, _) = admin(&emu, Method::GET, "/console/console.css", &[], "").await;
+    assert_eq!((status, ct.starts_with("text/css")), (200, true), "{ct}");
+    // What the page reads still needs the token.
+    let (status, _, _) = admin(&emu, Method::GET, "/admin/events/stream", &[], "").await;
+    assert_eq!(status, 401);
+    // DNS rebinding: a page on another site that points its name at 127.0.0.1 gets nothing.
+    let (status, ct, body) = admin(&emu, Method::GET, "/", &[("host", "evil.example:80")], "").await;
+    assert_eq!(status, 403, "{body}");
+    assert_json_error("403", &ct, &body);
+    emu.running.shutdown().await;
+}

@@ -2,7 +2,8 @@
 //! (docs/admin-api.md): health, tenants, accounts, the POP request log, the clock and reset
 //! ([`routes::core`]); devices ([`routes::devices`]); calls, callbacks and the simulated PSTN
 //! ([`routes::calls`]); virtual VoIP devices ([`routes::voip`]); MNS queues and push
-//! ([`routes::mns`]); media statistics and recordings ([`routes::media`]). Each area's handlers
+//! ([`routes::mns`]); media statistics and recordings ([`routes::media`]); and the console, a
+//! web page that shows and drives all of it ([`routes::console`]). Each area's handlers
 //! parse their input, call their component's typed API and shape the reply. JSON in, JSON out;
 //! every 4xx/5xx is `{"error": "..."}` ([`ApiError`], and [`secure`]'s layer for axum's own
 //! 404/405/413).
@@ -94,6 +95,7 @@ pub fn router(c: Components) -> Router {
         .merge(routes::voip::router(c.calls))
         .merge(routes::mns::router(c.mns))
         .merge(routes::media::router(c.media))
+        .merge(routes::console::router())
         .fallback(|| async { ApiError::not_found("no such admin endpoint; see docs/admin-api.md") })
 }
 

@@ -16,7 +16,7 @@ use emu_core::engine::{CallbackFailure, CallbackKind, Engine, EngineConfig, Inpu
 use emu_core::events::NewEvent;
 use emu_core::signalling::{MediaResultApi, ServerMessage};
 use emu_core::{Millis, Shared, TenantId};
-use emu_gateway::{GatewayEvent, Hub, media_signal};
+use emu_gateway::{GatewayEvent, Hub};
 use emu_media::{CodecPreference, Endpoint, MediaEvent, MediaServer};
 use emu_pstn::PstnSim;
 use serde_json::{Value, json};
@@ -253,14 +253,11 @@ impl Driver {
         }
     }
 
-    /// Sends a server request to a device; its JSON `mediaSignal` is encoded on the way. Returns
+    /// Sends a server request to a device (the gateway encodes its JSON `mediaSignal`). Returns
     /// its requestId.
     fn send(&self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Option<String> {
         let message_type = message.message_type();
-        let mut body = message.body();
-        if let Some(ms) = body.get_mut("mediaSignal").filter(|m| m.is_object()) {
-            *ms = media_signal::encode(ms).into();
-        }
+        let body = message.body();
         match self.hub.send_request(tenant, rtc_id, message_type, body) {
             Ok(request_id) => Some(request_id),
             Err(_) => {

@@ -69,6 +69,17 @@ struct Conn {
     expiry_notice_at: Option<Instant>,
 }
 
+/// Why `POST /admin/devices/{rtcId}/kick` could not kick a device.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KickError {
+    #[error("no device is registered for this account")]
+    NotRegistered,
+    #[error("the device is offline (its connection is gone; the registration waits out the grace period)")]
+    Offline,
+    #[error("a virtual device has no connection to kick; change it with /admin/voip/devices")]
+    Virtual,
+}
+
 struct Registration {
     conn: Option<ConnId>,
     client_id: String,

@@ -35,10 +35,10 @@ use tokio::sync::{Notify, oneshot, watch};
 pub use crate::error::MnsError;
 pub use crate::http::router;
 pub use crate::push::PushTarget;
+use crate::queue::Counts;
 use crate::queue::{AttrsPatch, NewMessage, QueueAttrs, QueueMeta, QueueState, StoredMessage};
 use crate::store::{Op, Store, StoreError};
 pub use crate::views::{MessageView, QueueView};
-use crate::xml::Counts;
 
 /// The vendor's account that hosts every alicom receipt queue (the Java puller's endpoint is
 /// `https://1943695596114318.mns.cn-hangzhou.aliyuncs.com/`).

@@ -12,7 +12,6 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::error::MnsError;
-use crate::xml::Counts;
 
 pub type Millis = u64;
 
@@ -27,6 +26,14 @@ pub const MAX_BATCH: usize = 16;
 pub const MIN_PRIORITY: u8 = 1;
 pub const MAX_PRIORITY: u8 = 16;
 pub const DEFAULT_PRIORITY: u8 = 8;
+
+/// How many messages a queue holds in each state (GetQueueAttributes reports them).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub active: usize,
+    pub inactive: usize,
+    pub delayed: usize,
+}
 
 /// The settable attributes of a queue, with the vendor's defaults.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

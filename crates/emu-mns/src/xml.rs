@@ -6,7 +6,7 @@ use quick_xml::events::Event;
 use quick_xml::reader::Reader;
 
 use crate::error::MnsError;
-use crate::queue::{Property, QueueAttrs, StoredMessage};
+use crate::queue::{Counts, Property, QueueAttrs, StoredMessage};
 
 /// The namespace of success documents (the vendor's samples carry the trailing slash).
 pub const DOC_NS: &str = "http://mns.aliyuncs.com/doc/v1/";
@@ -238,14 +238,6 @@ pub fn change_visibility(receipt: &str, next_visible: u64) -> String {
     tag(&mut out, "NextVisibleTime", next_visible);
     out.push_str("</ChangeVisibility>");
     out
-}
-
-/// Counts a queue reports in GetQueueAttributes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counts {
-    pub active: usize,
-    pub inactive: usize,
-    pub delayed: usize,
 }
 
 /// GetQueueAttributes: all 12 elements the Python SDK requires.

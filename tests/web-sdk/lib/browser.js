@@ -92,6 +92,21 @@ async function launchBrowser() {
       devices.push(dev);
       return dev;
     },
+    /**
+     * A fresh browser context with any page (no SDK), e.g. the emulator's console, at 1280×800.
+     * Page errors and console errors are collected in `pageErrors` / `console`.
+     */
+    async openPage(name, url, { width = 1280, height = 800 } = {}) {
+      const context = await browser.createBrowserContext();
+      const page = await context.newPage();
+      await page.setViewport({ width, height });
+      const dev = { name, context, page, console: [], pageErrors: [], offline: [], failedRequests: [], sls: [] };
+      page.on('console', (m) => dev.console.push({ t: Date.now(), type: m.type(), text: m.text().slice(0, 2000) }));
+      page.on('pageerror', (e) => dev.pageErrors.push({ t: Date.now(), message: String(e && (e.stack || e.message || e)) }));
+      await page.goto(url, { waitUntil: 'load', timeout: 30000 });
+      devices.push(dev);
+      return dev;
+    },
     async close() {
       for (const d of devices) {
         try {

@@ -12,6 +12,8 @@
 //                                        account (AddRtcAccount(deviceId)) unless rtcId is given;
 //                                        `localStorage` ({key: value}) is set before any page script
 //                                        runs (e.g. {ARTC_SIGV: "2"}, read when the SDK loads)
+//   await ctx.page(name, url, {width, height})
+//                                        a plain page (no SDK) in its own context, e.g. the console
 //   await ctx.init(dev)                  harness.init({rtcId, deviceId}) in the page
 //   await ctx.waitFor(dev, name, opts)   see lib/browser.js waitForEvent
 //   await ctx.step(label, async () => {...})   a named, timed check for the report
@@ -74,6 +76,7 @@ function webSdkSuite(file) {
         devices: [],
       };
       const devices = [];
+      const pages = [];
       let emu = null;
       let harness = null;
       let failure = null;
@@ -92,6 +95,12 @@ function webSdkSuite(file) {
           d.rtcId = rtcId || (await harness.addAccount(d.deviceId));
           devices.push(d);
           return d;
+        },
+        /** A plain page (no SDK) at `url`, e.g. the console; closed when the scenario ends. */
+        async page(pageName, url, size) {
+          const p = await browser.openPage(pageName, url, size);
+          pages.push(p);
+          return p;
         },
         async init(d) {
           d.initAt = Date.now();
@@ -178,6 +187,10 @@ function webSdkSuite(file) {
               result.emulatorEvents[rtcId] = await emu.admin.events(rtcId).catch((e) => [{ seq: 0, timeMs: 0, kind: 'error', detail: String(e.message) }]);
             }
           }
+        }
+        for (const p of pages) {
+          if (p.pageErrors.length) result.notes.push(`${p.name}: page errors: ${JSON.stringify(p.pageErrors)}`);
+          await p.context.close().catch(() => {});
         }
         for (const d of devices) await d.context.close().catch(() => {});
         if (browser) browser.devices.splice(0, browser.devices.length);

@@ -129,8 +129,15 @@ async fn tenants(State(a): State<Arc<Admin>>) -> Response {
                 .into_iter()
                 .map(|(id, secret, fault)| json!({"id": id, "secret": secret, "fault": fault}))
                 .collect();
+            // Bought numbers (callable with POST /admin/pstn/calls) and own lines, from the config.
+            let conf = a.shared.config.tenants.iter().find(|c| c.name == t.name);
+            let numbers: Vec<&str> =
+                conf.map(|c| c.numbers.iter().map(|n| n.number.as_str()).collect()).unwrap_or_default();
+            let self_lines: &[String] = conf.map(|c| c.self_lines.as_slice()).unwrap_or_default();
             json!({
                 "name": t.name,
+                "numbers": numbers,
+                "selfLines": self_lines,
                 "uid": t.uid,
                 "state": t.state(),
                 "accountLimit": t.account_limit,

@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use crate::ApiError;
 
 pub mod calls;
+pub mod console;
 pub mod core;
 pub mod devices;
 pub mod media;

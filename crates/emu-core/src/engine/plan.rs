@@ -29,6 +29,14 @@ impl Callee {
     pub fn is_voip(&self) -> bool {
         matches!(self, Callee::Voip { .. })
     }
+
+    /// How the event log and the console name the callee: the rtcId, or `pstn:` and the number.
+    pub fn label(&self) -> String {
+        match self {
+            Callee::Voip { rtc_id } => rtc_id.clone(),
+            Callee::Pstn { phone_number, .. } => format!("pstn:{phone_number}"),
+        }
+    }
 }
 
 /// The callees that ring at the same time, under the sequence number the customer declared.

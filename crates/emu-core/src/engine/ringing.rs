@@ -36,7 +36,7 @@ impl Engine {
             json!({
                 "sequence": sequence,
                 "position": position,
-                "callees": group.iter().map(|c| format!("{c:?}")).collect::<Vec<_>>(),
+                "callees": group.iter().map(Callee::label).collect::<Vec<_>>(),
             }),
         );
         for callee in group {

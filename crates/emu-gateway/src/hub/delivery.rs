@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::*;
-use crate::mqtt;
+use crate::{media_signal, mqtt};
 
 impl Hub {
     /// Sends a request envelope to a registered device, with fresh ids, and re-sends it until
@@ -24,14 +24,15 @@ impl Hub {
             None => return Err(SendError::NotRegistered),
         };
         let now = self.shared.clock.now_ms();
+        // The event log shows the body as the device reads it: mediaSignal decoded (SDP included).
+        let shown = body.clone();
+        let mut body = body;
+        if let Some(ms) = body.get_mut("mediaSignal").filter(|m| m.is_object()) {
+            *ms = media_signal::encode(ms).into();
+        }
         let env = Envelope::server_request(message_type, body, rtc_id, &self.server_id, now);
         let channel_id = env.channel_id(None);
         let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), env.to_bytes());
-        // The body without the (encoded) mediaSignal: codes, causes and digits, readable.
-        let shown = match env.body.as_object() {
-            Some(o) => o.iter().filter(|(k, _)| *k != "mediaSignal").map(|(k, v)| (k.clone(), v.clone())).collect(),
-            None => env.body.clone(),
-        };
         self.log(
             "envelope.out",
             Some(tenant),
@@ -156,11 +157,28 @@ impl Hub {
             }
             p.attempts += 1;
             p.next_at = now + interval;
-            resend.push((p.tenant, p.rtc_id.clone(), p.packet.clone()));
+            resend.push((
+                p.tenant,
+                p.rtc_id.clone(),
+                p.packet.clone(),
+                p.message_type.clone(),
+                request_id.clone(),
+                p.channel_id.clone(),
+                p.attempts,
+            ));
             true
         });
-        for (tenant, rtc_id, packet) in resend {
-            if let Some(conn) = self.regs.get(&(tenant, rtc_id)).and_then(|r| r.conn) {
+        for (tenant, rtc_id, packet, message_type, request_id, channel_id, attempt) in resend {
+            let conn = self.regs.get(&(tenant, rtc_id.clone())).and_then(|r| r.conn);
+            // Logged even when the device is offline: the console shows every attempt.
+            self.log(
+                "envelope.retransmit",
+                Some(tenant),
+                Some(&rtc_id),
+                channel_id,
+                json!({"messageType": message_type, "requestId": request_id, "attempt": attempt, "sent": conn.is_some()}),
+            );
+            if let Some(conn) = conn {
                 self.send_packet(conn, packet);
             }
         }

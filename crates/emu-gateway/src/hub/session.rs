@@ -149,7 +149,8 @@ impl Hub {
             Some(who.tenant),
             Some(&who.rtc_id),
             channel_id.clone(),
-            json!({"messageType": env.message_type, "requestId": env.request_id, "code": code}),
+            json!({"messageType": env.message_type, "requestId": env.request_id, "code": code,
+                   "body": shown_body(&request_body, media.as_ref())}),
         );
         let ack = env.ack_bytes(code, &ack_body, &self.server_from, now);
         let packet = mqtt::publish(&Self::client_topic(&who.client_id, &self.conference_topic), ack);
@@ -279,6 +280,19 @@ impl Hub {
         self.flush_pending_for(b.tenant, &b.rtc_id);
     }
 
+    /// `POST /admin/devices/{rtcId}/kick`: the platform logs an SDK device out as if the account
+    /// had logged in elsewhere (`cs_quit`, then the connection closes).
+    pub fn kick_device(&self, tenant: TenantId, rtc_id: &str) -> Result<(), KickError> {
+        let reg = self.regs.get(&(tenant, rtc_id.to_string())).ok_or(KickError::NotRegistered)?;
+        if reg.is_virtual {
+            return Err(KickError::Virtual);
+        }
+        let conn = reg.conn.ok_or(KickError::Offline)?;
+        drop(reg);
+        self.kick(conn, "kicked from the admin API");
+        Ok(())
+    }
+
     /// Sends `cs_quit` (the SDK reports 3110000) and closes the connection shortly after, giving
     /// the SDK time to ACK and stop its call as it does against the cloud.
     pub(super) fn kick(&self, conn: ConnId, reason: &'static str) {
@@ -323,5 +337,17 @@ impl Hub {
             // The admin reset calls `Hub::reset` itself, before it answers.
             DirectoryEvent::Reset => {}
         }
+    }
+}
+
+/// An incoming body as the event log shows it: mediaSignal decoded (as the SDK built it).
+fn shown_body(body: &Value, media: Option<&Value>) -> Value {
+    match (body, media) {
+        (Value::Object(o), Some(m)) => {
+            let mut o = o.clone();
+            o.insert("mediaSignal".into(), m.clone());
+            Value::Object(o)
+        }
+        _ => body.clone(),
     }
 }
