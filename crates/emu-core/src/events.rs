@@ -3,8 +3,10 @@
 //! live streams; recording never blocks the caller.
 
 use std::collections::VecDeque;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
@@ -26,7 +28,15 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     pub detail: Value,
+    /// The envelope as it crossed the wire (JSON), for `envelope.in`/`envelope.out`: kept as the
+    /// bytes the gateway already holds (a reference count, no copy) and turned into a readable
+    /// `detail.body` only when someone reads the log ([`EventLog::readable`]).
+    #[serde(skip)]
+    pub wire: Option<Bytes>,
 }
+
+/// Turns an envelope's wire bytes into its readable body (the gateway's, registered at start).
+pub type WireReader = fn(&[u8]) -> Option<Value>;
 
 /// What a query selects.
 #[derive(Debug, Default, Clone)]
@@ -54,6 +64,7 @@ pub struct EventLog {
     seq: AtomicU64,
     ring: Mutex<VecDeque<Event>>,
     live: broadcast::Sender<Event>,
+    wire_reader: OnceLock<WireReader>,
 }
 
 /// The parts of an event its producer fills in.
@@ -64,6 +75,7 @@ pub struct NewEvent {
     pub rtc_id: Option<String>,
     pub tenant: Option<String>,
     pub detail: Value,
+    pub wire: Option<Bytes>,
 }
 
 impl EventLog {
@@ -74,7 +86,24 @@ impl EventLog {
             seq: AtomicU64::new(0),
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             live: broadcast::channel(4096).0,
+            wire_reader: OnceLock::new(),
         }
+    }
+
+    /// How envelope bytes become a readable body (the first registration wins).
+    pub fn set_wire_reader(&self, reader: WireReader) {
+        let _ = self.wire_reader.set(reader);
+    }
+
+    /// The event as readers see it: an envelope's wire bytes decoded into `detail.body`.
+    pub fn readable(&self, mut e: Event) -> Event {
+        if let (Some(wire), Some(read), Some(detail)) =
+            (e.wire.take(), self.wire_reader.get(), e.detail.as_object_mut())
+            && let Some(body) = read(&wire)
+        {
+            detail.insert("body".into(), body);
+        }
+        e
     }
 
     pub fn record(&self, e: NewEvent) {
@@ -89,6 +118,7 @@ impl EventLog {
             rtc_id: e.rtc_id,
             tenant: e.tenant,
             detail: e.detail,
+            wire: e.wire,
         };
         if self.live.receiver_count() > 0 {
             let _ = self.live.send(event.clone());
@@ -100,16 +130,16 @@ impl EventLog {
         ring.push_back(event);
     }
 
-    /// Matching events, oldest first; with a limit, the newest `limit` of them.
+    /// Matching events, oldest first, readable; with a limit, the newest `limit` of them.
     pub fn query(&self, filter: &EventFilter) -> Vec<Event> {
-        let ring = self.ring.lock();
-        let mut v: Vec<Event> = ring.iter().filter(|e| filter.matches(e)).cloned().collect();
-        if let Some(limit) = filter.limit
-            && v.len() > limit
-        {
-            v.drain(..v.len() - limit);
-        }
-        v
+        let v: Vec<Event> = {
+            let ring = self.ring.lock();
+            let matching: Vec<&Event> = ring.iter().filter(|e| filter.matches(e)).collect();
+            let skip = filter.limit.map_or(0, |limit| matching.len().saturating_sub(limit));
+            matching[skip..].iter().map(|e| (*e).clone()).collect()
+        };
+        // Decoded outside the lock: recording never waits for a reader's inflating.
+        v.into_iter().map(|e| self.readable(e)).collect()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -206,6 +206,8 @@ impl Hub {
         let cfg = shared.config.gateway.clone();
         let server_id = shared.token_settings.server_id.clone();
         let conference_topic = shared.token_settings.conference_topic.clone();
+        // The gateway records envelopes as bytes; it also knows how to make them readable.
+        shared.events.set_wire_reader(crate::media_signal::readable_body);
         Arc::new(Hub {
             server_topic: format!("{conference_topic}/p2p/{server_id}"),
             server_from: server_from_raw(&server_id),
@@ -255,6 +257,27 @@ impl Hub {
             rtc_id: rtc_id.map(str::to_string),
             tenant: tenant.map(|t| self.shared.tenants.get(t).name.clone()),
             detail,
+            wire: None,
+        });
+    }
+
+    /// An envelope event that keeps the envelope's bytes (see `EventLog::readable`).
+    fn log_wire(
+        &self,
+        kind: &'static str,
+        tenant: Option<TenantId>,
+        rtc_id: Option<&str>,
+        channel_id: Option<String>,
+        detail: Value,
+        wire: Bytes,
+    ) {
+        self.shared.events.record(NewEvent {
+            kind,
+            channel_id,
+            rtc_id: rtc_id.map(str::to_string),
+            tenant: tenant.map(|t| self.shared.tenants.get(t).name.clone()),
+            detail,
+            wire: Some(wire),
         });
     }
 

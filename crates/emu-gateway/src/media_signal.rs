@@ -6,18 +6,11 @@ use std::io::Read;
 
 use base64::Engine as _;
 use flate2::{Decompress, FlushDecompress, Status};
-use miniz_oxide::deflate::core::{
-    CompressionStrategy, CompressorOxide, TDEFLFlush, TDEFLStatus, compress, create_comp_flags_from_zip_params,
-};
 use serde_json::Value;
 
 thread_local! {
-    // A deflate or inflate state is tens of KiB: one per thread, reset per message, instead of a
-    // fresh allocation (and zeroing) for every few hundred bytes of signalling. Fast level with
-    // the fixed Huffman codes: building dynamic tables cost more than the rest of a message.
-    static DEFLATE: RefCell<CompressorOxide> = RefCell::new(CompressorOxide::new(
-        create_comp_flags_from_zip_params(1, 15, CompressionStrategy::Fixed as i32),
-    ));
+    // An inflate state is tens of KiB: one per thread, reset per message, instead of a fresh
+    // allocation (and zeroing) for every few hundred bytes of signalling.
     static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(true));
 }
 
@@ -40,26 +33,46 @@ impl std::fmt::Display for MediaSignalError {
     }
 }
 
+/// `base64(zlib(json))` with the deflate data in stored (uncompressed) blocks: a zlib stream like
+/// any other to pako and every inflater. Compressing was the dearest step of a server message
+/// (miniz_oxide zeroes about 200 KiB of window and hash state per stream, for a few hundred
+/// bytes of signalling; docs/benchmarks.md), and on a local emulator the bytes saved buy nothing.
 pub fn encode(value: &Value) -> String {
     let json = serde_json::to_vec(value).unwrap_or_default();
-    // Fixed codes expand incompressible bytes by at most 9/8, plus the zlib header and trailer.
-    let mut out = vec![0u8; json.len() + json.len() / 8 + 64];
-    let (mut read, mut written) = (0, 0);
-    DEFLATE.with_borrow_mut(|z| {
-        z.reset();
-        loop {
-            let (status, r, w) = compress(z, &json[read..], &mut out[written..], TDEFLFlush::Finish);
-            read += r;
-            written += w;
-            match status {
-                TDEFLStatus::Okay if written == out.len() => out.resize(out.len() * 2, 0),
-                TDEFLStatus::Okay => {}
-                _ => break, // Done (or a parameter error, which fixed arguments cannot cause)
-            }
-        }
-    });
-    out.truncate(written);
-    base64::engine::general_purpose::STANDARD.encode(out)
+    base64::engine::general_purpose::STANDARD.encode(zlib_stored(&json))
+}
+
+/// `base64(zlib(json))` compressed, as the SDKs send it (pako's deflate): for test clients, whose
+/// documents (and zip bombs) must be as small on the wire as a real SDK's.
+pub fn encode_compressed(value: &Value) -> String {
+    use std::io::Write as _;
+    let json = serde_json::to_vec(value).unwrap_or_default();
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+    let _ = z.write_all(&json);
+    base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap_or_default())
+}
+
+/// RFC 1950 around RFC 1951 §3.2.4 stored blocks (at most 65,535 bytes each).
+fn zlib_stored(data: &[u8]) -> Vec<u8> {
+    const BLOCK: usize = 65_535;
+    let blocks = data.len().div_ceil(BLOCK).max(1);
+    let mut out = Vec::with_capacity(2 + data.len() + 5 * blocks + 4);
+    // CMF 0x78: deflate with a 32 KiB window; FLG 0x01: no dictionary, and CMF·256+FLG is a
+    // multiple of 31 as the header check requires.
+    out.extend_from_slice(&[0x78, 0x01]);
+    let mut chunks: Vec<&[u8]> = data.chunks(BLOCK).collect();
+    if chunks.is_empty() {
+        chunks.push(&[]);
+    }
+    for (i, chunk) in chunks.iter().enumerate() {
+        let len = chunk.len() as u16;
+        out.push(u8::from(i + 1 == chunks.len())); // BFINAL on the last, BTYPE 00 (stored)
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    out.extend_from_slice(&adler2::adler32_slice(data).to_be_bytes());
+    out
 }
 
 /// Inflates zlib data, stopping as soon as the output passes `limit` bytes.
@@ -104,15 +117,65 @@ pub fn decode(text: &str, max_inflated: usize) -> Result<Value, MediaSignalError
     serde_json::from_slice(&out).map_err(|e| MediaSignalError::Json(e.to_string()))
 }
 
+/// The largest mediaSignal the event log inflates for a reader (the gateway refuses larger ones
+/// from devices anyway, at `gateway.max_media_signal_bytes`).
+const READABLE_MAX: usize = 1 << 20;
+
+/// An envelope's `body` as the event log shows it: `mediaSignal` decoded into its JSON (an
+/// undecodable one stays as it was). `None` when the bytes are not an envelope.
+pub fn readable_body(wire: &[u8]) -> Option<Value> {
+    let mut envelope: Value = serde_json::from_slice(wire).ok()?;
+    let mut body = envelope.get_mut("body")?.take();
+    // Some clients send the body as a JSON string.
+    if let Value::String(text) = &body {
+        body = serde_json::from_str(text).unwrap_or(body);
+    }
+    if let Some(signal) = body.get_mut("mediaSignal")
+        && let Some(decoded) = signal.as_str().and_then(|m| decode(m, READABLE_MAX).ok())
+    {
+        *signal = decoded;
+    }
+    Some(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
 
     #[test]
+    fn readable_body_decodes_the_signal() {
+        let signal = json!({"api": "joinChannel", "data": {"sdpInfo": {"sdp": "v=0"}}});
+        let wire = serde_json::to_vec(
+            &json!({"messageType": "joinChannel", "body": {"channelId": "c", "mediaSignal": encode(&signal)}}),
+        )
+        .unwrap();
+        assert_eq!(readable_body(&wire), Some(json!({"channelId": "c", "mediaSignal": signal})));
+        let as_string = serde_json::to_vec(&json!({"body": "{\"a\":1}"})).unwrap();
+        assert_eq!(readable_body(&as_string), Some(json!({"a": 1})));
+        assert_eq!(
+            readable_body(&serde_json::to_vec(&json!({"body": {"mediaSignal": "%%"}})).unwrap()),
+            Some(json!({"mediaSignal": "%%"}))
+        );
+        assert_eq!(readable_body(b"not json"), None);
+    }
+
+    #[test]
+    fn stored_streams_inflate_with_flate2_at_every_size() {
+        for n in [0usize, 1, 300, 65_534, 65_535, 65_536, 140_000] {
+            let data: Vec<u8> = (0..n).map(|i| (i * 7 % 251) as u8).collect();
+            let z = zlib_stored(&data);
+            let mut back = Vec::new();
+            flate2::read::ZlibDecoder::new(&z[..]).read_to_end(&mut back).unwrap();
+            assert_eq!(back, data, "{n} bytes");
+        }
+    }
+
+    #[test]
     fn round_trip() {
         let v = json!({"api": "joinChannel", "data": {"channelId": "c1"}});
         assert_eq!(decode(&encode(&v), 1 << 20).unwrap(), v);
+        assert_eq!(decode(&encode_compressed(&v), 1 << 20).unwrap(), v);
     }
 
     #[test]

@@ -110,7 +110,7 @@ impl Device {
         if let (Some(obj), Value::Object(extra)) = (b.as_object_mut(), body) {
             obj.extend(extra);
             if let Some(ms) = media_signal {
-                obj.insert("mediaSignal".into(), media_signal::encode(ms).into());
+                obj.insert("mediaSignal".into(), media_signal::encode_compressed(ms).into());
             }
         }
         Envelope {

@@ -282,22 +282,27 @@ async fn event_stream(State(a): State<Arc<Admin>>, uri: Uri) -> Result<Response,
         ..Default::default()
     };
     let rx = a.shared.events.subscribe();
-    let stream = futures_util::stream::unfold((rx, filter), |(mut rx, filter)| async move {
-        loop {
-            match rx.recv().await {
-                Ok(e) if filter.matches(&e) => {
-                    let data = serde_json::to_string(&e).unwrap_or_default();
-                    return Some((
-                        Ok::<_, std::convert::Infallible>(Event::default().event(e.kind.clone()).data(data)),
-                        (rx, filter),
-                    ));
+    let admin = a.clone();
+    let stream = futures_util::stream::unfold((rx, filter), move |(mut rx, filter)| {
+        let admin = admin.clone();
+        async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) if filter.matches(&e) => {
+                        let e = admin.shared.events.readable(e);
+                        let data = serde_json::to_string(&e).unwrap_or_default();
+                        return Some((
+                            Ok::<_, std::convert::Infallible>(Event::default().event(e.kind.clone()).data(data)),
+                            (rx, filter),
+                        ));
+                    }
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let ev = Event::default().event("lagged").data(format!("{{\"missed\":{n}}}"));
+                        return Some((Ok(ev), (rx, filter)));
+                    }
+                    Err(_) => return None,
                 }
-                Ok(_) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    let ev = Event::default().event("lagged").data(format!("{{\"missed\":{n}}}"));
-                    return Some((Ok(ev), (rx, filter)));
-                }
-                Err(_) => return None,
             }
         }
     });

@@ -97,6 +97,7 @@ impl Switch {
             rtc_id: Some(rtc_id.to_string()),
             tenant: Some(self.tenant_name(tenant).to_string()),
             detail,
+            wire: None,
         })
     }
 }

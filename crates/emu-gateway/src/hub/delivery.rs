@@ -24,21 +24,22 @@ impl Hub {
             None => return Err(SendError::NotRegistered),
         };
         let now = self.shared.clock.now_ms();
-        // The event log shows the body as the device reads it: mediaSignal decoded (SDP included).
-        let shown = body.clone();
         let mut body = body;
         if let Some(ms) = body.get_mut("mediaSignal").filter(|m| m.is_object()) {
             *ms = media_signal::encode(ms).into();
         }
         let env = Envelope::server_request(message_type, body, rtc_id, &self.server_id, now);
         let channel_id = env.channel_id(None);
-        let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), env.to_bytes());
-        self.log(
+        let wire = Bytes::from(env.to_bytes());
+        let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), wire.clone());
+        // The event log keeps the bytes; readers see the body with mediaSignal decoded.
+        self.log_wire(
             "envelope.out",
             Some(tenant),
             Some(rtc_id),
             channel_id.clone(),
-            json!({"messageType": message_type, "requestId": env.request_id, "body": shown}),
+            json!({"messageType": message_type, "requestId": env.request_id}),
+            wire,
         );
         let interval = Duration::from_millis(self.cfg.retransmit_interval_ms);
         self.pending.insert(

@@ -108,7 +108,7 @@ impl Hub {
     }
 
     /// An envelope a bound device published to the server topic. Err closes the connection.
-    pub fn envelope(&self, conn: ConnId, payload: &[u8]) -> Result<(), EnvelopeError> {
+    pub fn envelope(&self, conn: ConnId, payload: &Bytes) -> Result<(), EnvelopeError> {
         let Some(who) = self.identity(conn) else {
             return Ok(()); // not authenticated: dropped (the caller logs)
         };
@@ -144,13 +144,13 @@ impl Hub {
             }
         };
         let channel_id = channel_id_of(&request_body, media.as_ref());
-        self.log(
+        self.log_wire(
             "envelope.in",
             Some(who.tenant),
             Some(&who.rtc_id),
             channel_id.clone(),
-            json!({"messageType": env.message_type, "requestId": env.request_id, "code": code,
-                   "body": shown_body(&request_body, media.as_ref())}),
+            json!({"messageType": env.message_type, "requestId": env.request_id, "code": code}),
+            payload.clone(),
         );
         let ack = env.ack_bytes(code, &ack_body, &self.server_from, now);
         let packet = mqtt::publish(&Self::client_topic(&who.client_id, &self.conference_topic), ack);
@@ -337,17 +337,5 @@ impl Hub {
             // The admin reset calls `Hub::reset` itself, before it answers.
             DirectoryEvent::Reset => {}
         }
-    }
-}
-
-/// An incoming body as the event log shows it: mediaSignal decoded (as the SDK built it).
-fn shown_body(body: &Value, media: Option<&Value>) -> Value {
-    match (body, media) {
-        (Value::Object(o), Some(m)) => {
-            let mut o = o.clone();
-            o.insert("mediaSignal".into(), m.clone());
-            Value::Object(o)
-        }
-        _ => body.clone(),
     }
 }
