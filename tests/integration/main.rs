@@ -9,6 +9,7 @@ mod common;
 mod admin_security;
 mod calls;
 mod cli;
+mod custom_messages;
 mod gateway;
 mod limits;
 mod media;

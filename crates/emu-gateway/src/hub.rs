@@ -27,8 +27,10 @@ use crate::sls::SlsSink;
 use emu_core::signalling::DeviceRequest;
 
 mod delivery;
+mod messages;
 mod session;
 mod virtual_conn;
+pub use messages::{CustomMessage, CustomMessageError};
 pub use virtual_conn::VIRTUAL_TRANSPORT;
 
 pub type ConnId = u64;
@@ -39,6 +41,8 @@ struct Identity {
     rtc_id: String,
     device_id: String,
     client_id: String,
+    /// Logged in with a custom-account (no-account) token.
+    custom_account: bool,
 }
 
 /// What a connection task is told to do by others.
@@ -56,6 +60,8 @@ pub struct Binding {
     pub device_id: String,
     pub token_data: String,
     pub token_expires_ms: u64,
+    /// The token was issued in custom-account (no-account) mode.
+    pub custom_account: bool,
 }
 
 struct Conn {
@@ -102,6 +108,8 @@ struct Pending {
     packet: Bytes,
     attempts: u32,
     next_at: Instant,
+    /// A custom message push: whose receipt its ACK (or its absence) decides.
+    awaiting: Option<messages::AwaitingAck>,
 }
 
 /// The last requestIds of one MQTT client and the ACKs we sent for them.

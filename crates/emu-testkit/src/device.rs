@@ -152,6 +152,18 @@ impl Device {
         self.expect_ack(&env.request_id).await
     }
 
+    /// `cs_custom_message_send` (docs/protocol.md#custom-messages) to the account `target`;
+    /// returns its ACK. The outcome follows as a `cs_custom_message_receipt` request.
+    pub async fn send_custom_message(
+        &mut self,
+        target: &str,
+        content: &str,
+        sequence: Value,
+    ) -> anyhow::Result<Envelope> {
+        let body = json!({"targetRtcId": target, "content": content, "sequence": sequence});
+        self.request("cs_custom_message_send", body, None).await
+    }
+
     /// `cs_register` (the first one registers, later ones are heartbeats); fails unless ACKed 200.
     pub async fn register(&mut self) -> anyhow::Result<()> {
         let ack = self.request("cs_register", json!({}), None).await?;

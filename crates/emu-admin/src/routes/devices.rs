@@ -1,6 +1,7 @@
 //! Admin routes of the MQTT gateway: `GET /admin/devices[?tenant=NAME]` (every registered
 //! device, SDK or virtual, and the count of network connections), `POST
-//! /admin/devices/{rtcId}/kick[?tenant=NAME]` and `GET /admin/sls`.
+//! /admin/devices/{rtcId}/kick[?tenant=NAME]`, `POST /admin/messages` (a custom message as if
+//! from an account) and `GET /admin/sls`.
 
 use std::sync::Arc;
 
@@ -9,15 +10,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use emu_gateway::{Hub, KickError};
-use serde_json::json;
+use emu_gateway::{CustomMessage, CustomMessageError, Hub, KickError};
+use serde_json::{Value, json};
 
+use super::parse;
 use crate::ApiError;
 
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/admin/devices", get(devices))
         .route("/admin/devices/{rtc_id}/kick", post(kick))
+        .route("/admin/messages", post(custom_message))
         .route("/admin/sls", get(sls_uploads))
         .with_state(hub)
 }
@@ -35,6 +38,48 @@ async fn devices(State(hub): State<Arc<Hub>>, Query(q): Query<DeviceFilter>) -> 
 
 /// Logs the device out the way the platform does when its account logs in elsewhere: `cs_quit`
 /// (the SDK reports 3110000), then the connection closes.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendMessage {
+    tenant: Option<String>,
+    from: String,
+    to: String,
+    content: String,
+    #[serde(default)]
+    sequence: Value,
+}
+
+/// `POST /admin/messages {"from","to","content"[,"sequence","tenant"]}`: pushes a custom message
+/// to `to` as if the account `from` had sent it. 202 `{"requestId"}`: the push is out, and its
+/// delivery (the target's ACK) shows as `message.delivered` or `message.failed` in the event log.
+async fn custom_message(State(hub): State<Arc<Hub>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let b: SendMessage = parse(&body)?;
+    let tenant = tenant_of(&hub, b.tenant)?;
+    let message = CustomMessage { tenant, source: b.from, target: b.to, content: b.content, sequence: b.sequence };
+    match hub.send_custom_message(message) {
+        Ok(request_id) => Ok((StatusCode::ACCEPTED, Json(json!({"requestId": request_id}))).into_response()),
+        Err(e) => {
+            let status = match e {
+                CustomMessageError::UnknownTarget(_) => StatusCode::NOT_FOUND,
+                CustomMessageError::Offline(_) => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            Err(ApiError(status, format!("{e} ({})", e.code())))
+        }
+    }
+}
+
+/// `?tenant=NAME`, or the first tenant.
+fn tenant_of(hub: &Hub, name: Option<String>) -> Result<emu_core::TenantId, ApiError> {
+    let tenants = &hub.shared.tenants;
+    match name {
+        Some(name) => {
+            tenants.by_name(&name).map(|t| t.id).ok_or_else(|| ApiError::not_found(format!("no tenant named {name:?}")))
+        }
+        None => Ok(tenants.all()[0].id),
+    }
+}
+
 async fn kick(
     State(hub): State<Arc<Hub>>,
     Path(rtc_id): Path<String>,

@@ -19,6 +19,18 @@ impl Hub {
         message_type: &str,
         body: Value,
     ) -> Result<String, SendError> {
+        self.send_request_awaiting(tenant, rtc_id, message_type, body, None)
+    }
+
+    /// [`Hub::send_request`], remembering a custom message's sender for its receipt.
+    pub(super) fn send_request_awaiting(
+        &self,
+        tenant: TenantId,
+        rtc_id: &str,
+        message_type: &str,
+        body: Value,
+        awaiting: Option<messages::AwaitingAck>,
+    ) -> Result<String, SendError> {
         let (conn, client_id) = match self.regs.get(&(tenant, rtc_id.to_string())) {
             Some(r) => (r.conn, r.client_id.clone()),
             None => return Err(SendError::NotRegistered),
@@ -52,6 +64,7 @@ impl Hub {
                 packet: packet.clone(),
                 attempts: 0,
                 next_at: Instant::now() + interval,
+                awaiting,
             },
         );
         if let Some(conn) = conn {
@@ -153,6 +166,7 @@ impl Hub {
                     p.message_type.clone(),
                     request_id.clone(),
                     p.channel_id.clone(),
+                    p.awaiting.take(),
                 ));
                 return false;
             }
@@ -183,7 +197,7 @@ impl Hub {
                 self.send_packet(conn, packet);
             }
         }
-        for (tenant, rtc_id, message_type, request_id, channel_id) in undelivered {
+        for (tenant, rtc_id, message_type, request_id, channel_id, awaiting) in undelivered {
             tracing::warn!(rtc_id, message_type, request_id, "server request never ACKed");
             self.log(
                 "envelope.undelivered",
@@ -192,6 +206,9 @@ impl Hub {
                 channel_id,
                 json!({"messageType": message_type, "requestId": request_id}),
             );
+            if let Some(awaiting) = awaiting {
+                self.custom_failed(&awaiting, &CustomMessageError::NeverAcked(rtc_id.clone()));
+            }
             self.to_engine(GatewayEvent::Undelivered { tenant, rtc_id, message_type, request_id });
         }
     }

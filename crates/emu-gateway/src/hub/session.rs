@@ -74,6 +74,7 @@ impl Hub {
             device_id: rec.device_id.clone(),
             token_data: rec.token_data.clone(),
             token_expires_ms: rec.expires_ms,
+            custom_account: rec.custom,
         };
         if let Some(mut c) = self.conns.get_mut(&conn) {
             c.binding = Some(binding);
@@ -156,6 +157,11 @@ impl Hub {
         let packet = mqtt::publish(&Self::client_topic(&who.client_id, &self.conference_topic), ack);
         self.dedupe_store(&who.client_id, &env.request_id, packet.clone());
         self.send_packet(conn, packet);
+        // Custom messages go from device to device through the gateway alone (hub/messages.rs).
+        if code == 200 && env.message_type == "cs_custom_message_send" {
+            self.custom_message_from_device(&who, who.custom_account, &request_body);
+            return Ok(());
+        }
         // ACK-only messages (docs/protocol.md#ack-only: reportStatus, stat, client ACKs of notices) stop here.
         let for_engine = !matches!(&*env.message_type, "cs_register" | "cs_get_sls_sts" | "reportStatus" | "stat");
         if code == 200 && for_engine {
@@ -180,14 +186,16 @@ impl Hub {
             rtc_id: b.rtc_id.clone(),
             device_id: b.device_id.clone(),
             client_id: c.client_id.clone(),
+            custom_account: b.custom_account,
         })
     }
 
     /// A device's ACK of one of our requests: no longer pending, and news for the call engine.
     pub(super) fn ack_received(&self, who: &Identity, env: Inbound) -> Result<(), EnvelopeError> {
         let body = env.body_value()?;
-        let pending = self.pending.remove(env.request_id.as_ref()).map(|(_, p)| p);
+        let mut pending = self.pending.remove(env.request_id.as_ref()).map(|(_, p)| p);
         let known = pending.is_some();
+        let awaiting = pending.as_mut().and_then(|p| p.awaiting.take());
         let channel_id = pending.and_then(|p| p.channel_id).or_else(|| channel_id_of(&body, None));
         self.log(
             "envelope.ack",
@@ -196,6 +204,9 @@ impl Hub {
             channel_id,
             json!({"messageType": env.message_type, "requestId": env.request_id, "code": env.response_code, "known": known}),
         );
+        if let Some(awaiting) = awaiting {
+            self.custom_acked(&awaiting, &env.request_id, env.response_code);
+        }
         self.to_engine(GatewayEvent::Ack {
             tenant: who.tenant,
             rtc_id: who.rtc_id.clone(),

@@ -42,6 +42,7 @@ impl Hub {
                     device_id: device_id.to_string(),
                     token_data: String::new(),
                     token_expires_ms: u64::MAX,
+                    custom_account: false,
                 }),
                 expiry_notice_at: None,
             },
@@ -111,7 +112,7 @@ impl Hub {
     /// A virtual device ACKed a server request: as an SDK's ACK (no retransmission, news for the
     /// call engine).
     pub fn virtual_ack(&self, tenant: TenantId, rtc_id: &str, request_id: &str) {
-        let Some((_, p)) = self.pending.remove(request_id) else { return };
+        let Some((_, mut p)) = self.pending.remove(request_id) else { return };
         self.log(
             "envelope.ack",
             Some(tenant),
@@ -119,6 +120,9 @@ impl Hub {
             p.channel_id,
             json!({"messageType": p.message_type, "requestId": request_id, "code": 200, "known": true, "transport": VIRTUAL_TRANSPORT}),
         );
+        if let Some(awaiting) = p.awaiting.take() {
+            self.custom_acked(&awaiting, request_id, 200);
+        }
         self.to_engine(GatewayEvent::Ack {
             tenant,
             rtc_id: rtc_id.to_string(),
