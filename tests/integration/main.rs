@@ -15,6 +15,7 @@ mod limits;
 mod media;
 mod media_calls;
 mod media_video;
+mod metrics;
 mod pitfalls;
 mod pop_api;
 mod voip_devices;

@@ -3,7 +3,8 @@
 //! ([`routes::core`]); devices ([`routes::devices`]); calls, callbacks and the simulated PSTN
 //! ([`routes::calls`]); virtual VoIP devices ([`routes::voip`]); MNS queues and push
 //! ([`routes::mns`]); media statistics and recordings ([`routes::media`]); and the console, a
-//! web page that shows and drives all of it ([`routes::console`]). Each area's handlers
+//! web page that shows and drives all of it ([`routes::console`]); and `/metrics`, the Prometheus
+//! view of it ([`routes::metrics`]). Each area's handlers
 //! parse their input, call their component's typed API and shape the reply. JSON in, JSON out;
 //! every 4xx/5xx is `{"error": "..."}` ([`ApiError`], and [`secure`]'s layer for axum's own
 //! 404/405/413).
@@ -89,7 +90,14 @@ pub struct Components {
 
 /// Every admin route (and the recording downloads) on one router; anything else is a JSON 404.
 pub fn router(c: Components) -> Router {
+    let sources = routes::metrics::Sources {
+        admin: c.admin.clone(),
+        gateway: c.gateway.clone(),
+        mns: c.mns.clone(),
+        media: c.media.clone(),
+    };
     routes::core::router(c.admin)
+        .merge(routes::metrics::router(sources))
         .merge(routes::devices::router(c.gateway))
         .merge(routes::calls::router(c.calls.clone()))
         .merge(routes::voip::router(c.calls))

@@ -277,8 +277,11 @@ impl Driver {
         });
         let http = self.http.clone();
         let results = self.callbacks.clone();
+        let metrics = self.shared.metrics.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             let result = post_callback(&http, &url, &body).await;
+            metrics.callback_latency.observe(started.elapsed().as_secs_f64());
             if let Err(e) = &result {
                 tracing::warn!(channel_id, ?kind, url, "callback failed: {e}");
             }

@@ -3,8 +3,8 @@
 //! live streams; recording never blocks the caller.
 
 use std::collections::VecDeque;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -13,6 +13,7 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 
 use crate::clock::{Clock, Millis};
+use crate::metrics::Metrics;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
@@ -65,6 +66,8 @@ pub struct EventLog {
     ring: Mutex<VecDeque<Event>>,
     live: broadcast::Sender<Event>,
     wire_reader: OnceLock<WireReader>,
+    /// Counts every event recorded (docs/metrics.md).
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// The parts of an event its producer fills in.
@@ -87,7 +90,23 @@ impl EventLog {
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
             live: broadcast::channel(4096).0,
             wire_reader: OnceLock::new(),
+            metrics: None,
         }
+    }
+
+    /// Every event recorded is also counted in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// How many events the log holds now.
+    pub fn len(&self) -> usize {
+        self.ring.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// How envelope bytes become a readable body (the first registration wins).
@@ -107,9 +126,6 @@ impl EventLog {
     }
 
     pub fn record(&self, e: NewEvent) {
-        if self.capacity == 0 {
-            return;
-        }
         let event = Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             time_ms: self.clock.now_ms(),
@@ -120,6 +136,12 @@ impl EventLog {
             detail: e.detail,
             wire: e.wire,
         };
+        if let Some(m) = &self.metrics {
+            m.observe(&event);
+        }
+        if self.capacity == 0 {
+            return;
+        }
         if self.live.receiver_count() > 0 {
             let _ = self.live.send(event.clone());
         }

@@ -16,6 +16,7 @@ pub use shared::Shared;
 pub mod events;
 pub mod ids;
 pub mod lifecycle;
+pub mod metrics;
 pub use events::EventLog;
 pub mod engine;
 pub mod pstn;

@@ -6,6 +6,7 @@ use crate::accounts::{Directory, TokenSettings};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::EventLog;
+use crate::metrics::Metrics;
 use crate::tenants::Tenants;
 
 #[derive(Clone)]
@@ -15,6 +16,8 @@ pub struct Shared {
     pub tenants: Arc<Tenants>,
     pub directory: Arc<Directory>,
     pub events: Arc<EventLog>,
+    /// Every Prometheus metric (`GET /metrics`); most are counted from the event log.
+    pub metrics: Arc<Metrics>,
     /// Known once the listeners are bound (the token's `host` names the MQTT port).
     pub token_settings: Arc<TokenSettings>,
 }
@@ -27,9 +30,11 @@ impl Shared {
 
     pub fn with_clock(config: Config, token_settings: TokenSettings, clock: Clock) -> Self {
         let tenants = Arc::new(Tenants::new(&config.tenants));
-        let events = Arc::new(EventLog::new(clock.clone(), config.server.event_log_size));
+        let metrics = Arc::new(Metrics::new());
+        let events = Arc::new(EventLog::new(clock.clone(), config.server.event_log_size).with_metrics(metrics.clone()));
         Shared {
             events,
+            metrics,
             config: Arc::new(config),
             clock,
             tenants,

@@ -108,6 +108,8 @@ struct Pending {
     packet: Bytes,
     attempts: u32,
     next_at: Instant,
+    /// When it was first sent (the ACK latency metric).
+    sent_at: Instant,
     /// A custom message push: whose receipt its ACK (or its absence) decides.
     awaiting: Option<messages::AwaitingAck>,
 }

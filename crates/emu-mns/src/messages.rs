@@ -39,6 +39,7 @@ impl Mns {
         };
         cell.notify.notify_waiters();
         durable(rx).await?;
+        self.shared.metrics.mns("sent", sent.len());
         Ok(sent)
     }
 
@@ -90,6 +91,7 @@ impl Mns {
             let (got, next, rx) = self.try_receive(&cell, n)?;
             if !got.is_empty() {
                 durable(rx).await?;
+                self.shared.metrics.mns("received", got.len());
                 return Ok(got);
             }
             let now = clock.now_ms();
@@ -157,6 +159,7 @@ impl Mns {
                     Err(e) => errors.push((h.clone(), e)),
                 }
             }
+            self.shared.metrics.mns("deleted", deleted.len());
             let rx = self.submit(
                 |t| {
                     deleted

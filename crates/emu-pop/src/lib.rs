@@ -105,7 +105,7 @@ pub fn refused_head(pop: &Pop, status: u16, head: &[u8]) -> Option<Vec<u8>> {
     let err = PopError::new(status, "InvalidParameter", message);
     tracing::warn!(request_id, code = %err.code, status = status.as_u16(), "POP request refused: {message}");
     let (content_type, body) = reply::error_document(format, "", &request_id, &err);
-    pop.requests.push(LoggedRequest {
+    let entry = LoggedRequest {
         time_ms: pop.shared.clock.now_ms(),
         request_id,
         method,
@@ -117,7 +117,9 @@ pub fn refused_head(pop: &Pop, status: u16, head: &[u8]) -> Option<Vec<u8>> {
         code: err.code,
         message: err.message,
         mismatch: None,
-    });
+    };
+    pop.shared.metrics.pop_request(&entry.action, &entry.code);
+    pop.requests.push(entry);
     let reason = status.canonical_reason().unwrap_or_default();
     let head = format!(
         "HTTP/1.1 {} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -274,7 +276,7 @@ fn finish(
             (reply::error(format, action, request_id, &e), e.status.as_u16(), e.code, e.message)
         }
     };
-    pop.requests.push(LoggedRequest {
+    let entry = LoggedRequest {
         time_ms: pop.shared.clock.now_ms(),
         request_id: request_id.to_string(),
         method: method.to_string(),
@@ -290,6 +292,8 @@ fn finish(
         code,
         message,
         mismatch,
-    });
+    };
+    pop.shared.metrics.pop_request(&entry.action, &entry.code);
+    pop.requests.push(entry);
     response
 }

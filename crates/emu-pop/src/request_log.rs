@@ -129,6 +129,15 @@ impl RequestLog {
         e.list.iter().skip(e.list.len().saturating_sub(limit)).map(|(_, r)| r.clone()).collect()
     }
 
+    /// How many entries it holds.
+    pub fn len(&self) -> usize {
+        self.entries.lock().list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// The text the entries hold together.
     pub fn bytes(&self) -> usize {
         self.entries.lock().bytes

@@ -10,6 +10,7 @@ pub mod console;
 pub mod core;
 pub mod devices;
 pub mod media;
+pub mod metrics;
 pub mod mns;
 pub mod voip;
 

@@ -133,6 +133,7 @@ impl Engine {
         l.answered_ms = Some(now);
         let target = l.target.clone();
         let call_id = l.call_id.clone();
+        let ring_ms = now.saturating_sub(l.start_ms);
         if let Target::Phone { .. } = target {
             l.joined = true;
         }
@@ -143,7 +144,7 @@ impl Engine {
             (Caller::Phone { .. }, Target::Phone { .. }) => RtcType::Pstn2Pstn,
         };
         let caller = call.caller.clone();
-        self.log_state(channel_id, "active", json!({"answeredBy": target.label()}));
+        self.log_state(channel_id, "active", json!({"answeredBy": target.label(), "ringMs": ring_ms}));
         match &caller {
             Caller::Device { rtc_id, uuid, .. } => {
                 self.send_to(tenant, rtc_id, messages::answered(uuid, channel_id, &call_id, true));

@@ -64,6 +64,7 @@ impl Hub {
                 packet: packet.clone(),
                 attempts: 0,
                 next_at: Instant::now() + interval,
+                sent_at: Instant::now(),
                 awaiting,
             },
         );

@@ -119,6 +119,7 @@ impl Hub {
         }
         if let Some(ack) = self.dedupe_lookup(&who.client_id, &env.request_id) {
             tracing::debug!(conn, request_id = %env.request_id, "retransmission; ACK re-sent, not processed again");
+            self.shared.metrics.dedupe_hits.inc();
             self.send_packet(conn, ack);
             return Ok(());
         }
@@ -196,6 +197,9 @@ impl Hub {
         let mut pending = self.pending.remove(env.request_id.as_ref()).map(|(_, p)| p);
         let known = pending.is_some();
         let awaiting = pending.as_mut().and_then(|p| p.awaiting.take());
+        if let Some(p) = &pending {
+            self.shared.metrics.ack_latency.observe(p.sent_at.elapsed().as_secs_f64());
+        }
         let channel_id = pending.and_then(|p| p.channel_id).or_else(|| channel_id_of(&body, None));
         self.log(
             "envelope.ack",

@@ -1,0 +1,57 @@
+//! `GET /metrics`: every metric in the Prometheus text format (docs/metrics.md). Counters are
+//! kept as things happen (`emu_core::metrics`); the sizes of things are read here, at scrape
+//! time, from the components that hold them.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use emu_core::metrics::{Op, QueueState, State as Labelled};
+
+use crate::Admin;
+
+/// What a scrape reads besides the counters.
+#[derive(Clone)]
+pub struct Sources {
+    pub admin: Arc<Admin>,
+    pub gateway: Arc<emu_gateway::Hub>,
+    pub mns: Arc<emu_mns::Mns>,
+    pub media: Arc<emu_media::MediaServer>,
+}
+
+pub fn router(sources: Sources) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(sources)
+}
+
+async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
+    let m = &s.admin.shared.metrics;
+    m.mqtt_connections.set(s.gateway.connection_count() as i64);
+    let devices = s.gateway.devices();
+    let online = devices.iter().filter(|d| d.online).count();
+    m.devices.get_or_create(&Labelled { state: "online".into() }).set(online as i64);
+    m.devices.get_or_create(&Labelled { state: "offline".into() }).set((devices.len() - online) as i64);
+    // Queues that were deleted since the last scrape drop out.
+    m.mns_queue_messages.clear();
+    for q in s.mns.queues(None) {
+        for (state, n) in
+            [("active", q.active_messages), ("inactive", q.inactive_messages), ("delayed", q.delay_messages)]
+        {
+            let labels = QueueState { tenant: q.tenant.clone(), queue: q.name.clone(), state: state.into() };
+            m.mns_queue_messages.get_or_create(&labels).set(n as i64);
+        }
+    }
+    let media = s.media.summary();
+    let num = |k: &str| media.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    m.media_channels.set(num("channels"));
+    m.media_legs.get_or_create(&Labelled { state: "all".into() }).set(num("legs"));
+    m.media_legs.get_or_create(&Labelled { state: "connected".into() }).set(num("connectedLegs"));
+    m.media_rtp_packets.get_or_create(&Op { op: "in".into() }).set(num("rtpPacketsIn"));
+    m.media_rtp_packets.get_or_create(&Op { op: "out".into() }).set(num("rtpPacketsOut"));
+    m.turn_users.set(num("turnUsers"));
+    m.event_log_events.set(s.admin.shared.events.len() as i64);
+    m.pop_request_log_entries.set(s.admin.pop.requests.len() as i64);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.encode())
+}
