@@ -69,6 +69,9 @@ pub struct ServerConfig {
     /// Events kept for `GET /admin/events`.
     #[serde(default = "default_event_log_size")]
     pub event_log_size: usize,
+    /// ... and at most about this many bytes of them (envelopes weigh their wire size).
+    #[serde(default = "default_event_log_max_bytes")]
+    pub event_log_max_bytes: usize,
     /// Where durable state goes (MNS messages, recordings); empty = everything in memory.
     #[serde(default)]
     pub data_dir: String,
@@ -82,6 +85,10 @@ pub struct ServerConfig {
 
 fn default_event_log_size() -> usize {
     20_000
+}
+
+fn default_event_log_max_bytes() -> usize {
+    32 << 20
 }
 
 fn default_header_read_timeout_ms() -> u64 {

@@ -62,12 +62,25 @@ impl EventFilter {
 pub struct EventLog {
     clock: Clock,
     capacity: usize,
+    max_bytes: usize,
     seq: AtomicU64,
-    ring: Mutex<VecDeque<Event>>,
+    ring: Mutex<Ring>,
     live: broadcast::Sender<Event>,
     wire_reader: OnceLock<WireReader>,
     /// Counts every event recorded (docs/metrics.md).
     metrics: Option<Arc<Metrics>>,
+}
+
+/// The retained events and what they weigh.
+struct Ring {
+    events: VecDeque<Event>,
+    bytes: usize,
+}
+
+/// What an event counts for against `event_log_max_bytes`: a fixed share for its fields and
+/// detail, plus an envelope's bytes (the only large part).
+pub fn weight(e: &Event) -> usize {
+    256 + e.wire.as_ref().map_or(0, Bytes::len)
 }
 
 /// The parts of an event its producer fills in.
@@ -82,12 +95,13 @@ pub struct NewEvent {
 }
 
 impl EventLog {
-    pub fn new(clock: Clock, capacity: usize) -> Self {
+    pub fn new(clock: Clock, capacity: usize, max_bytes: usize) -> Self {
         EventLog {
             clock,
             capacity,
+            max_bytes,
             seq: AtomicU64::new(0),
-            ring: Mutex::new(VecDeque::with_capacity(capacity.min(4096))),
+            ring: Mutex::new(Ring { events: VecDeque::with_capacity(capacity.min(4096)), bytes: 0 }),
             live: broadcast::channel(4096).0,
             wire_reader: OnceLock::new(),
             metrics: None,
@@ -102,7 +116,12 @@ impl EventLog {
 
     /// How many events the log holds now.
     pub fn len(&self) -> usize {
-        self.ring.lock().len()
+        self.ring.lock().events.len()
+    }
+
+    /// What those events weigh together (see [`weight`]).
+    pub fn bytes(&self) -> usize {
+        self.ring.lock().bytes
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,18 +164,22 @@ impl EventLog {
         if self.live.receiver_count() > 0 {
             let _ = self.live.send(event.clone());
         }
+        let size = weight(&event);
         let mut ring = self.ring.lock();
-        if ring.len() >= self.capacity {
-            ring.pop_front();
+        while !ring.events.is_empty() && (ring.events.len() >= self.capacity || ring.bytes + size > self.max_bytes) {
+            if let Some(old) = ring.events.pop_front() {
+                ring.bytes -= weight(&old);
+            }
         }
-        ring.push_back(event);
+        ring.bytes += size;
+        ring.events.push_back(event);
     }
 
     /// Matching events, oldest first, readable; with a limit, the newest `limit` of them.
     pub fn query(&self, filter: &EventFilter) -> Vec<Event> {
         let v: Vec<Event> = {
             let ring = self.ring.lock();
-            let matching: Vec<&Event> = ring.iter().filter(|e| filter.matches(e)).collect();
+            let matching: Vec<&Event> = ring.events.iter().filter(|e| filter.matches(e)).collect();
             let skip = filter.limit.map_or(0, |limit| matching.len().saturating_sub(limit));
             matching[skip..].iter().map(|e| (*e).clone()).collect()
         };
@@ -169,7 +192,9 @@ impl EventLog {
     }
 
     pub fn clear(&self) {
-        self.ring.lock().clear();
+        let mut ring = self.ring.lock();
+        ring.events.clear();
+        ring.bytes = 0;
     }
 }
 
@@ -179,7 +204,7 @@ mod tests {
 
     #[test]
     fn ring_is_bounded_and_filtered() {
-        let log = EventLog::new(Clock::manual_at(0), 3);
+        let log = EventLog::new(Clock::manual_at(0), 3, usize::MAX);
         for i in 0..5 {
             log.record(NewEvent {
                 kind: "envelope.in",
@@ -196,5 +221,29 @@ mod tests {
         assert_eq!(after.len(), 1);
         let limited = log.query(&EventFilter { limit: Some(1), ..Default::default() });
         assert_eq!(limited[0].seq, 5);
+    }
+
+    #[test]
+    fn bytes_are_capped_too() {
+        // Room for 10 small events, or 2 with 1 KiB envelopes.
+        let log = EventLog::new(Clock::manual_at(0), 100, 2_560);
+        for _ in 0..20 {
+            log.record(NewEvent { kind: "call.state", ..Default::default() });
+        }
+        assert_eq!((log.len(), log.bytes()), (10, 2_560));
+        for _ in 0..5 {
+            log.record(NewEvent {
+                kind: "envelope.in",
+                wire: Some(Bytes::from(vec![b'x'; 1024])),
+                ..Default::default()
+            });
+        }
+        assert_eq!((log.len(), log.bytes()), (2, 2 * 1_280));
+        assert!(log.query(&EventFilter::default()).iter().all(|e| e.kind == "envelope.in"));
+        // One event larger than the cap is still kept (alone).
+        log.record(NewEvent { kind: "envelope.in", wire: Some(Bytes::from(vec![b'x'; 4096])), ..Default::default() });
+        assert_eq!(log.len(), 1);
+        log.clear();
+        assert_eq!((log.len(), log.bytes()), (0, 0));
     }
 }

@@ -122,6 +122,7 @@ pub struct Metrics {
     pub push_attempts: Family<Outcome, Counter>,
     // Retained state
     pub event_log_events: Gauge,
+    pub event_log_bytes: Gauge,
     pub pop_request_log_entries: Gauge,
 }
 
@@ -239,6 +240,11 @@ impl Metrics {
                 Family::default()
             ),
             event_log_events: reg!("event_log_events", "Events retained in the event log", Gauge::default()),
+            event_log_bytes: reg!(
+                "event_log_bytes",
+                "What the retained events weigh (server.event_log_max_bytes caps it)",
+                Gauge::default()
+            ),
             pop_request_log_entries: reg!(
                 "pop_request_log_entries",
                 "Requests retained in the POP request log",

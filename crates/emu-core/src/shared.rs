@@ -31,7 +31,10 @@ impl Shared {
     pub fn with_clock(config: Config, token_settings: TokenSettings, clock: Clock) -> Self {
         let tenants = Arc::new(Tenants::new(&config.tenants));
         let metrics = Arc::new(Metrics::new());
-        let events = Arc::new(EventLog::new(clock.clone(), config.server.event_log_size).with_metrics(metrics.clone()));
+        let events = Arc::new(
+            EventLog::new(clock.clone(), config.server.event_log_size, config.server.event_log_max_bytes)
+                .with_metrics(metrics.clone()),
+        );
         Shared {
             events,
             metrics,

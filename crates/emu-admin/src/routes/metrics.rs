@@ -52,6 +52,7 @@ async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
     m.media_rtp_packets.get_or_create(&Op { op: "out".into() }).set(num("rtpPacketsOut"));
     m.turn_users.set(num("turnUsers"));
     m.event_log_events.set(s.admin.shared.events.len() as i64);
+    m.event_log_bytes.set(s.admin.shared.events.bytes() as i64);
     m.pop_request_log_entries.set(s.admin.pop.requests.len() as i64);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.encode())
 }

@@ -152,7 +152,9 @@ impl Hub {
             Some(&who.rtc_id),
             channel_id.clone(),
             json!({"messageType": env.message_type, "requestId": env.request_id, "code": code}),
-            payload.clone(),
+            // A copy: `payload` may be a slice of the connection's whole read buffer, which a
+            // reference would keep alive for as long as the event is retained.
+            Bytes::copy_from_slice(payload),
         );
         let ack = env.ack_bytes(code, &ack_body, &self.server_from, now);
         let packet = mqtt::publish(&Self::client_topic(&who.client_id, &self.conference_topic), ack);
