@@ -44,7 +44,8 @@ class ApiError extends Error {
 
 async function api(path, opts = {}) {
   const headers = {};
-  if (S.token) headers.Authorization = 'Bearer ' + S.token;
+  const used = S.token;
+  if (used) headers.Authorization = 'Bearer ' + used;
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
   const r = await fetch(path, {
     method: opts.method || 'GET', headers,
@@ -53,7 +54,8 @@ async function api(path, opts = {}) {
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
-  if (r.status === 401) askToken();
+  // Ask once: requests that were already under way with the old token do not ask again.
+  if (r.status === 401 && used === S.token) askToken();
   if (!r.ok) throw new ApiError(r.status, (data && data.error) || text || r.statusText);
   return data;
 }
@@ -128,10 +130,11 @@ async function startStream() {
   const ctl = new AbortController();
   streamAbort = ctl;
   const live = document.getElementById('live');
-  const headers = S.token ? { Authorization: 'Bearer ' + S.token } : {};
+  const used = S.token;
+  const headers = used ? { Authorization: 'Bearer ' + used } : {};
   try {
     const r = await fetch('/admin/events/stream', { headers, signal: ctl.signal });
-    if (r.status === 401) { askToken(); return; }
+    if (r.status === 401) { if (used === S.token) askToken(); return; }
     if (!r.ok) throw new Error('HTTP ' + r.status);
     live.textContent = '● live';
     const reader = r.body.getReader();

@@ -259,3 +259,41 @@ s.scenario(
     assert.deepEqual(c.pageErrors, []);
   },
 );
+
+s.scenario(
+  'console: with an admin token the page asks for it once, then shows everything live',
+  {
+    config: '[admin]\ntoken = "c0nsole-T0ken"\n',
+    description:
+      'The emulator runs with [admin] token. The console page loads without it, asks for it once (a prompt), and ' +
+      'then reads the API and the event stream with it: the Overview shows the AccessKey secret (given only with the ' +
+      'token) and, live, the call a script places from Node. A request from the page without the token is refused (401).',
+  },
+  async (ctx) => {
+    const token = 'c0nsole-T0ken';
+    const c = await ctx.page('console', 'about:blank');
+    let asked = 0;
+    c.page.on('dialog', async (d) => {
+      asked += 1;
+      await d.accept(token);
+    });
+    await c.page.goto(`${ctx.emu.adminUrl}/#/overview`, { waitUntil: 'load' });
+    await ctx.step('asked once; the Overview and the live stream work with the token', async () => {
+      await c.page.waitForFunction(() => document.getElementById('live').textContent.includes('live'), { timeout: 10000 });
+      await c.page.waitForFunction(() => document.body.textContent.includes('testSecret'), { timeout: 10000 });
+      assert.equal(asked, 1);
+      assert.equal(await c.page.evaluate(async () => (await fetch('/admin/calls')).status), 401);
+    });
+    await ctx.step('a call placed from outside appears live', async () => {
+      const r = await fetch(`${ctx.emu.adminUrl}/admin/voip/calls`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ from: '9000000000000004', to: ['9000000000000001'] }),
+      });
+      assert.equal(r.status, 201, await r.text());
+      await c.page.waitForFunction(() => document.getElementById('count-calls').textContent === '1', { timeout: 10000 });
+      assert.equal(asked, 1);
+    });
+    assert.deepEqual(c.pageErrors, []);
+  },
+);
