@@ -127,6 +127,10 @@ pub struct ProblemReport {
 
 type Key = (TenantId, String);
 
+/// ReportVoipProblems reports kept for `GET /admin/problems` (each is at most a POP body, so this
+/// also bounds their bytes by `pop.max_body_bytes` × 1000).
+pub const PROBLEMS_KEPT: usize = 1000;
+
 pub struct Directory {
     next_rtc_id: AtomicU64,
     next_client_seq: AtomicU64,
@@ -138,7 +142,8 @@ pub struct Directory {
     account_tokens: DashMap<Key, (VecDeque<String>, String)>,
     authed_numbers: DashMap<Key, Millis>,
     bindings: DashMap<Key, Vec<NumberBinding>>,
-    problems: DashMap<String, ProblemReport>,
+    /// The newest [`PROBLEMS_KEPT`] reports, oldest first.
+    problems: parking_lot::Mutex<VecDeque<ProblemReport>>,
     events: broadcast::Sender<DirectoryEvent>,
 }
 
@@ -160,7 +165,7 @@ impl Directory {
             account_tokens: DashMap::new(),
             authed_numbers: DashMap::new(),
             bindings: DashMap::new(),
-            problems: DashMap::new(),
+            problems: parking_lot::Mutex::new(VecDeque::new()),
             events: broadcast::channel(1024).0,
         }
     }
@@ -385,15 +390,18 @@ impl Directory {
     pub fn report_problem(&self, mut report: ProblemReport) -> String {
         report.id = format!("problem-{}", random_alnum(16));
         let id = report.id.clone();
-        self.problems.insert(id.clone(), report);
+        // A client that reports in a loop costs a bounded amount: the oldest reports go first.
+        let mut problems = self.problems.lock();
+        if problems.len() >= PROBLEMS_KEPT {
+            problems.pop_front();
+        }
+        problems.push_back(report);
         id
     }
 
+    /// The retained reports (the newest [`PROBLEMS_KEPT`]), oldest first.
     pub fn problems(&self, tenant: Option<TenantId>) -> Vec<ProblemReport> {
-        let mut v: Vec<_> =
-            self.problems.iter().filter(|p| tenant.is_none_or(|t| p.tenant == t)).map(|p| p.clone()).collect();
-        v.sort_by_key(|p| p.reported_ms);
-        v
+        self.problems.lock().iter().filter(|p| tenant.is_none_or(|t| p.tenant == t)).cloned().collect()
     }
 
     /// Forgets every account, token, number and report; ids start again from the first.
@@ -405,7 +413,7 @@ impl Directory {
         self.account_tokens.clear();
         self.authed_numbers.clear();
         self.bindings.clear();
-        self.problems.clear();
+        self.problems.lock().clear();
         self.next_rtc_id.store(FIRST_RTC_ID, Ordering::Relaxed);
         self.next_client_seq.store(1, Ordering::Relaxed);
         let _ = self.events.send(DirectoryEvent::Reset);
@@ -427,6 +435,29 @@ mod tests {
         assert!(d.add_account_with_id(TenantId(1), "9000000000000001", "echo", 6).is_ok(), "tenants are separate");
         assert_eq!(d.add_account(TenantId(0), "echo", 10, 7).unwrap().rtc_id, "9000000000000001");
         assert_eq!(d.account(TenantId(0), "9000000000000001").unwrap().device_id, "echo");
+    }
+
+    #[test]
+    fn problem_reports_are_capped_oldest_first() {
+        let d = Directory::new();
+        let report = |i: u64| ProblemReport {
+            id: String::new(),
+            tenant: TenantId((i % 2) as usize),
+            voip_id: format!("v{i}"),
+            title: "t".into(),
+            desc: "d".into(),
+            channel_id: String::new(),
+            reported_ms: i,
+        };
+        for i in 0..(PROBLEMS_KEPT as u64 + 10) {
+            d.report_problem(report(i));
+        }
+        let all = d.problems(None);
+        assert_eq!(all.len(), PROBLEMS_KEPT);
+        assert_eq!((all[0].reported_ms, all.last().unwrap().reported_ms), (10, PROBLEMS_KEPT as u64 + 9));
+        assert!(d.problems(Some(TenantId(1))).iter().all(|p| p.tenant == TenantId(1)));
+        d.reset();
+        assert!(d.problems(None).is_empty());
     }
 
     fn settings() -> TokenSettings {
