@@ -89,6 +89,7 @@ fn serves_on_defaults_with_ephemeral_ports_and_stops_on_sigterm() {
     let probe =
         Command::new(BIN).args(["health", "--url", &format!("{admin}/health")]).stderr(Stdio::null()).status().unwrap();
     assert!(!probe.success(), "health fails once stopped");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -103,6 +104,7 @@ fn bad_configuration_exits_2_with_a_message() {
 
     let out = Command::new(BIN).args(["--config", "/nonexistent/x.toml"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

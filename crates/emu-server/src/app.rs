@@ -60,7 +60,7 @@ impl Running {
         self.media.shutdown().await;
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
-        if let Some(dir) = &self.temp_recordings {
+        if let Some(dir) = self.temp_recordings.take() {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
@@ -68,6 +68,16 @@ impl Running {
     /// Resolves when any listener stops on its own (it should not).
     pub async fn wait(&mut self) {
         self.tasks.join_next().await;
+    }
+}
+
+/// An emulator dropped without `shutdown` (a test that ends) still removes the recordings
+/// directory it made for itself.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(dir) = self.temp_recordings.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

@@ -87,6 +87,7 @@ mod tests {
         std::fs::write(&file, "[pop]\nsignatur = \"log\"\n").unwrap();
         let e = load_with_env(Some(&file), false, Env::prefixed("X_")).unwrap_err();
         assert!(format!("{e:#}").contains("signatur"), "{e:#}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
