@@ -24,6 +24,15 @@ struct Media {
     dir: std::path::PathBuf,
 }
 
+/// The recordings directory goes with the test (kept when it failed, for a look).
+impl Drop for Media {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 async fn start(name: &str) -> Media {
     start_with(name, 1).await
 }

@@ -14,13 +14,31 @@ use serde_json::{Value, json};
 
 const T: Duration = Duration::from_secs(10);
 
-async fn server(name: &str) -> (Arc<MediaServer>, std::path::PathBuf) {
+/// A directory removed when the test ends (kept when it failed, for a look).
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+async fn server(name: &str) -> (Arc<MediaServer>, TempDir) {
     let dir = std::env::temp_dir().join(format!("alicom-emu-video-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let cfg =
         MediaConfig { recordings_dir: dir.clone(), http_base: "http://emu.test".into(), ..MediaConfig::default() };
     let (server, _events) = MediaServer::start(cfg, Clock::manual_at(1_700_000_000_000)).await.expect("media server");
-    (server, dir)
+    (server, TempDir(dir))
 }
 
 /// A sigv 2 leg (the offer in joinChannel) whose client offers `video` as well; returns the
