@@ -355,12 +355,9 @@ impl Metrics {
     }
 }
 
+/// A callback's kind (`Outbound`, `Inbound`) as a label: lower case.
 fn kind_of(d: &Value) -> String {
-    match d.get("kind") {
-        Some(Value::String(s)) => s.to_lowercase(),
-        Some(v) => v.to_string().trim_matches('"').to_lowercase(),
-        None => String::new(),
-    }
+    d.get("kind").and_then(Value::as_str).unwrap_or_default().to_lowercase()
 }
 
 #[cfg(test)]

@@ -261,14 +261,7 @@ impl Hub {
         channel_id: Option<String>,
         detail: Value,
     ) {
-        self.shared.events.record(NewEvent {
-            kind,
-            channel_id,
-            rtc_id: rtc_id.map(str::to_string),
-            tenant: tenant.map(|t| self.shared.tenants.get(t).name.clone()),
-            detail,
-            wire: None,
-        });
+        self.record(kind, tenant, rtc_id, channel_id, detail, None);
     }
 
     /// An envelope event that keeps the envelope's bytes (see `EventLog::readable`).
@@ -281,13 +274,25 @@ impl Hub {
         detail: Value,
         wire: Bytes,
     ) {
+        self.record(kind, tenant, rtc_id, channel_id, detail, Some(wire));
+    }
+
+    fn record(
+        &self,
+        kind: &'static str,
+        tenant: Option<TenantId>,
+        rtc_id: Option<&str>,
+        channel_id: Option<String>,
+        detail: Value,
+        wire: Option<Bytes>,
+    ) {
         self.shared.events.record(NewEvent {
             kind,
             channel_id,
             rtc_id: rtc_id.map(str::to_string),
             tenant: tenant.map(|t| self.shared.tenants.get(t).name.clone()),
             detail,
-            wire: Some(wire),
+            wire,
         });
     }
 

@@ -92,7 +92,7 @@ fn tenant_filter(a: &Admin, f: &TenantFilter) -> Result<Option<emu_core::TenantI
 }
 
 fn tenant_id(a: &Admin, name: &str) -> Result<emu_core::TenantId, ApiError> {
-    a.shared.tenants.by_name(name).map(|t| t.id).ok_or_else(|| ApiError::not_found(format!("no tenant named {name:?}")))
+    super::tenant_named(&a.shared.tenants, name)
 }
 
 async fn accounts(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
@@ -185,10 +185,7 @@ struct StsBody {
 /// Mints temporary credentials, as QueryTokenForMnsQueue does, for tests of STS handling.
 async fn issue_sts(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
     let body: StsBody = if body.is_empty() { StsBody { tenant: None, lifetime_secs: None } } else { parse(&body)? };
-    let tenant = match &body.tenant {
-        Some(name) => tenant_id(&a, name)?,
-        None => emu_core::TenantId(0),
-    };
+    let tenant = super::tenant_or_first(&a.shared.tenants, body.tenant.as_deref())?;
     let now = a.shared.clock.now_ms();
     let lifetime = body.lifetime_secs.unwrap_or(3600).saturating_mul(1000);
     let c = a.shared.tenants.issue_sts(tenant, now, lifetime, vec![]);

@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use emu_gateway::{CustomMessage, CustomMessageError, Hub, KickError};
 use serde_json::{Value, json};
 
-use super::parse;
+use super::{parse, tenant_or_first};
 use crate::ApiError;
 
 pub fn router(hub: Arc<Hub>) -> Router {
@@ -54,7 +54,7 @@ struct SendMessage {
 /// delivery (the target's ACK) shows as `message.delivered` or `message.failed` in the event log.
 async fn custom_message(State(hub): State<Arc<Hub>>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let b: SendMessage = parse(&body)?;
-    let tenant = tenant_of(&hub, b.tenant)?;
+    let tenant = tenant_or_first(&hub.shared.tenants, b.tenant.as_deref())?;
     let message = CustomMessage { tenant, source: b.from, target: b.to, content: b.content, sequence: b.sequence };
     match hub.send_custom_message(message) {
         Ok(request_id) => Ok((StatusCode::ACCEPTED, Json(json!({"requestId": request_id}))).into_response()),
@@ -69,30 +69,12 @@ async fn custom_message(State(hub): State<Arc<Hub>>, body: axum::body::Bytes) ->
     }
 }
 
-/// `?tenant=NAME`, or the first tenant.
-fn tenant_of(hub: &Hub, name: Option<String>) -> Result<emu_core::TenantId, ApiError> {
-    let tenants = &hub.shared.tenants;
-    match name {
-        Some(name) => {
-            tenants.by_name(&name).map(|t| t.id).ok_or_else(|| ApiError::not_found(format!("no tenant named {name:?}")))
-        }
-        None => Ok(tenants.all()[0].id),
-    }
-}
-
 async fn kick(
     State(hub): State<Arc<Hub>>,
     Path(rtc_id): Path<String>,
     Query(q): Query<DeviceFilter>,
 ) -> Result<Response, ApiError> {
-    let tenants = &hub.shared.tenants;
-    let tenant = match q.tenant {
-        Some(name) => tenants
-            .by_name(&name)
-            .map(|t| t.id)
-            .ok_or_else(|| ApiError::not_found(format!("no tenant named {name:?}")))?,
-        None => tenants.all()[0].id,
-    };
+    let tenant = tenant_or_first(&hub.shared.tenants, q.tenant.as_deref())?;
     match hub.kick_device(tenant, &rtc_id) {
         Ok(()) => Ok(Json(json!({"kicked": rtc_id})).into_response()),
         Err(e @ KickError::NotRegistered) => Err(ApiError::not_found(e.to_string())),

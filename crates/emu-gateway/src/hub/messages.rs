@@ -67,7 +67,7 @@ pub(super) struct AwaitingAck {
 impl Hub {
     /// `cs_custom_message_send` from a device (already ACKed): validate, push, or answer the
     /// sender with a failed receipt at once.
-    pub(super) fn custom_message_from_device(&self, who: &Identity, custom_account: bool, body: &Value) {
+    pub(super) fn custom_message_from_device(&self, who: &Identity, body: &Value) {
         let message = CustomMessage {
             tenant: who.tenant,
             source: who.rtc_id.clone(),
@@ -75,7 +75,7 @@ impl Hub {
             content: body.get("content").and_then(Value::as_str).unwrap_or_default().to_string(),
             sequence: body.get("sequence").cloned().unwrap_or(Value::Null),
         };
-        let result = if custom_account {
+        let result = if who.custom_account {
             Err(CustomMessageError::CustomAccount)
         } else {
             self.push_custom(&message, Some(who.rtc_id.clone()))

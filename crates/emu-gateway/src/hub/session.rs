@@ -109,7 +109,7 @@ impl Hub {
     }
 
     /// An envelope a bound device published to the server topic. Err closes the connection.
-    pub fn envelope(&self, conn: ConnId, payload: &Bytes) -> Result<(), EnvelopeError> {
+    pub fn envelope(&self, conn: ConnId, payload: &[u8]) -> Result<(), EnvelopeError> {
         let Some(who) = self.identity(conn) else {
             return Ok(()); // not authenticated: dropped (the caller logs)
         };
@@ -152,8 +152,8 @@ impl Hub {
             Some(&who.rtc_id),
             channel_id.clone(),
             json!({"messageType": env.message_type, "requestId": env.request_id, "code": code}),
-            // A copy: `payload` may be a slice of the connection's whole read buffer, which a
-            // reference would keep alive for as long as the event is retained.
+            // A copy, not a slice of the connection's read buffer: a reference would keep the
+            // whole buffer alive for as long as the event is retained.
             Bytes::copy_from_slice(payload),
         );
         let ack = env.ack_bytes(code, &ack_body, &self.server_from, now);
@@ -162,7 +162,7 @@ impl Hub {
         self.send_packet(conn, packet);
         // Custom messages go from device to device through the gateway alone (hub/messages.rs).
         if code == 200 && env.message_type == "cs_custom_message_send" {
-            self.custom_message_from_device(&who, who.custom_account, &request_body);
+            self.custom_message_from_device(&who, &request_body);
             return Ok(());
         }
         // ACK-only messages (docs/protocol.md#ack-only: reportStatus, stat, client ACKs of notices) stop here.
