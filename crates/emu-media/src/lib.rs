@@ -30,6 +30,9 @@ use std::time::Duration;
 
 pub use codec::AudioCodec;
 pub use emu_pstn::Audio;
+/// For the fuzz targets only (docs/fuzzing.md).
+#[doc(hidden)]
+pub use server::fuzzing;
 pub use server::{MediaServer, RecordingInfo};
 
 /// The media server's settings.
