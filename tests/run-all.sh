@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test suite: Rust unit + integration tests, then the vendor's real SDKs (Python and
-# Node) against the release binary. Installs the SDKs itself (into target/ and node_modules/) on
+# Node) against the release binary, then every fuzz target for a few seconds. Installs the SDKs itself (into target/ and node_modules/) on
 # first use. Logs go to target/test-logs/. Exit status: non-zero if any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -48,6 +48,10 @@ count "$logs/web-sdk.log" '^# pass [0-9]+' '^# fail [0-9]+'
 run examples bash examples/virtual-devices/run.sh
 count "$logs/examples.log" '[0-9]+ passed' '[0-9]+ failed'
 count "$logs/examples.log" '^# pass [0-9]+' '^# fail [0-9]+'
+
+# Every fuzz target for a bounded time (FUZZ_SECONDS each, default 20; docs/fuzzing.md).
+run fuzz bash tests/fuzz/run.sh
+count "$logs/fuzz.log" '^fuzz: [0-9]+ passed' 'passed, [0-9]+ failed$'
 
 echo
 echo "=== suites failed: ${failed_suites[*]:-none}"

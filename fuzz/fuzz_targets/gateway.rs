@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         let was_closed = s.closed().is_some();
         let written = s.feed(read);
         check_written(&written);
-        assert!(!(was_closed && !written.is_empty()), "a closed connection wrote");
+        assert!(!was_closed || written.is_empty(), "a closed connection wrote");
     }
     drop(s);
     g.hub.reset();

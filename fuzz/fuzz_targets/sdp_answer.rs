@@ -37,7 +37,7 @@ fn check_answer(result: &Value, offer: &str, candidate: &Value) {
 fuzz_target!(|data: &[u8]| {
     let Ok(offer) = std::str::from_utf8(data) else { return };
     MEDIA.with_borrow_mut(|m| {
-        let prefer = if data.len() % 2 == 0 { CodecPreference::Opus } else { CodecPreference::G711 };
+        let prefer = if data.len().is_multiple_of(2) { CodecPreference::Opus } else { CodecPreference::G711 };
         // sigv 2: the offer rides in joinChannel.
         let signal = json!({"seqId": 1, "data": {"channelId": "ch", "sdpInfo": {"sdp": offer, "type": "offer"}}});
         let joined = m.join("ch", "alice", &signal, prefer);

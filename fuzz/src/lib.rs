@@ -43,7 +43,7 @@ impl Rng {
         Rng(h | 1)
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x << 13;
         x ^= x >> 7;
@@ -54,7 +54,7 @@ impl Rng {
 
     /// A number in `1..=max`.
     pub fn size(&mut self, max: usize) -> usize {
-        (self.next() % max as u64) as usize + 1
+        (self.next_u64() % max as u64) as usize + 1
     }
 }
 
