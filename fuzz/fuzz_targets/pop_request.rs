@@ -139,11 +139,15 @@ fn signed_acs3(shared: &Shared, nonces: &NonceCache, p: &Parsed, params: &Params
         headers.insert(n, HeaderValue::from_str(&v).expect("a header value"));
         signed.push(n.into());
     }
-    let body_hash = acs3::hex_sha256(&p.body);
-    if let Some(claimed) = headers.get("x-acs-content-sha256")
-        && claimed.to_str().ok().is_none_or(|c| !c.eq_ignore_ascii_case(&body_hash))
-    {
-        headers.insert("x-acs-content-sha256", HeaderValue::from_str(&body_hash).expect("hex"));
+    let mut body_hash = acs3::hex_sha256(&p.body);
+    // The hashed payload is what the client puts in x-acs-content-sha256 (its hex in any case):
+    // a request's own value when it is right, else the right one.
+    match headers.get("x-acs-content-sha256").and_then(|c| c.to_str().ok()) {
+        Some(claimed) if claimed.eq_ignore_ascii_case(&body_hash) => body_hash = claimed.to_string(),
+        Some(_) => {
+            headers.insert("x-acs-content-sha256", HeaderValue::from_str(&body_hash).expect("hex"));
+        }
+        None => {}
     }
     let query: Vec<(&str, &str)> = params.from_source(Source::Query).collect();
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);

@@ -4,7 +4,6 @@
 use std::sync::OnceLock;
 
 use emu_core::Shared;
-use emu_core::accounts::TokenSettings;
 
 /// The embedded default configuration with `overrides` merged over it (the loader's own path).
 pub fn config(overrides: &str) -> emu_core::Config {
@@ -16,17 +15,11 @@ pub fn shared(overrides: &str) -> Shared {
     shared_from(config(overrides))
 }
 
-/// The emulator's shared state built from `config`, as the server does at start.
+/// The emulator's shared state built from `config`, as the server does at start (MQTT on its
+/// default ports).
 pub fn shared_from(config: emu_core::Config) -> Shared {
     let host = config.public_host();
-    let token_settings = TokenSettings {
-        mqtt_host: format!("{host}:18083/mqtt"),
-        mqtt_ws_port: 18083,
-        mqtt_tcp_port: 11883,
-        conference_topic: config.tokens.conference_topic.clone(),
-        server_id: TokenSettings::server_id_for(&host),
-        lifetime_ms: config.tokens.lifetime_secs.saturating_mul(1000),
-    };
+    let token_settings = emu_server::app::token_settings(&config, &host, 18083, 11883);
     Shared::new(config, token_settings)
 }
 
