@@ -13,7 +13,10 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
 thread_local! {
-    static MEDIA: RefCell<MediaHarness> = RefCell::new(MediaHarness::new());
+    static MEDIA: RefCell<MediaHarness> = RefCell::new({
+        alicom_emu_fuzz::let_contained_media_panics_unwind();
+        MediaHarness::new()
+    });
 }
 
 fn check_answer(result: &Value, offer: &str, candidate: &Value) {

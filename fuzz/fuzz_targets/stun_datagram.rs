@@ -19,7 +19,10 @@ const OFFER: &str = include_str!("../corpus/sdp_answer/chrome-audio.sdp");
 const PLACEHOLDER: &[u8] = b"UFRAGUFR";
 
 thread_local! {
-    static MEDIA: RefCell<MediaHarness> = RefCell::new(MediaHarness::new());
+    static MEDIA: RefCell<MediaHarness> = RefCell::new({
+        alicom_emu_fuzz::let_contained_media_panics_unwind();
+        MediaHarness::new()
+    });
 }
 
 fn split(data: &[u8]) -> Vec<&[u8]> {

@@ -416,11 +416,22 @@ impl State {
         leg.stats.bytes_in += buf.len() as u64;
         leg.stats.last_packet = Some(now);
         let written = leg.wants_timeout;
-        match rtc.handle_input(Input::Receive(now, recv)) {
+        // The WebRTC stack can panic on a peer's malformed datagram (the DTLS library asserts on
+        // some duplicate records: found by fuzzing). That must cost this leg only, not the worker
+        // and every other call on it: the leg loses its Rtc, as after a refused offer.
+        let input = Input::Receive(now, recv);
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| rtc.handle_input(input))) {
             // str0m handles a timeout after each datagram: what was written to the leg before
             // it leaves with the next drain without one more.
-            Ok(()) => leg.wants_timeout = false,
-            Err(e) => tracing::debug!(rtc_id = %leg.rtc_id, "input refused: {e}"),
+            Ok(Ok(())) => leg.wants_timeout = false,
+            Ok(Err(e)) => tracing::debug!(rtc_id = %leg.rtc_id, "input refused: {e}"),
+            Err(_) => {
+                tracing::warn!(rtc_id = %leg.rtc_id, %src, "the leg's WebRTC stack panicked on a datagram; leg reset");
+                leg.rtc = None;
+                leg.state = LegState::New;
+                self.counters.unparseable += 1;
+                return;
+            }
         }
         if rtp {
             self.poll_leg(id, now, true);

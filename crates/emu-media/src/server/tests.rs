@@ -227,3 +227,53 @@ fn a_device_joining_again_replaces_its_leg_and_its_turn_user_is_released() {
     st.release("ch2", now);
     assert_eq!(st.turn_released, ["user-1", "user-2"]);
 }
+
+/// Found by fuzzing (fuzz/ stun_datagram): after a STUN request naming the leg, these DTLS
+/// records from the same address made the DTLS library's `assert_eq!(epoch, 0)` panic inside
+/// `Rtc::handle_input`, which took the whole media worker down. Now only the leg loses its Rtc.
+#[test]
+fn a_datagram_that_panics_the_webrtc_stack_resets_only_its_leg() {
+    let mut st = state(&std::env::temp_dir());
+    let mut now = Instant::now();
+    // The Web SDK's offer, as Chrome made it.
+    let chrome: Value = serde_json::from_str(include_str!("../../tests/data/chrome-sdpCandidate.json")).unwrap();
+    let signal = json!({"data": {"channelId": "ch", "sdpInfo": chrome["data"]["sdpInfo"]}});
+    let result = st.join(
+        NewLeg { channel_id: "ch", tenant: "default", rtc_id: "alice", uuid: "u", prefer: CodecPreference::Opus },
+        &signal,
+        None,
+        now,
+    );
+    assert_eq!(result["errorCode"], 0);
+    let other = Client::new("10.0.0.3:5000", now);
+    let leg =
+        |rtc_id| NewLeg { channel_id: "ch2", tenant: "default", rtc_id, uuid: "u", prefer: CodecPreference::Opus };
+    assert_eq!(st.join(leg("bob"), &other.join_signal("ch2"), None, now)["errorCode"], 0);
+    let id = st.leg_of("ch", "alice").unwrap();
+    let ufrag = st.legs[&id].ice.ufrag.clone();
+    let hex =
+        |s: &str| (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect::<Vec<u8>>();
+    let mut stun = hex("0001004c2112a44207070707070707070707fff80006000d55465241475546523a72626755ff00000024\
+                        00047e7f1eff80ff802a0008010203042a0008010203040506070800250000000000000800140000003b13b13b\
+                        13b93b00000000000000000000802800045a79ef78");
+    stun[24..32].copy_from_slice(&ufrag.as_bytes()[..8]);
+    let from: SocketAddr = "10.0.0.2:5000".parse().unwrap();
+    for d in [
+        stun,
+        hex("16fefd4600000000000000000000000000100000000000000000"),
+        hex("b3"),
+        hex("81c80006dead523a72626755000000002400047e7f1e04812a00b13b000000045a79ef78"),
+        hex("16fefd0000000000000000000000"),
+    ] {
+        for src in ["10.0.0.9:9".parse().unwrap(), from] {
+            st.on_packet(&d, src, now);
+            st.settle(now);
+            st.run_due(now);
+        }
+        now += Duration::from_millis(40);
+        st.run_due(now);
+    }
+    assert!(st.legs[&id].rtc.is_none(), "the leg whose stack panicked has no Rtc left");
+    let bob = st.leg_of("ch2", "bob").unwrap();
+    assert!(st.legs[&bob].rtc.is_some(), "the other call is untouched");
+}
