@@ -111,7 +111,7 @@ pub struct NumberBinding {
     pub bound_ms: Millis,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProblemReport {
     pub id: String,
     pub tenant: TenantId,

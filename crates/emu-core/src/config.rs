@@ -172,7 +172,7 @@ fn one() -> f64 {
     1.0
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClockMode {
     Real,
@@ -275,7 +275,7 @@ impl Default for MnsConfig {
 }
 
 /// Where to push one tenant's receipts of one type (`[[mns.push]]`, `PUT /admin/mns/push`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushTarget {
     /// Tenant name.

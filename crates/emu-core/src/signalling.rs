@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::tenants::TenantId;
 
 /// The call type (`alicomRtcType` in envelopes, CDRs and callbacks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub enum RtcType {
     #[serde(rename = "voip2voip")]
     Voip2Voip,

@@ -163,7 +163,7 @@ pub enum SendError {
 }
 
 /// One row of `GET /admin/devices`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceInfo {
     pub tenant: String,
     #[serde(rename = "rtcId")]
@@ -181,10 +181,11 @@ pub struct DeviceInfo {
     pub heartbeats: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConnectionInfo {
     pub id: ConnId,
     pub peer: String,
+    /// `websocket`, `tcp` or `virtual`.
     pub transport: &'static str,
     #[serde(rename = "connectedMs")]
     pub connected_ms: u64,

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 
 const KEPT: usize = 200;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = SlsUpload)]
 pub struct Upload {
     pub logstore: String,
     pub bytes: usize,

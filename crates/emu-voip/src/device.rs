@@ -26,8 +26,9 @@ const CANCELED: i64 = 2000107;
 const KICKED: i64 = 3110000;
 
 /// What a device is doing, as the admin API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = VoipDeviceState)]
 pub enum DeviceState {
     /// Its behaviour is `offline`: registered, not online.
     Offline,
@@ -51,16 +52,18 @@ impl std::fmt::Display for DeviceState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = VoipRole)]
 pub enum Role {
     Caller,
     Callee,
 }
 
 /// How a call ended for this device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = VoipCallOutcome)]
 pub enum CallOutcome {
     /// Connected, then ended (by either side).
     Completed,
@@ -74,8 +77,9 @@ pub enum CallOutcome {
 }
 
 /// One call in a device's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = VoipCallRecord)]
 pub struct CallRecord {
     pub channel_id: String,
     pub role: Role,
@@ -93,8 +97,9 @@ pub struct CallRecord {
 }
 
 /// A server message the device received.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = VoipReceived)]
 pub struct Received {
     pub at_ms: Millis,
     pub message_type: &'static str,
@@ -122,8 +127,9 @@ struct Current {
 }
 
 /// One virtual device, as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = VoipDeviceView)]
 pub struct DeviceView {
     /// Shown by name by the admin API.
     #[serde(skip)]

@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use emu_core::metrics::{Op, QueueState, State as Labelled};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::Admin;
 
@@ -22,10 +22,16 @@ pub struct Sources {
     pub media: Arc<emu_media::MediaServer>,
 }
 
-pub fn router(sources: Sources) -> Router {
-    Router::new().route("/metrics", get(metrics)).with_state(sources)
+pub fn routes() -> OpenApiRouter<Sources> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
+/// Prometheus metrics.
+///
+/// Every metric in the Prometheus text format (docs/metrics.md); no admin token needed.
+#[utoipa::path(get, path = "/metrics", tag = "metrics", responses(
+    (status = 200, description = "the metrics", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+))]
 async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
     let m = &s.admin.shared.metrics;
     m.mqtt_connections.set(s.gateway.connection_count() as i64);

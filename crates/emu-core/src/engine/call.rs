@@ -8,7 +8,7 @@ use crate::pstn::LegId;
 use crate::signalling::RtcType;
 use crate::tenants::TenantId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallState {
     /// The VoIP caller joined the channel; its `call` has not come yet.
@@ -23,8 +23,9 @@ pub enum CallState {
 }
 
 /// Who started the call.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = CallCaller)]
 pub enum Caller {
     Device {
         #[serde(rename = "rtcId")]
@@ -43,8 +44,9 @@ pub enum Caller {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = CallTarget)]
 pub enum Target {
     Device {
         #[serde(rename = "rtcId")]
@@ -66,7 +68,7 @@ impl Target {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LegState {
     Ringing,
@@ -75,8 +77,9 @@ pub enum LegState {
 }
 
 /// How a leg ended, in the words the CDR and the admin API use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = LegOutcome)]
 pub enum Outcome {
     Completed,
     Rejected,
@@ -93,7 +96,7 @@ pub enum Outcome {
     NotDialled,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Leg {
     pub id: LegId,
     pub target: Target,
@@ -118,7 +121,7 @@ pub struct Leg {
     pub joined: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Call {
     #[serde(rename = "channelId")]
     pub channel_id: String,

@@ -52,7 +52,7 @@ const SYNTH_PERIOD: Duration = Duration::from_millis(20);
 const DTMF_DURATION: Duration = Duration::from_millis(100);
 
 /// A finished recording.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordingInfo {
     pub file: String,

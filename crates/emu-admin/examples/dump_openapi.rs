@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", emu_admin::openapi::document().to_pretty_json().unwrap());
+}
