@@ -16,6 +16,7 @@ mod media;
 mod media_calls;
 mod media_video;
 mod metrics;
+mod openapi;
 mod pitfalls;
 mod pop_api;
 mod voip_devices;

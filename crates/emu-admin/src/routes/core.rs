@@ -11,6 +11,7 @@ use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use emu_core::clock::ClockError;
 use emu_core::config::ClockMode;
 use emu_core::events::Event;
 use emu_core::lifecycle::AdvanceError;
@@ -443,7 +444,7 @@ pub struct ClockAdvanced {
 /// Fires every timer that comes due, in deadline order, before it answers.
 #[utoipa::path(post, path = "/admin/clock/advance", tag = "core", request_body = AdvanceBody, responses(
     (status = 200, description = "moved", body = ClockAdvanced),
-    (status = 400, description = "the body is not `{\"ms\": N}`", body = ErrorBody),
+    (status = 400, description = "the body is not `{\"ms\": N}`, or N would take the clock past the year 9999", body = ErrorBody),
     (status = 409, description = "the clock is not manual", body = ErrorBody),
     (status = 503, description = "the emulator is shutting down", body = ErrorBody),
 ))]
@@ -456,6 +457,7 @@ async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
     };
     match result {
         Ok(now) => Ok(Json(ClockAdvanced { now_ms: now }).into_response()),
+        Err(e @ AdvanceError::Clock(ClockError::TooFar)) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
         Err(e @ AdvanceError::Clock(_)) => {
             Err(ApiError(StatusCode::CONFLICT, format!("{e}: set [clock] mode = \"manual\" to move time by hand")))
         }

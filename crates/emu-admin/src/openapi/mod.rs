@@ -162,3 +162,6 @@ async fn openapi_json(State(text): State<Arc<OnceLock<String>>>) -> impl IntoRes
     let body = text.get().cloned().unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], body)
 }
+
+#[cfg(test)]
+mod tests;
