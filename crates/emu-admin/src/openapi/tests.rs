@@ -49,7 +49,9 @@ fn every_operation_has_a_summary_a_success_and_errors_in_the_error_shape() {
         assert!(responses.contains_key("403"), "{name}: the guard's 403 is missing");
         for (status, response) in responses {
             assert!(!response["description"].as_str().unwrap_or_default().is_empty(), "{name} {status}");
-            if status.starts_with('4') || status.starts_with('5') {
+            // The one exception, documented: `/health` says `{"status":"starting"}` while starting.
+            let starting = name == "GET /health" && status == "503";
+            if (status.starts_with('4') || status.starts_with('5')) && !starting {
                 let schema = &response["content"]["application/json"]["schema"];
                 assert_eq!(schema["$ref"], "#/components/schemas/Error", "{name} {status} is not the error shape");
             }

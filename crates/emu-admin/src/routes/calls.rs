@@ -92,7 +92,7 @@ async fn calls(State(d): State<DriverHandle>) -> Reply {
 /// With its legs (target, declared sequence and ringing position, state, times, outcome), codes,
 /// warnings, CDR, per-leg media statistics and the timeline of its events.
 #[utoipa::path(get, path = "/admin/calls/{channelId}", tag = "calls",
-    params(("channelId" = String, Path, description = "the call's channelId")),
+    params(("channelId" = String, Path, description = "the call's channelId", example = "m-1")),
     responses(
         (status = 200, description = "the call", body = CallView),
         (status = 404, description = "no such call, active or recent", body = ErrorBody),
@@ -222,7 +222,7 @@ async fn phones(State(d): State<DriverHandle>) -> Reply {
 /// Its state, behaviour (and where it comes from), the call it is in and its recent calls; any
 /// well-formed number, called or not.
 #[utoipa::path(get, path = "/admin/pstn/phones/{number}", tag = "pstn",
-    params(("number" = String, Path, description = "the phone number")),
+    params(("number" = String, Path, description = "the phone number: 3 to 20 digits, an optional leading +", pattern = r"^\+?[0-9]{3,20}$", example = "13800000001")),
     responses(
         (status = 200, description = "the phone", body = PhoneView),
         (status = 400, description = "not a valid number", body = ErrorBody),
@@ -236,7 +236,7 @@ async fn phone(State(d): State<DriverHandle>, Path(number): Path<String>) -> Rep
 ///
 /// From its next call; every field is optional (docs/pstn.md#behaviours).
 #[utoipa::path(put, path = "/admin/pstn/phones/{number}", tag = "pstn",
-    params(("number" = String, Path, description = "the phone number")),
+    params(("number" = String, Path, description = "the phone number: 3 to 20 digits, an optional leading +", pattern = r"^\+?[0-9]{3,20}$", example = "13800000001")),
     request_body = PhoneBehaviorInput,
     responses(
         (status = 200, description = "the phone", body = PhoneView),
@@ -259,7 +259,7 @@ pub struct Cleared {
 ///
 /// The magic number's or the default behaviour applies again.
 #[utoipa::path(delete, path = "/admin/pstn/phones/{number}", tag = "pstn",
-    params(("number" = String, Path, description = "the phone number")),
+    params(("number" = String, Path, description = "the phone number: 3 to 20 digits, an optional leading +", pattern = r"^\+?[0-9]{3,20}$", example = "13800000001")),
     responses(
         (status = 200, description = "dropped", body = Cleared),
         (status = 503, description = "the emulator is shutting down", body = ErrorBody),
@@ -273,6 +273,7 @@ async fn clear_phone(State(d): State<DriverHandle>, Path(number): Path<String>) 
 #[serde(deny_unknown_fields)]
 struct Digits {
     /// Keys to press: 0-9, *, #.
+    #[schema(pattern = r"^[0-9*#]+$", example = "12#")]
     digits: String,
 }
 
@@ -292,7 +293,7 @@ enum PhoneActionName {
 /// `answer` picks up a ringing phone, `reject` declines it, `hangup` hangs up (rejects while
 /// ringing), `dtmf` presses `{"digits"}` now, in order. Answers the phone.
 #[utoipa::path(post, path = "/admin/pstn/phones/{number}/{action}", tag = "pstn",
-    params(("number" = String, Path, description = "the phone number"), ("action" = inline(PhoneActionName), Path)),
+    params(("number" = String, Path, description = "the phone number: 3 to 20 digits, an optional leading +", pattern = r"^\+?[0-9]{3,20}$", example = "13800000001"), ("action" = inline(PhoneActionName), Path)),
     request_body(content = Option<Digits>, description = "for `dtmf` only"),
     responses(
         (status = 200, description = "the phone", body = PhoneView),
@@ -325,8 +326,10 @@ async fn phone_action(
 #[serde(deny_unknown_fields)]
 struct DialIn {
     /// The calling phone's number.
+    #[schema(pattern = r"^\+?[0-9]{3,20}$", example = "13800000001")]
     from: String,
     /// A number a tenant bought.
+    #[schema(example = "02160000001")]
     to: String,
 }
 

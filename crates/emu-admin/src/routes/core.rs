@@ -277,7 +277,7 @@ pub struct TenantStateSet {
 ///
 /// Every Dyvmsapi call of the tenant then answers with this vendor code (`normal` again to stop).
 #[utoipa::path(put, path = "/admin/tenants/{name}/state", tag = "core",
-    params(("name" = String, Path, description = "the tenant's name")),
+    params(("name" = String, Path, description = "the tenant's name", example = "default")),
     request_body = StateBody,
     responses(
         (status = 200, description = "set", body = TenantStateSet),
@@ -308,7 +308,7 @@ pub struct KeyFaultSet {
 ///
 /// Every call signed with the key then answers with this vendor code (`normal` again to stop).
 #[utoipa::path(put, path = "/admin/access-keys/{id}/fault", tag = "core",
-    params(("id" = String, Path, description = "an AccessKeyId")),
+    params(("id" = String, Path, description = "an AccessKeyId", example = "testAK")),
     request_body = FaultBody,
     responses(
         (status = 200, description = "set", body = KeyFaultSet),

@@ -63,10 +63,13 @@ struct SendMessage {
     /// The tenant's name (default: the first tenant).
     tenant: Option<String>,
     /// The sending account's rtcId.
+    #[schema(example = "9000000000000001")]
     from: String,
     /// The receiving account's rtcId.
+    #[schema(example = "9000000000000002")]
     to: String,
     /// 1 to 1024 characters.
+    #[schema(min_length = 1, max_length = 1024, example = "hello")]
     content: String,
     /// Passed through to the receiver.
     #[serde(default)]
@@ -119,7 +122,7 @@ pub struct Kicked {
 /// The way the platform does when its account logs in elsewhere: `cs_quit` (the SDK reports
 /// 3110000), then its connection closes.
 #[utoipa::path(post, path = "/admin/devices/{rtcId}/kick", tag = "devices",
-    params(("rtcId" = String, Path, description = "the account's rtcId"), DeviceFilter),
+    params(("rtcId" = String, Path, description = "the account's rtcId", example = "9000000000000001"), DeviceFilter),
     responses(
         (status = 200, description = "logged out", body = Kicked),
         (status = 400, description = "malformed query string", body = ErrorBody),

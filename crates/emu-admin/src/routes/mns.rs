@@ -95,7 +95,7 @@ pub struct QueueMessages {
 /// Without consuming them (nothing changes): state, body, `decoded` (base64 JSON bodies parsed),
 /// MD5, priority, times, dequeue count; active ones in delivery order first.
 #[utoipa::path(get, path = "/admin/mns/queues/{name}/messages", tag = "mns",
-    params(("name" = String, Path, description = "the queue's name"), TenantQuery),
+    params(("name" = String, Path, description = "the queue's name", example = "Alicom-Queue-1234567890123456-ArtcCdrReport"), TenantQuery),
     responses(
         (status = 200, description = "the messages", body = QueueMessages),
         (status = 400, description = "malformed query string", body = ErrorBody),
@@ -124,7 +124,7 @@ pub struct Purged {
 ///
 /// Deletes every message of the queue.
 #[utoipa::path(post, path = "/admin/mns/queues/{name}/purge", tag = "mns",
-    params(("name" = String, Path, description = "the queue's name"), TenantQuery),
+    params(("name" = String, Path, description = "the queue's name", example = "Alicom-Queue-1234567890123456-ArtcCdrReport"), TenantQuery),
     responses(
         (status = 200, description = "purged", body = Purged),
         (status = 400, description = "malformed query string", body = ErrorBody),
@@ -183,6 +183,7 @@ struct DeliverBody {
     /// The tenant's name (default: the first tenant).
     tenant: Option<String>,
     /// `ArtcCdrReport`, `VoiceRecordReport`, …: letters, digits and '-'.
+    #[schema(pattern = "^[A-Za-z0-9-]+$", example = "ArtcCdrReport")]
     message_type: String,
     /// The receipt, put into the queue as base64 JSON.
     body: serde_json::Value,

@@ -35,6 +35,7 @@ pub fn routes() -> OpenApiRouter<DriverHandle> {
 #[into_params(parameter_in = Query)]
 struct TenantQuery {
     /// A tenant's name (default: the first tenant; for the list, all tenants).
+    #[param(example = "default")]
     tenant: Option<String>,
 }
 
@@ -68,7 +69,7 @@ async fn list(State(d): State<DriverHandle>, Query(q): Query<TenantQuery>) -> Re
 ///
 /// Its behaviour, state, the call it is in, its recent calls and the server messages it received.
 #[utoipa::path(get, path = "/admin/voip/devices/{rtcId}", tag = "voip",
-    params(("rtcId" = String, Path, description = "the account's rtcId"), TenantQuery),
+    params(("rtcId" = String, Path, description = "the account's rtcId", example = "9000000000000001"), TenantQuery),
     responses(
         (status = 200, description = "the device", body = VirtualDeviceInfo),
         (status = 400, description = "malformed query string", body = ErrorBody),
@@ -100,7 +101,7 @@ struct PutBody {
 /// given: then an account with this rtcId and DeviceId is made. A real SDK device logged in to
 /// the account is kicked, as a second login is. The body is optional.
 #[utoipa::path(put, path = "/admin/voip/devices/{rtcId}", tag = "voip",
-    params(("rtcId" = String, Path, description = "the account's rtcId"), TenantQuery),
+    params(("rtcId" = String, Path, description = "the account's rtcId", example = "9000000000000001"), TenantQuery),
     request_body(content = Option<PutBody>, description = "both fields optional; an empty body is the defaults"),
     responses(
         (status = 200, description = "changed", body = VirtualDeviceInfo),
@@ -135,7 +136,7 @@ async fn put(
 ///
 /// It goes offline and is forgotten; a call it is in ends as for a device that went offline.
 #[utoipa::path(delete, path = "/admin/voip/devices/{rtcId}", tag = "voip",
-    params(("rtcId" = String, Path, description = "the account's rtcId"), TenantQuery),
+    params(("rtcId" = String, Path, description = "the account's rtcId", example = "9000000000000001"), TenantQuery),
     responses(
         (status = 204, description = "removed"),
         (status = 400, description = "malformed query string", body = ErrorBody),
@@ -167,7 +168,7 @@ enum DeviceActionName {
 /// its own unanswered call: `leaveChannel` + `cancelCall`; for a ringing device: declines).
 /// Answers the device.
 #[utoipa::path(post, path = "/admin/voip/devices/{rtcId}/{action}", tag = "voip",
-    params(("rtcId" = String, Path, description = "the account's rtcId"), ("action" = inline(DeviceActionName), Path), TenantQuery),
+    params(("rtcId" = String, Path, description = "the account's rtcId", example = "9000000000000001"), ("action" = inline(DeviceActionName), Path), TenantQuery),
     responses(
         (status = 200, description = "the device", body = VirtualDeviceInfo),
         (status = 400, description = "malformed query string", body = ErrorBody),
@@ -204,10 +205,12 @@ async fn action(
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CallBody {
     /// The calling virtual device's rtcId.
+    #[schema(example = "9000000000000004")]
     from: String,
     /// The tenant's name (default: the first tenant).
     tenant: Option<String>,
     /// Callee rtcIds (or `phone`).
+    #[schema(example = json!(["9000000000000001"]))]
     to: Option<Vec<String>>,
     /// A callee phone number (or `to`).
     phone: Option<String>,
