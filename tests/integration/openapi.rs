@@ -14,7 +14,7 @@ async fn the_admin_listener_serves_its_openapi_document() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/json");
     let served: Value = resp.json().await.unwrap();
-    let generated = serde_json::to_value(emu_admin::openapi::document()).unwrap();
+    let generated = emu_admin::openapi::document();
     assert_eq!(served, generated, "the served document is the generated one");
     assert_eq!(served["openapi"], "3.1.0");
     assert!(served["paths"]["/admin/openapi.json"]["get"]["summary"].is_string());
@@ -44,7 +44,7 @@ fn concrete(path: &str, op: &Value) -> String {
 #[tokio::test]
 async fn every_documented_operation_is_routed() {
     let emu = common::start("").await;
-    let doc = serde_json::to_value(emu_admin::openapi::document()).unwrap();
+    let doc = emu_admin::openapi::document();
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {

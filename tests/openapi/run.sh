@@ -7,8 +7,9 @@
 #   budget:  $OPENAPI_MAX_EXAMPLES test cases per operation (default 30), $OPENAPI_MAX_TIME seconds
 #            in all (default 120)
 #   report:  <repo>/target/openapi-report (JUnit XML), the emulator's log beside it
-# Extra arguments are passed to `schemathesis run` (e.g. --include-path /admin/sts). Exit code =
-# schemathesis' (or 1 when the emulator does not start or does not stop cleanly).
+# Extra arguments are passed to `schemathesis run` (e.g. --include-path /admin/sts). Ends with
+# "openapi: N passed, N failed" (operations). Exit code = schemathesis' (or 1 when the emulator does
+# not start, dies, or does not stop cleanly).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -68,6 +69,23 @@ set +e
     "$@"
 rc=$?
 set -e
+
+# One line for tests/run-all.sh: operations tested, and those with a failure or an error.
+if [[ -s "$REPORT/junit.xml" ]]; then
+    python3 - "$REPORT/junit.xml" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+
+cases = ET.parse(sys.argv[1]).getroot().iter("testcase")
+failed = passed = 0
+for case in cases:
+    if case.find("failure") is not None or case.find("error") is not None:
+        failed += 1
+    else:
+        passed += 1
+print(f"openapi: {passed} passed, {failed} failed")
+PY
+fi
 
 # The emulator must have survived the run and stop cleanly.
 if ! kill -0 "$emu" 2>/dev/null; then

@@ -1,3 +1,3 @@
 fn main() {
-    println!("{}", emu_admin::openapi::document().to_pretty_json().unwrap());
+    println!("{}", serde_json::to_string_pretty(&emu_admin::openapi::document()).unwrap());
 }

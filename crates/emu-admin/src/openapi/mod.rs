@@ -14,6 +14,7 @@ use std::sync::{Arc, OnceLock};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use serde_json::Value;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder, SecurityRequirement};
@@ -77,8 +78,8 @@ pub(crate) fn area_documents() -> Vec<(&'static str, OpenApi)> {
     ]
 }
 
-/// The OpenAPI document of every route [`crate::router`] serves (the one it serves, too).
-pub fn document() -> OpenApi {
+/// The OpenAPI document of every route [`crate::router`] serves (the one it serves, too), as JSON.
+pub fn document() -> Value {
     let mut paths = OpenApi::default();
     for (_, doc) in area_documents() {
         paths.merge(doc);
@@ -95,12 +96,12 @@ fn document_route(text: Arc<OnceLock<String>>) -> OpenApiRouter<()> {
 pub(crate) fn serve(router: OpenApiRouter<()>) -> axum::Router {
     let text: Arc<OnceLock<String>> = Arc::default();
     let (router, paths) = router.merge(document_route(text.clone())).split_for_parts();
-    let _ = text.set(finish(paths).to_json().unwrap_or_default());
+    let _ = text.set(finish(paths).to_string());
     router
 }
 
 /// The info, tags, security schemes and the layers' answers around the routes' own paths.
-fn finish(paths: OpenApi) -> OpenApi {
+fn finish(paths: OpenApi) -> Value {
     let mut doc = Info::openapi().merge_from(paths);
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
@@ -134,7 +135,37 @@ fn finish(paths: OpenApi) -> OpenApi {
             }
         }
     }
-    doc
+    inline_integers(doc)
+}
+
+/// Fields typed with an alias of an integer (`Millis`, `LegId`, `ConnId`) come out of the derive as
+/// references to a schema named after the integer (`u64`): put the integer's schema in their place.
+fn inline_integers(doc: OpenApi) -> Value {
+    let mut value = serde_json::to_value(&doc).unwrap_or_default();
+    let Some(schemas) = value.pointer_mut("/components/schemas").and_then(Value::as_object_mut) else { return value };
+    let integers: Vec<(String, Value)> = ["u8", "u16", "u32", "u64", "usize", "i32", "i64"]
+        .iter()
+        .filter_map(|name| schemas.remove(*name).map(|schema| (format!("#/components/schemas/{name}"), schema)))
+        .collect();
+    replace_refs(&mut value, &integers);
+    value
+}
+
+fn replace_refs(value: &mut Value, targets: &[(String, Value)]) {
+    match value {
+        Value::Object(map) => {
+            let target = map.get("$ref").and_then(Value::as_str).and_then(|r| targets.iter().find(|(t, _)| t == r));
+            if let Some((_, Value::Object(schema))) = target {
+                map.remove("$ref");
+                for (k, v) in schema {
+                    map.entry(k.clone()).or_insert_with(|| v.clone());
+                }
+            }
+            map.values_mut().for_each(|v| replace_refs(v, targets));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| replace_refs(v, targets)),
+        _ => {}
+    }
 }
 
 fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
