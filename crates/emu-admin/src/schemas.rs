@@ -1,7 +1,7 @@
 //! Descriptions, for the OpenAPI document, of replies that other components build as JSON values
 //! (the calls driver's views, the media server's statistics): each names the fields those
-//! builders write. They are never constructed; `tests/integration/openapi.rs` and schemathesis
-//! check real replies against them.
+//! builders write (an optional field is always there, `null` when it has no value). They are
+//! never constructed; schemathesis checks real replies against them (tests/openapi/run.sh).
 
 use emu_core::engine::call::{Call, CallState};
 use emu_core::events::Event;
@@ -23,9 +23,13 @@ pub struct CallSummary {
     /// The callees' rtcIds or numbers.
     pub callees: Vec<String>,
     pub created_ms: u64,
+    #[schema(required = true)]
     pub answered_ms: Option<u64>,
+    #[schema(required = true)]
     pub ended_ms: Option<u64>,
+    #[schema(required = true)]
     pub end_reason: Option<String>,
+    #[schema(required = true)]
     pub cause_code: Option<i64>,
 }
 
@@ -39,7 +43,7 @@ pub struct CallView {
     pub timeline: Vec<Event>,
     /// The media server's statistics of the channel (see `GET /admin/media/{channelId}`), or
     /// `null` when it has none.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required = true)]
     pub media: Value,
 }
 
@@ -48,8 +52,10 @@ pub struct CallView {
 pub struct Callbacks {
     pub tenant: String,
     /// The outbound authorisation callback.
+    #[schema(required = true)]
     pub outbound: Option<String>,
     /// The inbound routing callback.
+    #[schema(required = true)]
     pub inbound: Option<String>,
     /// Per bought number: its own inbound callback.
     pub numbers: std::collections::BTreeMap<String, Option<String>>,
@@ -65,7 +71,9 @@ pub struct MediaSummary {
     /// The address put into ICE candidates.
     pub candidate: String,
     /// The TURN listener's address, when TURN is on.
+    #[schema(required = true)]
     pub turn: Option<String>,
+    #[schema(required = true)]
     pub turn_url: Option<String>,
     pub channels: usize,
     pub legs: usize,
@@ -74,7 +82,9 @@ pub struct MediaSummary {
     pub rtp_packets_out: u64,
     pub rtp_direct_in: u64,
     pub rtp_direct_out: u64,
+    #[schema(required = true)]
     pub turn_users: Option<usize>,
+    #[schema(required = true)]
     pub turn_rejected: Option<u64>,
     /// Recordings in progress.
     pub recordings: usize,

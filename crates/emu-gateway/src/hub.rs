@@ -173,6 +173,7 @@ pub struct DeviceInfo {
     #[serde(rename = "clientId")]
     pub client_id: String,
     pub online: bool,
+    #[schema(required = true)]
     pub connection: Option<ConnectionInfo>,
     #[serde(rename = "registeredMs")]
     pub registered_ms: u64,
@@ -190,6 +191,7 @@ pub struct ConnectionInfo {
     #[serde(rename = "connectedMs")]
     pub connected_ms: u64,
     #[serde(rename = "tokenExpiresMs")]
+    #[schema(required = true)]
     pub token_expires_ms: Option<u64>,
 }
 

@@ -15,6 +15,7 @@ pub struct Upload {
     pub logstore: String,
     pub bytes: usize,
     #[serde(rename = "rawSize")]
+    #[schema(required = true)]
     pub raw_size: Option<String>,
     #[serde(rename = "timeMs")]
     pub time_ms: u64,

@@ -69,8 +69,11 @@ pub struct CallRecord {
     pub peer: String,
     pub started_at: Millis,
     /// Answered (callee) or connected (caller).
+    #[schema(required = true)]
     pub answered_at: Option<Millis>,
+    #[schema(required = true)]
     pub ended_at: Option<Millis>,
+    #[schema(required = true)]
     pub end: Option<CallEnd>,
     /// Digits the VoIP side sent to the phone.
     pub digits_received: String,
@@ -111,9 +114,13 @@ impl CallRecord {
 pub struct PhoneView {
     pub number: String,
     pub state: PhoneState,
+    #[schema(required = true)]
     pub channel_id: Option<String>,
+    #[schema(required = true)]
     pub leg: Option<LegId>,
+    #[schema(required = true)]
     pub role: Option<Role>,
+    #[schema(required = true)]
     pub peer: Option<String>,
     pub behavior: Behavior,
     pub behavior_source: BehaviorSource,

@@ -88,10 +88,12 @@ pub struct CallRecord {
     pub peer: String,
     pub outcome: CallOutcome,
     /// The code its SDK would report (`None` when this device ended the call itself).
+    #[schema(required = true)]
     pub code: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
     pub started_ms: Millis,
+    #[schema(required = true)]
     pub answered_ms: Option<Millis>,
     pub ended_ms: Millis,
 }
@@ -140,6 +142,7 @@ pub struct DeviceView {
     pub state: DeviceState,
     /// A real SDK logged in to the account and the platform kicked the virtual device.
     pub kicked: bool,
+    #[schema(required = true)]
     pub channel_id: Option<String>,
     pub created_ms: Millis,
     pub calls: Vec<CallRecord>,

@@ -167,6 +167,7 @@ pub struct AccountRow {
     device_id: String,
     created_ms: u64,
     /// The DeviceId of the device that holds the account's latest token, if any.
+    #[schema(required = true)]
     current_device_id: Option<String>,
 }
 

@@ -108,9 +108,12 @@ pub struct Leg {
     #[serde(rename = "startMs")]
     pub start_ms: Millis,
     #[serde(rename = "answeredMs")]
+    #[schema(required = true)]
     pub answered_ms: Option<Millis>,
     #[serde(rename = "endedMs")]
+    #[schema(required = true)]
     pub ended_ms: Option<Millis>,
+    #[schema(required = true)]
     pub outcome: Option<Outcome>,
     /// The callee's session uuid once it answered (VoIP).
     #[serde(skip)]
@@ -138,17 +141,22 @@ pub struct Call {
     #[serde(rename = "createdMs")]
     pub created_ms: Millis,
     #[serde(rename = "answeredMs")]
+    #[schema(required = true)]
     pub answered_ms: Option<Millis>,
     #[serde(rename = "endedMs")]
+    #[schema(required = true)]
     pub ended_ms: Option<Millis>,
     #[serde(rename = "timeLimitSecs")]
+    #[schema(required = true)]
     pub time_limit_secs: Option<u64>,
     #[serde(rename = "needRecord")]
     pub need_record: bool,
     /// Why and with which code it ended.
     #[serde(rename = "endReason")]
+    #[schema(required = true)]
     pub end_reason: Option<String>,
     #[serde(rename = "causeCode")]
+    #[schema(required = true)]
     pub cause_code: Option<i64>,
     pub warnings: Vec<String>,
     /// Sequences not rung yet (inbound plans).
@@ -170,6 +178,7 @@ pub struct Call {
     pub cancel_on_reject: bool,
     #[serde(skip)]
     pub ringing_sent: bool,
+    #[schema(required = true)]
     pub cdr: Option<Value>,
 }
 
