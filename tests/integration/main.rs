@@ -18,4 +18,5 @@ mod media_video;
 mod metrics;
 mod pitfalls;
 mod pop_api;
+mod video_calls;
 mod voip_devices;

@@ -17,7 +17,7 @@ use emu_core::events::NewEvent;
 use emu_core::signalling::{MediaResultApi, ServerMessage};
 use emu_core::{Millis, Shared, TenantId};
 use emu_gateway::{GatewayEvent, Hub};
-use emu_media::{CodecPreference, Endpoint, MediaEvent, MediaServer};
+use emu_media::{CodecPreference, Endpoint, LegOptions, MediaEvent, MediaServer};
 use emu_pstn::PstnSim;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -295,11 +295,11 @@ impl Driver {
             // A virtual device has no WebRTC leg: the media server plays its side (`Bridge`).
             MediaCommand::Join { tenant, rtc_id, .. } | MediaCommand::Signal { tenant, rtc_id, .. }
                 if self.switch.voip.contains(tenant, &rtc_id) => {}
-            MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal } => {
+            MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal, video } => {
                 let tenant_name = self.shared.tenants.get(tenant).name.clone();
                 let rtc_type = self.switch.engine.call(&channel_id).map(|c| c.rtc_type.as_str()).unwrap_or_default();
-                let preference = CodecPreference::for_call_type(rtc_type);
-                let result = self.media.join_with(&channel_id, &tenant_name, &rtc_id, &uuid, &signal, preference);
+                let options = LegOptions { prefer: CodecPreference::for_call_type(rtc_type), video };
+                let result = self.media.join_with(&channel_id, &tenant_name, &rtc_id, &uuid, &signal, options);
                 let message = ServerMessage::MediaResult {
                     api: MediaResultApi::JoinChannel,
                     uuid,
@@ -367,6 +367,14 @@ impl Driver {
                     json!({"file": file, "url": url, "durationMs": duration_ms, "bytes": bytes}),
                 );
                 self.recording_report(&channel_id, &file, &url, duration_ms);
+            }
+            MediaEvent::VideoNegotiated { channel_id, rtc_id, video } => {
+                log("media.video", channel_id.clone(), json!({"rtcId": rtc_id, "video": video}));
+                self.feed(Input::VideoNegotiated { channel_id, rtc_id, video }, now);
+            }
+            MediaEvent::VideoFlowing { channel_id, rtc_id } => {
+                log("media.video_flowing", channel_id.clone(), json!({"rtcId": rtc_id}));
+                self.feed(Input::VideoFlowing { channel_id, rtc_id }, now);
             }
             MediaEvent::LegConnected { channel_id, rtc_id } => {
                 log("media.connected", channel_id, json!({"rtcId": rtc_id}))

@@ -168,6 +168,7 @@ pub struct Call {
     #[serde(skip)]
     pub ringing_sent: bool,
     pub cdr: Option<Value>,
+    pub video: super::video::Video,
 }
 
 impl Call {

@@ -26,6 +26,7 @@ mod endings;
 mod phones;
 mod ringing;
 mod timers;
+mod video;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -108,13 +109,26 @@ pub enum Input {
         rtc_id: String,
         digits: String,
     },
+    /// The media server answered a device's offer in a call allowing video: with active video
+    /// or without (docs/calls.md#video-calls).
+    VideoNegotiated {
+        channel_id: String,
+        rtc_id: String,
+        video: bool,
+    },
+    /// A device's video reached the other party.
+    VideoFlowing {
+        channel_id: String,
+        rtc_id: String,
+    },
 }
 
 /// What the media server is asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaCommand {
     /// A device joined a channel: answer with the joinChannel result (TURN, SDP for sigv 2).
-    Join { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, signal: Value },
+    /// `video`: the device may negotiate video (a VoIP↔VoIP video call).
+    Join { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, signal: Value, video: bool },
     /// sdpCandidate / candidate / reportStatus / stat from a device.
     Signal { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, api: MediaApi, signal: Value },
     /// The call is connected: bridge its parties' audio; record when asked.
@@ -254,6 +268,10 @@ impl Engine {
             Input::Pstn(e) => self.on_pstn(e, now),
             Input::Callback { channel_id, kind, result } => self.on_callback(&channel_id, kind, result, now),
             Input::DeviceDtmf { channel_id, rtc_id, digits } => self.on_device_dtmf(&channel_id, &rtc_id, &digits),
+            Input::VideoNegotiated { channel_id, rtc_id, video } => {
+                self.on_video_negotiated(&channel_id, &rtc_id, video)
+            }
+            Input::VideoFlowing { channel_id, rtc_id } => self.on_video_flowing(&channel_id, &rtc_id),
         }
         std::mem::take(&mut self.out)
     }
@@ -307,6 +325,7 @@ impl Engine {
             cancel_on_reject: true,
             ringing_sent: false,
             cdr: None,
+            video: Default::default(),
         }
     }
 

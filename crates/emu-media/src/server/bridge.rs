@@ -154,10 +154,19 @@ impl State {
         Some(r)
     }
 
-    /// Audio from a device leg: DTMF detection, recording, forwarding to the other side.
+    /// The device leg on the other side of `from`'s bridge.
+    pub(super) fn peer_of(&mut self, from: LegId) -> Option<LegId> {
+        self.route_of(from)?.peer
+    }
+
+    /// Media from a device leg: video to `route_video`; audio to DTMF detection, recording,
+    /// forwarding to the other side.
     pub(super) fn route(&mut self, from: LegId, p: Heard, now: Instant) {
         let Some(leg) = self.legs.get_mut(&from) else { return };
         let Some(params) = leg.params_of(p.pt) else { return };
+        if params.spec().codec.is_video() {
+            return self.route_video(from, p, params, now);
+        }
         leg.stats.rtp_in += 1;
         leg.stats.rtp_bytes_in += p.payload.len() as u64;
         leg.stats.last_rtp_in = Some(now);

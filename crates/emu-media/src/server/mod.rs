@@ -21,6 +21,7 @@ mod signal;
 mod state;
 #[cfg(test)]
 mod tests;
+mod video;
 mod worker;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
