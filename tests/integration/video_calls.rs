@@ -11,6 +11,10 @@ use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(15);
 
+async fn metrics(emu: &Emulator) -> String {
+    reqwest::get(format!("{}/metrics", emu.endpoints.admin)).await.unwrap().text().await.unwrap()
+}
+
 fn camera() -> ClientOptions {
     ClientOptions::default().video(VideoLine::AfterAudio)
 }
@@ -54,6 +58,8 @@ async fn a_video_call_carries_each_partys_video_to_the_other_and_its_cdr_says_vi
         assert!(v["bitrateInBps"].as_u64().unwrap() > 100_000, "{v}");
     }
     emu.event("media.video_flowing", "v-call", WAIT).await.unwrap();
+    let metrics = metrics(&emu).await;
+    assert!(metrics.contains("alicom_video_streams_total 2"), "both parties' video counted:\n{metrics}");
 
     alice.leave("v-call").await.unwrap();
     bob.expect("peerLeftChannel").await.unwrap();
@@ -92,6 +98,7 @@ async fn an_audio_only_callee_turns_the_call_into_audio_for_both() {
     let call = emu.admin_get("/admin/calls/v-audio").await.unwrap();
     assert_eq!(call["video"]["mode"], "audio");
     assert_eq!(call["video"]["reason"], format!("{bob_id} answered audio-only"));
+    assert!(metrics(&emu).await.contains("alicom_video_calls_to_audio_total 1"));
     alice.leave("v-audio").await.unwrap();
     emu.event_where("receipt.queued", "v-audio", WAIT, |e| e.detail["messageType"] == "ArtcCdrReport").await.unwrap();
     let call = emu.admin_get("/admin/calls/v-audio").await.unwrap();

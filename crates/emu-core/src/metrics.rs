@@ -115,6 +115,8 @@ pub struct Metrics {
     pub media_rtp_packets: Family<Op, Gauge>,
     pub turn_users: Gauge,
     pub recordings: Counter,
+    pub video_streams: Counter,
+    pub video_to_audio: Counter,
     // MNS
     pub mns_queue_messages: Family<QueueState, Gauge>,
     pub mns_messages: Family<Op, Counter>,
@@ -227,6 +229,16 @@ impl Metrics {
             ),
             turn_users: reg!("turn_allocations", "TURN users with credentials (one per joined leg)", Gauge::default()),
             recordings: reg!("recordings", "Recordings written", Counter::default()),
+            video_streams: reg!(
+                "video_streams",
+                "Parties of video calls whose video reached the other party",
+                Counter::default()
+            ),
+            video_to_audio: reg!(
+                "video_calls_to_audio",
+                "Video calls that became audio (a party without video)",
+                Counter::default()
+            ),
             mns_queue_messages: reg!(
                 "mns_queue_messages",
                 "Messages in MNS queues, by tenant, queue and state (active, inactive, delayed)",
@@ -317,6 +329,9 @@ impl Metrics {
                 Some("ended") => {
                     self.calls_active.dec();
                 }
+                Some("media_mode") => {
+                    self.video_to_audio.inc();
+                }
                 _ => {}
             },
             "cdr" => {
@@ -343,6 +358,9 @@ impl Metrics {
             }
             "media.recording" => {
                 self.recordings.inc();
+            }
+            "media.video_flowing" => {
+                self.video_streams.inc();
             }
             "message.sent" | "message.delivered" | "message.failed" => {
                 self.custom_messages.get_or_create(&Outcome { outcome: e.kind["message.".len()..].into() }).inc();

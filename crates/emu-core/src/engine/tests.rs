@@ -632,3 +632,5 @@ fn a_transfer_presents_the_plans_platform_number() {
     let call = e.call(&channel).unwrap();
     assert!(matches!(&call.legs[0].target, Target::Phone { display, .. } if display == "02160000002"));
 }
+
+mod video;
