@@ -18,5 +18,6 @@ mod media_video;
 mod metrics;
 mod pitfalls;
 mod pop_api;
+mod retention;
 mod video_calls;
 mod voip_devices;

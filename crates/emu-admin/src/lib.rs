@@ -95,6 +95,7 @@ pub fn router(c: Components) -> Router {
         gateway: c.gateway.clone(),
         mns: c.mns.clone(),
         media: c.media.clone(),
+        calls: c.calls.clone(),
     };
     routes::core::router(c.admin)
         .merge(routes::metrics::router(sources))

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emu_core::lifecycle::AdvanceError;
+use emu_core::retention::Limit;
 
 use emu_core::clock::format_shanghai;
 use emu_core::engine::call::{Caller, Target};
@@ -105,6 +106,7 @@ fn engine_from_config(shared: &Shared) -> Engine {
             ring_timeout_ms: c.ring_timeout_ms,
             callback_timeout_ms: c.callback_timeout_ms,
             recent_calls: c.recent_calls,
+            recent_call_bytes: shared.config.retention.recent_call_bytes,
         },
         routing_from_config(shared),
     )
@@ -112,7 +114,8 @@ fn engine_from_config(shared: &Shared) -> Engine {
 
 fn switch_from_config(shared: &Shared, pstn: PstnSim) -> Switch {
     let names = shared.tenants.all().iter().map(|t| t.name.clone()).collect();
-    Switch::new(engine_from_config(shared), pstn, names)
+    let r = &shared.config.retention;
+    Switch::new(engine_from_config(shared), pstn, names, Limit::new(r.cdrs, r.cdr_bytes))
 }
 
 /// Starts the driver task; returns its handle.

@@ -59,6 +59,11 @@ pub struct Outcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Collection {
+    pub collection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Op {
     pub op: String,
 }
@@ -126,6 +131,10 @@ pub struct Metrics {
     pub event_log_events: Gauge,
     pub event_log_bytes: Gauge,
     pub pop_request_log_entries: Gauge,
+    pub retained_items: Family<Collection, Gauge>,
+    pub retained_bytes: Family<Collection, Gauge>,
+    pub retention_limit_items: Family<Collection, Gauge>,
+    pub retention_limit_bytes: Family<Collection, Gauge>,
 }
 
 impl Default for Metrics {
@@ -262,8 +271,33 @@ impl Metrics {
                 "Requests retained in the POP request log",
                 Gauge::default()
             ),
+            retained_items: reg!(
+                "retained_items",
+                "Entries kept for the admin API, by collection (docs/admin-api.md#what-is-retained-and-how-much)",
+                Family::default()
+            ),
+            retained_bytes: reg!("retained_bytes", "What the kept entries weigh, by collection", Family::default()),
+            retention_limit_items: reg!(
+                "retention_limit_items",
+                "The count cap of each collection (from the configuration)",
+                Family::default()
+            ),
+            retention_limit_bytes: reg!(
+                "retention_limit_bytes",
+                "The byte cap of each collection (from the configuration)",
+                Family::default()
+            ),
             registry: r,
         }
+    }
+
+    /// Sets the four retention gauges of one collection.
+    pub fn set_retained(&self, r: &crate::retention::Retained) {
+        let label = Collection { collection: r.collection.to_string() };
+        self.retained_items.get_or_create(&label).set(r.items as i64);
+        self.retained_bytes.get_or_create(&label).set(r.bytes as i64);
+        self.retention_limit_items.get_or_create(&label).set(r.limit.items.min(i64::MAX as usize) as i64);
+        self.retention_limit_bytes.get_or_create(&label).set(r.limit.bytes.min(i64::MAX as usize) as i64);
     }
 
     /// The Prometheus text exposition of every metric.

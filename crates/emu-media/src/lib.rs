@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use codec::AudioCodec;
+use emu_core::retention::Limit;
 pub use emu_pstn::Audio;
 pub use server::{MediaServer, RecordingInfo};
 
@@ -63,6 +64,10 @@ pub struct MediaConfig {
     /// Prefix of recording download URLs (e.g. the admin API's base URL); empty: relative
     /// URLs (`/recordings/<file>`).
     pub http_base: String,
+    /// Final statistics of released channels kept, per media worker (`retention.finished_channels`).
+    pub finished_channels: Limit,
+    /// The recordings index kept, per media worker (`retention.recordings`; files stay on disk).
+    pub recordings: Limit,
 }
 
 /// Recording defaults per call type (`alicomRtcType`). By default as the vendor does:
@@ -109,6 +114,8 @@ impl Default for MediaConfig {
             audio_dir: PathBuf::from("."),
             record_by_default: RecordDefaults::default(),
             http_base: String::new(),
+            finished_channels: Limit::new(1000, 8 << 20),
+            recordings: Limit::new(10_000, 4 << 20),
         }
     }
 }

@@ -28,13 +28,14 @@ mod ringing;
 mod timers;
 mod video;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
 use crate::clock::Millis;
 use crate::events::NewEvent;
 use crate::pstn::{LegId, PstnCommand, PstnEvent, ReleaseReason};
+use crate::retention::{Bounded, Limit, Retained};
 use crate::signalling::{DeviceRequest, MediaApi, RtcType, ServerMessage};
 use crate::tenants::TenantId;
 use call::{Call, CallState, Caller};
@@ -62,6 +63,8 @@ pub struct EngineConfig {
     pub callback_timeout_ms: Millis,
     /// Ended calls kept for the admin API.
     pub recent_calls: usize,
+    /// ... weighing at most this many bytes together (their views as JSON).
+    pub recent_call_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -182,7 +185,7 @@ pub struct Engine {
     cfg: EngineConfig,
     routing: Vec<Routing>,
     calls: HashMap<String, Call>,
-    recent: VecDeque<String>,
+    recent: Bounded<String>,
     leg_index: HashMap<LegId, String>,
     /// Which call a device is in (as caller, or as a ringing or answered callee).
     in_call: HashMap<(TenantId, String), String>,
@@ -201,11 +204,12 @@ fn new_channel_id(seq: u64, now: Millis) -> String {
 
 impl Engine {
     pub fn new(cfg: EngineConfig, routing: Vec<Routing>) -> Self {
+        let recent = Bounded::new(Limit::new(cfg.recent_calls, cfg.recent_call_bytes));
         Engine {
             cfg,
             routing,
             calls: HashMap::new(),
-            recent: VecDeque::new(),
+            recent,
             leg_index: HashMap::new(),
             in_call: HashMap::new(),
             online: HashSet::new(),
@@ -356,6 +360,11 @@ impl Engine {
     }
 
     // ---- views -------------------------------------------------------------------------------
+
+    /// The ended calls kept, for `/metrics`.
+    pub fn retained(&self) -> Retained {
+        self.recent.retained("recent_calls")
+    }
 
     pub fn call(&self, channel_id: &str) -> Option<&Call> {
         self.calls.get(channel_id)

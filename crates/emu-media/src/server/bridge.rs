@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use emu_core::Millis;
+use emu_core::retention::json_weight;
 use serde_json::{Value, json};
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::TelephoneEvent;
@@ -15,7 +16,7 @@ use crate::recorder::Recorder;
 use crate::{Audio, Endpoint, MediaEvent};
 
 use super::phone::Phone;
-use super::state::{Heard, RECENT_KEPT, State};
+use super::state::{Heard, State};
 use super::{LegId, MediaServer, RecordingInfo, SYNTH_PERIOD};
 
 /// Where a device leg's audio goes (see `State::route`).
@@ -263,10 +264,8 @@ impl State {
         if let Some(file) = &chan.record_file {
             last["recording"] = json!({"file": file, "inProgress": false, "url": format!("{}/recordings/{file}", self.cfg.http_base.trim_end_matches('/'))});
         }
-        if self.recent.len() == RECENT_KEPT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((channel_id.to_string(), last));
+        let weight = channel_id.len() + json_weight(&last);
+        self.recent.push((channel_id.to_string(), last), weight);
         for id in chan.legs.values().copied().collect::<Vec<_>>() {
             self.remove_leg(id);
         }
@@ -284,7 +283,8 @@ impl State {
                     created_ms: chan.created_ms,
                 };
                 tracing::info!(channel_id, file, duration_ms = done.duration_ms, "recording done");
-                self.recordings.push(info.clone());
+                let weight = json_weight(&info);
+                self.recordings.push(info.clone(), weight);
                 self.emit(MediaEvent::RecordingDone {
                     channel_id: channel_id.to_string(),
                     file,

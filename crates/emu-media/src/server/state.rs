@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use emu_core::Clock;
+use emu_core::retention::Bounded;
 use serde_json::{Value, json};
 use str0m::config::CryptoProvider;
 use str0m::media::{MediaKind, Pt};
@@ -105,16 +106,14 @@ pub(super) struct State {
     pub(super) timers: BinaryHeap<Reverse<(Instant, LegId)>>,
     pub(super) next_synth: Option<Instant>,
     pub(super) next_leg: LegId,
-    pub(super) recordings: Vec<RecordingInfo>,
+    pub(super) recordings: Bounded<RecordingInfo>,
     pub(super) wav_cache: HashMap<PathBuf, Arc<Vec<i16>>>,
     /// Final statistics of released channels, newest last.
-    pub(super) recent: VecDeque<(String, Value)>,
+    pub(super) recent: Bounded<(String, Value)>,
     pub(super) counters: Counters,
     /// The payload of the packet being routed, decrypted by `Direct` (reused).
     pub(super) plain: Vec<u8>,
 }
-
-pub(super) const RECENT_KEPT: usize = 1000;
 
 impl State {
     pub(super) fn new(
@@ -124,6 +123,7 @@ impl State {
         provider: Arc<CryptoProvider>,
         cert: Arc<DtlsIdentity>,
     ) -> State {
+        let (recordings, finished) = (cfg.recordings, cfg.finished_channels);
         State {
             cfg,
             clock,
@@ -146,9 +146,9 @@ impl State {
             phone_dtmf_pending: Vec::new(),
             next_synth: None,
             next_leg: 1,
-            recordings: Vec::new(),
+            recordings: Bounded::new(recordings),
             wav_cache: HashMap::new(),
-            recent: VecDeque::new(),
+            recent: Bounded::new(finished),
             counters: Counters::default(),
             plain: Vec::new(),
         }

@@ -386,3 +386,34 @@ fn a_leg_not_allowed_video_answers_audio_only() {
     assert!(st.legs[&leg].video.is_none() && !st.legs[&leg].video_rtc);
     assert!(st.events.iter().all(|e| !matches!(e, MediaEvent::VideoNegotiated { .. })), "not a video leg");
 }
+
+#[test]
+fn finished_channels_and_the_recordings_index_stay_within_their_caps() {
+    use emu_core::retention::Limit;
+    let dir = std::env::temp_dir().join(format!("emu-media-retention-test-{}", std::process::id()));
+    let cfg = MediaConfig {
+        turn_enabled: false,
+        recordings_dir: dir.clone(),
+        finished_channels: Limit::new(2, 1 << 20),
+        recordings: Limit::new(2, 1 << 20),
+        ..MediaConfig::default()
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    let provider = Arc::new(srtp::capturing(str0m::crypto::from_feature_flags()));
+    let cert = Arc::new(DtlsIdentity { provider: provider.clone(), cert: OnceLock::new() });
+    let mut st =
+        State::new(Arc::new(cfg), Clock::manual_at(1_700_000_000_000), SERVER.parse().unwrap(), provider, cert);
+    let now = Instant::now();
+    for i in 0..5 {
+        let ch = format!("rec-{i}");
+        let phone = Endpoint::Phone { number: "13800000000".into(), audio: crate::Audio::Silence };
+        st.bridge(&ch, Endpoint::Device { rtc_id: "alice".into() }, phone, true, now);
+        assert!(st.release(&ch, now + Duration::from_millis(100)).is_some(), "recorded");
+    }
+    let kept: Vec<&str> = st.recordings.iter().map(|r| r.channel_id.as_str()).collect();
+    assert_eq!(kept, ["rec-3", "rec-4"], "the newest two recordings are listed");
+    let finished: Vec<&str> = st.recent.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(finished, ["rec-3", "rec-4"]);
+    assert!(st.recent.bytes() > 0 && st.recordings.bytes() > 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
