@@ -19,4 +19,6 @@ mod metrics;
 mod openapi;
 mod pitfalls;
 mod pop_api;
+mod retention;
+mod video_calls;
 mod voip_devices;

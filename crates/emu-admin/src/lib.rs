@@ -98,6 +98,7 @@ pub fn router(c: Components) -> Router {
         gateway: c.gateway.clone(),
         mns: c.mns.clone(),
         media: c.media.clone(),
+        calls: c.calls.clone(),
     };
     let routes = utoipa_axum::router::OpenApiRouter::new()
         .merge(routes::core::routes().with_state(c.admin))

@@ -362,6 +362,7 @@ impl VirtualDevices {
             | ServerMessage::PeerJoined { channel_id, .. }
             | ServerMessage::PeerLeft { channel_id, .. }
             | ServerMessage::CanceledCall { channel_id }
+            | ServerMessage::MediaMode { channel_id, .. }
             | ServerMessage::MediaResult { channel_id, .. } => (channel_id, None, None),
             ServerMessage::Disconnect { channel_id, code, .. } => (channel_id, Some(*code), None),
             ServerMessage::Dtmf { channel_id, digit, .. } => (channel_id, None, Some(*digit)),
@@ -508,6 +509,8 @@ impl VirtualDevices {
                 need_record: order.need_record,
                 extend: order.extend.clone(),
                 user_info: Some(info.clone()),
+                // A virtual device has no camera: its calls are audio.
+                allow_video: false,
                 signal,
             }),
         );
@@ -520,6 +523,7 @@ impl VirtualDevices {
                 extend: order.extend,
                 caller_user_info: Some(caller_user_info),
                 cancel_on_reject: order.cancel_on_reject,
+                allow_video: false,
             }),
         );
         Ok(())
@@ -625,6 +629,7 @@ impl VirtualDevices {
                     need_record: false,
                     extend: None,
                     user_info: Some(info),
+                    allow_video: false,
                     signal,
                 }),
             );

@@ -180,6 +180,7 @@ pub struct Call {
     pub ringing_sent: bool,
     #[schema(required = true)]
     pub cdr: Option<Value>,
+    pub video: super::video::Video,
 }
 
 impl Call {
