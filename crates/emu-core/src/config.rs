@@ -513,6 +513,9 @@ pub struct AccessKeyConfig {
     pub fault: Option<AccountState>,
 }
 
+/// The longest duration any setting may have: ten years (in milliseconds).
+pub const MAX_DURATION_MS: u64 = 10 * 365 * 86_400_000;
+
 /// A configuration serde accepts but the emulator cannot run with: what is wrong, naming the
 /// setting.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -602,7 +605,45 @@ impl Config {
         if self.tokens.lifetime_secs == 0 {
             return Err(ConfigError("tokens.lifetime_secs must be at least 1".into()));
         }
-        Ok(())
+        self.check_durations()
+    }
+
+    /// Every duration setting is at most [`MAX_DURATION_MS`]: timers, expiries and skew checks add
+    /// them to the current time (or multiply seconds into milliseconds), which a value near
+    /// `u64::MAX` overflows: a token that is expired when issued, a panic on every joinChannel.
+    fn check_durations(&self) -> Result<(), ConfigError> {
+        let (s, g, m) = (&self.server, &self.gateway, &self.mns);
+        let ms = [
+            ("server.header_read_timeout_ms", s.header_read_timeout_ms),
+            ("server.idle_timeout_ms", s.idle_timeout_ms),
+            ("gateway.auth_timeout_ms", g.auth_timeout_ms),
+            ("gateway.heartbeat_timeout_ms", g.heartbeat_timeout_ms),
+            ("gateway.disconnect_grace_ms", g.disconnect_grace_ms),
+            ("gateway.retransmit_interval_ms", g.retransmit_interval_ms),
+            ("gateway.token_refresh_timeout_ms", g.token_refresh_timeout_ms),
+            ("gateway.sweep_interval_ms", g.sweep_interval_ms),
+            ("mns.push_backoff_ms", m.push_backoff_ms),
+            ("mns.push_timeout_ms", m.push_timeout_ms),
+            ("calls.ring_timeout_ms", self.calls.ring_timeout_ms),
+            ("calls.callback_timeout_ms", self.calls.callback_timeout_ms),
+        ];
+        let secs = [
+            ("tokens.lifetime_secs", self.tokens.lifetime_secs),
+            ("media.turn_credential_ttl_secs", self.media.turn_credential_ttl_secs),
+            ("pop.timestamp_window_secs", self.pop.timestamp_window_secs),
+            ("mns.date_skew_secs", m.date_skew_secs),
+        ];
+        let too_long = ms
+            .into_iter()
+            .find(|(_, v)| *v > MAX_DURATION_MS)
+            .or_else(|| secs.into_iter().find(|(_, v)| *v > MAX_DURATION_MS / 1000));
+        match too_long {
+            Some((name, _)) => Err(ConfigError(format!(
+                "{name} is longer than the longest duration a setting may have ({} days)",
+                MAX_DURATION_MS / 86_400_000
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The host name clients are told to use.
@@ -619,5 +660,36 @@ impl Config {
     /// The first access key of the first tenant: the documented default credentials.
     pub fn default_access_key(&self) -> Option<&AccessKeyConfig> {
         self.tenants.first().and_then(|t| t.access_keys.first())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Config {
+        toml::from_str(include_str!("../../../fixtures/default.toml")).expect("the defaults parse")
+    }
+
+    /// Caught by the config_toml fuzz target's run phase (fuzz/), with the largest TOML integer
+    /// as a duration: `tokens.lifetime_secs = 9223372036854775807` loaded, and then issuing a
+    /// token overflowed `now + lifetime` (a token expired when issued, or a panic); the TURN
+    /// credential lifetime panicked on every joinChannel; the call timers overflowed the same way.
+    #[test]
+    fn durations_are_bounded() {
+        assert_eq!(defaults().validate(), Ok(()));
+        let mut c = defaults();
+        c.tokens.lifetime_secs = u64::MAX;
+        assert!(c.validate().unwrap_err().0.starts_with("tokens.lifetime_secs is longer"));
+        let mut c = defaults();
+        c.media.turn_credential_ttl_secs = MAX_DURATION_MS / 1000 + 1;
+        assert!(c.validate().unwrap_err().0.starts_with("media.turn_credential_ttl_secs"));
+        let mut c = defaults();
+        c.calls.ring_timeout_ms = u64::MAX;
+        assert!(c.validate().unwrap_err().0.starts_with("calls.ring_timeout_ms"));
+        let mut c = defaults();
+        c.gateway.auth_timeout_ms = MAX_DURATION_MS;
+        c.mns.date_skew_secs = MAX_DURATION_MS / 1000;
+        assert_eq!(c.validate(), Ok(()), "ten years is allowed");
     }
 }

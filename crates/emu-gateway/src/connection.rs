@@ -180,7 +180,7 @@ pub async fn serve(hub: Arc<Hub>, mut transport: Transport, peer: String) {
 }
 
 /// Applies one packet; returns the packets to write back, or why the connection must close.
-fn handle(
+pub(crate) fn handle(
     hub: &Hub,
     conn: &mut Option<ConnId>,
     keepalive: &mut Option<Duration>,

@@ -5,6 +5,9 @@
 
 pub mod connection;
 pub mod envelope;
+/// For the fuzz targets only (docs/fuzzing.md).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod media_signal;
 pub mod mqtt;

@@ -31,6 +31,9 @@ use std::time::Duration;
 pub use codec::AudioCodec;
 use emu_core::retention::Limit;
 pub use emu_pstn::Audio;
+/// For the fuzz targets only (docs/fuzzing.md).
+#[doc(hidden)]
+pub use server::fuzzing;
 pub use server::{MediaServer, RecordingInfo};
 
 /// The media server's settings.

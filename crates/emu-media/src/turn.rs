@@ -23,6 +23,14 @@ pub(crate) struct Credentials {
     pub(crate) rejected: std::sync::atomic::AtomicU64,
 }
 
+impl Credentials {
+    /// Adds (or renews) a user: key = MD5(username:realm:password), valid for `ttl`.
+    pub(crate) fn add(&self, username: &str, realm: &str, password: &str, ttl: Duration) {
+        let key = generate_auth_key(username, realm, password);
+        self.users.insert(username.to_string(), (key, Instant::now() + ttl));
+    }
+}
+
 impl AuthHandler for Credentials {
     fn auth_handle(&self, username: &str, _realm: &str, src_addr: SocketAddr) -> Result<Vec<u8>, turn::Error> {
         match self.users.get(username) {
@@ -81,8 +89,7 @@ impl TurnRelay {
     }
 
     pub fn add_user(&self, username: &str, password: &str, ttl: Duration) {
-        let key = generate_auth_key(username, &self.realm, password);
-        self.creds.users.insert(username.to_string(), (key, Instant::now() + ttl));
+        self.creds.add(username, &self.realm, password, ttl);
     }
 
     /// Forgets the credentials and closes the user's allocations (their relay ports).

@@ -328,12 +328,17 @@ fn parse_message(el: &xml::Element) -> Result<NewMessage, MnsError> {
 }
 
 async fn send(mns: &Mns, t: emu_core::TenantId, name: &str, body: &[u8]) -> Result<Reply, MnsError> {
+    let (batch, msgs) = parse_send(body)?;
+    let sent = mns.send(t, name, msgs).await?;
+    Ok(Reply::xml(StatusCode::CREATED, xml::document(batch, &sent, xml::sent)))
+}
+
+/// A SendMessage (`<Message>`) or BatchSendMessage (`<Messages>`) body: whether it is a batch,
+/// and its messages.
+fn parse_send(body: &[u8]) -> Result<(bool, Vec<NewMessage>), MnsError> {
     let el = xml::parse(body)?;
     match el.name.as_str() {
-        "Message" => {
-            let sent = mns.send(t, name, vec![parse_message(&el)?]).await?;
-            Ok(Reply::xml(StatusCode::CREATED, xml::document(false, &sent, xml::sent)))
-        }
+        "Message" => Ok((false, vec![parse_message(&el)?])),
         "Messages" => {
             let msgs = el.children_named("Message").map(parse_message).collect::<Result<Vec<_>, _>>()?;
             if msgs.is_empty() || msgs.len() > MAX_BATCH {
@@ -348,8 +353,7 @@ async fn send(mns: &Mns, t: emu_core::TenantId, name: &str, body: &[u8]) -> Resu
                     "The total size of a batch's message bodies ({total} bytes) exceeds 65536 bytes."
                 )));
             }
-            let sent = mns.send(t, name, msgs).await?;
-            Ok(Reply::xml(StatusCode::CREATED, xml::document(true, &sent, xml::sent)))
+            Ok((true, msgs))
         }
         other => Err(MnsError::malformed_xml(format!("expected <Message> or <Messages>, got <{other}>"))),
     }
@@ -379,6 +383,16 @@ async fn delete(mns: &Mns, t: emu_core::TenantId, name: &str, query: &Query, bod
     if body.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(MnsError::missing_receipt_handle());
     }
+    let handles = parse_receipt_handles(body)?;
+    let errors = mns.delete_messages(t, name, &handles).await?;
+    if errors.is_empty() {
+        return Ok(Reply::empty(StatusCode::NO_CONTENT));
+    }
+    Ok(Reply::xml(StatusCode::NOT_FOUND, xml::batch_delete_errors(&errors)))
+}
+
+/// A BatchDeleteMessage body: its receipt handles.
+fn parse_receipt_handles(body: &[u8]) -> Result<Vec<String>, MnsError> {
     let el = xml::parse(body)?;
     if el.name != "ReceiptHandles" {
         return Err(MnsError::malformed_xml(format!("expected <ReceiptHandles>, got <{}>", el.name)));
@@ -390,11 +404,35 @@ async fn delete(mns: &Mns, t: emu_core::TenantId, name: &str, query: &Query, bod
             handles.len()
         )));
     }
-    let errors = mns.delete_messages(t, name, &handles).await?;
-    if errors.is_empty() {
-        return Ok(Reply::empty(StatusCode::NO_CONTENT));
+    Ok(handles)
+}
+
+/// The request parsers without a server, for the fuzz targets (fuzz/, docs/fuzzing.md). Not an
+/// API: nothing else uses it.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// SetQueueAttributes / CreateQueue bodies.
+    pub fn queue_attributes(body: &[u8]) -> Result<AttrsPatch, MnsError> {
+        parse_attrs(body)
     }
-    Ok(Reply::xml(StatusCode::NOT_FOUND, xml::batch_delete_errors(&errors)))
+
+    /// SendMessage / BatchSendMessage bodies: (batch, messages).
+    pub fn send_body(body: &[u8]) -> Result<(bool, Vec<NewMessage>), MnsError> {
+        parse_send(body)
+    }
+
+    /// BatchDeleteMessage bodies.
+    pub fn receipt_handles(body: &[u8]) -> Result<Vec<String>, MnsError> {
+        parse_receipt_handles(body)
+    }
+
+    /// A query string: the value of `name` (lower case) and of `name` as a number in `lo..=hi`.
+    pub fn query(q: &str, name: &str, lo: u32, hi: u32) -> (Option<String>, Result<Option<u32>, MnsError>) {
+        let q = Query::parse(q);
+        (q.get(name).map(str::to_string), q.number(name, name, lo, hi))
+    }
 }
 
 #[cfg(test)]

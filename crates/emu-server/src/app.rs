@@ -107,14 +107,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         (port(&pop_listener), port(&admin_listener), port(&mqtt_ws_listener), port(&mqtt_tcp_listener));
 
     let host = config.public_host();
-    let token_settings = TokenSettings {
-        mqtt_host: format!("{host}:{mqtt_ws_port}/mqtt"),
-        mqtt_ws_port,
-        mqtt_tcp_port,
-        conference_topic: config.tokens.conference_topic.clone(),
-        server_id: TokenSettings::server_id_for(&host),
-        lifetime_ms: config.tokens.lifetime_secs.saturating_mul(1000),
-    };
+    let token_settings = token_settings(&config, &host, mqtt_ws_port, mqtt_tcp_port);
     let (media_cfg, temp_recordings) = media_config(&config, &host, admin_port)?;
     let default_key = config.default_access_key().cloned();
     let first_tenant = config.tenants[0].clone();
@@ -291,10 +284,22 @@ fn tls_server_config(config: &Config, data_dir: Option<&std::path::Path>, host: 
     Ok((c, Some(files.ca_cert)))
 }
 
+/// What tokens say and how long they last, once the MQTT ports are known.
+pub fn token_settings(config: &Config, host: &str, mqtt_ws_port: u16, mqtt_tcp_port: u16) -> TokenSettings {
+    TokenSettings {
+        mqtt_host: format!("{host}:{mqtt_ws_port}/mqtt"),
+        mqtt_ws_port,
+        mqtt_tcp_port,
+        conference_topic: config.tokens.conference_topic.clone(),
+        server_id: TokenSettings::server_id_for(host),
+        lifetime_ms: config.tokens.lifetime_secs.saturating_mul(1000),
+    }
+}
+
 /// The media server's settings: recordings go to `media.recordings_dir`, else
 /// `<data_dir>/recordings`, else a temporary directory of this run (returned, to be removed at
-/// shutdown); download URLs name the admin listener.
-fn media_config(
+/// shutdown; only its path is made here); download URLs name the admin listener.
+pub fn media_config(
     config: &Config,
     host: &str,
     admin_port: u16,

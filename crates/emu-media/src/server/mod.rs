@@ -14,6 +14,8 @@
 
 mod bridge;
 mod direct;
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod leg;
 mod phone;
