@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test suite: Rust unit + integration tests, then the vendor's real SDKs (Python and
-# Node) against the release binary, then every fuzz target for a few seconds. Installs the SDKs itself (into target/ and node_modules/) on
-# first use. Logs go to target/test-logs/. Exit status: non-zero if any suite failed.
+# Node) and schemathesis (the admin API's OpenAPI contract) against the release binary, then
+# every fuzz target for a few seconds. Installs the SDKs, schemathesis and cargo-fuzz itself (into
+# target/ and node_modules/) on first use. Logs go to target/test-logs/. Exit status: non-zero if
+# any suite failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # No incremental caches: they add ~0.7 GiB to target/ and a one-shot run never reuses them.
@@ -45,6 +47,8 @@ run node-mns bash tests/sdk/mns/node/run.sh
 count "$logs/node-mns.log" '^# pass [0-9]+' '^# fail [0-9]+'
 run web-sdk bash tests/web-sdk/run.sh
 count "$logs/web-sdk.log" '^# pass [0-9]+' '^# fail [0-9]+'
+run openapi bash tests/openapi/run.sh
+count "$logs/openapi.log" '^openapi: [0-9]+ passed' ', [0-9]+ failed$'
 run examples bash examples/virtual-devices/run.sh
 count "$logs/examples.log" '[0-9]+ passed' '[0-9]+ failed'
 count "$logs/examples.log" '^# pass [0-9]+' '^# fail [0-9]+'

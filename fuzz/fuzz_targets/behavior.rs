@@ -61,6 +61,7 @@ fn device(b: emu_voip::Behavior) {
         channel_id: "ch".into(),
         call_id: "call".into(),
         caller_user_info: json!({}),
+        video: false,
     };
     v.deliver(TenantId(0), "vd", &called, 10);
     let mut now = 10;

@@ -41,6 +41,8 @@ fuzz_target!(|data: &[u8]| {
     let Ok(offer) = std::str::from_utf8(data) else { return };
     MEDIA.with_borrow_mut(|m| {
         let prefer = if data.len().is_multiple_of(2) { CodecPreference::Opus } else { CodecPreference::G711 };
+        // Both answer paths: audio only, and a video call's leg (VP8/H.264 answered).
+        let prefer = emu_media::LegOptions { prefer, video: data.len().is_multiple_of(3) };
         // sigv 2: the offer rides in joinChannel.
         let signal = json!({"seqId": 1, "data": {"channelId": "ch", "sdpInfo": {"sdp": offer, "type": "offer"}}});
         let joined = m.join("ch", "alice", &signal, prefer);

@@ -326,3 +326,67 @@ async fn oversized_pop_requests_get_bounded_vendor_errors_and_a_bounded_log() {
     assert!(last["serverStringToSign"].as_str().unwrap().contains("…[truncated: "));
     emu.shutdown().await;
 }
+
+/// Out of file descriptors, the admin listener closes new connections at once (the client is not
+/// left hanging in the backlog), logs it, and serves again by itself once descriptors are free.
+#[test]
+fn out_of_file_descriptors_new_connections_are_closed_and_service_resumes() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let dir = std::env::temp_dir().join(format!("alicom-emu-emfile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ready, log) = (dir.join("ready.json"), dir.join("stderr.log"));
+    // Soft and hard limit 128: the binary cannot raise it.
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -n 128 && exec \"$0\" \"$@\"", env!("CARGO_BIN_EXE_alicom-emu")])
+        .args(["--ephemeral-ports", "--ready-file"])
+        .arg(&ready)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ready.exists() || std::fs::read_to_string(&ready).unwrap_or_default().is_empty() {
+        assert!(child.try_wait().unwrap().is_none(), "alicom-emu exited: {}", std::fs::read_to_string(&log).unwrap());
+        assert!(std::time::Instant::now() < deadline, "no ready-file after 20 s");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let endpoints: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    let admin = host_port(endpoints["admin"].as_str().unwrap());
+    let health = |timeout: Duration| -> Option<String> {
+        let mut s = std::net::TcpStream::connect(&admin).ok()?;
+        s.set_read_timeout(Some(timeout)).unwrap();
+        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    assert!(health(Duration::from_secs(5)).unwrap().starts_with("HTTP/1.1 200"), "serves at first");
+    // Hold idle connections until the server has no descriptor left for another.
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let s = std::net::TcpStream::connect(&admin).unwrap();
+        held.push(s);
+    }
+    // A new request is answered by a closed connection, at once (not after the client gives up).
+    let started = std::time::Instant::now();
+    let refused = health(Duration::from_secs(5));
+    assert!(refused.as_deref().is_none_or(str::is_empty), "no answer while out of descriptors: {refused:?}");
+    assert!(started.elapsed() < Duration::from_secs(4), "closed promptly, not left hanging: {:?}", started.elapsed());
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    // Descriptors free again: service resumes by itself.
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if health(Duration::from_secs(2)).is_some_and(|r| r.starts_with("HTTP/1.1 200")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "service did not resume");
+    }
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(text.contains("out of file descriptors"), "logged: {text}");
+}

@@ -446,9 +446,11 @@ async fn recording_is_a_stereo_wav_with_both_parties() {
     // Served over HTTP: the download and the list.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(
-        async move { axum::serve(listener, emu_admin::routes::media::router(m.server.clone())).await.unwrap() },
-    );
+    tokio::spawn(async move {
+        axum::serve(listener, axum::Router::from(emu_admin::routes::media::routes().with_state(m.server.clone())))
+            .await
+            .unwrap()
+    });
     let (status, body) = fetch(&base, "/recordings/r1.wav").await;
     assert_eq!((status, body.len()), (200, bytes_on_disk.len()));
     assert_eq!(body, bytes_on_disk);

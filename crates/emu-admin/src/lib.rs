@@ -7,7 +7,8 @@
 //! view of it ([`routes::metrics`]). Each area's handlers
 //! parse their input, call their component's typed API and shape the reply. JSON in, JSON out;
 //! every 4xx/5xx is `{"error": "..."}` ([`ApiError`], and [`secure`]'s layer for axum's own
-//! 404/405/413).
+//! 404/405/413). Every route is declared with its OpenAPI description ([`openapi`]), served at
+//! `GET /admin/openapi.json`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,7 +21,9 @@ use parking_lot::RwLock;
 use serde_json::{Value, json};
 
 mod errors;
+pub mod openapi;
 pub mod routes;
+pub mod schemas;
 mod security;
 
 pub use security::{Security, SeesSecrets, secure};
@@ -95,16 +98,18 @@ pub fn router(c: Components) -> Router {
         gateway: c.gateway.clone(),
         mns: c.mns.clone(),
         media: c.media.clone(),
+        calls: c.calls.clone(),
     };
-    routes::core::router(c.admin)
-        .merge(routes::metrics::router(sources))
-        .merge(routes::devices::router(c.gateway))
-        .merge(routes::calls::router(c.calls.clone()))
-        .merge(routes::voip::router(c.calls))
-        .merge(routes::mns::router(c.mns))
-        .merge(routes::media::router(c.media))
-        .merge(routes::console::router())
-        .fallback(|| async { ApiError::not_found("no such admin endpoint; see docs/admin-api.md") })
+    let routes = utoipa_axum::router::OpenApiRouter::new()
+        .merge(routes::core::routes().with_state(c.admin))
+        .merge(routes::metrics::routes().with_state(sources))
+        .merge(routes::devices::routes().with_state(c.gateway))
+        .merge(routes::calls::routes().with_state(c.calls.clone()))
+        .merge(routes::voip::routes().with_state(c.calls))
+        .merge(routes::mns::routes().with_state(c.mns))
+        .merge(routes::media::routes().with_state(c.media))
+        .merge(routes::console::routes());
+    openapi::serve(routes).fallback(|| async { ApiError::not_found("no such admin endpoint; see docs/admin-api.md") })
 }
 
 /// `/health` alone, for the public listeners (pop, mqtt_ws): never with secrets.

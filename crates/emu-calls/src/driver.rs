@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emu_core::lifecycle::AdvanceError;
+use emu_core::retention::Limit;
 
 use emu_core::clock::format_shanghai;
 use emu_core::engine::call::{Caller, Target};
@@ -17,7 +18,7 @@ use emu_core::events::NewEvent;
 use emu_core::signalling::{MediaResultApi, ServerMessage};
 use emu_core::{Millis, Shared, TenantId};
 use emu_gateway::{GatewayEvent, Hub};
-use emu_media::{CodecPreference, Endpoint, MediaEvent, MediaServer};
+use emu_media::{CodecPreference, Endpoint, LegOptions, MediaEvent, MediaServer};
 use emu_pstn::PstnSim;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -105,6 +106,7 @@ fn engine_from_config(shared: &Shared) -> Engine {
             ring_timeout_ms: c.ring_timeout_ms,
             callback_timeout_ms: c.callback_timeout_ms,
             recent_calls: c.recent_calls,
+            recent_call_bytes: shared.config.retention.recent_call_bytes,
         },
         routing_from_config(shared),
     )
@@ -112,7 +114,8 @@ fn engine_from_config(shared: &Shared) -> Engine {
 
 fn switch_from_config(shared: &Shared, pstn: PstnSim) -> Switch {
     let names = shared.tenants.all().iter().map(|t| t.name.clone()).collect();
-    Switch::new(engine_from_config(shared), pstn, names)
+    let r = &shared.config.retention;
+    Switch::new(engine_from_config(shared), pstn, names, Limit::new(r.cdrs, r.cdr_bytes))
 }
 
 /// Starts the driver task; returns its handle.
@@ -295,11 +298,11 @@ impl Driver {
             // A virtual device has no WebRTC leg: the media server plays its side (`Bridge`).
             MediaCommand::Join { tenant, rtc_id, .. } | MediaCommand::Signal { tenant, rtc_id, .. }
                 if self.switch.voip.contains(tenant, &rtc_id) => {}
-            MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal } => {
+            MediaCommand::Join { channel_id, tenant, rtc_id, uuid, signal, video } => {
                 let tenant_name = self.shared.tenants.get(tenant).name.clone();
                 let rtc_type = self.switch.engine.call(&channel_id).map(|c| c.rtc_type.as_str()).unwrap_or_default();
-                let preference = CodecPreference::for_call_type(rtc_type);
-                let result = self.media.join_with(&channel_id, &tenant_name, &rtc_id, &uuid, &signal, preference);
+                let options = LegOptions { prefer: CodecPreference::for_call_type(rtc_type), video };
+                let result = self.media.join_with(&channel_id, &tenant_name, &rtc_id, &uuid, &signal, options);
                 let message = ServerMessage::MediaResult {
                     api: MediaResultApi::JoinChannel,
                     uuid,
@@ -367,6 +370,14 @@ impl Driver {
                     json!({"file": file, "url": url, "durationMs": duration_ms, "bytes": bytes}),
                 );
                 self.recording_report(&channel_id, &file, &url, duration_ms);
+            }
+            MediaEvent::VideoNegotiated { channel_id, rtc_id, video } => {
+                log("media.video", channel_id.clone(), json!({"rtcId": rtc_id, "video": video}));
+                self.feed(Input::VideoNegotiated { channel_id, rtc_id, video }, now);
+            }
+            MediaEvent::VideoFlowing { channel_id, rtc_id } => {
+                log("media.video_flowing", channel_id.clone(), json!({"rtcId": rtc_id}));
+                self.feed(Input::VideoFlowing { channel_id, rtc_id }, now);
             }
             MediaEvent::LegConnected { channel_id, rtc_id } => {
                 log("media.connected", channel_id, json!({"rtcId": rtc_id}))

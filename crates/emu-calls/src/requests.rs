@@ -55,6 +55,8 @@ pub enum Request {
         reply: Reply<Option<Value>>,
     },
     Cdrs(Reply<Vec<Value>>),
+    /// The sizes and caps of the CDR list and the ended calls, for `/metrics`.
+    Retained(Reply<Vec<emu_core::retention::Retained>>),
     Callbacks(Reply<Vec<Value>>),
     SetCallbacks {
         change: CallbacksChange,
@@ -136,6 +138,9 @@ impl Driver {
             }
             Request::Cdrs(reply) => {
                 let _ = reply.send(self.switch.cdrs().cloned().collect());
+            }
+            Request::Retained(reply) => {
+                let _ = reply.send(self.switch.retained());
             }
             Request::Callbacks(reply) => {
                 let views = self.shared.tenants.all().iter().map(|t| self.callbacks_view(t.id)).collect();

@@ -11,6 +11,7 @@ use std::collections::{HashMap, VecDeque};
 use emu_core::engine::{CallbackKind, Engine, Input, MediaCommand, NotABoughtNumber, Output};
 use emu_core::events::NewEvent;
 use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
+use emu_core::retention::{Bounded, Limit, Retained, json_weight};
 use emu_core::signalling::ServerMessage;
 use emu_core::{Millis, TenantId};
 use emu_pstn::PstnSim;
@@ -18,9 +19,6 @@ use emu_voip::VirtualDevices;
 use serde_json::{Value, json};
 
 mod voip;
-
-/// CDRs kept for `GET /admin/cdrs`.
-const CDRS_KEPT: usize = 1000;
 
 /// What the driver does for the switch.
 #[derive(Debug, Clone)]
@@ -69,19 +67,20 @@ pub struct Switch {
     pub voip: VirtualDevices,
     /// Tenant names by id, for CDR rows and events.
     tenants: Vec<String>,
-    cdrs: VecDeque<Value>,
+    /// CDRs kept for `GET /admin/cdrs` (`retention.cdrs` / `cdr_bytes`).
+    cdrs: Bounded<Value>,
     /// Which phone number is on which PSTN leg (for the event log).
     leg_numbers: HashMap<LegId, String>,
 }
 
 impl Switch {
-    pub fn new(engine: Engine, pstn: PstnSim, tenants: Vec<String>) -> Self {
+    pub fn new(engine: Engine, pstn: PstnSim, tenants: Vec<String>, cdrs: Limit) -> Self {
         Switch {
             engine,
             pstn,
             voip: VirtualDevices::new(),
             tenants,
-            cdrs: VecDeque::new(),
+            cdrs: Bounded::new(cdrs),
             leg_numbers: HashMap::new(),
         }
     }
@@ -141,6 +140,11 @@ impl Switch {
 
     pub fn cdrs(&self) -> impl Iterator<Item = &Value> {
         self.cdrs.iter()
+    }
+
+    /// The CDRs and ended calls kept, for `/metrics`.
+    pub fn retained(&self) -> Vec<Retained> {
+        vec![self.cdrs.retained("cdrs"), self.engine.retained()]
     }
 
     pub fn tenant_name(&self, tenant: TenantId) -> &str {
@@ -204,10 +208,9 @@ impl Switch {
                         detail: report.clone(),
                         ..Default::default()
                     }));
-                    if self.cdrs.len() == CDRS_KEPT {
-                        self.cdrs.pop_front();
-                    }
-                    self.cdrs.push_back(json!({"tenant": name, "report": report}));
+                    let row = json!({"tenant": name, "report": report});
+                    let weight = json_weight(&row);
+                    self.cdrs.push(row, weight);
                     effects.push(Effect::Receipt { tenant, message_type: "ArtcCdrReport", report });
                 }
                 Output::Log(e) => effects.push(Effect::Event(e)),

@@ -12,7 +12,7 @@ use crate::requests::CallsError;
 
 /// A virtual device as the admin API shows it: with its tenant's name and whether the gateway
 /// has it online.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VirtualDeviceInfo {
     pub tenant: String,
     #[serde(flatten)]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The business state of a tenant (or a faulty AccessKey): every Dyvmsapi call answers with
 /// this vendor code unless it is `normal`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum AccountState {
     #[default]
     #[serde(rename = "normal")]

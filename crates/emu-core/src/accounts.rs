@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::clock::Millis;
+use crate::retention::{Bounded, Limit, Retained, json_weight};
 use crate::tenants::{TenantId, random_alnum};
 
 /// First rtcId handed out (the vendor's ids look like `2000000000000001`).
@@ -111,7 +112,7 @@ pub struct NumberBinding {
     pub bound_ms: Millis,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ProblemReport {
     pub id: String,
     pub tenant: TenantId,
@@ -127,10 +128,6 @@ pub struct ProblemReport {
 
 type Key = (TenantId, String);
 
-/// ReportVoipProblems reports kept for `GET /admin/problems` (each is at most a POP body, so this
-/// also bounds their bytes by `pop.max_body_bytes` × 1000).
-pub const PROBLEMS_KEPT: usize = 1000;
-
 pub struct Directory {
     next_rtc_id: AtomicU64,
     next_client_seq: AtomicU64,
@@ -142,8 +139,8 @@ pub struct Directory {
     account_tokens: DashMap<Key, (VecDeque<String>, String)>,
     authed_numbers: DashMap<Key, Millis>,
     bindings: DashMap<Key, Vec<NumberBinding>>,
-    /// The newest [`PROBLEMS_KEPT`] reports, oldest first.
-    problems: parking_lot::Mutex<VecDeque<ProblemReport>>,
+    /// The newest reports, oldest first, within `retention.problems` / `problem_bytes`.
+    problems: parking_lot::Mutex<Bounded<ProblemReport>>,
     events: broadcast::Sender<DirectoryEvent>,
 }
 
@@ -155,6 +152,12 @@ impl Default for Directory {
 
 impl Directory {
     pub fn new() -> Self {
+        let r = crate::config::RetentionConfig::default();
+        Self::with_problem_limit(Limit::new(r.problems, r.problem_bytes))
+    }
+
+    /// A directory keeping at most `limit` of problem reports.
+    pub fn with_problem_limit(limit: Limit) -> Self {
         Directory {
             next_rtc_id: AtomicU64::new(FIRST_RTC_ID),
             next_client_seq: AtomicU64::new(1),
@@ -165,7 +168,7 @@ impl Directory {
             account_tokens: DashMap::new(),
             authed_numbers: DashMap::new(),
             bindings: DashMap::new(),
-            problems: parking_lot::Mutex::new(VecDeque::new()),
+            problems: parking_lot::Mutex::new(Bounded::new(limit)),
             events: broadcast::channel(1024).0,
         }
     }
@@ -391,15 +394,17 @@ impl Directory {
         report.id = format!("problem-{}", random_alnum(16));
         let id = report.id.clone();
         // A client that reports in a loop costs a bounded amount: the oldest reports go first.
-        let mut problems = self.problems.lock();
-        if problems.len() >= PROBLEMS_KEPT {
-            problems.pop_front();
-        }
-        problems.push_back(report);
+        let weight = json_weight(&report);
+        self.problems.lock().push(report, weight);
         id
     }
 
-    /// The retained reports (the newest [`PROBLEMS_KEPT`]), oldest first.
+    /// The problem reports kept, for `/metrics`.
+    pub fn problems_retained(&self) -> Retained {
+        self.problems.lock().retained("problems")
+    }
+
+    /// The retained reports (the newest, within the caps), oldest first.
     pub fn problems(&self, tenant: Option<TenantId>) -> Vec<ProblemReport> {
         self.problems.lock().iter().filter(|p| tenant.is_none_or(|t| p.tenant == t)).cloned().collect()
     }
@@ -439,7 +444,8 @@ mod tests {
 
     #[test]
     fn problem_reports_are_capped_oldest_first() {
-        let d = Directory::new();
+        const PROBLEMS_KEPT: usize = 1000;
+        let d = Directory::with_problem_limit(Limit::new(PROBLEMS_KEPT, usize::MAX));
         let report = |i: u64| ProblemReport {
             id: String::new(),
             tenant: TenantId((i % 2) as usize),
@@ -458,6 +464,14 @@ mod tests {
         assert!(d.problems(Some(TenantId(1))).iter().all(|p| p.tenant == TenantId(1)));
         d.reset();
         assert!(d.problems(None).is_empty());
+        // By bytes: 100 reports of ~1 KiB in 20 KiB keep the newest ~20.
+        let d = Directory::with_problem_limit(Limit::new(1000, 20 * 1024));
+        for i in 0..100 {
+            d.report_problem(ProblemReport { desc: "x".repeat(1000), ..report(i) });
+        }
+        let r = d.problems_retained();
+        assert!(r.bytes <= 20 * 1024 && r.items >= 15 && r.items <= 20, "{r:?}");
+        assert_eq!(d.problems(None).last().unwrap().reported_ms, 99);
     }
 
     fn settings() -> TokenSettings {

@@ -84,7 +84,10 @@ impl Clock {
         }
         let now = {
             let mut off = self.inner.manual_offset_ms.lock();
-            *off = off.saturating_add(ms);
+            let moved = off
+                .checked_add(ms)
+                .filter(|o| self.inner.start_epoch_ms.checked_add(*o).is_some_and(|t| t <= MAX_TIME_MS));
+            *off = moved.ok_or(ClockError::TooFar)?;
             self.inner.start_epoch_ms + *off
         };
         self.inner.advanced.send_replace(now);
@@ -109,7 +112,14 @@ impl Clock {
 pub enum ClockError {
     #[error("the clock is not in manual mode")]
     NotManual,
+    /// The advance would take the clock past [`MAX_TIME_MS`].
+    #[error("the clock cannot move past the end of the year 9999")]
+    TooFar,
 }
+
+/// The latest time a manual clock can show (9999-12-31T23:59:59.999Z): times stay printable, and
+/// deadlines (now plus a delay) stay far from overflowing.
+pub const MAX_TIME_MS: Millis = 253_402_300_799_999;
 
 /// Formats emulator time the way the vendor prints local times: `yyyy-MM-dd HH:mm:ss`, UTC+8.
 pub fn format_shanghai(ms: Millis) -> String {
@@ -133,6 +143,18 @@ mod tests {
         assert_eq!(c.advance(1500), Ok(1_700_000_001_500));
         assert_eq!(c.now_ms(), 1_700_000_001_500);
         assert!(rx.has_changed().unwrap());
+    }
+
+    /// Found by schemathesis: `{"ms": 9223372036854775807}` overflowed (a panic in debug builds,
+    /// time going backwards in release ones).
+    #[test]
+    fn manual_clock_stops_at_the_year_9999() {
+        let c = Clock::manual_at(1_700_000_000_000);
+        assert_eq!(c.advance(u64::MAX), Err(ClockError::TooFar));
+        assert_eq!(c.advance(MAX_TIME_MS), Err(ClockError::TooFar));
+        assert_eq!(c.now_ms(), 1_700_000_000_000, "a refused advance moves nothing");
+        assert_eq!(c.advance(MAX_TIME_MS - 1_700_000_000_000), Ok(MAX_TIME_MS));
+        assert_eq!(c.advance(1), Err(ClockError::TooFar));
     }
 
     #[test]

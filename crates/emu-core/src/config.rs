@@ -27,7 +27,59 @@ pub struct Config {
     #[serde(default)]
     pub voip: VoipConfig,
     #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
     pub tenants: Vec<TenantConfig>,
+}
+
+/// Caps of what is kept for the admin API, by count and bytes (docs/admin-api.md#what-is-retained-and-how-much).
+/// The event log's and the POP request log's caps live in `[server]` and `[pop]`, the recent
+/// calls' count in `[calls]`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Ended calls (`GET /admin/calls`): their weight (the call view as JSON) together.
+    pub recent_call_bytes: usize,
+    /// CDRs (`GET /admin/cdrs`).
+    pub cdrs: usize,
+    pub cdr_bytes: usize,
+    /// Problem reports (`ReportVoipProblems`, `GET /admin/problems`).
+    pub problems: usize,
+    pub problem_bytes: usize,
+    /// SLS log uploads (`GET /admin/sls`).
+    pub sls_uploads: usize,
+    pub sls_bytes: usize,
+    /// Final media statistics of released channels (`GET /admin/media/{channelId}`).
+    pub finished_channels: usize,
+    pub finished_channel_bytes: usize,
+    /// The recordings index (`GET /admin/recordings`; the files stay on disk).
+    pub recordings: usize,
+    pub recording_bytes: usize,
+    /// requestIds remembered per MQTT client to drop retransmitted requests, and their ACKs'
+    /// bytes per client.
+    pub dedupe_window: usize,
+    pub dedupe_client_bytes: usize,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        const MIB: usize = 1 << 20;
+        RetentionConfig {
+            recent_call_bytes: 16 * MIB,
+            cdrs: 1000,
+            cdr_bytes: 8 * MIB,
+            problems: 1000,
+            problem_bytes: 8 * MIB,
+            sls_uploads: 200,
+            sls_bytes: 16 * MIB,
+            finished_channels: 1000,
+            finished_channel_bytes: 8 * MIB,
+            recordings: 10_000,
+            recording_bytes: 4 * MIB,
+            dedupe_window: 256,
+            dedupe_client_bytes: 256 * 1024,
+        }
+    }
 }
 
 /// Virtual VoIP devices made at start and by every reset (docs/voip-devices.md). Behaviours are
@@ -172,7 +224,7 @@ fn one() -> f64 {
     1.0
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ClockMode {
     Real,
@@ -275,7 +327,7 @@ impl Default for MnsConfig {
 }
 
 /// Where to push one tenant's receipts of one type (`[[mns.push]]`, `PUT /admin/mns/push`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PushTarget {
     /// Tenant name.

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 use crate::clock::{Clock, Millis};
 use crate::metrics::Metrics;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub seq: u64,
     #[serde(rename = "timeMs")]
@@ -28,6 +28,7 @@ pub struct Event {
     pub rtc_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// What the event carries: an envelope's readable body, a call's codes, … (by kind).
     pub detail: Value,
     /// The envelope as it crossed the wire (JSON), for `envelope.in`/`envelope.out`: kept as the
     /// bytes the gateway already holds (a reference count, no copy) and turned into a readable

@@ -17,6 +17,7 @@ pub mod events;
 pub mod ids;
 pub mod lifecycle;
 pub mod metrics;
+pub mod retention;
 pub use events::EventLog;
 pub mod engine;
 pub mod pstn;

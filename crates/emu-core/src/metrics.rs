@@ -59,6 +59,11 @@ pub struct Outcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Collection {
+    pub collection: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Op {
     pub op: String,
 }
@@ -115,6 +120,8 @@ pub struct Metrics {
     pub media_rtp_packets: Family<Op, Gauge>,
     pub turn_users: Gauge,
     pub recordings: Counter,
+    pub video_streams: Counter,
+    pub video_to_audio: Counter,
     // MNS
     pub mns_queue_messages: Family<QueueState, Gauge>,
     pub mns_messages: Family<Op, Counter>,
@@ -124,6 +131,10 @@ pub struct Metrics {
     pub event_log_events: Gauge,
     pub event_log_bytes: Gauge,
     pub pop_request_log_entries: Gauge,
+    pub retained_items: Family<Collection, Gauge>,
+    pub retained_bytes: Family<Collection, Gauge>,
+    pub retention_limit_items: Family<Collection, Gauge>,
+    pub retention_limit_bytes: Family<Collection, Gauge>,
 }
 
 impl Default for Metrics {
@@ -227,6 +238,16 @@ impl Metrics {
             ),
             turn_users: reg!("turn_allocations", "TURN users with credentials (one per joined leg)", Gauge::default()),
             recordings: reg!("recordings", "Recordings written", Counter::default()),
+            video_streams: reg!(
+                "video_streams",
+                "Parties of video calls whose video reached the other party",
+                Counter::default()
+            ),
+            video_to_audio: reg!(
+                "video_calls_to_audio",
+                "Video calls that became audio (a party without video)",
+                Counter::default()
+            ),
             mns_queue_messages: reg!(
                 "mns_queue_messages",
                 "Messages in MNS queues, by tenant, queue and state (active, inactive, delayed)",
@@ -250,8 +271,33 @@ impl Metrics {
                 "Requests retained in the POP request log",
                 Gauge::default()
             ),
+            retained_items: reg!(
+                "retained_items",
+                "Entries kept for the admin API, by collection (docs/admin-api.md#what-is-retained-and-how-much)",
+                Family::default()
+            ),
+            retained_bytes: reg!("retained_bytes", "What the kept entries weigh, by collection", Family::default()),
+            retention_limit_items: reg!(
+                "retention_limit_items",
+                "The count cap of each collection (from the configuration)",
+                Family::default()
+            ),
+            retention_limit_bytes: reg!(
+                "retention_limit_bytes",
+                "The byte cap of each collection (from the configuration)",
+                Family::default()
+            ),
             registry: r,
         }
+    }
+
+    /// Sets the four retention gauges of one collection.
+    pub fn set_retained(&self, r: &crate::retention::Retained) {
+        let label = Collection { collection: r.collection.to_string() };
+        self.retained_items.get_or_create(&label).set(r.items as i64);
+        self.retained_bytes.get_or_create(&label).set(r.bytes as i64);
+        self.retention_limit_items.get_or_create(&label).set(r.limit.items.min(i64::MAX as usize) as i64);
+        self.retention_limit_bytes.get_or_create(&label).set(r.limit.bytes.min(i64::MAX as usize) as i64);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -317,6 +363,9 @@ impl Metrics {
                 Some("ended") => {
                     self.calls_active.dec();
                 }
+                Some("media_mode") => {
+                    self.video_to_audio.inc();
+                }
                 _ => {}
             },
             "cdr" => {
@@ -343,6 +392,9 @@ impl Metrics {
             }
             "media.recording" => {
                 self.recordings.inc();
+            }
+            "media.video_flowing" => {
+                self.video_streams.inc();
             }
             "message.sent" | "message.delivered" | "message.failed" => {
                 self.custom_messages.get_or_create(&Outcome { outcome: e.kind["message.".len()..].into() }).inc();

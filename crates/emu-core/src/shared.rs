@@ -7,6 +7,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::events::EventLog;
 use crate::metrics::Metrics;
+use crate::retention::Limit;
 use crate::tenants::Tenants;
 
 #[derive(Clone)]
@@ -35,13 +36,15 @@ impl Shared {
             EventLog::new(clock.clone(), config.server.event_log_size, config.server.event_log_max_bytes)
                 .with_metrics(metrics.clone()),
         );
+        let r = &config.retention;
+        let directory = Arc::new(Directory::with_problem_limit(Limit::new(r.problems, r.problem_bytes)));
         Shared {
             events,
             metrics,
             config: Arc::new(config),
             clock,
             tenants,
-            directory: Arc::new(Directory::new()),
+            directory,
             token_settings: Arc::new(token_settings),
         }
     }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::tenants::TenantId;
 
 /// The call type (`alicomRtcType` in envelopes, CDRs and callbacks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub enum RtcType {
     #[serde(rename = "voip2voip")]
     Voip2Voip,
@@ -88,6 +88,9 @@ pub struct Join {
     pub extend: Option<String>,
     /// `mediaSignal.data.userInfo` (the caller's, shown to callees).
     pub user_info: Option<Value>,
+    /// `channelConfig.allowVideo` 1 (or `alicomRtcType` "video2video"): the device may send
+    /// and receive video in this call (docs/calls.md#video-calls).
+    pub allow_video: bool,
     /// The whole `mediaSignal` (offer, ICE settings), for the media server.
     pub signal: Value,
 }
@@ -100,6 +103,8 @@ pub struct CallRequest {
     pub caller_user_info: Option<Value>,
     /// One callee's reject ends the call (the default); see docs/calls.md.
     pub cancel_on_reject: bool,
+    /// The caller asks for a video call (`channelConfig.allowVideo` 1).
+    pub allow_video: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +164,18 @@ fn cancel_on_reject(media_signal: &Value, body: &Value) -> bool {
     }
 }
 
+/// `mediaSignal.data.channelConfig.allowVideo` is 1 (a number, `true` or "1"), or the body's
+/// `alicomRtcType` is "video2video".
+fn allow_video(media_signal: &Value, body: &Value) -> bool {
+    let flag = match media_signal.pointer("/data/channelConfig/allowVideo") {
+        Some(Value::Number(n)) => n.as_i64() == Some(1),
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => s == "1",
+        _ => false,
+    };
+    flag || body.get("alicomRtcType").and_then(Value::as_str) == Some("video2video")
+}
+
 impl DeviceRequest {
     /// Decodes one request from its message type, body and inflated `mediaSignal`.
     pub fn decode(
@@ -177,6 +194,7 @@ impl DeviceRequest {
                 need_record: body.get("needRecord").and_then(Value::as_bool).unwrap_or(false),
                 extend: text(body.get("extend")),
                 user_info: ms.pointer("/data/userInfo").cloned(),
+                allow_video: allow_video(ms, body),
                 signal: ms.clone(),
             }),
             "call" => {
@@ -199,6 +217,7 @@ impl DeviceRequest {
                     extend: text(ms.pointer("/data/extend")).or_else(|| text(body.get("extend"))),
                     caller_user_info: ms.pointer("/data/callerUserInfo").cloned(),
                     cancel_on_reject: cancel_on_reject(ms, body),
+                    allow_video: allow_video(ms, body),
                 })
             }
             "answer" => {
@@ -231,7 +250,15 @@ impl DeviceRequest {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerMessage {
     /// To a callee: an incoming call. No `uuid`: the callee's session is not known yet.
-    Called { rtc_type: RtcType, caller_info: Value, channel_id: String, call_id: String, caller_user_info: Value },
+    Called {
+        rtc_type: RtcType,
+        caller_info: Value,
+        channel_id: String,
+        call_id: String,
+        caller_user_info: Value,
+        /// A video call: `channelConfig.allowVideo` 1 (the SDK's `onReceivingVideoCall`).
+        video: bool,
+    },
     /// To the caller: a callee is ringing.
     Ringing { uuid: String, channel_id: String },
     /// To the caller: `accepted` is callResult 1; a reject (2) makes its SDK report 2000106.
@@ -247,8 +274,30 @@ pub enum ServerMessage {
     Disconnect { uuid: Option<String>, channel_id: String, code: i64, cause: String },
     /// `cs_dtmf`: one key a phone pressed.
     Dtmf { uuid: String, channel_id: String, digit: char, timestamp: u64 },
+    /// `cs_media_mode`: a video call became audio (docs/protocol.md#video-calls), because
+    /// `rtc_id`'s offer had no active video. `mode` as the native SDKs' `onMediaModeChanged`.
+    MediaMode { uuid: String, channel_id: String, mode: MediaMode, rtc_id: String, reason: String },
     /// The media server's answer to `joinChannel` or `sdpCandidate`, already built.
     MediaResult { api: MediaResultApi, uuid: String, channel_id: String, media_signal: Value },
+}
+
+/// A call's media: `onMediaModeChanged`'s mode 0 (video) or 1 (audio).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaMode {
+    Video,
+    #[default]
+    Audio,
+}
+
+impl MediaMode {
+    /// The number on the wire.
+    pub fn code(self) -> u8 {
+        match self {
+            MediaMode::Video => 0,
+            MediaMode::Audio => 1,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,9 +311,10 @@ fn artc(api: &str, data: Value) -> Value {
     json!({"api": api, "errorCode": 0, "errorMsg": "SUCCESS", "data": data})
 }
 
-/// The `channelConfig` of a `called`: audio only, as the Web SDK sends in its `call`.
-pub fn channel_config() -> Value {
-    json!({"allowVideo": 0, "callType": "chat", "outerBizId": "alicom"})
+/// The `channelConfig` of a `called`: as the Web SDK sends in its `call`, with `allowVideo` 1
+/// for a video call.
+pub fn channel_config(video: bool) -> Value {
+    json!({"allowVideo": u8::from(video), "callType": "chat", "outerBizId": "alicom"})
 }
 
 impl ServerMessage {
@@ -278,6 +328,7 @@ impl ServerMessage {
             ServerMessage::CanceledCall { .. } => "canceledCall",
             ServerMessage::Disconnect { .. } => "cs_disconnect",
             ServerMessage::Dtmf { .. } => "cs_dtmf",
+            ServerMessage::MediaMode { .. } => "cs_media_mode",
             ServerMessage::MediaResult { api: MediaResultApi::JoinChannel, .. } => "joinChannel",
             ServerMessage::MediaResult { api: MediaResultApi::SdpCandidate, .. } => "sdpCandidate",
         }
@@ -286,7 +337,7 @@ impl ServerMessage {
     /// The envelope body, with `mediaSignal` still as JSON (the gateway encodes it).
     pub fn body(&self) -> Value {
         match self {
-            ServerMessage::Called { rtc_type, caller_info, channel_id, call_id, caller_user_info } => json!({
+            ServerMessage::Called { rtc_type, caller_info, channel_id, call_id, caller_user_info, video } => json!({
                 "alicomRtcType": rtc_type,
                 "callerInfo": caller_info,
                 "channelId": channel_id,
@@ -294,7 +345,7 @@ impl ServerMessage {
                     "callId": call_id,
                     "channelId": channel_id,
                     "callerUserInfo": caller_user_info,
-                    "channelConfig": channel_config(),
+                    "channelConfig": channel_config(*video),
                 })),
             }),
             ServerMessage::Ringing { uuid, channel_id } => json!({"uuid": uuid, "channelId": channel_id}),
@@ -333,6 +384,13 @@ impl ServerMessage {
                 "channelId": channel_id,
                 "dtmf": digit.to_string(),
                 "timestamp": timestamp,
+            }),
+            ServerMessage::MediaMode { uuid, channel_id, mode, rtc_id, reason } => json!({
+                "uuid": uuid,
+                "channelId": channel_id,
+                "mode": mode.code(),
+                "rtcId": rtc_id,
+                "reason": reason,
             }),
             ServerMessage::MediaResult { uuid, channel_id, media_signal, .. } => {
                 json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": media_signal})
@@ -415,9 +473,46 @@ mod tests {
             channel_id: "c".into(),
             call_id: "k".into(),
             caller_user_info: json!({}),
+            video: false,
         };
         assert_eq!(c.body()["alicomRtcType"], "pstn2voip");
         assert!(c.body().get("uuid").is_none());
+        assert_eq!(c.body()["mediaSignal"]["data"]["channelConfig"]["allowVideo"], 0);
+        let mut v = c.clone();
+        if let ServerMessage::Called { video, .. } = &mut v {
+            *video = true;
+        }
+        assert_eq!(v.body()["mediaSignal"]["data"]["channelConfig"]["allowVideo"], 1, "a video call");
+        let m = ServerMessage::MediaMode {
+            uuid: "u".into(),
+            channel_id: "c".into(),
+            mode: MediaMode::Audio,
+            rtc_id: "bob".into(),
+            reason: "bob answered audio-only".into(),
+        };
+        assert_eq!(m.message_type(), "cs_media_mode");
+        assert_eq!(
+            m.body(),
+            json!({"uuid": "u", "channelId": "c", "mode": 1, "rtcId": "bob", "reason": "bob answered audio-only"})
+        );
+    }
+
+    #[test]
+    fn allow_video_is_read_from_the_channel_config_or_the_call_type() {
+        let t = TenantId(0);
+        let ms = |v: Value| json!({"data": {"channelConfig": {"allowVideo": v}}});
+        let join = |ms: &Value, body: &Value| match DeviceRequest::decode(t, "a", "joinChannel", body, Some(ms)).kind {
+            RequestKind::Join(j) => j.allow_video,
+            other => panic!("{other:?}"),
+        };
+        assert!(join(&ms(json!(1)), &json!({})));
+        assert!(join(&ms(json!(true)), &json!({})));
+        assert!(join(&ms(json!("1")), &json!({})));
+        assert!(!join(&ms(json!(0)), &json!({})));
+        assert!(!join(&json!({}), &json!({})));
+        assert!(join(&json!({}), &json!({"alicomRtcType": "video2video"})));
+        let call = DeviceRequest::decode(t, "a", "call", &json!({}), Some(&ms(json!(1))));
+        assert!(matches!(call.kind, RequestKind::Call(CallRequest { allow_video: true, .. })));
     }
 
     #[test]

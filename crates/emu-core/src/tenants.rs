@@ -12,7 +12,7 @@ use crate::config::TenantConfig;
 pub use crate::ids::random_alnum;
 
 /// Index of a tenant in the registry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 pub struct TenantId(pub usize);
 
 #[derive(Debug)]

@@ -6,7 +6,7 @@
 //! devices, registration and kicks. `delivery`: requests to devices, retransmission and the
 //! sweeper's timeouts. `virtual_conn`: registrations of virtual devices (no network).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use emu_core::config::GatewayConfig;
 use emu_core::events::NewEvent;
+use emu_core::retention::{Bounded, Limit, Retained};
 use emu_core::{Shared, TenantId};
 use parking_lot::RwLock;
 use serde::Serialize;
@@ -114,15 +115,13 @@ struct Pending {
     awaiting: Option<messages::AwaitingAck>,
 }
 
-/// The last requestIds of one MQTT client and the ACKs we sent for them.
-#[derive(Default)]
+/// One MQTT client's recent requestIds and their ACKs, within `retention.dedupe_window` and
+/// `retention.dedupe_client_bytes` (an entry weighs its id and its ACK).
 struct Dedupe {
-    order: VecDeque<String>,
+    order: Bounded<String>,
     acks: HashMap<String, Bytes>,
     last_used: Option<Instant>,
 }
-
-const DEDUPE_WINDOW: usize = 256;
 
 /// What the gateway tells the call engine.
 #[derive(Debug, Clone)]
@@ -163,7 +162,7 @@ pub enum SendError {
 }
 
 /// One row of `GET /admin/devices`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeviceInfo {
     pub tenant: String,
     #[serde(rename = "rtcId")]
@@ -173,6 +172,7 @@ pub struct DeviceInfo {
     #[serde(rename = "clientId")]
     pub client_id: String,
     pub online: bool,
+    #[schema(required = true)]
     pub connection: Option<ConnectionInfo>,
     #[serde(rename = "registeredMs")]
     pub registered_ms: u64,
@@ -181,14 +181,16 @@ pub struct DeviceInfo {
     pub heartbeats: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConnectionInfo {
     pub id: ConnId,
     pub peer: String,
+    /// `websocket`, `tcp` or `virtual`.
     pub transport: &'static str,
     #[serde(rename = "connectedMs")]
     pub connected_ms: u64,
     #[serde(rename = "tokenExpiresMs")]
+    #[schema(required = true)]
     pub token_expires_ms: Option<u64>,
 }
 
@@ -218,10 +220,11 @@ impl Hub {
         let conference_topic = shared.token_settings.conference_topic.clone();
         // The gateway records envelopes as bytes; it also knows how to make them readable.
         shared.events.set_wire_reader(crate::media_signal::readable_body);
+        let retention = shared.config.retention;
         Arc::new(Hub {
             server_topic: format!("{conference_topic}/p2p/{server_id}"),
             server_from: server_from_raw(&server_id),
-            sls: SlsSink::new(sls_endpoint),
+            sls: SlsSink::new(sls_endpoint, Limit::new(retention.sls_uploads, retention.sls_bytes)),
             shared,
             cfg,
             server_id,

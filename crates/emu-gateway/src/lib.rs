@@ -46,19 +46,15 @@ async fn upgrade(
 }
 
 /// Accepts MQTT-over-TCP connections until `stop` turns true.
+/// Out of file descriptors, new connections are closed at once ([`emu_http::Acceptor`]).
 pub async fn serve_tcp(hub: Arc<Hub>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    let mut acceptor = emu_http::Acceptor::new(listener);
     loop {
         tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection::serve(hub.clone(), connection::Transport::Tcp(stream), peer.to_string()));
-                }
-                Err(e) => {
-                    tracing::warn!("MQTT TCP accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
+            (stream, peer) = acceptor.accept() => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection::serve(hub.clone(), connection::Transport::Tcp(stream), peer.to_string()));
+            }
             _ = stopped(&mut stop) => return,
         }
     }

@@ -1,19 +1,18 @@
 //! The local log sink `cs_get_sls_sts` points the Web SDK at: it answers CORS preflights and
 //! accepts the SDK's SLS uploads (docs/protocol.md#sls-log-upload), keeping the last ones for inspection.
 
-use std::collections::VecDeque;
-
+use emu_core::retention::{Bounded, Limit, Retained, json_weight};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-const KEPT: usize = 200;
-
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(as = SlsUpload)]
 pub struct Upload {
     pub logstore: String,
     pub bytes: usize,
     #[serde(rename = "rawSize")]
+    #[schema(required = true)]
     pub raw_size: Option<String>,
     #[serde(rename = "timeMs")]
     pub time_ms: u64,
@@ -21,13 +20,14 @@ pub struct Upload {
 
 pub struct SlsSink {
     endpoint: String,
-    uploads: Mutex<VecDeque<Upload>>,
+    /// The newest uploads, within `retention.sls_uploads` / `sls_bytes`.
+    uploads: Mutex<Bounded<Upload>>,
 }
 
 impl SlsSink {
     /// `endpoint` is `host:port` of the listener that serves [`routes`].
-    pub fn new(endpoint: String) -> Self {
-        SlsSink { endpoint, uploads: Mutex::new(VecDeque::new()) }
+    pub fn new(endpoint: String, limit: Limit) -> Self {
+        SlsSink { endpoint, uploads: Mutex::new(Bounded::new(limit)) }
     }
 
     /// The `cs_get_sls_sts` ACK body. The SDK posts to `//{project}.{endpoint}`; an empty project
@@ -58,10 +58,12 @@ impl SlsSink {
     }
 
     pub(crate) fn push(&self, u: Upload) {
-        let mut q = self.uploads.lock();
-        if q.len() >= KEPT {
-            q.pop_front();
-        }
-        q.push_back(u);
+        let weight = json_weight(&u);
+        self.uploads.lock().push(u, weight);
+    }
+
+    /// The uploads kept, for `/metrics`.
+    pub fn retained(&self) -> Retained {
+        self.uploads.lock().retained("sls_uploads")
     }
 }

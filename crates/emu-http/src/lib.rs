@@ -2,9 +2,11 @@
 //! idle timeouts, plain or TLS ([`listener`]), the self-signed or configured certificates
 //! ([`tls`]), and small request helpers. No product logic lives here.
 
+pub mod accept;
 pub mod listener;
 pub mod tls;
 
+pub use accept::Acceptor;
 pub use listener::{ServeOptions, serve};
 
 use axum::Json;

@@ -35,6 +35,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use crate::ViaTls;
+use crate::accept::Acceptor;
 
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,18 +96,11 @@ pub async fn serve(listener: TcpListener, router: Router, opts: ServeOptions, sh
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
+    let mut acceptor_loop = Acceptor::new(listener);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors, typically: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = acceptor_loop.accept() => c,
         };
         // Small request/response exchanges: no Nagle delay.
         let _ = tcp.set_nodelay(true);

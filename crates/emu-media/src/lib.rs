@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use codec::AudioCodec;
+use emu_core::retention::Limit;
 pub use emu_pstn::Audio;
 /// For the fuzz targets only (docs/fuzzing.md).
 #[doc(hidden)]
@@ -66,6 +67,10 @@ pub struct MediaConfig {
     /// Prefix of recording download URLs (e.g. the admin API's base URL); empty: relative
     /// URLs (`/recordings/<file>`).
     pub http_base: String,
+    /// Final statistics of released channels kept, per media worker (`retention.finished_channels`).
+    pub finished_channels: Limit,
+    /// The recordings index kept, per media worker (`retention.recordings`; files stay on disk).
+    pub recordings: Limit,
 }
 
 /// Recording defaults per call type (`alicomRtcType`). By default as the vendor does:
@@ -112,6 +117,8 @@ impl Default for MediaConfig {
             audio_dir: PathBuf::from("."),
             record_by_default: RecordDefaults::default(),
             http_base: String::new(),
+            finished_channels: Limit::new(1000, 8 << 20),
+            recordings: Limit::new(10_000, 4 << 20),
         }
     }
 }
@@ -142,6 +149,22 @@ impl CodecPreference {
     }
 }
 
+/// How a leg's offers are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LegOptions {
+    pub prefer: CodecPreference,
+    /// Answer an offered video line (VP8, H.264) and forward video to the other party: a
+    /// VoIP↔VoIP call whose caller asked for video (`channelConfig.allowVideo`). Otherwise
+    /// video lines are rejected and the leg is audio only.
+    pub video: bool,
+}
+
+impl From<CodecPreference> for LegOptions {
+    fn from(prefer: CodecPreference) -> Self {
+        LegOptions { prefer, video: false }
+    }
+}
+
 /// What the media server reports.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
@@ -151,6 +174,11 @@ pub enum MediaEvent {
     LegDisconnected { channel_id: String, rtc_id: String },
     /// A device sent an RFC 4733 telephone-event (reported once per key press).
     DeviceDtmf { channel_id: String, rtc_id: String, digit: char },
+    /// A leg allowed video had an offer answered: whether the answer has an active video line
+    /// (false: no video line, rejected, or `inactive`; the call is then audio).
+    VideoNegotiated { channel_id: String, rtc_id: String, video: bool },
+    /// A leg's video reached the other party for the first time (once per negotiated line).
+    VideoFlowing { channel_id: String, rtc_id: String },
     /// A call's recording is complete (written when the call was released).
     RecordingDone { channel_id: String, file: String, duration_ms: u64, bytes: u64 },
 }

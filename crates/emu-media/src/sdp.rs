@@ -118,6 +118,44 @@ pub fn audio_mid(sdp: &str) -> Option<(String, u32)> {
     audio_index.map(|i| (i.to_string(), i))
 }
 
+/// An offer's first video m-line: its mid, and whether it is active (a port other than 0, a
+/// direction other than `inactive`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VideoLine {
+    pub mid: String,
+    pub active: bool,
+}
+
+pub fn video_line(sdp: &str) -> Option<VideoLine> {
+    let mut index: i64 = -1;
+    let mut found: Option<(i64, VideoLine)> = None;
+    for line in sdp.lines() {
+        let line = line.trim_end();
+        if let Some(rest) = line.strip_prefix("m=") {
+            index += 1;
+            if found.is_some() {
+                break;
+            }
+            if let Some(fields) = rest.strip_prefix("video ") {
+                let active = fields.split_whitespace().next() != Some("0");
+                found = Some((index, VideoLine { mid: index.to_string(), active }));
+            }
+        } else if let Some((_, v)) = found.as_mut() {
+            if let Some(mid) = line.strip_prefix("a=mid:") {
+                v.mid = mid.trim().to_string();
+            } else if line == "a=inactive" {
+                v.active = false;
+            }
+        }
+    }
+    found.map(|(_, v)| v)
+}
+
+/// The offer's DTLS fingerprint (session or first media level): same peer connection, same one.
+pub fn fingerprint(sdp: &str) -> Option<&str> {
+    sdp.lines().find_map(|l| l.trim_end().strip_prefix("a=fingerprint:")).map(str::trim)
+}
+
 /// The server's one host candidate, in the form `addIceCandidate` accepts.
 pub fn host_candidate(addr: SocketAddr) -> String {
     format!("candidate:1 1 udp 2130706431 {} {} typ host generation 0", addr.ip(), addr.port())
@@ -184,6 +222,19 @@ mod tests {
         // A line the offer lacks, or whose format is not a token: a placeholder format.
         assert_eq!(reject_unanswered("m=video 0 P\r\n", "").0, "m=video 0 P 0\r\n");
         assert_eq!(reject_unanswered("m=video 0 P\r\n", "m=video 9 P \u{7f}x\r\n").0, "m=video 0 P 0\r\n");
+    }
+
+    #[test]
+    fn finds_the_video_line_and_whether_it_is_active() {
+        let sdp = "v=0\r\na=fingerprint:sha-256 AB:CD\r\nm=audio 9 X 111\r\na=mid:0\r\nm=video 9 X 96\r\na=mid:1\r\na=sendrecv\r\n";
+        assert_eq!(video_line(sdp), Some(VideoLine { mid: "1".into(), active: true }));
+        assert_eq!(fingerprint(sdp), Some("sha-256 AB:CD"));
+        let off = sdp.replace("a=sendrecv", "a=inactive");
+        assert_eq!(video_line(&off), Some(VideoLine { mid: "1".into(), active: false }));
+        let stopped = sdp.replace("m=video 9", "m=video 0");
+        assert_eq!(video_line(&stopped).map(|v| v.active), Some(false));
+        assert_eq!(video_line("v=0\r\nm=audio 9 X 0\r\na=mid:0\r\n"), None);
+        assert_eq!(fingerprint("v=0\r\n"), None);
     }
 
     #[test]

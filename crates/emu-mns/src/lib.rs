@@ -77,7 +77,7 @@ struct QueueCell {
 }
 
 /// A message put into a queue by [`Mns::deliver`].
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Delivered {
     pub queue: String,

@@ -36,7 +36,7 @@ pub struct Counts {
 }
 
 /// The settable attributes of a queue, with the vendor's defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct QueueAttrs {
     pub delay_seconds: u32,
     pub maximum_message_size: u32,

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::*;
 
 /// A queue as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueView {
     pub tenant: String,
@@ -20,10 +20,11 @@ pub struct QueueView {
 }
 
 /// A message as the admin API shows it (peeked: nothing changes).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView {
     pub message_id: String,
+    /// `active`, `inactive` (received, invisible) or `delayed`.
     pub state: &'static str,
     pub body: String,
     /// The body base64-decoded and parsed, when it is base64 JSON (alicom receipts are).

@@ -115,7 +115,8 @@ impl Emu {
     async fn start(mns: Arc<Mns>) -> Emu {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = emu_mns::router(mns.clone()).merge(emu_admin::routes::mns::router(mns.clone()));
+        let app = emu_mns::router(mns.clone())
+            .merge(axum::Router::from(emu_admin::routes::mns::routes().with_state(mns.clone())));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             axum::serve(listener, app)

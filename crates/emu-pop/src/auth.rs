@@ -30,15 +30,18 @@ pub struct Caller {
 }
 
 /// What the request log keeps about a signature that did not verify.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Mismatch {
+    // Not required in the schema: the request log flattens an optional mismatch into each entry.
     #[serde(rename = "serverStringToSign")]
+    #[schema(required = false)]
     pub server_string_to_sign: String,
     #[serde(rename = "serverCanonicalRequest", skip_serializing_if = "Option::is_none")]
     pub server_canonical_request: Option<String>,
     /// The client's string to sign, when a known client mistake reproduces its signature.
     #[serde(rename = "clientStringToSign", skip_serializing_if = "Option::is_none")]
     pub client_string_to_sign: Option<String>,
+    #[schema(required = false)]
     pub hint: String,
 }
 

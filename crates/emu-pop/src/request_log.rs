@@ -17,7 +17,7 @@ use crate::auth::Mismatch;
 /// The longest string an entry keeps whole.
 pub const MAX_FIELD_BYTES: usize = 4096;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LoggedRequest {
     #[serde(rename = "timeMs")]
     pub time_ms: Millis,

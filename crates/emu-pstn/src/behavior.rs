@@ -16,8 +16,9 @@ pub(crate) const MAX_SCRIPT_DIGITS: usize = 256;
 
 /// A phone's behaviour. JSON/TOML field names are snake_case; every field is optional. Parsing
 /// (from JSON, TOML or any serde format) refuses unknown fields and names the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "serde_json::Value")]
+#[schema(as = PhoneBehavior)]
 pub struct Behavior {
     /// How long the phone rings before `then` happens (answer, reject).
     pub ring_ms: u64,
@@ -35,8 +36,9 @@ pub struct Behavior {
 
 /// What a called phone does after ringing `ring_ms` (or at once, for the outcomes that do not
 /// ring).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = PhoneOutcome)]
 pub enum Outcome {
     /// Rings `ring_ms`, then answers.
     #[default]
@@ -66,7 +68,7 @@ impl Outcome {
 
 /// Keys pressed in one go: the first `after_ms` after the call is answered/connected, the next
 /// ones `gap_ms` apart.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DtmfPress {
     pub after_ms: u64,
     pub digits: String,
@@ -92,7 +94,7 @@ impl DtmfPress {
 
 /// The phone's side of the audio: `"silence"`, `"echo"`, `{"tone_hz": 440}` or
 /// `{"wav": "fixtures/audio/x.wav"}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Audio {
     Silence,
@@ -111,7 +113,7 @@ impl Default for Audio {
 }
 
 /// Where a phone's behaviour comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BehaviorSource {
     /// Set in the config file's `phones` or at run time (it wins over a magic number).

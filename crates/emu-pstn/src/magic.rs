@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::behavior::{Audio, Behavior, DtmfPress, Outcome};
 
 /// One row of the table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MagicNumber {
     pub number: &'static str,
     pub description: &'static str,

@@ -13,8 +13,9 @@ pub use crate::state::PhoneState;
 pub(crate) const HISTORY_LEN: usize = 20;
 
 /// The phone's side of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = PhoneRole)]
 pub enum Role {
     /// The platform dialled it (`Dial`).
     Callee,
@@ -23,8 +24,9 @@ pub enum Role {
 }
 
 /// How a call ended for the phone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = PhoneCallEnd)]
 pub enum CallEnd {
     /// Its behaviour was `busy`, or it was already in a call.
     Busy,
@@ -56,8 +58,9 @@ impl From<ReleaseReason> for CallEnd {
 }
 
 /// One call of a phone, live or finished.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = PhoneCallRecord)]
 pub struct CallRecord {
     pub channel_id: String,
     pub leg: LegId,
@@ -66,8 +69,11 @@ pub struct CallRecord {
     pub peer: String,
     pub started_at: Millis,
     /// Answered (callee) or connected (caller).
+    #[schema(required = true)]
     pub answered_at: Option<Millis>,
+    #[schema(required = true)]
     pub ended_at: Option<Millis>,
+    #[schema(required = true)]
     pub end: Option<CallEnd>,
     /// Digits the VoIP side sent to the phone.
     pub digits_received: String,
@@ -103,14 +109,18 @@ impl CallRecord {
 
 /// What the admin API shows of a phone (`GET /admin/pstn/phones/{number}`). `digitsReceived`,
 /// `digitsSent` and `announcements` are those of the current call, or of the last one when idle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhoneView {
     pub number: String,
     pub state: PhoneState,
+    #[schema(required = true)]
     pub channel_id: Option<String>,
+    #[schema(required = true)]
     pub leg: Option<LegId>,
+    #[schema(required = true)]
     pub role: Option<Role>,
+    #[schema(required = true)]
     pub peer: Option<String>,
     pub behavior: Behavior,
     pub behavior_source: BehaviorSource,

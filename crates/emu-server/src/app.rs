@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use emu_admin::Admin;
 use emu_core::accounts::TokenSettings;
+use emu_core::retention::Limit;
 use emu_core::{Config, Shared};
 use emu_http::ServeOptions;
 use serde::Serialize;
@@ -336,6 +337,8 @@ pub fn media_config(
             pstn2pstn: false,
         },
         http_base: format!("http://{host}:{admin_port}"),
+        finished_channels: Limit::new(config.retention.finished_channels, config.retention.finished_channel_bytes),
+        recordings: Limit::new(config.retention.recordings, config.retention.recording_bytes),
     };
     Ok((media, temp))
 }

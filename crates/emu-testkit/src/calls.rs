@@ -19,8 +19,18 @@ impl Device {
         rtc_type: &str,
         callee_info: Value,
     ) -> anyhow::Result<Envelope> {
+        self.join_caller(channel_id, rtc_type, callee_info, false).await
+    }
+
+    async fn join_caller(
+        &mut self,
+        channel_id: &str,
+        rtc_type: &str,
+        callee_info: Value,
+        video: bool,
+    ) -> anyhow::Result<Envelope> {
         let ms = json!({"api": "joinChannel", "data": {
-            "channelConfig": {"callType": "chat", "outerBizId": "alicom", "allowVideo": 0, "creator": 1, "sigVersion": 1},
+            "channelConfig": {"callType": "chat", "outerBizId": "alicom", "allowVideo": u8::from(video), "creator": 1, "sigVersion": 1},
             "userInfo": user_info(self), "channelId": channel_id}});
         let body = json!({"channelId": channel_id, "isCaller": true, "needRecord": false, "calleeInfo": callee_info, "alicomRtcType": rtc_type});
         let ack = self.request("joinChannel", body, Some(&ms)).await?;
@@ -44,19 +54,36 @@ impl Device {
         callees: &[&str],
         cancel_flag: Option<Value>,
     ) -> anyhow::Result<Envelope> {
+        self.voip_call(channel_id, callees, cancel_flag, false).await
+    }
+
+    /// A VoIP→VoIP **video** call (docs/calls.md#video-calls): `allowVideo` 1 in the joinChannel
+    /// and the `call`. Connect its media with a client offering video (`ClientOptions::video`).
+    pub async fn call_video(&mut self, channel_id: &str, callees: &[&str]) -> anyhow::Result<Envelope> {
+        self.voip_call(channel_id, callees, None, true).await
+    }
+
+    async fn voip_call(
+        &mut self,
+        channel_id: &str,
+        callees: &[&str],
+        cancel_flag: Option<Value>,
+        video: bool,
+    ) -> anyhow::Result<Envelope> {
         let first = callees.first().copied().unwrap_or_default();
         let join = self
-            .join_as_caller(
+            .join_caller(
                 channel_id,
                 "voip2voip",
                 json!({"isPstn": false, "rtcId": first, "uuid": uuid::Uuid::new_v4().to_string()}),
+                video,
             )
             .await?;
         let devices: Vec<Value> = callees.iter().map(|c| json!({"deviceId": c, "appkey": "__alicom_appkey"})).collect();
         let mut caller = user_info(self);
         caller["role"] = 1.into();
         let mut ms = json!({"api": "call", "data": {"channelId": channel_id, "callerUserInfo": caller,
-            "calleeDeviceInfo": {"deviceList": devices}, "channelConfig": {"allowVideo": 0, "callType": "chat", "outerBizId": "alicom"}}});
+            "calleeDeviceInfo": {"deviceList": devices}, "channelConfig": {"allowVideo": u8::from(video), "callType": "chat", "outerBizId": "alicom"}}});
         if let Some(flag) = cancel_flag {
             ms["data"]["cancelFlag"] = flag;
         }
@@ -85,6 +112,15 @@ impl Device {
     /// Answers (callResult 1) or rejects (2) an incoming `called`; an answer also joins the
     /// channel as the SDK does and returns the joinChannel result.
     pub async fn answer(&mut self, called: &Envelope, accept: bool) -> anyhow::Result<Option<Envelope>> {
+        self.answer_with(called, accept, false).await
+    }
+
+    /// Answers a video call (`called` with `allowVideo` 1) with video (joinChannel `allowVideo` 1).
+    pub async fn answer_video(&mut self, called: &Envelope) -> anyhow::Result<Envelope> {
+        self.answer_with(called, true, true).await?.context("an answer joins")
+    }
+
+    async fn answer_with(&mut self, called: &Envelope, accept: bool, video: bool) -> anyhow::Result<Option<Envelope>> {
         let channel_id = called.body["channelId"].as_str().context("called without channelId")?.to_string();
         let call_id = crate::device::media(called)?.pointer("/data/callId").cloned().unwrap_or(Value::Null);
         let ms = json!({"api": "answer", "data": {"callId": call_id, "channelId": channel_id, "callResult": if accept { 1 } else { 2 },
@@ -95,7 +131,7 @@ impl Device {
             return Ok(None);
         }
         let ms = json!({"api": "joinChannel", "data": {
-            "channelConfig": {"callType": "chat", "outerBizId": channel_id, "allowVideo": 0, "creator": 0, "queryUser": 1, "sigVersion": 1},
+            "channelConfig": {"callType": "chat", "outerBizId": channel_id, "allowVideo": u8::from(video), "creator": 0, "queryUser": 1, "sigVersion": 1},
             "userInfo": user_info(self), "channelId": channel_id}});
         let body = json!({"channelId": channel_id, "isCaller": false, "callerInfo": called.body["callerInfo"], "alicomRtcType": rtc_type});
         self.request("joinChannel", body, Some(&ms)).await?;

@@ -84,8 +84,14 @@ pub struct ClientOptions {
     /// must drop the replays).
     pub duplicate_rtp: bool,
     /// A video m-line (VP8, send and receive) in the offer too, as a client with a camera has.
+    /// When the answer accepts it, the client sends synthetic VP8 frames (30 fps,
+    /// `VIDEO_FRAME_BYTES` each, a few packets per frame).
     pub video: Option<VideoLine>,
 }
+
+/// The size of each synthetic video frame: ~720 kbit/s at 30 fps.
+pub const VIDEO_FRAME_BYTES: usize = 3000;
+const VIDEO_FRAME_INTERVAL: Duration = Duration::from_millis(33);
 
 /// Where the offer's video m-line goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,7 +136,7 @@ impl ClientOptions {
         self
     }
 
-    /// Offers a video m-line too, placed as `line` says (the client sends no video).
+    /// Offers a video m-line too, placed as `line` says (sending video once it is answered).
     pub fn video(mut self, line: VideoLine) -> Self {
         self.video = Some(line);
         self
@@ -154,6 +160,12 @@ pub struct ClientStats {
     /// RFC 4733 digits received, one per key press.
     pub dtmf_rx: Vec<char>,
     pub dtmf_tx: u64,
+    /// Whole video frames sent / received (str0m packetizes and reassembles them).
+    pub video_frames_tx: u64,
+    pub video_frames_rx: u64,
+    pub video_bytes_rx: u64,
+    /// Keyframe requests (PLI/FIR) the server sent this client.
+    pub keyframe_requests_rx: u64,
 }
 
 #[derive(Default)]
@@ -207,6 +219,7 @@ pub struct MediaClient {
     pending: Option<Pending>,
     task: Option<tokio::task::JoinHandle<()>>,
     mid: Mid,
+    video_mid: Option<Mid>,
     /// The offer, without candidates (as the SDK sends it).
     pub offer_sdp: String,
     /// The client's one candidate (relay or host), in SDP form.
@@ -279,12 +292,13 @@ impl MediaClient {
         let mut rtc = b.build(Instant::now());
         let candidate = rtc.add_local_candidate(cand).context("candidate refused")?.to_sdp_string();
         let mut api = rtc.sdp_api();
+        let mut video_mid = None;
         if opts.video == Some(VideoLine::BeforeAudio) {
-            api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+            video_mid = Some(api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
         }
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
         if opts.video == Some(VideoLine::AfterAudio) {
-            api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None);
+            video_mid = Some(api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
         }
         let (offer, pending) = api.apply().context("no offer")?;
         let offer_sdp = emu_media::sdp::strip_candidates(&offer.to_sdp_string());
@@ -298,6 +312,7 @@ impl MediaClient {
             pending: Some(Pending { rtc, pending, transport }),
             task: None,
             mid,
+            video_mid,
             offer_sdp,
             candidate,
             local_addr,
@@ -309,11 +324,13 @@ impl MediaClient {
         crate::signal::sdp_candidate(channel_id, &self.offer_sdp, &self.candidate, &self.mid.to_string())
     }
 
-    /// The `joinChannel` mediaSignal of sigv 2: the offer rides in the join, no candidates.
+    /// The `joinChannel` mediaSignal of sigv 2: the offer rides in the join, no candidates
+    /// (`allowVideo` 1 when the client offers video).
     pub fn join_signal_v2(&self, channel_id: &str) -> Value {
+        let video = u8::from(self.video_mid.is_some());
         json!({"api": "joinChannel", "serviceName": "alicom", "sdkVersion": "1.2.0", "data": {
             "channelId": channel_id,
-            "channelConfig": {"callType": "chat", "outerBizId": "alicom", "allowVideo": 0, "creator": 1, "sigVersion": 2},
+            "channelConfig": {"callType": "chat", "outerBizId": "alicom", "allowVideo": video, "creator": 1, "sigVersion": 2},
             "sdpInfo": {"sdp": self.offer_sdp, "type": "offer"},
         }})
     }
@@ -351,6 +368,7 @@ impl MediaClient {
             transport,
             local: self.local_addr,
             mid: self.mid,
+            video_mid: self.video_mid,
             send_pt,
             shared: self.shared.clone(),
             changed: self.changed_tx.clone(),
@@ -420,6 +438,11 @@ impl MediaClient {
         self.wait_for(within, "connected", |s| s.connected).await.map(|_| ())
     }
 
+    /// At least `n` whole video frames received.
+    pub async fn wait_video_frames(&mut self, n: u64, within: Duration) -> anyhow::Result<ClientStats> {
+        self.wait_for(within, &format!("{n} video frames"), |s| s.video_frames_rx >= n).await
+    }
+
     /// At least `n` audio packets received.
     pub async fn wait_rtp(&mut self, n: u64, within: Duration) -> anyhow::Result<ClientStats> {
         self.wait_for(within, &format!("{n} audio packets"), |s| s.rtp_rx >= n).await
@@ -475,6 +498,7 @@ struct Loop {
     transport: Transport,
     local: SocketAddr,
     mid: Mid,
+    video_mid: Option<Mid>,
     send_pt: Option<Pt>,
     shared: Arc<Mutex<Shared>>,
     changed: Arc<watch::Sender<u64>>,
@@ -496,6 +520,8 @@ impl Loop {
     async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         let mut buf = vec![0u8; 2048];
         let mut next_audio = Instant::now() + Duration::from_millis(20);
+        let mut next_video = Instant::now() + VIDEO_FRAME_INTERVAL;
+        let mut video_frame: u64 = 0;
         let mut tx_time: u64 = 0;
         let mut encoder: Option<Encoder> = None;
         let mut decoder: Option<Decoder> = None;
@@ -533,6 +559,9 @@ impl Loop {
                                         sh.stats.dtmf_rx.push(digit);
                                     }
                                 }
+                            } else if d.params.spec().codec.is_video() {
+                                sh.stats.video_frames_rx += 1;
+                                sh.stats.video_bytes_rx += d.data.len() as u64;
                             } else if let Some(codec) = AudioCodec::from_str0m(d.params.spec().codec) {
                                 sh.stats.rtp_rx += 1;
                                 sh.stats.rtp_bytes_rx += d.data.len() as u64;
@@ -551,6 +580,10 @@ impl Loop {
                             drop(sh);
                             self.bump();
                         }
+                        Event::KeyframeRequest(_) => {
+                            self.shared.lock().stats.keyframe_requests_rx += 1;
+                            self.bump();
+                        }
                         _ => {}
                     },
                     Err(e) => {
@@ -559,7 +592,11 @@ impl Loop {
                     }
                 }
             };
-            let wait = if connected { timeout.min(next_audio) } else { timeout };
+            let wait = match (connected, self.video_mid.is_some()) {
+                (true, true) => timeout.min(next_audio).min(next_video),
+                (true, false) => timeout.min(next_audio),
+                (false, _) => timeout,
+            };
             tokio::select! {
                 r = self.transport.recv(&mut buf) => match r {
                     Ok((n, src)) => {
@@ -576,6 +613,11 @@ impl Loop {
                 },
                 _ = tokio::time::sleep_until(wait.into()) => {
                     let now = Instant::now();
+                    if connected && self.video_mid.is_some() && now >= next_video {
+                        next_video = (next_video + VIDEO_FRAME_INTERVAL).max(now);
+                        self.send_video_frame(video_frame, now);
+                        video_frame += 1;
+                    }
                     if connected && now >= next_audio {
                         next_audio += Duration::from_millis(20);
                         if now > next_audio + Duration::from_millis(200) {
@@ -603,6 +645,20 @@ impl Loop {
                     }
                 },
             }
+        }
+    }
+
+    /// One synthetic VP8 frame: the first and every 30th a keyframe (bit 0 of the first byte
+    /// clear, RFC 6386 §9.1), the rest of it a pattern.
+    fn send_video_frame(&mut self, n: u64, now: Instant) {
+        let Some(mid) = self.video_mid else { return };
+        let Some(pt) = self.rtc.media(mid).and_then(|m| m.remote_pts().first().copied()) else { return };
+        let Some(writer) = self.rtc.writer(mid) else { return };
+        let mut frame: Vec<u8> = (0..VIDEO_FRAME_BYTES).map(|i| (i as u64 ^ n) as u8).collect();
+        frame[0] = if n.is_multiple_of(30) { 0x10 } else { 0x11 };
+        let at = MediaTime::new(n * 3000, Frequency::NINETY_KHZ);
+        if writer.write(pt, now, at, frame).is_ok() {
+            self.shared.lock().stats.video_frames_tx += 1;
         }
     }
 

@@ -9,8 +9,9 @@ use crate::error::VoipError;
 pub(crate) const DEFAULT_RING_MS: u64 = 2000;
 
 /// A virtual device's behaviour. Every field is optional; unknown fields are refused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schema(as = VoipBehavior)]
 pub struct Behavior {
     /// How long the device rings before `then` happens (the outcomes that ring).
     pub ring_ms: u64,
@@ -28,8 +29,9 @@ pub struct Behavior {
 
 /// What a called virtual device does after ringing `ring_ms` (or at once, for those that do
 /// not ring).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = VoipOutcome)]
 pub enum Outcome {
     /// Rings `ring_ms`, then answers and joins the channel.
     #[default]

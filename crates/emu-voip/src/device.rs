@@ -26,8 +26,9 @@ const CANCELED: i64 = 2000107;
 const KICKED: i64 = 3110000;
 
 /// What a device is doing, as the admin API shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = VoipDeviceState)]
 pub enum DeviceState {
     /// Its behaviour is `offline`: registered, not online.
     Offline,
@@ -51,16 +52,18 @@ impl std::fmt::Display for DeviceState {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = VoipRole)]
 pub enum Role {
     Caller,
     Callee,
 }
 
 /// How a call ended for this device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = VoipCallOutcome)]
 pub enum CallOutcome {
     /// Connected, then ended (by either side).
     Completed,
@@ -74,8 +77,9 @@ pub enum CallOutcome {
 }
 
 /// One call in a device's history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = VoipCallRecord)]
 pub struct CallRecord {
     pub channel_id: String,
     pub role: Role,
@@ -84,17 +88,20 @@ pub struct CallRecord {
     pub peer: String,
     pub outcome: CallOutcome,
     /// The code its SDK would report (`None` when this device ended the call itself).
+    #[schema(required = true)]
     pub code: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cause: Option<String>,
     pub started_ms: Millis,
+    #[schema(required = true)]
     pub answered_ms: Option<Millis>,
     pub ended_ms: Millis,
 }
 
 /// A server message the device received.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = VoipReceived)]
 pub struct Received {
     pub at_ms: Millis,
     pub message_type: &'static str,
@@ -122,8 +129,9 @@ struct Current {
 }
 
 /// One virtual device, as the admin API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = VoipDeviceView)]
 pub struct DeviceView {
     /// Shown by name by the admin API.
     #[serde(skip)]
@@ -134,6 +142,7 @@ pub struct DeviceView {
     pub state: DeviceState,
     /// A real SDK logged in to the account and the platform kicked the virtual device.
     pub kicked: bool,
+    #[schema(required = true)]
     pub channel_id: Option<String>,
     pub created_ms: Millis,
     pub calls: Vec<CallRecord>,
@@ -353,6 +362,7 @@ impl VirtualDevices {
             | ServerMessage::PeerJoined { channel_id, .. }
             | ServerMessage::PeerLeft { channel_id, .. }
             | ServerMessage::CanceledCall { channel_id }
+            | ServerMessage::MediaMode { channel_id, .. }
             | ServerMessage::MediaResult { channel_id, .. } => (channel_id, None, None),
             ServerMessage::Disconnect { channel_id, code, .. } => (channel_id, Some(*code), None),
             ServerMessage::Dtmf { channel_id, digit, .. } => (channel_id, None, Some(*digit)),
@@ -499,6 +509,8 @@ impl VirtualDevices {
                 need_record: order.need_record,
                 extend: order.extend.clone(),
                 user_info: Some(info.clone()),
+                // A virtual device has no camera: its calls are audio.
+                allow_video: false,
                 signal,
             }),
         );
@@ -511,6 +523,7 @@ impl VirtualDevices {
                 extend: order.extend,
                 caller_user_info: Some(caller_user_info),
                 cancel_on_reject: order.cancel_on_reject,
+                allow_video: false,
             }),
         );
         Ok(())
@@ -616,6 +629,7 @@ impl VirtualDevices {
                     need_record: false,
                     extend: None,
                     user_info: Some(info),
+                    allow_video: false,
                     signal,
                 }),
             );

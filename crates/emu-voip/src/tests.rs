@@ -13,6 +13,7 @@ fn called(channel: &str) -> ServerMessage {
         channel_id: channel.into(),
         call_id: "call-1".into(),
         caller_user_info: json!({}),
+        video: false,
     }
 }
 

@@ -2,22 +2,54 @@
 //! served on the admin listener at `/` and `/console`. It reads only documented admin routes, so
 //! it adds no state and no work until someone opens it.
 
-use axum::Router;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 const INDEX: &str = include_str!("../../console/index.html");
 const SCRIPT: &str = include_str!("../../console/console.js");
 const STYLE: &str = include_str!("../../console/console.css");
 
-pub fn router() -> Router {
-    Router::new()
-        .route("/", get(index))
-        .route("/console", get(index))
-        .route("/console/", get(index))
-        .route("/console/console.js", get(|| file("text/javascript; charset=utf-8", SCRIPT)))
-        .route("/console/console.css", get(|| file("text/css; charset=utf-8", STYLE)))
+pub fn routes() -> OpenApiRouter<()> {
+    OpenApiRouter::new()
+        .routes(routes!(root))
+        .routes(routes!(console))
+        .routes(routes!(console_slash))
+        .routes(routes!(script))
+        .routes(routes!(style))
+}
+
+/// The console.
+///
+/// A web page that shows and drives the emulator through the admin API (docs/console.md).
+#[utoipa::path(get, path = "/", tag = "console", responses((status = 200, description = "the page", content_type = "text/html; charset=utf-8", body = String)))]
+async fn root() -> impl IntoResponse {
+    index().await
+}
+
+/// The console (as `/`).
+#[utoipa::path(get, path = "/console", tag = "console", responses((status = 200, description = "the page", content_type = "text/html; charset=utf-8", body = String)))]
+async fn console() -> impl IntoResponse {
+    index().await
+}
+
+/// The console (as `/`).
+#[utoipa::path(get, path = "/console/", tag = "console", responses((status = 200, description = "the page", content_type = "text/html; charset=utf-8", body = String)))]
+async fn console_slash() -> impl IntoResponse {
+    index().await
+}
+
+/// The console's script.
+#[utoipa::path(get, path = "/console/console.js", tag = "console", responses((status = 200, description = "the script", content_type = "text/javascript; charset=utf-8", body = String)))]
+async fn script() -> impl IntoResponse {
+    file("text/javascript; charset=utf-8", SCRIPT).await
+}
+
+/// The console's stylesheet.
+#[utoipa::path(get, path = "/console/console.css", tag = "console", responses((status = 200, description = "the stylesheet", content_type = "text/css; charset=utf-8", body = String)))]
+async fn style() -> impl IntoResponse {
+    file("text/css; charset=utf-8", STYLE).await
 }
 
 async fn index() -> impl IntoResponse {

@@ -9,35 +9,41 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::get;
 use axum::{Json, Router};
+use emu_core::clock::ClockError;
+use emu_core::config::ClockMode;
+use emu_core::events::Event;
 use emu_core::lifecycle::AdvanceError;
 use emu_core::tenants::AccountState;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{parse, query};
+use crate::openapi::ErrorBody;
 use crate::{Admin, ApiError, SeesSecrets};
 
 /// Health, reset, accounts, tenants, access-key faults, STS, the request log, problems, the
 /// clock, the configuration and the event log.
-pub fn router(admin: Arc<Admin>) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/admin/reset", post(reset))
-        .route("/admin/accounts", get(accounts))
-        .route("/admin/tenants", get(tenants))
-        .route("/admin/tenants/{name}/state", put(set_tenant_state))
-        .route("/admin/access-keys/{id}/fault", put(set_key_fault))
-        .route("/admin/sts", post(issue_sts))
-        .route("/admin/requests", get(requests))
-        .route("/admin/problems", get(problems))
-        .route("/admin/clock", get(clock))
-        .route("/admin/clock/advance", post(advance_clock))
-        .route("/admin/config", get(config))
-        .route("/admin/events", get(events))
-        .route("/admin/events/stream", get(event_stream))
-        .with_state(admin)
+pub fn routes() -> OpenApiRouter<Arc<Admin>> {
+    OpenApiRouter::new()
+        .routes(routes!(health))
+        .routes(routes!(reset))
+        .routes(routes!(accounts))
+        .routes(routes!(tenants))
+        .routes(routes!(set_tenant_state))
+        .routes(routes!(set_key_fault))
+        .routes(routes!(issue_sts))
+        .routes(routes!(requests))
+        .routes(routes!(problems))
+        .routes(routes!(clock))
+        .routes(routes!(advance_clock))
+        .routes(routes!(config))
+        .routes(routes!(events))
+        .routes(routes!(event_stream))
 }
 
 /// `/health` alone, for the public listeners (pop, mqtt_ws): never with secrets.
@@ -47,7 +53,45 @@ pub fn health_router(admin: Arc<Admin>) -> Router {
 
 type Reply = Result<Response, ApiError>;
 
-/// The admin listener's `/health`: the secrets only for callers that may see them ([`crate::secure`]).
+/// `GET /health`: `{"status":"ok",…}` once every listener accepts.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// `ok`.
+    status: &'static str,
+    /// The emulator's version.
+    version: &'static str,
+    clock: HealthClock,
+    uptime_ms: u64,
+    /// The ready-file's content (docs/cli.md): every listener's address, the default tenant and
+    /// its access key; `access_key_secret` only for callers that may see secrets.
+    #[schema(value_type = Object)]
+    endpoints: Value,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthClock {
+    mode: ClockMode,
+    now_ms: u64,
+}
+
+/// `{"status":"starting"}` before every listener accepts.
+#[derive(Serialize, ToSchema)]
+pub struct Starting {
+    /// `starting`.
+    status: &'static str,
+}
+
+/// Readiness.
+///
+/// 200 once every listener accepts, with the version, the clock and the endpoints (the ready-file);
+/// the default access key's secret only when no admin token is configured or the request carries
+/// it. Also served on the pop and mqtt_ws listeners, never with a secret.
+#[utoipa::path(get, path = "/health", tag = "core", responses(
+    (status = 200, description = "ready", body = Health),
+    (status = 503, description = "still starting", body = Starting),
+))]
 async fn health(State(a): State<Arc<Admin>>, sees: Option<axum::Extension<SeesSecrets>>) -> Response {
     health_reply(&a, sees.is_some())
 }
@@ -59,30 +103,44 @@ async fn public_health(State(a): State<Arc<Admin>>) -> Response {
 /// Readiness, version, clock and endpoints; `access_key_secret` only `with_secrets`.
 fn health_reply(a: &Admin, with_secrets: bool) -> Response {
     if !a.ready.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "starting"}))).into_response();
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(Starting { status: "starting" })).into_response();
     }
     let now = a.shared.clock.now_ms();
     let mut endpoints = a.endpoints.read().clone();
     if !with_secrets && let Some(e) = endpoints.as_object_mut() {
         e.remove("access_key_secret");
     }
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "clock": {"mode": a.shared.clock.mode(), "nowMs": now},
-        "uptimeMs": now.saturating_sub(a.started_ms),
-        "endpoints": endpoints,
-    }))
+    Json(Health {
+        status: "ok",
+        version: env!("CARGO_PKG_VERSION"),
+        clock: HealthClock { mode: a.shared.clock.mode(), now_ms: now },
+        uptime_ms: now.saturating_sub(a.started_ms),
+        endpoints,
+    })
     .into_response()
 }
 
-async fn reset(State(a): State<Arc<Admin>>) -> Response {
-    a.reset();
-    Json(json!({"reset": true})).into_response()
+#[derive(Serialize, ToSchema)]
+pub struct ResetDone {
+    /// Always `true`.
+    reset: bool,
 }
 
-#[derive(Deserialize)]
+/// Clears run-time state.
+///
+/// Closes every MQTT connection and forgets registrations, the event log, accounts, tokens,
+/// number auth and bindings, problem reports, STS credentials, the request log, nonces, calls,
+/// virtual devices, MNS queues; tenant states and key faults go back to the configuration.
+#[utoipa::path(post, path = "/admin/reset", tag = "core", responses((status = 200, description = "cleared", body = ResetDone)))]
+async fn reset(State(a): State<Arc<Admin>>) -> Response {
+    a.reset();
+    Json(ResetDone { reset: true }).into_response()
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TenantFilter {
+    /// A tenant's name (all tenants without it).
     tenant: Option<String>,
 }
 
@@ -95,134 +153,302 @@ fn tenant_id(a: &Admin, name: &str) -> Result<emu_core::TenantId, ApiError> {
     super::tenant_named(&a.shared.tenants, name)
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct AccountList {
+    accounts: Vec<AccountRow>,
+}
+
+/// An account (AddRtcAccount) and the device logged in to it now.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountRow {
+    tenant: String,
+    rtc_id: String,
+    device_id: String,
+    created_ms: u64,
+    /// The DeviceId of the device that holds the account's latest token, if any.
+    #[schema(required = true)]
+    current_device_id: Option<String>,
+}
+
+/// Accounts.
+///
+/// Every account made with AddRtcAccount (and the ready-made virtual parties), of one tenant or
+/// all.
+#[utoipa::path(get, path = "/admin/accounts", tag = "core", params(TenantFilter), responses(
+    (status = 200, description = "the accounts", body = AccountList),
+    (status = 400, description = "malformed query string", body = ErrorBody),
+    (status = 404, description = "no tenant of that name", body = ErrorBody),
+))]
 async fn accounts(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
     let tenant = tenant_filter(&a, &query(&uri)?)?;
-    let list: Vec<Value> = a
+    let accounts = a
         .shared
         .directory
         .accounts(tenant)
         .into_iter()
-        .map(|acc| {
-            json!({
-                "tenant": a.shared.tenants.get(acc.tenant).name,
-                "rtcId": acc.rtc_id,
-                "deviceId": acc.device_id,
-                "createdMs": acc.created_ms,
-                "currentDeviceId": a.shared.directory.current_device(acc.tenant, &acc.rtc_id),
-            })
+        .map(|acc| AccountRow {
+            tenant: a.shared.tenants.get(acc.tenant).name.clone(),
+            current_device_id: a.shared.directory.current_device(acc.tenant, &acc.rtc_id),
+            rtc_id: acc.rtc_id,
+            device_id: acc.device_id,
+            created_ms: acc.created_ms,
         })
         .collect();
-    Ok(Json(json!({"accounts": list})).into_response())
+    Ok(Json(AccountList { accounts }).into_response())
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct TenantList {
+    tenants: Vec<TenantRow>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantRow {
+    name: String,
+    /// The bought numbers phones can call (`POST /admin/pstn/calls`).
+    numbers: Vec<String>,
+    /// Own lines.
+    self_lines: Vec<String>,
+    uid: String,
+    state: AccountState,
+    account_limit: u64,
+    /// How many accounts it has.
+    accounts: usize,
+    access_keys: Vec<AccessKeyRow>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AccessKeyRow {
+    id: String,
+    secret: String,
+    fault: AccountState,
+}
+
+/// Tenants.
+///
+/// Every tenant with its numbers, own lines, state, account limit and count, and access keys
+/// (with their secrets and faults).
+#[utoipa::path(get, path = "/admin/tenants", tag = "core", responses((status = 200, description = "the tenants", body = TenantList)))]
 async fn tenants(State(a): State<Arc<Admin>>) -> Response {
-    let list: Vec<Value> = a
+    let tenants = a
         .shared
         .tenants
         .all()
         .iter()
         .map(|t| {
-            let keys: Vec<Value> = a
+            let access_keys = a
                 .shared
                 .tenants
                 .keys_of(t.id)
                 .into_iter()
-                .map(|(id, secret, fault)| json!({"id": id, "secret": secret, "fault": fault}))
+                .map(|(id, secret, fault)| AccessKeyRow { id, secret, fault })
                 .collect();
             // Bought numbers (callable with POST /admin/pstn/calls) and own lines, from the config.
             let conf = a.shared.config.tenants.iter().find(|c| c.name == t.name);
-            let numbers: Vec<&str> =
-                conf.map(|c| c.numbers.iter().map(|n| n.number.as_str()).collect()).unwrap_or_default();
-            let self_lines: &[String] = conf.map(|c| c.self_lines.as_slice()).unwrap_or_default();
-            json!({
-                "name": t.name,
-                "numbers": numbers,
-                "selfLines": self_lines,
-                "uid": t.uid,
-                "state": t.state(),
-                "accountLimit": t.account_limit,
-                "accounts": a.shared.directory.accounts(Some(t.id)).len(),
-                "accessKeys": keys,
-            })
+            TenantRow {
+                name: t.name.clone(),
+                numbers: conf.map(|c| c.numbers.iter().map(|n| n.number.clone()).collect()).unwrap_or_default(),
+                self_lines: conf.map(|c| c.self_lines.clone()).unwrap_or_default(),
+                uid: t.uid.clone(),
+                state: t.state(),
+                account_limit: t.account_limit,
+                accounts: a.shared.directory.accounts(Some(t.id)).len(),
+                access_keys,
+            }
         })
         .collect();
-    Json(json!({"tenants": list})).into_response()
+    Json(TenantList { tenants }).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct StateBody {
+    /// `normal`, or the vendor code every Dyvmsapi call then answers with.
     state: AccountState,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct TenantStateSet {
+    tenant: String,
+    state: AccountState,
+}
+
+/// Sets a tenant's business state.
+///
+/// Every Dyvmsapi call of the tenant then answers with this vendor code (`normal` again to stop).
+#[utoipa::path(put, path = "/admin/tenants/{name}/state", tag = "core",
+    params(("name" = String, Path, description = "the tenant's name", example = "default")),
+    request_body = StateBody,
+    responses(
+        (status = 200, description = "set", body = TenantStateSet),
+        (status = 400, description = "the body is not `{\"state\": …}` with a known state", body = ErrorBody),
+        (status = 404, description = "no tenant of that name", body = ErrorBody),
+    ))]
 async fn set_tenant_state(State(a): State<Arc<Admin>>, Path(name): Path<String>, body: Bytes) -> Reply {
     let body: StateBody = parse(&body)?;
     a.shared.tenants.set_state(tenant_id(&a, &name)?, body.state);
     tracing::info!(tenant = %name, state = %body.state, "tenant state set");
-    Ok(Json(json!({"tenant": name, "state": body.state})).into_response())
+    Ok(Json(TenantStateSet { tenant: name, state: body.state }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct FaultBody {
+    /// `normal`, or the vendor code every call signed with the key then answers with.
     fault: AccountState,
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyFaultSet {
+    access_key_id: String,
+    fault: AccountState,
+}
+
+/// Makes an access key faulty.
+///
+/// Every call signed with the key then answers with this vendor code (`normal` again to stop).
+#[utoipa::path(put, path = "/admin/access-keys/{id}/fault", tag = "core",
+    params(("id" = String, Path, description = "an AccessKeyId", example = "testAK")),
+    request_body = FaultBody,
+    responses(
+        (status = 200, description = "set", body = KeyFaultSet),
+        (status = 400, description = "the body is not `{\"fault\": …}` with a known state", body = ErrorBody),
+        (status = 404, description = "no such access key", body = ErrorBody),
+    ))]
 async fn set_key_fault(State(a): State<Arc<Admin>>, Path(id): Path<String>, body: Bytes) -> Reply {
     let body: FaultBody = parse(&body)?;
     if !a.shared.tenants.set_key_fault(&id, body.fault) {
         return Err(ApiError::not_found(format!("no access key {id:?}")));
     }
     tracing::info!(access_key_id = %id, fault = %body.fault, "access key fault set");
-    Ok(Json(json!({"accessKeyId": id, "fault": body.fault})).into_response())
+    Ok(Json(KeyFaultSet { access_key_id: id, fault: body.fault }).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct StsBody {
+    /// The tenant's name (default: the first tenant).
     tenant: Option<String>,
+    /// How long the credentials last (default 3600).
     #[serde(rename = "lifetimeSecs", alias = "lifetime_secs")]
     lifetime_secs: Option<u64>,
 }
 
-/// Mints temporary credentials, as QueryTokenForMnsQueue does, for tests of STS handling.
+/// Temporary (STS) credentials.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StsCredentials {
+    access_key_id: String,
+    access_key_secret: String,
+    security_token: String,
+    expires_ms: u64,
+}
+
+/// Mints temporary credentials.
+///
+/// As QueryTokenForMnsQueue does, for tests of STS handling. The body is optional.
+#[utoipa::path(post, path = "/admin/sts", tag = "core",
+    request_body(content = Option<StsBody>, description = "both fields optional; an empty body is the defaults"),
+    responses(
+        (status = 200, description = "the credentials", body = StsCredentials),
+        (status = 400, description = "malformed JSON body", body = ErrorBody),
+        (status = 404, description = "no tenant of that name", body = ErrorBody),
+    ))]
 async fn issue_sts(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
     let body: StsBody = if body.is_empty() { StsBody { tenant: None, lifetime_secs: None } } else { parse(&body)? };
     let tenant = super::tenant_or_first(&a.shared.tenants, body.tenant.as_deref())?;
     let now = a.shared.clock.now_ms();
     let lifetime = body.lifetime_secs.unwrap_or(3600).saturating_mul(1000);
     let c = a.shared.tenants.issue_sts(tenant, now, lifetime, vec![]);
-    Ok(Json(json!({
-        "accessKeyId": c.access_key_id,
-        "accessKeySecret": c.access_key_secret,
-        "securityToken": c.security_token,
-        "expiresMs": c.expires_ms,
-    }))
+    Ok(Json(StsCredentials {
+        access_key_id: c.access_key_id,
+        access_key_secret: c.access_key_secret,
+        security_token: c.security_token,
+        expires_ms: c.expires_ms,
+    })
     .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Limit {
+    /// How many of the newest (default 50).
     limit: Option<usize>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct RequestLog {
+    requests: Vec<emu_pop::request_log::LoggedRequest>,
+}
+
+/// The POP request log.
+///
+/// The newest N POP requests, oldest first, with the server's strings to sign for signature
+/// failures; long strings are cut to 4 KiB prefixes.
+#[utoipa::path(get, path = "/admin/requests", tag = "core", params(Limit), responses(
+    (status = 200, description = "the requests", body = RequestLog),
+    (status = 400, description = "malformed query string", body = ErrorBody),
+))]
 async fn requests(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
     let l: Limit = query(&uri)?;
-    Ok(Json(json!({"requests": a.pop.requests.last(l.limit.unwrap_or(50))})).into_response())
+    Ok(Json(RequestLog { requests: a.pop.requests.last(l.limit.unwrap_or(50)) }).into_response())
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Problems {
+    problems: Vec<emu_core::accounts::ProblemReport>,
+}
+
+/// Problem reports.
+///
+/// Reports sent with ReportVoipProblems (the newest 1000, oldest first).
+#[utoipa::path(get, path = "/admin/problems", tag = "core", params(TenantFilter), responses(
+    (status = 200, description = "the reports", body = Problems),
+    (status = 400, description = "malformed query string", body = ErrorBody),
+    (status = 404, description = "no tenant of that name", body = ErrorBody),
+))]
 async fn problems(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
     let tenant = tenant_filter(&a, &query(&uri)?)?;
-    Ok(Json(json!({"problems": a.shared.directory.problems(tenant)})).into_response())
+    Ok(Json(Problems { problems: a.shared.directory.problems(tenant) }).into_response())
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Clock {
+    mode: ClockMode,
+    /// How much faster than real time a `scaled` clock runs.
+    scale: f64,
+    now_ms: u64,
+}
+
+/// The clock.
+#[utoipa::path(get, path = "/admin/clock", tag = "core", responses((status = 200, description = "mode, scale and now", body = Clock)))]
 async fn clock(State(a): State<Arc<Admin>>) -> Response {
-    Json(json!({"mode": a.shared.clock.mode(), "scale": a.shared.clock.scale(), "nowMs": a.shared.clock.now_ms()}))
-        .into_response()
+    let c = &a.shared.clock;
+    Json(Clock { mode: c.mode(), scale: c.scale(), now_ms: c.now_ms() }).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct AdvanceBody {
+    /// Milliseconds to move the clock forward.
     ms: u64,
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClockAdvanced {
+    now_ms: u64,
+}
+
+/// Moves a manual clock.
+///
+/// Fires every timer that comes due, in deadline order, before it answers.
+#[utoipa::path(post, path = "/admin/clock/advance", tag = "core", request_body = AdvanceBody, responses(
+    (status = 200, description = "moved", body = ClockAdvanced),
+    (status = 400, description = "the body is not `{\"ms\": N}`, or N would take the clock past the year 9999", body = ErrorBody),
+    (status = 409, description = "the clock is not manual", body = ErrorBody),
+    (status = 503, description = "the emulator is shutting down", body = ErrorBody),
+))]
 async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
     let body: AdvanceBody = parse(&body)?;
     let advance = a.advance.read().clone();
@@ -231,7 +457,8 @@ async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
         None => a.shared.clock.advance(body.ms).map_err(AdvanceError::from),
     };
     match result {
-        Ok(now) => Ok(Json(json!({"nowMs": now})).into_response()),
+        Ok(now) => Ok(Json(ClockAdvanced { now_ms: now }).into_response()),
+        Err(e @ AdvanceError::Clock(ClockError::TooFar)) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
         Err(e @ AdvanceError::Clock(_)) => {
             Err(ApiError(StatusCode::CONFLICT, format!("{e}: set [clock] mode = \"manual\" to move time by hand")))
         }
@@ -239,22 +466,44 @@ async fn advance_clock(State(a): State<Arc<Admin>>, body: Bytes) -> Reply {
     }
 }
 
+/// The effective configuration.
+///
+/// As JSON: the embedded defaults, the config file and the environment merged
+/// (docs/configuration.md); the admin token shows as `<redacted>`.
+#[utoipa::path(get, path = "/admin/config", tag = "core", responses((status = 200, description = "the configuration", body = Object)))]
 async fn config(State(a): State<Arc<Admin>>) -> Response {
     Json(serde_json::to_value(&*a.shared.config).unwrap_or(Value::Null)).into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventQuery {
+    /// Only this call's events.
     #[serde(rename = "channelId")]
     channel_id: Option<String>,
+    /// Only this account's events.
     #[serde(rename = "rtcId")]
     rtc_id: Option<String>,
+    /// A prefix of the kind (`envelope.`, `device.`, `token.`, …).
     kind: Option<String>,
+    /// Only events after this sequence number (for polling); not for the stream.
     after: Option<u64>,
+    /// How many of the newest (default 500); not for the stream.
     limit: Option<usize>,
 }
 
-/// `GET /admin/events?channelId=&rtcId=&kind=&after=&limit=`: the event log, oldest first.
+#[derive(Serialize, ToSchema)]
+pub struct Events {
+    events: Vec<Event>,
+}
+
+/// The event log.
+///
+/// Oldest first (default the newest 500), filtered by call, account, kind prefix and sequence.
+#[utoipa::path(get, path = "/admin/events", tag = "core", params(EventQuery), responses(
+    (status = 200, description = "the events", body = Events),
+    (status = 400, description = "malformed query string", body = ErrorBody),
+))]
 async fn events(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
     let q: EventQuery = query(&uri)?;
     let filter = emu_core::events::EventFilter {
@@ -264,11 +513,18 @@ async fn events(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
         after: q.after,
         limit: Some(q.limit.unwrap_or(500)),
     };
-    Ok(Json(json!({"events": a.shared.events.query(&filter)})).into_response())
+    Ok(Json(Events { events: a.shared.events.query(&filter) }).into_response())
 }
 
-/// `GET /admin/events/stream`: the event log live, as Server-Sent Events (one `data:` JSON event
-/// each), with the same filters as `/admin/events` (`channelId`, `rtcId`, `kind`).
+/// The event log, live.
+///
+/// As Server-Sent Events: each event's `data:` is one event of the log as JSON (its `event:` the
+/// kind), `lagged` with `{"missed": N}` when the reader fell behind. Filters as
+/// `/admin/events` (`channelId`, `rtcId`, `kind`). The stream does not end.
+#[utoipa::path(get, path = "/admin/events/stream", tag = "core", params(EventQuery), responses(
+    (status = 200, description = "the stream", content_type = "text/event-stream", body = String),
+    (status = 400, description = "malformed query string", body = ErrorBody),
+))]
 async fn event_stream(State(a): State<Arc<Admin>>, uri: Uri) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let q: EventQuery = query(&uri)?;

@@ -4,12 +4,14 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use emu_calls::Request;
 use emu_core::metrics::{Op, QueueState, State as Labelled};
+use emu_core::retention::{Limit, Retained};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::Admin;
 
@@ -20,12 +22,48 @@ pub struct Sources {
     pub gateway: Arc<emu_gateway::Hub>,
     pub mns: Arc<emu_mns::Mns>,
     pub media: Arc<emu_media::MediaServer>,
+    pub calls: emu_calls::DriverHandle,
 }
 
-pub fn router(sources: Sources) -> Router {
-    Router::new().route("/metrics", get(metrics)).with_state(sources)
+pub fn routes() -> OpenApiRouter<Sources> {
+    OpenApiRouter::new().routes(routes!(metrics))
 }
 
+/// Every capped collection's size and caps (docs/admin-api.md#what-is-retained-and-how-much).
+async fn retained(s: &Sources) -> Vec<Retained> {
+    let shared = &s.admin.shared;
+    let c = &shared.config;
+    let mut all = vec![
+        Retained {
+            collection: "event_log",
+            items: shared.events.len(),
+            bytes: shared.events.bytes(),
+            limit: Limit::new(c.server.event_log_size, c.server.event_log_max_bytes),
+        },
+        Retained {
+            collection: "pop_requests",
+            items: s.admin.pop.requests.len(),
+            bytes: s.admin.pop.requests.bytes(),
+            limit: Limit::new(c.pop.request_log_size, c.pop.request_log_max_bytes),
+        },
+        shared.directory.problems_retained(),
+        s.gateway.sls.retained(),
+        s.gateway.dedupe_retained(),
+    ];
+    all.extend(s.media.retained());
+    // The driver holds the CDRs and the ended calls; a stopped driver (shutting down) has none.
+    if let Ok(calls) = s.calls.ask(Request::Retained).await {
+        all.extend(calls);
+    }
+    all
+}
+
+/// Prometheus metrics.
+///
+/// Every metric in the Prometheus text format (docs/metrics.md); no admin token needed.
+#[utoipa::path(get, path = "/metrics", tag = "metrics", responses(
+    (status = 200, description = "the metrics", content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+))]
 async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
     let m = &s.admin.shared.metrics;
     m.mqtt_connections.set(s.gateway.connection_count() as i64);
@@ -54,5 +92,8 @@ async fn metrics(State(s): State<Sources>) -> impl IntoResponse {
     m.event_log_events.set(s.admin.shared.events.len() as i64);
     m.event_log_bytes.set(s.admin.shared.events.bytes() as i64);
     m.pop_request_log_entries.set(s.admin.pop.requests.len() as i64);
+    for r in retained(&s).await {
+        m.set_retained(&r);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.encode())
 }

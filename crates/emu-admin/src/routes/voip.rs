@@ -1,36 +1,41 @@
 //! Admin routes of virtual VoIP devices (docs/voip-devices.md): each parses its input, sends a
 //! typed request to the calls driver and shapes the reply.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use emu_core::signalling::CalleeRequest;
 use emu_http::ApiError;
 use emu_voip::Behavior;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use emu_calls::driver::DriverHandle;
 use emu_calls::requests::Request;
-use emu_calls::virtual_devices::{DeviceAction, PlaceCall, PutDevice};
+use emu_calls::virtual_devices::{DeviceAction, PlaceCall, PutDevice, VirtualDeviceInfo};
 
 use super::calls::{calls_error, stopped};
 use super::parse;
+use crate::openapi::ErrorBody;
 
-pub fn router(driver: DriverHandle) -> Router {
-    Router::new()
-        .route("/admin/voip/devices", get(list))
-        .route("/admin/voip/devices/{rtc_id}", get(one).put(put).delete(delete))
-        .route("/admin/voip/devices/{rtc_id}/{action}", post(action))
-        .route("/admin/voip/calls", post(place_call))
-        .with_state(driver)
+pub fn routes() -> OpenApiRouter<DriverHandle> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(one, put, delete))
+        .routes(routes!(action))
+        .routes(routes!(place_call))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TenantQuery {
+    /// A tenant's name (default: the first tenant; for the list, all tenants).
+    #[param(example = "default")]
     tenant: Option<String>,
 }
 
@@ -40,12 +45,37 @@ fn json(status: StatusCode, v: impl serde::Serialize) -> Response {
     (status, Json(serde_json::to_value(v).unwrap_or(Value::Null))).into_response()
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct VirtualDeviceList {
+    devices: Vec<VirtualDeviceInfo>,
+}
+
+/// Virtual devices.
+///
+/// Every virtual VoIP device of one tenant, or of all.
+#[utoipa::path(get, path = "/admin/voip/devices", tag = "voip", params(TenantQuery), responses(
+    (status = 200, description = "the devices", body = VirtualDeviceList),
+    (status = 400, description = "malformed query string", body = ErrorBody),
+    (status = 404, description = "no tenant of that name", body = ErrorBody),
+    (status = 503, description = "the emulator is shutting down", body = ErrorBody),
+))]
 async fn list(State(d): State<DriverHandle>, Query(q): Query<TenantQuery>) -> Reply {
     let tenant = q.tenant;
     let list = d.ask(|reply| Request::VirtualDevices { tenant, reply }).await.map_err(stopped)?.map_err(calls_error)?;
     Ok(json(StatusCode::OK, json!({"devices": list})))
 }
 
+/// A virtual device.
+///
+/// Its behaviour, state, the call it is in, its recent calls and the server messages it received.
+#[utoipa::path(get, path = "/admin/voip/devices/{rtcId}", tag = "voip",
+    params(("rtcId" = String, Path, description = "the account's rtcId", example = "9000000000000001"), TenantQuery),
+    responses(
+        (status = 200, description = "the device", body = VirtualDeviceInfo),
+        (status = 400, description = "malformed query string", body = ErrorBody),
+        (status = 404, description = "no such virtual device, or no tenant of that name", body = ErrorBody),
+        (status = 503, description = "the emulator is shutting down", body = ErrorBody),
+    ))]
 async fn one(State(d): State<DriverHandle>, Path(rtc_id): Path<String>, Query(q): Query<TenantQuery>) -> Reply {
     let tenant = q.tenant;
     let device =
@@ -53,16 +83,34 @@ async fn one(State(d): State<DriverHandle>, Path(rtc_id): Path<String>, Query(q)
     Ok(json(StatusCode::OK, device))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct PutBody {
+    /// Every field optional (docs/voip-devices.md#behaviours).
     #[serde(default)]
+    #[schema(value_type = Option<Behavior>)]
     behavior: Option<Value>,
+    /// Makes the account with this DeviceId when it does not exist.
     #[serde(default)]
     device_id: Option<String>,
 }
 
-/// `PUT /admin/voip/devices/{rtcId}`: 201 when made, 200 when changed.
+/// Creates or changes a virtual device.
+///
+/// 201 when made, 200 when its behaviour changed. The account must exist, unless `deviceId` is
+/// given: then an account with this rtcId and DeviceId is made. A real SDK device logged in to
+/// the account is kicked, as a second login is. The body is optional.
+#[utoipa::path(put, path = "/admin/voip/devices/{rtcId}", tag = "voip",
+    params(("rtcId" = String, Path, description = "the account's rtcId", example = "9000000000000001"), TenantQuery),
+    request_body(content = Option<PutBody>, description = "both fields optional; an empty body is the defaults"),
+    responses(
+        (status = 200, description = "changed", body = VirtualDeviceInfo),
+        (status = 201, description = "made", body = VirtualDeviceInfo),
+        (status = 400, description = "malformed body or query string, or a bad behaviour", body = ErrorBody),
+        (status = 404, description = "no such account (and no deviceId), or no tenant of that name", body = ErrorBody),
+        (status = 409, description = "the account has another DeviceId", body = ErrorBody),
+        (status = 503, description = "the emulator is shutting down", body = ErrorBody),
+    ))]
 async fn put(
     State(d): State<DriverHandle>,
     Path(rtc_id): Path<String>,
@@ -84,6 +132,17 @@ async fn put(
     Ok(json(if created { StatusCode::CREATED } else { StatusCode::OK }, device))
 }
 
+/// Removes a virtual device.
+///
+/// It goes offline and is forgotten; a call it is in ends as for a device that went offline.
+#[utoipa::path(delete, path = "/admin/voip/devices/{rtcId}", tag = "voip",
+    params(("rtcId" = String, Path, description = "the account's rtcId", example = "9000000000000001"), TenantQuery),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 400, description = "malformed query string", body = ErrorBody),
+        (status = 404, description = "no such virtual device, or no tenant of that name", body = ErrorBody),
+        (status = 503, description = "the emulator is shutting down", body = ErrorBody),
+    ))]
 async fn delete(State(d): State<DriverHandle>, Path(rtc_id): Path<String>, Query(q): Query<TenantQuery>) -> Reply {
     let tenant = q.tenant;
     d.ask(|reply| Request::DeleteVirtualDevice { tenant, rtc_id, reply })
@@ -93,7 +152,30 @@ async fn delete(State(d): State<DriverHandle>, Path(rtc_id): Path<String>, Query
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /admin/voip/devices/{rtcId}/{answer|reject|hangup}`.
+/// What a test can make a virtual device do.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // Only described: the handler matches the path segment itself.
+enum DeviceActionName {
+    Answer,
+    Reject,
+    Hangup,
+}
+
+/// Makes a virtual device act.
+///
+/// `answer` answers a ringing device, `reject` declines its call, `hangup` leaves the call (for
+/// its own unanswered call: `leaveChannel` + `cancelCall`; for a ringing device: declines).
+/// Answers the device.
+#[utoipa::path(post, path = "/admin/voip/devices/{rtcId}/{action}", tag = "voip",
+    params(("rtcId" = String, Path, description = "the account's rtcId", example = "9000000000000001"), ("action" = inline(DeviceActionName), Path), TenantQuery),
+    responses(
+        (status = 200, description = "the device", body = VirtualDeviceInfo),
+        (status = 400, description = "malformed query string", body = ErrorBody),
+        (status = 404, description = "an unknown action, no such virtual device, or no tenant of that name", body = ErrorBody),
+        (status = 409, description = "the device is not in a state for it (answer: not ringing)", body = ErrorBody),
+        (status = 503, description = "the emulator is shutting down", body = ErrorBody),
+    ))]
 async fn action(
     State(d): State<DriverHandle>,
     Path((rtc_id, action)): Path<(String, String)>,
@@ -119,12 +201,18 @@ async fn action(
     Ok(json(StatusCode::OK, device))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct CallBody {
+    /// The calling virtual device's rtcId.
+    #[schema(example = "9000000000000004")]
     from: String,
+    /// The tenant's name (default: the first tenant).
     tenant: Option<String>,
+    /// Callee rtcIds (or `phone`).
+    #[schema(example = json!(["9000000000000001"]))]
     to: Option<Vec<String>>,
+    /// A callee phone number (or `to`).
     phone: Option<String>,
     /// The display number (a bought number) for a PSTN callee.
     display: Option<String>,
@@ -134,7 +222,8 @@ struct CallBody {
     extend: Option<String>,
     #[serde(default)]
     need_record: bool,
-    /// The native SDKs' cancel flag (docs/calls.md#several-callees-one-reject).
+    /// The native SDKs' cancel flag (docs/calls.md#several-callees-one-reject): 1, "1" or a
+    /// `…WHEN_ALL…` name keep the others ringing after a reject.
     cancel_flag: Option<Value>,
 }
 
@@ -148,7 +237,23 @@ fn cancel_on_reject(flag: Option<&Value>) -> bool {
     }
 }
 
-/// `POST /admin/voip/calls`: a virtual device calls accounts or a phone. 201 `{"channelId"}`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualCallPlaced {
+    /// The call's channelId.
+    channel_id: String,
+}
+
+/// A virtual device places a call.
+///
+/// To accounts (`to`) or a phone (`phone`, with a `display` number or an own `line`).
+#[utoipa::path(post, path = "/admin/voip/calls", tag = "voip", request_body = CallBody, responses(
+    (status = 201, description = "placed", body = VirtualCallPlaced),
+    (status = 400, description = "malformed body, neither or both of `to` and `phone`, or a call the device cannot place", body = ErrorBody),
+    (status = 404, description = "no such virtual device, or no tenant of that name", body = ErrorBody),
+    (status = 409, description = "the device is busy or offline, or the channelId is in use", body = ErrorBody),
+    (status = 503, description = "the emulator is shutting down", body = ErrorBody),
+))]
 async fn place_call(State(d): State<DriverHandle>, body: Bytes) -> Reply {
     let b: CallBody = parse(&body)?;
     let callee = match (b.to, b.phone) {
@@ -169,5 +274,5 @@ async fn place_call(State(d): State<DriverHandle>, body: Bytes) -> Reply {
     };
     let channel_id =
         d.ask(|reply| Request::VirtualCall { call, reply }).await.map_err(stopped)?.map_err(calls_error)?;
-    Ok(json(StatusCode::CREATED, json!({"channelId": channel_id})))
+    Ok(json(StatusCode::CREATED, VirtualCallPlaced { channel_id }))
 }

@@ -14,7 +14,12 @@ fn switch() -> Switch {
     numbers.insert("02160000001".to_string(), None);
     let routing = Routing { name: "default".into(), numbers, ..Default::default() };
     let engine = Engine::new(
-        EngineConfig { ring_timeout_ms: 30_000, callback_timeout_ms: 3_000, recent_calls: 10 },
+        EngineConfig {
+            ring_timeout_ms: 30_000,
+            callback_timeout_ms: 3_000,
+            recent_calls: 10,
+            recent_call_bytes: 1 << 20,
+        },
         vec![routing],
     );
     let config = emu_core::config::PstnConfig {
@@ -23,7 +28,7 @@ fn switch() -> Switch {
         phones: Vec::new(),
     };
     let pstn = PstnSim::from_config(&config).expect("default PSTN");
-    Switch::new(engine, pstn, vec!["default".into()])
+    Switch::new(engine, pstn, vec!["default".into()], Limit::new(1000, 1 << 20))
 }
 
 fn device(s: &mut Switch, rtc: &str, message_type: &str, body: Value, ms: Value, now: Millis) -> Vec<Effect> {

@@ -8,7 +8,7 @@ use crate::pstn::LegId;
 use crate::signalling::RtcType;
 use crate::tenants::TenantId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallState {
     /// The VoIP caller joined the channel; its `call` has not come yet.
@@ -23,8 +23,9 @@ pub enum CallState {
 }
 
 /// Who started the call.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = CallCaller)]
 pub enum Caller {
     Device {
         #[serde(rename = "rtcId")]
@@ -43,8 +44,9 @@ pub enum Caller {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[schema(as = CallTarget)]
 pub enum Target {
     Device {
         #[serde(rename = "rtcId")]
@@ -66,7 +68,7 @@ impl Target {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LegState {
     Ringing,
@@ -75,8 +77,9 @@ pub enum LegState {
 }
 
 /// How a leg ended, in the words the CDR and the admin API use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(as = LegOutcome)]
 pub enum Outcome {
     Completed,
     Rejected,
@@ -93,7 +96,7 @@ pub enum Outcome {
     NotDialled,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Leg {
     pub id: LegId,
     pub target: Target,
@@ -105,9 +108,12 @@ pub struct Leg {
     #[serde(rename = "startMs")]
     pub start_ms: Millis,
     #[serde(rename = "answeredMs")]
+    #[schema(required = true)]
     pub answered_ms: Option<Millis>,
     #[serde(rename = "endedMs")]
+    #[schema(required = true)]
     pub ended_ms: Option<Millis>,
+    #[schema(required = true)]
     pub outcome: Option<Outcome>,
     /// The callee's session uuid once it answered (VoIP).
     #[serde(skip)]
@@ -118,7 +124,7 @@ pub struct Leg {
     pub joined: bool,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Call {
     #[serde(rename = "channelId")]
     pub channel_id: String,
@@ -135,17 +141,22 @@ pub struct Call {
     #[serde(rename = "createdMs")]
     pub created_ms: Millis,
     #[serde(rename = "answeredMs")]
+    #[schema(required = true)]
     pub answered_ms: Option<Millis>,
     #[serde(rename = "endedMs")]
+    #[schema(required = true)]
     pub ended_ms: Option<Millis>,
     #[serde(rename = "timeLimitSecs")]
+    #[schema(required = true)]
     pub time_limit_secs: Option<u64>,
     #[serde(rename = "needRecord")]
     pub need_record: bool,
     /// Why and with which code it ended.
     #[serde(rename = "endReason")]
+    #[schema(required = true)]
     pub end_reason: Option<String>,
     #[serde(rename = "causeCode")]
+    #[schema(required = true)]
     pub cause_code: Option<i64>,
     pub warnings: Vec<String>,
     /// Sequences not rung yet (inbound plans).
@@ -167,7 +178,9 @@ pub struct Call {
     pub cancel_on_reject: bool,
     #[serde(skip)]
     pub ringing_sent: bool,
+    #[schema(required = true)]
     pub cdr: Option<Value>,
+    pub video: super::video::Video,
 }
 
 impl Call {

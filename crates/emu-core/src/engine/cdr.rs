@@ -68,7 +68,7 @@ pub fn report(call: &Call) -> Value {
         "channelId": call.channel_id,
         "caller": caller,
         "callee": callee,
-        "alicomRtcType": call.rtc_type,
+        "alicomRtcType": call.reported_type(),
         "endTime": if call.answered_ms.is_some() { format_shanghai(ended) } else { String::new() },
         "duration": call.answered_ms.map(|a| secs(a, ended)).unwrap_or_else(|| "0".into()),
         "extend": call.extend,

@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::signalling::{CallRequest, CalleeRequest, DeviceRequest, Join, MediaApi, RequestKind, RtcType};
+use crate::signalling::{CallRequest, CalleeRequest, DeviceRequest, Join, MediaApi, MediaMode, RequestKind, RtcType};
 
 use super::call::{CallState, Caller, LegState, Outcome, Target};
 use super::endings::Party;
@@ -56,6 +56,7 @@ impl Engine {
             let mut call = self.new_call(&channel_id, d.tenant, rtc_type, caller, now);
             call.need_record = join.need_record;
             call.extend = join.extend.unwrap_or_default();
+            call.video.caller_allowed = join.allow_video && rtc_type == RtcType::Voip2Voip;
             self.calls.insert(channel_id.clone(), call);
             self.in_call.insert((d.tenant, d.rtc_id.clone()), channel_id.clone());
             self.log_state(&channel_id, "joining", json!({"caller": d.rtc_id}));
@@ -74,13 +75,33 @@ impl Engine {
                 let (tenant, rtc_id, caller_uuid) = (call.tenant, rtc_id.clone(), caller_uuid.clone());
                 self.send_to(tenant, &rtc_id, messages::peer_joined(&caller_uuid, &channel_id, &uuid));
             }
+            // Told of a video call that became audio before it joined.
+            if let Some(call) = self.calls.get(&channel_id)
+                && call.video.requested
+                && call.video.mode == MediaMode::Audio
+            {
+                let reason = call.video.reason.clone().unwrap_or_default();
+                let who = call.caller_label().to_string();
+                let m = messages::media_mode(&uuid, &channel_id, MediaMode::Audio, &who, &reason);
+                self.send_to(d.tenant, &d.rtc_id, m);
+            }
         }
+        // A callee answering a video call without allowing video (an audio edition, or
+        // answering as audio): the call is audio from here on.
+        if !join.is_caller
+            && !join.allow_video
+            && self.calls.get(&channel_id).is_some_and(|c| c.video.requested && c.video.mode == MediaMode::Video)
+        {
+            self.switch_to_audio(&channel_id, &d.rtc_id, &format!("{} answered audio-only", d.rtc_id));
+        }
+        let video = self.calls.get(&channel_id).is_some_and(|c| c.video_for(&d.rtc_id));
         self.out.push(Output::Media(MediaCommand::Join {
             channel_id,
             tenant: d.tenant,
             rtc_id: d.rtc_id,
             uuid,
             signal: join.signal,
+            video,
         }));
     }
 
@@ -112,6 +133,10 @@ impl Engine {
             call.extend = e;
         }
         call.cancel_on_reject = req.cancel_on_reject;
+        if req.allow_video && call.video.caller_allowed && matches!(req.callee, CalleeRequest::Devices(_)) {
+            call.video.requested = true;
+            call.video.mode = MediaMode::Video;
+        }
         let tenant = call.tenant;
         let targets: Vec<Target> = match req.callee {
             CalleeRequest::Phone { number: phone, show, line } => {

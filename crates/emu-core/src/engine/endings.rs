@@ -138,11 +138,11 @@ impl Engine {
         self.log_state(channel_id, "ended", json!({"reason": reason, "causeCode": code}));
         self.out.push(Output::Media(MediaCommand::Release { channel_id: channel_id.into() }));
         self.out.push(Output::Cdr { tenant, channel_id: channel_id.into(), report });
-        self.recent.push_back(channel_id.into());
-        while self.recent.len() > self.cfg.recent_calls {
-            if let Some(old) = self.recent.pop_front()
-                && let Some(c) = self.calls.remove(&old)
-            {
+        let weight = self.calls.get(channel_id).map(crate::retention::json_weight).unwrap_or(0);
+        let mut evicted = Vec::new();
+        self.recent.push_evicting(channel_id.to_string(), weight, |old| evicted.push(old));
+        for old in evicted {
+            if let Some(c) = self.calls.remove(&old) {
                 for l in c.legs {
                     self.leg_index.remove(&l.id);
                 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::signalling::{RtcType, ServerMessage};
+use crate::signalling::{MediaMode, RtcType, ServerMessage};
 
 pub fn called(
     rtc_type: RtcType,
@@ -11,6 +11,7 @@ pub fn called(
     channel_id: &str,
     call_id: &str,
     caller_user_info: Value,
+    video: bool,
 ) -> ServerMessage {
     ServerMessage::Called {
         rtc_type,
@@ -18,6 +19,17 @@ pub fn called(
         channel_id: channel_id.into(),
         call_id: call_id.into(),
         caller_user_info,
+        video,
+    }
+}
+
+pub fn media_mode(uuid: &str, channel_id: &str, mode: MediaMode, rtc_id: &str, reason: &str) -> ServerMessage {
+    ServerMessage::MediaMode {
+        uuid: uuid.into(),
+        channel_id: channel_id.into(),
+        mode,
+        rtc_id: rtc_id.into(),
+        reason: reason.into(),
     }
 }
 

@@ -26,14 +26,16 @@ mod endings;
 mod phones;
 mod ringing;
 mod timers;
+mod video;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Value, json};
 
 use crate::clock::Millis;
 use crate::events::NewEvent;
 use crate::pstn::{LegId, PstnCommand, PstnEvent, ReleaseReason};
+use crate::retention::{Bounded, Limit, Retained};
 use crate::signalling::{DeviceRequest, MediaApi, RtcType, ServerMessage};
 use crate::tenants::TenantId;
 use call::{Call, CallState, Caller};
@@ -61,6 +63,8 @@ pub struct EngineConfig {
     pub callback_timeout_ms: Millis,
     /// Ended calls kept for the admin API.
     pub recent_calls: usize,
+    /// ... weighing at most this many bytes together (their views as JSON).
+    pub recent_call_bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -108,13 +112,26 @@ pub enum Input {
         rtc_id: String,
         digits: String,
     },
+    /// The media server answered a device's offer in a call allowing video: with active video
+    /// or without (docs/calls.md#video-calls).
+    VideoNegotiated {
+        channel_id: String,
+        rtc_id: String,
+        video: bool,
+    },
+    /// A device's video reached the other party.
+    VideoFlowing {
+        channel_id: String,
+        rtc_id: String,
+    },
 }
 
 /// What the media server is asked to do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaCommand {
     /// A device joined a channel: answer with the joinChannel result (TURN, SDP for sigv 2).
-    Join { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, signal: Value },
+    /// `video`: the device may negotiate video (a VoIP↔VoIP video call).
+    Join { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, signal: Value, video: bool },
     /// sdpCandidate / candidate / reportStatus / stat from a device.
     Signal { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, api: MediaApi, signal: Value },
     /// The call is connected: bridge its parties' audio; record when asked.
@@ -168,7 +185,7 @@ pub struct Engine {
     cfg: EngineConfig,
     routing: Vec<Routing>,
     calls: HashMap<String, Call>,
-    recent: VecDeque<String>,
+    recent: Bounded<String>,
     leg_index: HashMap<LegId, String>,
     /// Which call a device is in (as caller, or as a ringing or answered callee).
     in_call: HashMap<(TenantId, String), String>,
@@ -187,11 +204,12 @@ fn new_channel_id(seq: u64, now: Millis) -> String {
 
 impl Engine {
     pub fn new(cfg: EngineConfig, routing: Vec<Routing>) -> Self {
+        let recent = Bounded::new(Limit::new(cfg.recent_calls, cfg.recent_call_bytes));
         Engine {
             cfg,
             routing,
             calls: HashMap::new(),
-            recent: VecDeque::new(),
+            recent,
             leg_index: HashMap::new(),
             in_call: HashMap::new(),
             online: HashSet::new(),
@@ -254,6 +272,10 @@ impl Engine {
             Input::Pstn(e) => self.on_pstn(e, now),
             Input::Callback { channel_id, kind, result } => self.on_callback(&channel_id, kind, result, now),
             Input::DeviceDtmf { channel_id, rtc_id, digits } => self.on_device_dtmf(&channel_id, &rtc_id, &digits),
+            Input::VideoNegotiated { channel_id, rtc_id, video } => {
+                self.on_video_negotiated(&channel_id, &rtc_id, video)
+            }
+            Input::VideoFlowing { channel_id, rtc_id } => self.on_video_flowing(&channel_id, &rtc_id),
         }
         std::mem::take(&mut self.out)
     }
@@ -307,6 +329,7 @@ impl Engine {
             cancel_on_reject: true,
             ringing_sent: false,
             cdr: None,
+            video: Default::default(),
         }
     }
 
@@ -337,6 +360,11 @@ impl Engine {
     }
 
     // ---- views -------------------------------------------------------------------------------
+
+    /// The ended calls kept, for `/metrics`.
+    pub fn retained(&self) -> Retained {
+        self.recent.retained("recent_calls")
+    }
 
     pub fn call(&self, channel_id: &str) -> Option<&Call> {
         self.calls.get(channel_id)

@@ -5,7 +5,7 @@ use serde_json::json;
 use super::call::{CallState, Caller, Leg, LegState, Outcome, Target};
 use super::plan::{self, Callee};
 use super::*;
-use crate::signalling::RtcType;
+use crate::signalling::{MediaMode, RtcType};
 
 impl Engine {
     pub(super) fn ring_next_sequence(&mut self, channel_id: &str, now: Millis) {
@@ -30,6 +30,7 @@ impl Engine {
         let display = call.display_number.clone().unwrap_or_default();
         let caller_is_phone = matches!(call.caller, Caller::Phone { .. });
         let rtc_type = call.rtc_type;
+        let video = call.video.requested && call.video.mode == MediaMode::Video;
         self.log_state(
             channel_id,
             "ringing",
@@ -70,8 +71,14 @@ impl Engine {
                     }
                     self.in_call.insert(key, channel_id.into());
                     let kind = if caller_is_phone { RtcType::Pstn2Voip } else { rtc_type };
-                    let body =
-                        messages::called(kind, caller_info.0.clone(), channel_id, &call_id, caller_info.1.clone());
+                    let body = messages::called(
+                        kind,
+                        caller_info.0.clone(),
+                        channel_id,
+                        &call_id,
+                        caller_info.1.clone(),
+                        video,
+                    );
                     self.send_to(tenant, &rtc_id, body);
                 }
                 Target::Phone { number, display: from } => {

@@ -10,7 +10,15 @@ fn engine() -> Engine {
     let mut numbers = HashMap::new();
     numbers.insert("02160000001".to_string(), None);
     let routing = Routing { name: "default".into(), numbers, ..Default::default() };
-    Engine::new(EngineConfig { ring_timeout_ms: 30_000, callback_timeout_ms: 3_000, recent_calls: 10 }, vec![routing])
+    Engine::new(
+        EngineConfig {
+            ring_timeout_ms: 30_000,
+            callback_timeout_ms: 3_000,
+            recent_calls: 10,
+            recent_call_bytes: 1 << 20,
+        },
+        vec![routing],
+    )
 }
 
 /// A device request as the gateway decodes it from an envelope.
@@ -602,7 +610,12 @@ fn a_transfer_presents_the_plans_platform_number() {
     numbers.insert("02160000002".to_string(), None);
     let routing = Routing { name: "default".into(), numbers, ..Default::default() };
     let mut e = Engine::new(
-        EngineConfig { ring_timeout_ms: 30_000, callback_timeout_ms: 3_000, recent_calls: 10 },
+        EngineConfig {
+            ring_timeout_ms: 30_000,
+            callback_timeout_ms: 3_000,
+            recent_calls: 10,
+            recent_call_bytes: 1 << 20,
+        },
         vec![routing],
     );
     e.set_callbacks(T, None, Some(Some("http://in".into())));
@@ -632,3 +645,5 @@ fn a_transfer_presents_the_plans_platform_number() {
     let call = e.call(&channel).unwrap();
     assert!(matches!(&call.legs[0].target, Target::Phone { display, .. } if display == "02160000002"));
 }
+
+mod video;

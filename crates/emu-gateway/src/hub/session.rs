@@ -231,16 +231,32 @@ impl Hub {
     }
 
     pub(super) fn dedupe_store(&self, client_id: &str, request_id: &str, ack: Bytes) {
-        let mut d = self.dedupe.entry(client_id.to_string()).or_default();
+        let r = &self.shared.config.retention;
+        let limit = Limit::new(r.dedupe_window, r.dedupe_client_bytes);
+        let mut d = self.dedupe.entry(client_id.to_string()).or_insert_with(|| Dedupe {
+            order: Bounded::new(limit),
+            acks: HashMap::new(),
+            last_used: None,
+        });
         d.last_used = Some(Instant::now());
+        let weight = request_id.len() + ack.len();
         if d.acks.insert(request_id.to_string(), ack).is_none() {
-            d.order.push_back(request_id.to_string());
-            if d.order.len() > DEDUPE_WINDOW
-                && let Some(old) = d.order.pop_front()
-            {
-                d.acks.remove(&old);
-            }
+            let Dedupe { order, acks, .. } = &mut *d;
+            order.push_evicting(request_id.to_string(), weight, |old| {
+                acks.remove(&old);
+            });
         }
+    }
+
+    /// The duplicate-suppression caches of every client together, for `/metrics`.
+    pub fn dedupe_retained(&self) -> Retained {
+        let r = &self.shared.config.retention;
+        let (mut items, mut bytes) = (0, 0);
+        for d in self.dedupe.iter() {
+            items += d.order.len();
+            bytes += d.order.bytes();
+        }
+        Retained { collection: "dedupe", items, bytes, limit: Limit::new(r.dedupe_window, r.dedupe_client_bytes) }
     }
 
     /// `cs_register`: registers the device, or counts a heartbeat. Another connection registered

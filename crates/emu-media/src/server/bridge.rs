@@ -5,6 +5,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use emu_core::Millis;
+use emu_core::retention::json_weight;
 use serde_json::{Value, json};
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::TelephoneEvent;
@@ -15,7 +16,7 @@ use crate::recorder::Recorder;
 use crate::{Audio, Endpoint, MediaEvent};
 
 use super::phone::Phone;
-use super::state::{Heard, RECENT_KEPT, State};
+use super::state::{Heard, State};
 use super::{LegId, MediaServer, RecordingInfo, SYNTH_PERIOD};
 
 /// Where a device leg's audio goes (see `State::route`).
@@ -154,10 +155,19 @@ impl State {
         Some(r)
     }
 
-    /// Audio from a device leg: DTMF detection, recording, forwarding to the other side.
+    /// The device leg on the other side of `from`'s bridge.
+    pub(super) fn peer_of(&mut self, from: LegId) -> Option<LegId> {
+        self.route_of(from)?.peer
+    }
+
+    /// Media from a device leg: video to `route_video`; audio to DTMF detection, recording,
+    /// forwarding to the other side.
     pub(super) fn route(&mut self, from: LegId, p: Heard, now: Instant) {
         let Some(leg) = self.legs.get_mut(&from) else { return };
         let Some(params) = leg.params_of(p.pt) else { return };
+        if params.spec().codec.is_video() {
+            return self.route_video(from, p, params, now);
+        }
         leg.stats.rtp_in += 1;
         leg.stats.rtp_bytes_in += p.payload.len() as u64;
         leg.stats.last_rtp_in = Some(now);
@@ -254,10 +264,8 @@ impl State {
         if let Some(file) = &chan.record_file {
             last["recording"] = json!({"file": file, "inProgress": false, "url": format!("{}/recordings/{file}", self.cfg.http_base.trim_end_matches('/'))});
         }
-        if self.recent.len() == RECENT_KEPT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back((channel_id.to_string(), last));
+        let weight = channel_id.len() + json_weight(&last);
+        self.recent.push((channel_id.to_string(), last), weight);
         for id in chan.legs.values().copied().collect::<Vec<_>>() {
             self.remove_leg(id);
         }
@@ -275,7 +283,8 @@ impl State {
                     created_ms: chan.created_ms,
                 };
                 tracing::info!(channel_id, file, duration_ms = done.duration_ms, "recording done");
-                self.recordings.push(info.clone());
+                let weight = json_weight(&info);
+                self.recordings.push(info.clone(), weight);
                 self.emit(MediaEvent::RecordingDone {
                     channel_id: channel_id.to_string(),
                     file,

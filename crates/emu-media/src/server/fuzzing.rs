@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::DtlsIdentity;
 use super::signal::NewLeg;
 use super::state::State;
-use crate::{CodecPreference, MediaConfig, srtp};
+use crate::{LegOptions, MediaConfig, srtp};
 
 /// The address of the server's candidate in the harness.
 pub const SERVER: &str = "10.0.0.1:40000";
@@ -45,8 +45,9 @@ impl MediaHarness {
     }
 
     /// A device's joinChannel media signal: the ARTC joinChannel result.
-    pub fn join(&mut self, channel_id: &str, rtc_id: &str, signal: &Value, prefer: CodecPreference) -> Value {
-        let leg = NewLeg { channel_id, tenant: "default", rtc_id, uuid: rtc_id, prefer };
+    pub fn join(&mut self, channel_id: &str, rtc_id: &str, signal: &Value, options: impl Into<LegOptions>) -> Value {
+        let LegOptions { prefer, video } = options.into();
+        let leg = NewLeg { channel_id, tenant: "default", rtc_id, uuid: rtc_id, prefer, video };
         let result = self.st.join(leg, signal, None, self.now);
         self.st.settle(self.now);
         result

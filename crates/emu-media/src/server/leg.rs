@@ -22,6 +22,7 @@ use crate::udp::SendQueue;
 
 use super::bridge::Route;
 use super::direct::Direct;
+use super::video::VideoLeg;
 use super::{DTMF_DURATION, LegId, SYNTH_PERIOD};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -125,6 +126,15 @@ pub(super) struct Leg {
     pub(super) passthrough: Option<(PayloadParams, Option<Pt>)>,
     /// The leg's SRTP done here rather than by str0m, once its handshake is over.
     pub(super) direct: Direct,
+    /// Whether this leg's offers may be answered with video (a VoIP↔VoIP video call).
+    pub(super) video_allowed: bool,
+    /// The leg's `Rtc` was built for video: everything goes through str0m (see `video.rs`).
+    pub(super) video_rtc: bool,
+    /// The negotiated, active video line.
+    pub(super) video: Option<VideoLeg>,
+    /// The `a=fingerprint` of the offer answered last: an offer with the same one comes from
+    /// the same peer connection (a renegotiation).
+    pub(super) remote_fingerprint: Option<String>,
 }
 
 /// A telephone-event going out (RFC 4733 §2.5): every 20 ms a packet with the same RTP
@@ -321,6 +331,7 @@ impl Leg {
             "lastRtpInMs": ms_at(s.last_rtp_in),
             "connectedMs": ms_at(s.connected_at),
             "ageMs": now.saturating_duration_since(self.created).as_millis() as u64,
+            "video": self.video.as_ref().map(|v| v.stats_json(now)),
         })
     }
 }

@@ -23,6 +23,7 @@ mod signal;
 mod state;
 #[cfg(test)]
 mod tests;
+mod video;
 mod worker;
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -31,6 +32,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use emu_core::retention::Retained;
 use emu_core::{Clock, Millis};
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -54,7 +56,7 @@ const SYNTH_PERIOD: Duration = Duration::from_millis(20);
 const DTMF_DURATION: Duration = Duration::from_millis(100);
 
 /// A finished recording.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RecordingInfo {
     pub file: String,
@@ -335,6 +337,22 @@ impl MediaServer {
         })
     }
 
+    /// The finished channels' statistics and the recordings index kept (all workers together;
+    /// the caps are per worker), for `/metrics`.
+    pub fn retained(&self) -> Vec<Retained> {
+        let mut finished =
+            Retained { collection: "finished_channels", items: 0, bytes: 0, limit: self.cfg.finished_channels };
+        let mut recordings = Retained { collection: "recordings", items: 0, bytes: 0, limit: self.cfg.recordings };
+        for w in &self.workers {
+            let st = w.state.lock();
+            finished.items += st.recent.len();
+            finished.bytes += st.recent.bytes();
+            recordings.items += st.recordings.len();
+            recordings.bytes += st.recordings.bytes();
+        }
+        vec![finished, recordings]
+    }
+
     /// Channels with at least one leg or a bridge.
     pub fn channel_count(&self) -> usize {
         self.workers.iter().map(|w| w.state.lock().channels.len()).sum()
@@ -360,7 +378,8 @@ impl MediaServer {
 
     /// Finished recordings, oldest first.
     pub fn recordings(&self) -> Vec<RecordingInfo> {
-        let mut all: Vec<RecordingInfo> = self.workers.iter().flat_map(|w| w.state.lock().recordings.clone()).collect();
+        let mut all: Vec<RecordingInfo> =
+            self.workers.iter().flat_map(|w| w.state.lock().recordings.iter().cloned().collect::<Vec<_>>()).collect();
         all.sort_by_key(|r| r.created_ms);
         all
     }

@@ -13,12 +13,13 @@ use str0m::rtp::Extension;
 use str0m::{Candidate, IceCreds, Rtc};
 
 use crate::srtp::{self, KeySlot};
-use crate::{CodecPreference, sdp};
+use crate::{CodecPreference, LegOptions, MediaEvent, sdp};
 
 use super::bridge::Channel;
 use super::direct::Direct;
 use super::leg::{Leg, LegState, LegStats, first_seq};
 use super::state::State;
+use super::video::VideoLeg;
 use super::{LegId, MediaServer};
 use emu_core::ids::random_alnum;
 
@@ -35,7 +36,7 @@ impl MediaServer {
     }
 
     /// [`MediaServer::join`], choosing which codec the answer puts first
-    /// ([`CodecPreference::for_call_type`]).
+    /// ([`CodecPreference::for_call_type`]) and whether video is answered ([`LegOptions`]).
     pub fn join_with(
         &self,
         channel_id: &str,
@@ -43,11 +44,12 @@ impl MediaServer {
         rtc_id: &str,
         uuid: &str,
         signal: &Value,
-        prefer: CodecPreference,
+        options: impl Into<LegOptions>,
     ) -> Value {
         let now = Instant::now();
         let turn = self.mint_turn_user();
-        let leg = NewLeg { channel_id, tenant, rtc_id, uuid, prefer };
+        let LegOptions { prefer, video } = options.into();
+        let leg = NewLeg { channel_id, tenant, rtc_id, uuid, prefer, video };
         self.worker(channel_id).with(|st| st.join(leg, signal, turn, now))
     }
 
@@ -94,6 +96,7 @@ pub(super) struct NewLeg<'a> {
     pub(super) rtc_id: &'a str,
     pub(super) uuid: &'a str,
     pub(super) prefer: CodecPreference,
+    pub(super) video: bool,
 }
 
 /// TURN credentials minted for a leg (the relay knows them already).
@@ -107,8 +110,11 @@ impl State {
     /// The joinChannel result (the JSON for `body.mediaSignal`) for a new leg; with sigv 2 (the
     /// offer inside `signal`), it also carries the answer and the server's one candidate.
     pub(super) fn join(&mut self, leg: NewLeg, signal: &Value, turn: Option<TurnUser>, now: Instant) -> Value {
-        let NewLeg { channel_id, tenant, rtc_id, uuid, prefer } = leg;
+        let NewLeg { channel_id, tenant, rtc_id, uuid, prefer, video } = leg;
         let id = self.new_leg(channel_id, tenant, rtc_id, uuid, prefer, now);
+        if let Some(leg) = self.legs.get_mut(&id) {
+            leg.video_allowed = video;
+        }
         let mut result = json!({
             "api": "joinChannel", "errorCode": 0, "errorMsg": "SUCCESS",
             "data": {"channelId": channel_id, "turnServers": [], "dynamicConfig": {}},
@@ -271,6 +277,10 @@ impl State {
                 route: None,
                 passthrough: None,
                 direct: Direct::new(KeySlot::default(), self.provider.clone()),
+                video_allowed: false,
+                video_rtc: false,
+                video: None,
+                remote_fingerprint: None,
             },
         );
         self.topology += 1;
@@ -278,8 +288,9 @@ impl State {
         id
     }
 
-    /// A leg's `Rtc`, and where its DTLS handshake puts the SRTP keys.
-    fn new_rtc(&self, prefer: CodecPreference, ice: &IceCreds, now: Instant) -> (Rtc, KeySlot) {
+    /// A leg's `Rtc`, and where its DTLS handshake puts the SRTP keys. With `video`, it also
+    /// answers VP8 and H.264 and negotiates transport-wide congestion control.
+    fn new_rtc(&self, prefer: CodecPreference, ice: &IceCreds, video: bool, now: Instant) -> (Rtc, KeySlot) {
         let mut b = Rtc::builder()
             // RTP mode: received packets come out as they are and this server writes whole
             // packets; forwarding then skips str0m's depacketizing, sample assembly and
@@ -299,6 +310,17 @@ impl State {
             .set_extension(1, Extension::AudioLevel)
             .set_extension(4, Extension::RtpMid)
             .clear_codecs();
+        if video {
+            // The browser's bandwidth estimate needs per-packet feedback to grow beyond its
+            // start rate; the server sends it (str0m does, for every received packet).
+            b = b
+                .set_extension(3, Extension::TransportSequenceNumber)
+                .set_extension(13, Extension::VideoOrientation)
+                .set_send_buffer_video(1000)
+                .set_reordering_size_video(30)
+                .enable_vp8(true)
+                .enable_h264(true);
+        }
         b = match prefer {
             CodecPreference::Opus => b.enable_opus(true, false).enable_pcmu(true, false).enable_pcma(true, false),
             CodecPreference::G711 => b.enable_pcmu(true, false).enable_pcma(true, false).enable_opus(true, false),
@@ -322,6 +344,10 @@ impl State {
     }
 
     /// Answers an offer for a leg: (answer SDP without candidates, offer mid, m-line index).
+    ///
+    /// An offer from the peer connection the leg already has (same DTLS fingerprint) is a
+    /// renegotiation, answered by the leg's `Rtc` (a party turning its video off); any other
+    /// offer (a new peer connection, an ICE restart with new keys) starts over on a new `Rtc`.
     pub(super) fn answer(
         &mut self,
         id: LegId,
@@ -331,54 +357,98 @@ impl State {
     ) -> Result<(String, String, u32), OfferError> {
         let (mid, label) = sdp::audio_mid(offer_sdp).ok_or(OfferError::NoAudio)?;
         let offer = SdpOffer::from_sdp_string(offer_sdp).map_err(|e| OfferError::Unparseable(e.to_string()))?;
-        let (prefer, ice) = {
-            let leg = self.legs.get(&id).ok_or(OfferError::NoLeg)?;
-            (leg.prefer, leg.ice.clone())
-        };
-        let (fresh, keys) = self.new_rtc(prefer, &ice, now);
-        let leg = self.legs.get_mut(&id).ok_or(OfferError::NoLeg)?;
-        // A re-offer (ICE restart, renegotiation) starts over on a new Rtc.
-        leg.rtc = Some(fresh);
-        leg.direct = Direct::new(keys, self.provider.clone());
-        // A new SRTP session with a new SSRC, whose receiver takes the first packet's rollover
-        // counter to be 0: the numbering starts over, or a re-offer after 65,536 packets
-        // (~20 minutes) would send audio the browser cannot decrypt.
-        leg.tx_seq = first_seq();
-        leg.mid = None;
-        leg.send = None;
-        leg.scheduled = None;
-        leg.timeout = None;
-        leg.passthrough = None;
-        leg.fwd = None;
-        leg.dtmf_out = None;
-        leg.state = LegState::Connecting;
-        let rtc = leg.rtc.as_mut().expect("set above");
-        let answer = match rtc.sdp_api().accept_offer(offer) {
-            Ok(a) => a,
-            Err(e) => {
-                leg.rtc = None;
-                leg.state = LegState::New;
+        let fingerprint = sdp::fingerprint(offer_sdp);
+        let video_line = sdp::video_line(offer_sdp);
+        let leg = self.legs.get(&id).ok_or(OfferError::NoLeg)?;
+        let renegotiation = leg.rtc.is_some()
+            && matches!(leg.state, LegState::Connecting | LegState::Connected | LegState::Disconnected)
+            && fingerprint.is_some()
+            && leg.remote_fingerprint.as_deref() == fingerprint;
+        let answer = if renegotiation {
+            let leg = self.legs.get_mut(&id).ok_or(OfferError::NoLeg)?;
+            let rtc = leg.rtc.as_mut().expect("checked above");
+            let answer = rtc.sdp_api().accept_offer(offer).map_err(|e| {
                 self.counters.offers_rejected += 1;
-                return Err(OfferError::Refused(e.to_string()));
+                OfferError::Refused(e.to_string())
+            })?;
+            tracing::info!(channel_id = %leg.channel_id, rtc_id = %leg.rtc_id, "offer renegotiated");
+            answer
+        } else {
+            let (prefer, ice) = (leg.prefer, leg.ice.clone());
+            let video = leg.video_allowed && video_line.as_ref().is_some_and(|l| l.active);
+            let (fresh, keys) = self.new_rtc(prefer, &ice, video, now);
+            let leg = self.legs.get_mut(&id).ok_or(OfferError::NoLeg)?;
+            // A re-offer (ICE restart, renegotiation) starts over on a new Rtc.
+            leg.rtc = Some(fresh);
+            leg.video_rtc = video;
+            leg.video = None;
+            leg.direct = Direct::new(keys, self.provider.clone());
+            // A new SRTP session with a new SSRC, whose receiver takes the first packet's rollover
+            // counter to be 0: the numbering starts over, or a re-offer after 65,536 packets
+            // (~20 minutes) would send audio the browser cannot decrypt.
+            leg.tx_seq = first_seq();
+            leg.mid = None;
+            leg.send = None;
+            leg.scheduled = None;
+            leg.timeout = None;
+            leg.passthrough = None;
+            leg.fwd = None;
+            leg.dtmf_out = None;
+            leg.state = LegState::Connecting;
+            leg.remote_fingerprint = fingerprint.map(str::to_string);
+            let rtc = leg.rtc.as_mut().expect("set above");
+            match rtc.sdp_api().accept_offer(offer) {
+                Ok(a) => a,
+                Err(e) => {
+                    leg.rtc = None;
+                    leg.state = LegState::New;
+                    self.counters.offers_rejected += 1;
+                    return Err(OfferError::Refused(e.to_string()));
+                }
             }
         };
+        let leg = self.legs.get_mut(&id).ok_or(OfferError::NoLeg)?;
+        let rtc = leg.rtc.as_mut().expect("answered above");
         let audio_ok = rtc.media(Mid::from(mid.as_str())).is_some_and(|m| !m.disabled());
         if !audio_ok {
             leg.rtc = None;
             leg.state = LegState::New;
+            leg.video = None;
             self.counters.offers_rejected += 1;
             return Err(OfferError::NoCommonCodec);
         }
-        // Video (any line without a codec of ours) is rejected: str0m leaves that line without a
-        // format and with the offer's direction. Repair the text and set the line inactive in
-        // str0m too, so its state matches the answer (no change to apply: nothing is offered).
+        // Lines without a codec of ours (video in an audio call) are rejected: str0m leaves such
+        // a line without a format and with the offer's direction. Repair the text and set the
+        // line inactive in str0m too, so its state matches the answer (no change to apply:
+        // nothing is offered).
         let (answer, rejected) = sdp::reject_unanswered(&answer.to_sdp_string(), offer_sdp);
         let mut api = rtc.sdp_api();
         for m in &rejected {
             api.set_direction(Mid::from(m.as_str()), Direction::Inactive);
         }
         drop(api);
+        // The video line, if it was answered and is active both ways.
+        let video_mid =
+            video_line.filter(|l| l.active && leg.video_rtc).map(|l| Mid::from(l.mid.as_str())).filter(|m| {
+                rtc.media(*m).is_some_and(|media| !media.disabled() && media.direction() == Direction::SendRecv)
+            });
+        leg.video = match (leg.video.take(), video_mid) {
+            (Some(old), Some(mid)) => Some(old.renegotiated(mid)),
+            (None, Some(mid)) => Some(VideoLeg::new(mid, first_seq())),
+            (_, None) => None,
+        };
         leg.mid = Some(Mid::from(mid.as_str()));
+        leg.passthrough = None;
+        if leg.video_allowed {
+            let e = MediaEvent::VideoNegotiated {
+                channel_id: leg.channel_id.clone(),
+                rtc_id: leg.rtc_id.clone(),
+                video: leg.video.is_some(),
+            };
+            tracing::info!(channel_id = %leg.channel_id, rtc_id = %leg.rtc_id, video = leg.video.is_some(), "video negotiated");
+            self.emit(e);
+        }
+        self.topology += 1;
         self.touch(id);
         self.settle(now);
         for c in candidates {

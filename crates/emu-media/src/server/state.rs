@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use emu_core::Clock;
+use emu_core::retention::Bounded;
 use serde_json::{Value, json};
 use str0m::config::CryptoProvider;
 use str0m::media::{MediaKind, Pt};
@@ -45,6 +46,8 @@ pub(super) const ICE_HOLD: Duration = Duration::from_millis(30);
 pub(super) struct Heard<'a> {
     pub(super) pt: Pt,
     pub(super) ssrc: Ssrc,
+    /// The extended sequence number (video renumbers from it; audio keeps its own timeline).
+    pub(super) seq: u64,
     pub(super) time: u32,
     pub(super) marker: bool,
     pub(super) payload: &'a [u8],
@@ -58,6 +61,7 @@ impl<'a> Heard<'a> {
         Heard {
             pt: h.payload_type,
             ssrc: h.ssrc,
+            seq: *p.seq_no,
             time: h.timestamp,
             marker: h.marker,
             payload: &p.payload,
@@ -102,16 +106,14 @@ pub(super) struct State {
     pub(super) timers: BinaryHeap<Reverse<(Instant, LegId)>>,
     pub(super) next_synth: Option<Instant>,
     pub(super) next_leg: LegId,
-    pub(super) recordings: Vec<RecordingInfo>,
+    pub(super) recordings: Bounded<RecordingInfo>,
     pub(super) wav_cache: HashMap<PathBuf, Arc<Vec<i16>>>,
     /// Final statistics of released channels, newest last.
-    pub(super) recent: VecDeque<(String, Value)>,
+    pub(super) recent: Bounded<(String, Value)>,
     pub(super) counters: Counters,
     /// The payload of the packet being routed, decrypted by `Direct` (reused).
     pub(super) plain: Vec<u8>,
 }
-
-pub(super) const RECENT_KEPT: usize = 1000;
 
 impl State {
     pub(super) fn new(
@@ -121,6 +123,7 @@ impl State {
         provider: Arc<CryptoProvider>,
         cert: Arc<DtlsIdentity>,
     ) -> State {
+        let (recordings, finished) = (cfg.recordings, cfg.finished_channels);
         State {
             cfg,
             clock,
@@ -143,9 +146,9 @@ impl State {
             phone_dtmf_pending: Vec::new(),
             next_synth: None,
             next_leg: 1,
-            recordings: Vec::new(),
+            recordings: Bounded::new(recordings),
             wav_cache: HashMap::new(),
-            recent: VecDeque::new(),
+            recent: Bounded::new(finished),
             counters: Counters::default(),
             plain: Vec::new(),
         }
@@ -242,12 +245,22 @@ impl State {
     fn poll_leg(&mut self, id: LegId, now: Instant, to_packet: bool) {
         let mut media = Vec::new();
         let mut events = Vec::new();
+        let mut keyframe_requests = Vec::new();
         let mut connected = false;
         {
             let Some(leg) = self.legs.get_mut(&id) else { return };
             let Some(rtc) = leg.rtc.as_mut() else { return };
+            // A video leg's pacer is run until it has nothing due (bounded: never spin).
+            let mut pacer_rounds = if leg.video_rtc { 256 } else { 0 };
             loop {
                 match rtc.poll_output() {
+                    Ok(Output::Timeout(t)) if t <= now && pacer_rounds > 0 && !to_packet => {
+                        pacer_rounds -= 1;
+                        if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+                            tracing::debug!(rtc_id = %leg.rtc_id, "timeout refused: {e}");
+                            break;
+                        }
+                    }
                     Ok(Output::Timeout(t)) => {
                         // After each packet it sends, str0m's pacer asks for a timeout before
                         // it polls its queues again. Every frame written here is followed by
@@ -270,7 +283,9 @@ impl State {
                     Ok(Output::Transmit(t)) => {
                         leg.stats.packets_out += 1;
                         leg.stats.bytes_out += t.contents.len() as u64;
-                        leg.direct.observe(&t.contents, t.destination);
+                        if !leg.video_rtc {
+                            leg.direct.observe(&t.contents, t.destination);
+                        }
                         self.out.push(t.destination, t.contents.into());
                     }
                     Ok(Output::Event(e)) => match e {
@@ -314,6 +329,7 @@ impl State {
                             leg.stats.loss_out = s.loss.or(leg.stats.loss_out);
                             leg.stats.rtt = s.rtt.or(leg.stats.rtt);
                         }
+                        Event::KeyframeRequest(r) => keyframe_requests.push(r.kind),
                         Event::Closed => leg.state = LegState::Closed,
                         _ => {}
                     },
@@ -331,9 +347,14 @@ impl State {
         for e in events {
             self.emit(e);
         }
+        for kind in keyframe_requests {
+            self.keyframe_requested(id, kind);
+        }
         for p in media {
             // str0m found this packet's index: the stream's next packets are decrypted here.
-            if let Some(leg) = self.legs.get_mut(&id) {
+            if let Some(leg) = self.legs.get_mut(&id)
+                && !leg.video_rtc
+            {
                 leg.direct.seed(*p.header.ssrc, *p.seq_no);
             }
             self.route(id, Heard::of(&p), now);
@@ -415,7 +436,8 @@ impl State {
         leg.stats.packets_in += 1;
         leg.stats.bytes_in += buf.len() as u64;
         leg.stats.last_packet = Some(now);
-        let written = leg.wants_timeout;
+        // A video leg answers what it receives (congestion feedback, NACKs): always drained.
+        let written = leg.wants_timeout || leg.video_rtc;
         // The WebRTC stack can panic on a peer's malformed datagram (the DTLS library asserts on
         // some duplicate records: found by fuzzing). That must cost this leg only, not the worker
         // and every other call on it: the leg loses its Rtc, as after a refused offer.
@@ -474,6 +496,7 @@ impl State {
         let heard = Heard {
             pt: Pt::from(h.pt),
             ssrc: Ssrc::from(h.ssrc),
+            seq: u64::from(h.seq),
             time: h.time,
             marker: h.marker,
             payload: &plain,

@@ -2,6 +2,7 @@
 //! exchange datagrams through plain vectors, with the time passed in and moved by hand. No
 //! socket, no task, no waiting: ICE, DTLS, forwarding and release run in microseconds.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -30,18 +31,41 @@ struct Client {
     connected: bool,
     /// Payloads of the audio received, in order.
     heard: Vec<Vec<u8>>,
+    /// The video line, when the client has a camera (VP8).
+    video: Option<Mid>,
+    /// Video frames received, in order.
+    frames: Vec<Vec<u8>>,
+    /// Keyframe requests received (PLI/FIR).
+    keyframe_requests: usize,
 }
 
 impl Client {
     fn new(addr: &str, now: Instant) -> Client {
+        Client::with(addr, false, now)
+    }
+
+    /// A client offering audio and, with `camera`, a VP8 video line.
+    fn with(addr: &str, camera: bool, now: Instant) -> Client {
         let addr: SocketAddr = addr.parse().unwrap();
-        let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).build(now);
+        let mut rtc = Rtc::builder().clear_codecs().enable_opus(true, false).enable_vp8(camera).build(now);
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         let mut api = rtc.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        let video = camera.then(|| api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
         let (offer, pending) = api.apply().unwrap();
         let offer = sdp::strip_candidates(&offer.to_sdp_string());
-        Client { rtc, addr, mid, offer, pending: Some(pending), connected: false, heard: Vec::new() }
+        Client {
+            rtc,
+            addr,
+            mid,
+            offer,
+            pending: Some(pending),
+            connected: false,
+            heard: Vec::new(),
+            video,
+            frames: Vec::new(),
+            keyframe_requests: 0,
+        }
     }
 
     /// The sigv 2 joinChannel media signal: the offer rides in the join.
@@ -69,7 +93,9 @@ impl Client {
                 Output::Timeout(t) => return t,
                 Output::Transmit(t) => st.on_packet(&t.contents, self.addr, now),
                 Output::Event(Event::Connected) => self.connected = true,
+                Output::Event(Event::MediaData(d)) if Some(d.mid) == self.video => self.frames.push(d.data.to_vec()),
                 Output::Event(Event::MediaData(d)) => self.heard.push(d.data.to_vec()),
+                Output::Event(Event::KeyframeRequest(_)) => self.keyframe_requests += 1,
                 Output::Event(_) => {}
             }
         }
@@ -87,6 +113,14 @@ impl Client {
             .write(pt, now, MediaTime::new(rtp_time, str0m::media::Frequency::FORTY_EIGHT_KHZ), payload.to_vec())
             .unwrap();
     }
+
+    /// One VP8 frame (str0m packetizes it: large frames span several packets).
+    fn send_video(&mut self, frame: &[u8], rtp_time: u64, now: Instant) {
+        let mid = self.video.expect("a camera");
+        let pt = self.rtc.media(mid).unwrap().remote_pts()[0];
+        let writer = self.rtc.writer(mid).unwrap();
+        writer.write(pt, now, MediaTime::new(rtp_time, str0m::media::Frequency::NINETY_KHZ), frame.to_vec()).unwrap();
+    }
 }
 
 fn state(dir: &std::path::Path) -> State {
@@ -99,6 +133,16 @@ fn state(dir: &std::path::Path) -> State {
 /// The network between the clients and the state: delivers what the state queued, runs every
 /// party to its next timer, and moves the time there. Returns the new time.
 fn step(st: &mut State, clients: &mut [&mut Client], now: Instant) -> Instant {
+    step_lossy(st, clients, now, &mut |_, _| true)
+}
+
+/// [`step`] over a network that delivers the server's datagrams only when `deliver(dest, datagram)`.
+fn step_lossy(
+    st: &mut State,
+    clients: &mut [&mut Client],
+    now: Instant,
+    deliver: &mut dyn FnMut(SocketAddr, &[u8]) -> bool,
+) -> Instant {
     let mut next = now + Duration::from_secs(1);
     for c in clients.iter_mut() {
         next = next.min(c.drain(st, now));
@@ -107,7 +151,9 @@ fn step(st: &mut State, clients: &mut [&mut Client], now: Instant) -> Instant {
     st.run_due(now);
     let server: SocketAddr = SERVER.parse().unwrap();
     for (dest, datagram) in st.out.take() {
-        if let Some(c) = clients.iter_mut().find(|c| c.addr == dest) {
+        if let Some(c) = clients.iter_mut().find(|c| c.addr == dest)
+            && deliver(dest, &datagram)
+        {
             c.receive(server, &datagram, now);
         }
     }
@@ -120,7 +166,11 @@ fn step(st: &mut State, clients: &mut [&mut Client], now: Instant) -> Instant {
 }
 
 fn join(st: &mut State, c: &mut Client, channel_id: &str, rtc_id: &str, now: Instant) -> LegId {
-    let leg = NewLeg { channel_id, tenant: "default", rtc_id, uuid: rtc_id, prefer: CodecPreference::Opus };
+    join_with(st, c, channel_id, rtc_id, false, now)
+}
+
+fn join_with(st: &mut State, c: &mut Client, channel_id: &str, rtc_id: &str, video: bool, now: Instant) -> LegId {
+    let leg = NewLeg { channel_id, tenant: "default", rtc_id, uuid: rtc_id, prefer: CodecPreference::Opus, video };
     let result = st.join(leg, &c.join_signal(channel_id), None, now);
     assert_eq!(result["errorCode"], 0, "{result}");
     assert_eq!(result["seqId"], 7, "the seqId is echoed");
@@ -211,8 +261,14 @@ fn a_device_joining_again_replaces_its_leg_and_its_turn_user_is_released() {
     let mut st = state(&std::env::temp_dir());
     let now = Instant::now();
     let c = Client::new("10.0.0.2:5000", now);
-    let leg =
-        |rtc_id| NewLeg { channel_id: "ch2", tenant: "default", rtc_id, uuid: "u", prefer: CodecPreference::Opus };
+    let leg = |rtc_id| NewLeg {
+        channel_id: "ch2",
+        tenant: "default",
+        rtc_id,
+        uuid: "u",
+        prefer: CodecPreference::Opus,
+        video: false,
+    };
     let turn = |name: &str| {
         Some(super::signal::TurnUser { url: "turn:x:1".into(), username: name.into(), password: "p".into() })
     };
@@ -228,6 +284,194 @@ fn a_device_joining_again_replaces_its_leg_and_its_turn_user_is_released() {
     assert_eq!(st.turn_released, ["user-1", "user-2"]);
 }
 
+#[test]
+fn a_video_call_forwards_each_partys_frames_and_keyframe_requests_to_the_other() {
+    let dir = std::env::temp_dir().join(format!("emu-media-video-test-{}", std::process::id()));
+    let mut st = state(&dir);
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Client::with("10.0.0.2:5000", true, now);
+    let mut b = Client::with("10.0.0.3:5000", true, now);
+    join_with(&mut st, &mut a, "v1", "alice", true, now);
+    join_with(&mut st, &mut b, "v1", "bob", true, now);
+    let negotiated: Vec<(String, bool)> = st
+        .events
+        .drain(..)
+        .filter_map(|e| match e {
+            MediaEvent::VideoNegotiated { rtc_id, video, .. } => Some((rtc_id, video)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(negotiated, [("alice".to_string(), true), ("bob".to_string(), true)]);
+    while !(a.connected && b.connected) {
+        assert!(now - t0 < Duration::from_secs(10), "not connected by 10 s of virtual time");
+        now = step(&mut st, &mut [&mut a, &mut b], now);
+    }
+    st.bridge("v1", Endpoint::Device { rtc_id: "alice".into() }, Endpoint::Device { rtc_id: "bob".into() }, false, now);
+    // 30 frames each way, 3,000 bytes each (three packets or more), 30 fps.
+    for i in 0..30u64 {
+        let frame = |who: u8| -> Vec<u8> { (0..3000).map(|j| (j as u8) ^ who ^ i as u8).collect() };
+        a.send_video(&frame(0xa0), i * 3000, now);
+        b.send_video(&frame(0xb0), i * 3000, now);
+        now = step(&mut st, &mut [&mut a, &mut b], now + Duration::from_millis(33));
+    }
+    for _ in 0..10 {
+        now = step(&mut st, &mut [&mut a, &mut b], now + Duration::from_millis(5));
+    }
+    assert!(b.frames.len() >= 28, "bob got {} of alice's 30 frames", b.frames.len());
+    assert!(a.frames.len() >= 28, "alice got {} of bob's 30 frames", a.frames.len());
+    assert!(b.frames.iter().all(|f| f.len() == 3000 && (f[0] ^ f[1]) == 1), "whole frames, untouched");
+    assert!(b.frames.iter().all(|f| f[0] & 0xf0 == 0xa0 || f[0] & 0xf0 == 0xb0));
+    // The server asked each sender for a keyframe when its video first went to the other.
+    assert!(a.keyframe_requests >= 1 && b.keyframe_requests >= 1, "{} {}", a.keyframe_requests, b.keyframe_requests);
+    let flowing: Vec<String> = st
+        .events
+        .drain(..)
+        .filter_map(|e| match e {
+            MediaEvent::VideoFlowing { rtc_id, .. } => Some(rtc_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(flowing.len(), 2, "one VideoFlowing per party: {flowing:?}");
+
+    // Bob's browser asks for a keyframe: alice's browser is asked.
+    let before = a.keyframe_requests;
+    let bob_video = b.video.unwrap();
+    b.rtc.writer(bob_video).unwrap().request_keyframe(None, str0m::media::KeyframeRequestKind::Pli).unwrap();
+    for _ in 0..10 {
+        now = step(&mut st, &mut [&mut a, &mut b], now + Duration::from_millis(5));
+    }
+    assert!(a.keyframe_requests > before, "the request reached alice");
+
+    let stats = st.channel_stats("v1", now);
+    let alice = &stats["legs"][0]["video"];
+    let bob = &stats["legs"][1]["video"];
+    assert!(alice["packetsIn"].as_u64().unwrap() >= 90, "{alice}");
+    assert!(alice["framesIn"].as_u64().unwrap() >= 30, "{alice}");
+    assert_eq!(alice["codec"], "VP8");
+    assert!(bob["packetsOut"].as_u64().unwrap() >= 90, "{bob}");
+    assert!(bob["keyframeRequestsIn"].as_u64().unwrap() >= 1, "{bob}");
+    assert!(alice["bitrateInBps"].as_u64().unwrap() > 100_000, "{alice}");
+
+    // Alice turns her camera off: a re-offer on the same peer connection with the video line
+    // inactive. The leg's Rtc renegotiates (no new handshake), the leg has no video any more,
+    // and audio goes on.
+    let mut api = a.rtc.sdp_api();
+    api.set_direction(a.video.unwrap(), Direction::Inactive);
+    let (offer, pending) = api.apply().expect("a change to offer");
+    a.pending = Some(pending);
+    let signal = json!({"api": "sdpCandidate", "data": {"channelId": "v1",
+        "sdpInfo": {"sdp": sdp::strip_candidates(&offer.to_sdp_string()), "type": "offer"}, "candidateList": []}});
+    let result = st.signal("v1", "alice", "alice", "sdpCandidate", &signal, now).expect("a result");
+    assert_eq!(result["errorCode"], 0, "{result}");
+    a.accept(&result);
+    assert!(
+        st.events
+            .iter()
+            .any(|e| matches!(e, MediaEvent::VideoNegotiated { rtc_id, video: false, .. } if rtc_id == "alice"))
+    );
+    let heard = b.heard.len();
+    for i in 0..20u64 {
+        a.send_audio(&[i as u8; 40], i * 960, now);
+        now = step(&mut st, &mut [&mut a, &mut b], now + Duration::from_millis(20));
+    }
+    assert!(b.heard.len() >= heard + 15, "audio goes on after the renegotiation: {} new", b.heard.len() - heard);
+    assert!(a.connected, "no new handshake");
+    let frames = a.frames.len();
+    b.send_video(&[1; 500], 99_000, now);
+    for _ in 0..5 {
+        now = step(&mut st, &mut [&mut a, &mut b], now + Duration::from_millis(5));
+    }
+    assert_eq!(a.frames.len(), frames, "bob's video no longer goes to alice");
+    let alice_video = &st.channel_stats("v1", now)["legs"][0]["video"];
+    assert!(alice_video.is_null(), "alice's leg has no video now: {alice_video}");
+    st.release("v1", now);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_leg_not_allowed_video_answers_audio_only() {
+    let mut st = state(&std::env::temp_dir());
+    let now = Instant::now();
+    let mut a = Client::with("10.0.0.2:5000", true, now);
+    join_with(&mut st, &mut a, "v2", "alice", false, now);
+    let leg = st.leg_of("v2", "alice").unwrap();
+    assert!(st.legs[&leg].video.is_none() && !st.legs[&leg].video_rtc);
+    assert!(st.events.iter().all(|e| !matches!(e, MediaEvent::VideoNegotiated { .. })), "not a video leg");
+}
+
+#[test]
+fn finished_channels_and_the_recordings_index_stay_within_their_caps() {
+    use emu_core::retention::Limit;
+    let dir = std::env::temp_dir().join(format!("emu-media-retention-test-{}", std::process::id()));
+    let cfg = MediaConfig {
+        turn_enabled: false,
+        recordings_dir: dir.clone(),
+        finished_channels: Limit::new(2, 1 << 20),
+        recordings: Limit::new(2, 1 << 20),
+        ..MediaConfig::default()
+    };
+    std::fs::create_dir_all(&dir).unwrap();
+    let provider = Arc::new(srtp::capturing(str0m::crypto::from_feature_flags()));
+    let cert = Arc::new(DtlsIdentity { provider: provider.clone(), cert: OnceLock::new() });
+    let mut st =
+        State::new(Arc::new(cfg), Clock::manual_at(1_700_000_000_000), SERVER.parse().unwrap(), provider, cert);
+    let now = Instant::now();
+    for i in 0..5 {
+        let ch = format!("rec-{i}");
+        let phone = Endpoint::Phone { number: "13800000000".into(), audio: crate::Audio::Silence };
+        st.bridge(&ch, Endpoint::Device { rtc_id: "alice".into() }, phone, true, now);
+        assert!(st.release(&ch, now + Duration::from_millis(100)).is_some(), "recorded");
+    }
+    let kept: Vec<&str> = st.recordings.iter().map(|r| r.channel_id.as_str()).collect();
+    assert_eq!(kept, ["rec-3", "rec-4"], "the newest two recordings are listed");
+    let finished: Vec<&str> = st.recent.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(finished, ["rec-3", "rec-4"]);
+    assert!(st.recent.bytes() > 0 && st.recordings.bytes() > 0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn video_lost_on_the_way_to_a_receiver_is_resent_when_it_nacks() {
+    let mut st = state(&std::env::temp_dir());
+    let t0 = Instant::now();
+    let mut now = t0;
+    let mut a = Client::with("10.0.0.2:5000", true, now);
+    let mut b = Client::with("10.0.0.3:5000", true, now);
+    join_with(&mut st, &mut a, "v3", "alice", true, now);
+    join_with(&mut st, &mut b, "v3", "bob", true, now);
+    while !(a.connected && b.connected) {
+        assert!(now - t0 < Duration::from_secs(10), "not connected by 10 s of virtual time");
+        now = step(&mut st, &mut [&mut a, &mut b], now);
+    }
+    st.bridge("v3", Endpoint::Device { rtc_id: "alice".into() }, Endpoint::Device { rtc_id: "bob".into() }, false, now);
+    // Every 10th large datagram (video) from the server to bob is lost, but for the last frames'
+    // (a lost tail has no later packet to show the gap).
+    let bob = b.addr;
+    let (large, lost, lossy) = (Cell::new(0u32), Cell::new(0u32), Cell::new(true));
+    let mut network = |dest: SocketAddr, d: &[u8]| {
+        if dest != bob || d.len() < 500 || !lossy.get() {
+            return true;
+        }
+        large.set(large.get() + 1);
+        let keep = large.get() % 10 != 0;
+        lost.set(lost.get() + u32::from(!keep));
+        keep
+    };
+    for i in 0..30u64 {
+        lossy.set(i < 25);
+        let frame: Vec<u8> = (0..3000).map(|j| (j as u8) ^ i as u8).collect();
+        a.send_video(&frame, i * 3000, now);
+        now = step_lossy(&mut st, &mut [&mut a, &mut b], now + Duration::from_millis(33), &mut network);
+    }
+    let lost = lost.get();
+    for _ in 0..40 {
+        now = step_lossy(&mut st, &mut [&mut a, &mut b], now + Duration::from_millis(10), &mut network);
+    }
+    assert!(lost >= 5, "the network lost {lost} video datagrams");
+    assert_eq!(b.frames.len(), 30, "every frame completed: bob NACKed and the server resent ({lost} lost)");
+}
+
 /// Found by fuzzing (fuzz/ stun_datagram): after a STUN request naming the leg, these DTLS
 /// records from the same address made the DTLS library's `assert_eq!(epoch, 0)` panic inside
 /// `Rtc::handle_input`, which took the whole media worker down. Now only the leg loses its Rtc.
@@ -239,15 +483,28 @@ fn a_datagram_that_panics_the_webrtc_stack_resets_only_its_leg() {
     let chrome: Value = serde_json::from_str(include_str!("../../tests/data/chrome-sdpCandidate.json")).unwrap();
     let signal = json!({"data": {"channelId": "ch", "sdpInfo": chrome["data"]["sdpInfo"]}});
     let result = st.join(
-        NewLeg { channel_id: "ch", tenant: "default", rtc_id: "alice", uuid: "u", prefer: CodecPreference::Opus },
+        NewLeg {
+            channel_id: "ch",
+            tenant: "default",
+            rtc_id: "alice",
+            uuid: "u",
+            prefer: CodecPreference::Opus,
+            video: false,
+        },
         &signal,
         None,
         now,
     );
     assert_eq!(result["errorCode"], 0);
     let other = Client::new("10.0.0.3:5000", now);
-    let leg =
-        |rtc_id| NewLeg { channel_id: "ch2", tenant: "default", rtc_id, uuid: "u", prefer: CodecPreference::Opus };
+    let leg = |rtc_id| NewLeg {
+        channel_id: "ch2",
+        tenant: "default",
+        rtc_id,
+        uuid: "u",
+        prefer: CodecPreference::Opus,
+        video: false,
+    };
     assert_eq!(st.join(leg("bob"), &other.join_signal("ch2"), None, now)["errorCode"], 0);
     let id = st.leg_of("ch", "alice").unwrap();
     let ufrag = st.legs[&id].ice.ufrag.clone();

@@ -1,0 +1,154 @@
+//! Bounded retention (docs/admin-api.md#what-is-retained-and-how-much): what the emulator keeps
+//! for the admin API is capped by count **and** bytes, so a long-running sandbox or a client in a
+//! loop cannot grow the process. [`Bounded`] is the list every such collection uses; each reports
+//! itself as a [`Retained`] line for `/metrics`.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+/// A collection's caps: at most `items` entries weighing at most `bytes` together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    pub items: usize,
+    pub bytes: usize,
+}
+
+impl Limit {
+    pub const fn new(items: usize, bytes: usize) -> Limit {
+        Limit { items, bytes }
+    }
+}
+
+/// One retained collection's size and caps, as `/metrics` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retained {
+    pub collection: &'static str,
+    pub items: usize,
+    pub bytes: usize,
+    pub limit: Limit,
+}
+
+/// Oldest-first entries with their weights; pushing past either cap drops the oldest. The newest
+/// entry is always kept, even when it alone weighs more than the byte cap (so the latest CDR or
+/// report is never lost to an unusually large one before it).
+#[derive(Debug, Clone)]
+pub struct Bounded<T> {
+    entries: VecDeque<(T, usize)>,
+    bytes: usize,
+    limit: Limit,
+    dropped: u64,
+}
+
+impl<T> Bounded<T> {
+    pub fn new(limit: Limit) -> Self {
+        Bounded { entries: VecDeque::new(), bytes: 0, limit, dropped: 0 }
+    }
+
+    /// Adds `item`, weighing `weight` bytes, and drops the oldest entries over the caps.
+    pub fn push(&mut self, item: T, weight: usize) {
+        self.push_evicting(item, weight, drop);
+    }
+
+    /// [`Bounded::push`], handing each entry dropped to `evicted` (to forget what it refers to).
+    pub fn push_evicting(&mut self, item: T, weight: usize, mut evicted: impl FnMut(T)) {
+        self.entries.push_back((item, weight));
+        self.bytes += weight;
+        while self.entries.len() > 1 && (self.entries.len() > self.limit.items.max(1) || self.bytes > self.limit.bytes)
+        {
+            if let Some((old, w)) = self.entries.pop_front() {
+                self.bytes -= w;
+                self.dropped += 1;
+                evicted(old);
+            }
+        }
+    }
+
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + ExactSizeIterator {
+        self.entries.iter().map(|(t, _)| t)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn limit(&self) -> Limit {
+        self.limit
+    }
+
+    /// Entries dropped to stay within the caps, since the start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+
+    /// Keeps the entries `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        let mut bytes = 0;
+        self.entries.retain(|(t, w)| {
+            let k = keep(t);
+            if k {
+                bytes += w;
+            }
+            k
+        });
+        self.bytes = bytes;
+    }
+
+    /// The newest entry.
+    pub fn back(&self) -> Option<&T> {
+        self.entries.back().map(|(t, _)| t)
+    }
+
+    pub fn retained(&self, collection: &'static str) -> Retained {
+        Retained { collection, items: self.len(), bytes: self.bytes, limit: self.limit }
+    }
+}
+
+/// The weight of a JSON value: its serialized length.
+pub fn json_weight(v: &impl Serialize) -> usize {
+    serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_go_when_either_cap_is_reached() {
+        let mut b = Bounded::new(Limit::new(3, 100));
+        for i in 0..5 {
+            b.push(i, 10);
+        }
+        assert_eq!(b.iter().copied().collect::<Vec<_>>(), [2, 3, 4], "count cap");
+        assert_eq!((b.len(), b.bytes(), b.dropped()), (3, 30, 2));
+        b.push(5, 80);
+        assert_eq!(b.iter().copied().collect::<Vec<_>>(), [3, 4, 5], "byte cap: 10 + 10 + 80 <= 100");
+        assert_eq!(b.bytes(), 100);
+        b.push(6, 20);
+        assert_eq!(b.iter().copied().collect::<Vec<_>>(), [5, 6], "110 > 100: two go");
+        b.push(7, 500);
+        assert_eq!(b.iter().copied().collect::<Vec<_>>(), [7], "the newest stays, however heavy");
+        b.retain(|_| false);
+        assert_eq!((b.len(), b.bytes()), (0, 0));
+        let r = b.retained("x");
+        assert_eq!(r, Retained { collection: "x", items: 0, bytes: 0, limit: Limit::new(3, 100) });
+    }
+
+    #[test]
+    fn json_weight_is_the_serialized_length() {
+        assert_eq!(json_weight(&serde_json::json!({"a": 1})), 7);
+    }
+}
