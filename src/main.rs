@@ -99,12 +99,23 @@ fn serve(cli: Cli) -> ExitCode {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let from_env = std::env::var("RUST_LOG").ok().filter(|f| !f.trim().is_empty() && EnvFilter::try_new(f).is_ok());
+    let filter = EnvFilter::new(log_filter(from_env.as_deref().unwrap_or(level)));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
     }
+}
+
+/// The tracing filter from `RUST_LOG` (when set and valid) or `server.log_level`, with the
+/// embedded TURN server's own log off unless the filter names it (`info,turn::server=debug`):
+/// webrtc-rs's `turn` logs an ERROR for every datagram it cannot handle — the other party's
+/// media still arriving for an allocation the hang-up closed, a closing client's refresh — which
+/// is the clients' business, not the emulator's (the soak of issue 20 counted one per racing
+/// packet). TURN requests with bad credentials are logged by `emu_media::turn` itself.
+fn log_filter(filter: &str) -> String {
+    if filter.contains("turn") { filter.to_string() } else { format!("{filter},turn::server=off") }
 }
 
 /// Raises the soft limit of open files to the hard limit: every connection is a descriptor, and
@@ -182,5 +193,18 @@ fn health(url: &str) -> ExitCode {
             eprintln!("unhealthy: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_turn_servers_datagram_errors_stay_out_of_the_log_unless_asked_for() {
+        assert_eq!(log_filter("warn"), "warn,turn::server=off");
+        assert_eq!(log_filter("info,emu_pop=trace"), "info,emu_pop=trace,turn::server=off");
+        assert_eq!(log_filter("info,turn::server=debug"), "info,turn::server=debug");
+        assert!(EnvFilter::try_new(log_filter("warn")).is_ok());
     }
 }

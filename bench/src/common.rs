@@ -66,6 +66,8 @@ pub(crate) struct LogTally {
     /// Lines of the gateway saying the call engine's queue was full ("event dropped").
     pub(crate) engine_events_dropped: AtomicU64,
     pub(crate) lines: AtomicU64,
+    /// Of those, the lines logged at ERROR.
+    pub(crate) error_lines: AtomicU64,
 }
 
 /// Log lines passed on to this process's stderr before the rest are only counted.
@@ -82,14 +84,24 @@ impl LogTally {
                     eprintln!("emulator: {line}");
                 }
                 self.engine_events_dropped.fetch_add(1, Ordering::Relaxed);
-            } else if self.lines.fetch_add(1, Ordering::Relaxed) < LOG_LINES_SHOWN {
-                eprintln!("emulator: {line}");
+            } else {
+                if line.contains("ERROR") {
+                    self.error_lines.fetch_add(1, Ordering::Relaxed);
+                }
+                if self.lines.fetch_add(1, Ordering::Relaxed) < LOG_LINES_SHOWN {
+                    eprintln!("emulator: {line}");
+                }
             }
         }
     }
 
     pub(crate) fn engine_events_dropped(&self) -> u64 {
         self.engine_events_dropped.load(Ordering::Relaxed)
+    }
+
+    /// Lines logged at ERROR (other than the dropped-event ones).
+    pub(crate) fn error_lines(&self) -> u64 {
+        self.error_lines.load(Ordering::Relaxed)
     }
 
     /// Lines other than the dropped-event ones.

@@ -5,8 +5,12 @@
 //! - `calls` ([`calls`]): VoIP→VoIP and VoIP→PSTN call setups per second, signalling only.
 //! - `media` ([`media`]): the media server's SRTP forwarding, added latency and G.711 calls.
 //! - `mns` ([`mns`]): the MNS HTTP API's send/receive/delete cycles.
+//! - `soak` ([`soak`]): mixed load for a configurable time (heartbeating devices, VoIP and PSTN
+//!   calls with media and recordings, POP token requests, every receipt consumed from MNS),
+//!   sampling the server's RSS and CPU; fails unless there were no errors, RSS stayed flat after
+//!   the warm-up and every call's CDR arrived exactly once. `alicom-bench soak --minutes 30`.
 //!
-//! The first four run the release `alicom-emu` binary as a child process on ephemeral ports
+//! The first four and `soak` run the release `alicom-emu` binary as a child process on ephemeral ports
 //! ([`common::emulator_exe`] finds it); `media` and `mns` run the service's library in a child
 //! process of this executable (`media --server`, `mns --server`), so that `/proc` tells the
 //! server's CPU time apart from the load generator's.
@@ -18,6 +22,7 @@ mod media;
 mod mns;
 mod pop;
 mod procstat;
+mod soak;
 
 use std::process::ExitCode;
 
@@ -45,6 +50,8 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// Call setups per second (VoIP→VoIP or VoIP→PSTN), signalling only.
     Calls(calls::CallsArgs),
+    /// Mixed load for --minutes, sampling the server's RSS and CPU (docs/benchmarks.md, "Soak").
+    Soak(soak::SoakArgs),
     /// Media server: `forward`, `latency` or `g711` and their options (docs/benchmarks.md).
     #[command(disable_help_flag = true)]
     Media {
@@ -65,6 +72,7 @@ fn main() -> ExitCode {
         Command::Pop(a) => pop::pop(a),
         Command::Gateway(a) => gateway::gateway(a),
         Command::Calls(a) => calls::calls(a),
+        Command::Soak(a) => soak::soak(a),
         Command::Media { args } => media::run(args),
         Command::Mns { args } => mns::run(args),
     };

@@ -136,3 +136,60 @@ fn a_port_in_use_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot listen"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Media still in flight when the server closes a call's TURN allocations at the hang-up (the
+/// other party's browser sends until it hears `peerLeftChannel`; a closing client refreshes its
+/// allocation away) is dropped quietly: those datagrams are the clients' business, not errors of
+/// the emulator. The soak (issue 20) found the TURN server logging an ERROR for each.
+#[tokio::test]
+async fn media_in_flight_after_a_hang_up_logs_no_error() {
+    use emu_testkit::media::{ClientOptions, MediaClient};
+    use emu_testkit::{Device, PopClient};
+    use std::io::Read;
+
+    let dir = temp_dir("turn-after-hangup");
+    let ready = dir.join("ready.json");
+    let mut child = Command::new(BIN)
+        .args(["--ephemeral-ports", "--ready-file"])
+        .arg(&ready)
+        .env("ALICOM_EMU_SERVER__LOG_LEVEL", "warn")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let info = wait_ready(&mut child, &ready);
+    let field = |k: &str| info[k].as_str().unwrap().to_string();
+    let pop = PopClient::new(&field("pop"), &field("access_key_id"), &field("access_key_secret"));
+    let mut devices = Vec::new();
+    for name in ["alice", "bob"] {
+        let rtc_id = pop.add_rtc_account(name).await.unwrap();
+        let token = pop.get_rtc_token(&rtc_id, name).await.unwrap();
+        let mut d = Device::connect(&field("mqtt_tcp"), &rtc_id, token).await.unwrap();
+        d.register().await.unwrap();
+        devices.push(d);
+    }
+    let (mut alice, mut bob) = (devices.remove(0), devices.remove(0));
+    let wait = Duration::from_secs(10);
+    let join_a = alice.call_voip("turn-noise", &[&bob.rtc_id]).await.unwrap();
+    let called = bob.expect("called").await.unwrap();
+    let mut a = MediaClient::connect_device(&mut alice, "turn-noise", &join_a, ClientOptions::default()).await.unwrap();
+    let join_b = bob.answer(&called, true).await.unwrap().unwrap();
+    let mut b = MediaClient::connect_device(&mut bob, "turn-noise", &join_b, ClientOptions::default()).await.unwrap();
+    a.wait_rtp(25, wait).await.unwrap();
+    b.wait_rtp(25, wait).await.unwrap();
+    alice.leave("turn-noise").await.unwrap();
+    bob.expect("peerLeftChannel").await.unwrap();
+    // Both relays are gone by now; bob's client goes on sending a while, then both close.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    a.close().await;
+    b.close().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    sigterm(&child);
+    assert!(wait_exit(&mut child, Duration::from_secs(10)).success());
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(!log.contains("ERROR"), "the emulator logged errors:\n{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

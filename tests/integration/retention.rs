@@ -102,3 +102,37 @@ async fn every_collection_stays_at_its_cap_and_metrics_show_it() {
     let ended = calls["calls"].as_array().unwrap().iter().filter(|c| c["state"] == "ended").count();
     assert_eq!(ended, 2, "the newest 2 ended calls");
 }
+
+/// A requestId's ACK is remembered for the disconnect grace period plus a minute, not until 256
+/// newer requests push it out: a device that only heartbeats (one request per 30 s) used to keep
+/// 256 ACKs, two hours' worth, per client (the soak of issue 20 saw RSS creep up with them).
+#[tokio::test]
+async fn duplicate_suppression_forgets_requests_older_than_any_retransmission() {
+    let emu = Emulator::start("").await.unwrap();
+    let mut alice = emu.registered("alice").await.unwrap();
+    for _ in 0..3 {
+        alice.register().await.unwrap(); // heartbeats
+    }
+    let hub = &emu.running.gateway;
+    assert_eq!(hub.dedupe_retained().items, 4);
+    let ttl = hub.dedupe_ttl();
+    assert_eq!(ttl, Duration::from_secs(25 + 60), "the default grace period plus a minute");
+
+    // A retransmission within the window is still answered from the cache, not processed again.
+    let env = alice.build_request("cs_register", json!({}), None);
+    alice.publish(&env).await.unwrap();
+    alice.expect_ack(&env.request_id).await.unwrap();
+    let now = std::time::Instant::now();
+    hub.expire_dedupe(now + ttl - Duration::from_secs(1));
+    assert_eq!(hub.dedupe_retained().items, 5, "nothing is that old yet");
+    alice.publish(&env).await.unwrap();
+    alice.expect_ack(&env.request_id).await.unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", emu.endpoints.admin)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("alicom_dedupe_hits_total 1"), "the retransmission was a dedupe hit");
+
+    hub.expire_dedupe(now + ttl + Duration::from_secs(1));
+    let gone = hub.dedupe_retained();
+    assert_eq!((gone.items, gone.bytes), (0, 0), "every entry was older than the TTL");
+    alice.register().await.unwrap();
+    assert_eq!(hub.dedupe_retained().items, 1, "new requests are remembered again");
+}

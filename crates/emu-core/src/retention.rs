@@ -107,6 +107,19 @@ impl<T> Bounded<T> {
         self.bytes = bytes;
     }
 
+    /// Drops the oldest entries while `expired` accepts them (entries are oldest first), handing
+    /// each to `evicted`. Not counted in [`Bounded::dropped`]: these went for their age, not a cap.
+    pub fn drop_oldest_while(&mut self, mut expired: impl FnMut(&T) -> bool, mut evicted: impl FnMut(T)) {
+        while let Some((front, _)) = self.entries.front()
+            && expired(front)
+        {
+            if let Some((old, w)) = self.entries.pop_front() {
+                self.bytes -= w;
+                evicted(old);
+            }
+        }
+    }
+
     /// The newest entry.
     pub fn back(&self) -> Option<&T> {
         self.entries.back().map(|(t, _)| t)
@@ -125,6 +138,21 @@ pub fn json_weight(v: &impl Serialize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_oldest_go_while_they_are_expired() {
+        let mut b = Bounded::new(Limit::new(10, 1000));
+        for (i, w) in [(1, 10), (2, 20), (3, 30), (1, 40)] {
+            b.push(i, w);
+        }
+        let mut gone = Vec::new();
+        b.drop_oldest_while(|&i| i < 3, |i| gone.push(i));
+        assert_eq!(gone, [1, 2], "stops at the first entry not expired, even if a later one is");
+        assert_eq!(b.iter().copied().collect::<Vec<_>>(), [3, 1]);
+        assert_eq!((b.bytes(), b.dropped()), (70, 0));
+        b.drop_oldest_while(|_| true, drop);
+        assert!(b.is_empty() && b.bytes() == 0);
+    }
 
     #[test]
     fn the_oldest_go_when_either_cap_is_reached() {

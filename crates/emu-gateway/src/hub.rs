@@ -115,12 +115,12 @@ struct Pending {
     awaiting: Option<messages::AwaitingAck>,
 }
 
-/// One MQTT client's recent requestIds and their ACKs, within `retention.dedupe_window` and
-/// `retention.dedupe_client_bytes` (an entry weighs its id and its ACK).
+/// One MQTT client's recent requestIds (oldest first, with when each was ACKed) and their ACKs,
+/// within `retention.dedupe_window` and `retention.dedupe_client_bytes` (an entry weighs its id
+/// and its ACK), each for at most [`Hub::dedupe_ttl`].
 struct Dedupe {
-    order: Bounded<String>,
+    order: Bounded<(String, Instant)>,
     acks: HashMap<String, Bytes>,
-    last_used: Option<Instant>,
 }
 
 /// What the gateway tells the call engine.

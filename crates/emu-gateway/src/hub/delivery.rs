@@ -120,7 +120,7 @@ impl Hub {
         }
         self.sweep_tokens(now);
         self.sweep_pending(now);
-        self.dedupe.retain(|_, d| d.last_used.is_some_and(|t| now.duration_since(t) < grace + Duration::from_secs(60)));
+        self.expire_dedupe(now);
     }
 
     pub(super) fn sweep_tokens(&self, now: Instant) {

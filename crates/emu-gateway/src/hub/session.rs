@@ -225,27 +225,48 @@ impl Hub {
     }
 
     pub(super) fn dedupe_lookup(&self, client_id: &str, request_id: &str) -> Option<Bytes> {
-        let mut d = self.dedupe.get_mut(client_id)?;
-        d.last_used = Some(Instant::now());
-        d.acks.get(request_id).cloned()
+        self.dedupe.get(client_id)?.acks.get(request_id).cloned()
     }
 
     pub(super) fn dedupe_store(&self, client_id: &str, request_id: &str, ack: Bytes) {
         let r = &self.shared.config.retention;
         let limit = Limit::new(r.dedupe_window, r.dedupe_client_bytes);
-        let mut d = self.dedupe.entry(client_id.to_string()).or_insert_with(|| Dedupe {
-            order: Bounded::new(limit),
-            acks: HashMap::new(),
-            last_used: None,
-        });
-        d.last_used = Some(Instant::now());
+        let mut d = self
+            .dedupe
+            .entry(client_id.to_string())
+            .or_insert_with(|| Dedupe { order: Bounded::new(limit), acks: HashMap::new() });
         let weight = request_id.len() + ack.len();
         if d.acks.insert(request_id.to_string(), ack).is_none() {
-            let Dedupe { order, acks, .. } = &mut *d;
-            order.push_evicting(request_id.to_string(), weight, |old| {
+            let Dedupe { order, acks } = &mut *d;
+            order.push_evicting((request_id.to_string(), Instant::now()), weight, |(old, _)| {
                 acks.remove(&old);
             });
         }
+    }
+
+    /// How long a requestId's ACK is remembered: the SDK re-sends an unACKed request for 6 s
+    /// (3 × 2 s, docs/protocol.md#acks-and-retransmissions), and mqtt.js publishes what it
+    /// queued while offline once it is back, within `gateway.disconnect_grace_ms`; a requestId
+    /// older than that plus a minute never comes again. Without this age limit a device that only
+    /// heartbeats filled its 256 entries over two hours (~160 KB each, the soak of issue 20).
+    pub fn dedupe_ttl(&self) -> Duration {
+        Duration::from_millis(self.cfg.disconnect_grace_ms) + Duration::from_secs(60)
+    }
+
+    /// Forgets the requestIds older than [`Hub::dedupe_ttl`] at `now`, and the clients left with
+    /// none (the periodic sweep calls this; public for tests, which pass a later `now`).
+    pub fn expire_dedupe(&self, now: Instant) {
+        let ttl = self.dedupe_ttl();
+        self.dedupe.retain(|_, d| {
+            let Dedupe { order, acks } = d;
+            order.drop_oldest_while(
+                |(_, at)| now.saturating_duration_since(*at) >= ttl,
+                |(id, _)| {
+                    acks.remove(&id);
+                },
+            );
+            !order.is_empty()
+        });
     }
 
     /// The duplicate-suppression caches of every client together, for `/metrics`.
