@@ -3,7 +3,8 @@
 //! - `startup`, `pop` ([`pop`]): spawn-to-ready time and idle RSS; signed POP requests per second.
 //! - `gateway` ([`gateway`]): thousands of registered MQTT devices, then request→ACK round trips.
 //! - `calls` ([`calls`]): VoIP→VoIP and VoIP→PSTN call setups per second, signalling only.
-//! - `media` ([`media`]): the media server's SRTP forwarding, added latency and G.711 calls.
+//! - `media` ([`media`]): the media server's SRTP forwarding, added latency, G.711 calls and
+//!   video forwarding (VP8-sized RTP through the SFU).
 //! - `mns` ([`mns`]): the MNS HTTP API's send/receive/delete cycles.
 //! - `soak` ([`soak`]): mixed load for a configurable time (heartbeating devices, VoIP and PSTN
 //!   calls with media and recordings, POP token requests, every receipt consumed from MNS),

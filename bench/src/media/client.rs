@@ -19,6 +19,8 @@ pub(super) struct Global {
     /// them it decrypted and authenticated.
     pub(super) sampled: AtomicU64,
     pub(super) verified: AtomicU64,
+    /// Video legs (`media video`): what they sent and received.
+    pub(super) video: VideoGlobal,
 }
 
 /// `--prebuilt`: one received RTP datagram in this many is decrypted (the rest are counted).
@@ -36,6 +38,10 @@ pub(super) struct LegPlan {
     /// `--prebuilt`: this many SRTP packets are made by str0m right after the leg
     /// connects, and then only sent (0 = each packet is made when it is sent).
     pub(super) prebuild: usize,
+    /// `media video`: the leg offers a VP8 line and sends video on it (`pps` 0: no audio).
+    pub(super) video: Option<VideoPlan>,
+    /// 0 for the caller's leg, 1 for the callee's (video counts each direction apart).
+    pub(super) role: usize,
 }
 
 /// `--prebuilt`: a leg's SRTP datagrams, made by its str0m `Rtc` before the measurement.
@@ -70,32 +76,41 @@ pub(super) struct ClientLeg {
     pub(super) rtc: Rtc,
     pub(super) local: SocketAddr,
     pub(super) mid: Option<Mid>,
+    /// The offer's video line (`video` legs).
+    pub(super) video_mid: Option<Mid>,
+    pub(super) video: bool,
     pub(super) pending: Option<SdpPendingOffer>,
     pub(super) candidate: Candidate,
 }
 
 impl ClientLeg {
-    /// A leg of the hub on `port`, at a fresh local IP.
-    pub(super) fn new(port: u16) -> anyhow::Result<ClientLeg> {
+    /// A leg of the hub on `port`, at a fresh local IP; with `video`, it also offers (or
+    /// accepts) VP8.
+    pub(super) fn new(port: u16, video: bool) -> anyhow::Result<ClientLeg> {
         let local = SocketAddr::new(next_leg_ip(), port);
         // As little as a browser-like endpoint needs: no statistics events (the default), and
         // str0m's RTP mode (whole packets in and out, as the server does: no packetizing).
-        let rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_pcmu(true, false)
-            .build(Instant::now());
+        // str0m's default header extensions: transport-wide CC included, as a browser has.
+        let mut b = Rtc::builder().set_rtp_mode(true).clear_codecs().enable_opus(true, false).enable_pcmu(true, false);
+        if video {
+            b = b.enable_vp8(true);
+        }
+        let rtc = b.build(Instant::now());
         let candidate = Candidate::host(local, "udp").map_err(|e| anyhow!("{e}"))?;
-        let mut leg = ClientLeg { rtc, local, mid: None, pending: None, candidate: candidate.clone() };
+        let mut leg =
+            ClientLeg { rtc, local, mid: None, video_mid: None, video, pending: None, candidate: candidate.clone() };
         leg.rtc.add_local_candidate(candidate).context("candidate refused")?;
         Ok(leg)
     }
 
-    /// Makes the offer (one sendrecv audio m-line), without candidates.
+    /// Makes the offer (one sendrecv audio m-line, and a video one for `video` legs), without
+    /// candidates.
     pub(super) fn offer(&mut self) -> anyhow::Result<String> {
         let mut api = self.rtc.sdp_api();
         let mid = api.add_media(MediaKind::Audio, Direction::SendRecv, None, None, None);
+        if self.video {
+            self.video_mid = Some(api.add_media(MediaKind::Video, Direction::SendRecv, None, None, None));
+        }
         let (offer, pending) = api.apply().context("no offer")?;
         self.mid = Some(mid);
         self.pending = Some(pending);
@@ -119,17 +134,19 @@ impl ClientLeg {
     }
 }
 
-/// Connects a leg to the media server the sigv 1 way: joinChannel, then sdpCandidate.
+/// Connects a leg to the media server the sigv 1 way: joinChannel (with `video`: a leg of a
+/// video call, `LegOptions::video`), then sdpCandidate.
 pub(super) async fn server_leg(
     srv: &mut ServerProc,
     port: u16,
     chan: &str,
     rtc_id: &str,
     prefer: &str,
+    video: bool,
 ) -> anyhow::Result<ClientLeg> {
-    let mut leg = ClientLeg::new(port)?;
+    let mut leg = ClientLeg::new(port, video)?;
     let offer = leg.offer()?;
-    let join = srv.call(json!({"op": "join", "chan": chan, "rtc": rtc_id, "prefer": prefer})).await?;
+    let join = srv.call(json!({"op": "join", "chan": chan, "rtc": rtc_id, "prefer": prefer, "video": video})).await?;
     if join["errorCode"] != 0 {
         bail!("joinChannel failed: {join}");
     }
@@ -146,9 +163,9 @@ pub(super) async fn server_leg(
 }
 
 /// Two clients connected to each other directly (the baseline: no server in between).
-pub(super) fn direct_pair(port_a: u16, port_b: u16) -> anyhow::Result<(ClientLeg, ClientLeg)> {
-    let mut a = ClientLeg::new(port_a)?;
-    let mut b = ClientLeg::new(port_b)?;
+pub(super) fn direct_pair(port_a: u16, port_b: u16, video: bool) -> anyhow::Result<(ClientLeg, ClientLeg)> {
+    let mut a = ClientLeg::new(port_a, video)?;
+    let mut b = ClientLeg::new(port_b, video)?;
     let offer = a.offer()?;
     let offer = SdpOffer::from_sdp_string(&offer).map_err(|e| anyhow!("{e}"))?;
     let answer = b.rtc.sdp_api().accept_offer(offer).map_err(|e| anyhow!("{e}"))?;
@@ -183,6 +200,8 @@ pub(super) struct HubLeg {
     pub(super) built: Option<Built>,
     /// `--prebuilt`: RTP datagrams received (1 in [`SAMPLE`] goes to str0m).
     pub(super) rx_seen: u32,
+    /// `media video`: the video line's timeline and what it received.
+    pub(super) video: Option<VideoTx>,
 }
 
 /// What a hub counts between two publications to [`Global`].
@@ -192,6 +211,18 @@ pub(super) struct HubCounts {
     pub(super) rx: u64,
     pub(super) sampled: u64,
     pub(super) verified: u64,
+    pub(super) video: VideoCounts,
+}
+
+impl HubCounts {
+    /// Adds what was counted to [`Global`] and starts again from zero.
+    fn publish(&mut self, g: &Global) {
+        g.tx.fetch_add(std::mem::take(&mut self.tx), Ordering::Relaxed);
+        g.rx.fetch_add(std::mem::take(&mut self.rx), Ordering::Relaxed);
+        g.sampled.fetch_add(std::mem::take(&mut self.sampled), Ordering::Relaxed);
+        g.verified.fetch_add(std::mem::take(&mut self.verified), Ordering::Relaxed);
+        self.video.publish(&g.video);
+    }
 }
 
 impl HubLeg {
@@ -216,7 +247,8 @@ impl HubLeg {
             g.connected.fetch_add(1, Ordering::Relaxed);
         }
         let mut wrote = false;
-        while self.connected && now >= self.next_send && !g.hold.load(Ordering::Relaxed) {
+        let hold = g.hold.load(Ordering::Relaxed);
+        while self.connected && self.plan.pps > 0.0 && now >= self.next_send && !hold {
             if let Some(b) = &mut self.built {
                 if let Some((dest, datagram)) = b.take() {
                     out.push_copy(Some(self.local.ip()), dest, datagram);
@@ -240,6 +272,9 @@ impl HubLeg {
             if now > self.next_send + Duration::from_millis(200) {
                 self.next_send = now + self.interval; // fell far behind: do not burst
             }
+        }
+        if self.connected && self.video.is_some() {
+            wrote |= self.send_video(now, hold, g, c);
         }
         // str0m sends written packets in its timeout handling (which it also runs after each
         // datagram): the packet leaves now.
@@ -358,8 +393,18 @@ impl HubLeg {
         lat: &mut Vec<u32>,
         to_packet: bool,
     ) {
+        // A video leg's pacer sends one packet per timeout: it is run until nothing is due
+        // (bounded: never spin), as the server does.
+        let mut pacer_rounds = if self.video.is_some() && !to_packet { 256 } else { 0 };
         loop {
             match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) if t <= now && pacer_rounds > 0 => {
+                    pacer_rounds -= 1;
+                    if let Err(e) = self.rtc.handle_input(Input::Timeout(now)) {
+                        self.fail(g, &e.to_string());
+                        return;
+                    }
+                }
                 Ok(Output::Timeout(t)) => {
                     // The pacer's "a timeout before the next poll" after each packet sent: the
                     // next frame written is followed by one anyway (as in the server).
@@ -378,9 +423,21 @@ impl HubLeg {
                         }
                         self.next_send = now;
                     }
+                    Event::MediaAdded(m) if m.kind == MediaKind::Video => {
+                        if let Some(v) = self.video.as_mut() {
+                            v.mid.get_or_insert(m.mid);
+                        }
+                    }
                     Event::MediaAdded(m) if self.mid.is_none() => self.mid = Some(m.mid),
+                    Event::KeyframeRequest(_) => c.video.keyframe_requests += 1,
                     Event::RtpPacket(_) if self.plan.prebuild > 0 => {
                         c.verified += 1; // counted when it arrived
+                        if to_packet {
+                            break;
+                        }
+                    }
+                    Event::RtpPacket(p) if self.video.as_ref().is_some_and(|v| v.is_video(p.header.payload_type)) => {
+                        self.video_received(&p, g, c);
                         if to_packet {
                             break;
                         }
@@ -413,7 +470,14 @@ impl HubLeg {
     }
 
     pub(super) fn due(&self, hold: bool) -> Instant {
-        if self.connected && !hold && !self.build_pending { self.timeout.min(self.next_send) } else { self.timeout }
+        if !self.connected || hold || self.build_pending {
+            return self.timeout;
+        }
+        let t = if self.plan.pps > 0.0 { self.timeout.min(self.next_send) } else { self.timeout };
+        match &self.video {
+            Some(v) => t.min(v.next_frame),
+            None => t,
+        }
     }
 }
 
@@ -443,7 +507,8 @@ pub(super) async fn hub_task(
         for (leg, plan) in fresh.drain(..) {
             let i = legs.len();
             by_ip.insert(leg.local.ip(), i);
-            let interval = Duration::from_secs_f64(1.0 / plan.pps);
+            let interval = Duration::from_secs_f64(1.0 / plan.pps.max(0.001));
+            let video = plan.video.as_ref().map(|v| VideoTx::new(v, leg.video_mid, &leg.rtc));
             legs.push(HubLeg {
                 rtc: leg.rtc,
                 local: leg.local,
@@ -463,6 +528,7 @@ pub(super) async fn hub_task(
                 build_pending: false,
                 built: None,
                 rx_seen: 0,
+                video,
             });
             dirty.push(i);
         }
@@ -539,12 +605,7 @@ pub(super) async fn hub_task(
         if !out.is_empty() {
             out.flush(&socket);
         }
-        if counts.tx > 0 || counts.rx > 0 {
-            g.tx.fetch_add(std::mem::take(&mut counts.tx), Ordering::Relaxed);
-            g.rx.fetch_add(std::mem::take(&mut counts.rx), Ordering::Relaxed);
-            g.sampled.fetch_add(std::mem::take(&mut counts.sampled), Ordering::Relaxed);
-            g.verified.fetch_add(std::mem::take(&mut counts.verified), Ordering::Relaxed);
-        }
+        counts.publish(&g);
         let wake = timers.peek().map_or(now + Duration::from_secs(1), |Reverse((t, _))| *t);
         tokio::select! {
             biased;

@@ -149,6 +149,8 @@ pub(super) async fn forward_run(a: &Args) -> anyhow::Result<Forward> {
         batch_rx: false,
         // Enough for the warm-up, the window and the reading of the counters after it.
         prebuild: if a.prebuilt { ((2.0 + a.seconds + 3.0) * a.pps).ceil() as usize } else { 0 },
+        video: None,
+        role: 0,
     };
     let mut srv = if a.direct { None } else { Some(ServerProc::spawn("forward", a.workers).await?) };
     let mut run = Running::new(a.client_threads)?;
@@ -158,13 +160,13 @@ pub(super) async fn forward_run(a: &Args) -> anyhow::Result<Forward> {
         let (hx, hy) = (run.pick(), run.pick());
         let (x, y) = match &mut srv {
             Some(s) => {
-                let x = server_leg(s, run.port(hx), &chan, "alice", "opus").await?;
-                let y = server_leg(s, run.port(hy), &chan, "bob", "opus").await?;
+                let x = server_leg(s, run.port(hx), &chan, "alice", "opus", false).await?;
+                let y = server_leg(s, run.port(hy), &chan, "bob", "opus", false).await?;
                 s.call(json!({"op": "bridge", "chan": chan, "a": {"device": "alice"}, "b": {"device": "bob"}, "record": false}))
                     .await?;
                 (x, y)
             }
-            None => direct_pair(run.port(hx), run.port(hy))?,
+            None => direct_pair(run.port(hx), run.port(hy), false)?,
         };
         run.spawn(hx, x, plan.clone());
         run.spawn(hy, y, plan.clone());

@@ -63,8 +63,15 @@ pub(super) async fn g711_window(
 }
 
 pub(super) async fn g711(a: &Args) -> anyhow::Result<()> {
-    let mut plan =
-        LegPlan { codec: AudioCodec::Pcmu, pps: 50.0, payload: Arc::new(pcmu_payload()), batch_rx: true, prebuild: 0 };
+    let mut plan = LegPlan {
+        codec: AudioCodec::Pcmu,
+        pps: 50.0,
+        payload: Arc::new(pcmu_payload()),
+        batch_rx: true,
+        prebuild: 0,
+        video: None,
+        role: 0,
+    };
     let mut srv = ServerProc::spawn("g711", a.workers).await?;
     let mut run = Running::new(a.client_threads)?;
     let mut calls = 0usize;
@@ -83,7 +90,7 @@ pub(super) async fn g711(a: &Args) -> anyhow::Result<()> {
         while calls < level {
             let chan = format!("g711-{calls}");
             let hub = run.pick();
-            let leg = server_leg(&mut srv, run.port(hub), &chan, "dev", "g711").await?;
+            let leg = server_leg(&mut srv, run.port(hub), &chan, "dev", "g711", false).await?;
             srv.call(json!({"op": "bridge", "chan": chan, "a": {"device": "dev"}, "b": {"phone": format!("1380000{calls:04}"), "tone": 1000}, "record": a.record}))
                 .await?;
             run.spawn(hub, leg, plan.clone());

@@ -1,5 +1,5 @@
 //! Benchmarks of the media server: SRTP audio forwarding between VoIP legs (packets per second
-//! per core, added latency) and concurrent recorded G.711 calls.
+//! per core, added latency), concurrent recorded G.711 calls, and video forwarding (issue 19).
 //!
 //! ```text
 //! alicom-bench media forward [--calls 16] [--pps 2000] [--seconds 10]
@@ -7,6 +7,10 @@
 //! alicom-bench media latency [--calls 50] [--pps 50] [--seconds 10] ...
 //! alicom-bench media g711 [--start 100] [--step 100] [--max 1500]
 //!     [--seconds 10] [--no-record] [--client-threads 1] [--workers 1] [--prebuilt] [--json]
+//! alicom-bench media video [--calls 100] [--kbps 1000] [--fps 30] [--packet-bytes 1100]
+//!     [--seconds 10] [--audio] [--direct] [--client-threads 1] [--workers 1] [--json]
+//! alicom-bench media video --ramp [--start 40] [--step 20] [--max 300] [same options]
+//! alicom-bench media video-latency [--calls 100] [same options as video]
 //! ```
 //!
 //! `--workers N` runs the server with `media.workers = N` (N I/O tasks, N ports).
@@ -58,6 +62,33 @@
 //!   whether the clients kept their 50 pps, datagrams dropped on the server's socket (a full
 //!   receive buffer, /proc/net/udp), and CPU. A level with ≥ 1 % loss either way is measured once
 //!   more; the ramp stops at its second failure, or at `--max`.
+//! * `video` (`video.rs`): `--calls` VoIP↔VoIP **video** calls: both legs joined with
+//!   `LegOptions { video: true }`, each client offering Opus/PCMU and VP8 (str0m's default
+//!   header extensions, transport-wide CC included, as a browser) and sending on its video line
+//!   `--kbps` of VP8-sized RTP: `--fps` frames per second, each frame (kbps / 8 / fps bytes,
+//!   4,167 B at the defaults) split into equal packets of at most `--packet-bytes` (4 × 1,042 B),
+//!   marker on the last, a VP8 payload descriptor in front, a key frame every 10 s; each leg's
+//!   frames start at a random phase. `--audio` adds Opus at 50 pps per leg. The clients run
+//!   str0m's pacer until it has nothing due after each frame (it sends one packet per timeout),
+//!   as the server does. Nothing is sent until every leg is connected; then, per window: 2 s of
+//!   warm-up, a `--seconds` window, 0.3 s for what is in flight, media held again, 0.7 s. Read:
+//!   forwarded video packets/s and Mbit/s of payload (Δ of the server legs'
+//!   `video.packetsOut` / `bytesOut`, from `MediaServer::stats` per channel) and per core of
+//!   the server's CPU; **loss each way, exact**: each payload's last 8 bytes carry its send
+//!   time, so a packet counts in the window by when it was sent, whenever it arrives (caller →
+//!   callee and callee → caller apart); **loss per hop, exact**: clients' sent → server
+//!   `packetsIn` → server `packetsOut` → clients' received, read while nothing is sent (before
+//!   the warm-up and after the tail); packets received out of order (retransmitted), keyframe
+//!   requests, the server's `dropped`, datagrams dropped on the server's socket
+//!   (/proc/net/udp), one-way latency percentiles of the window's packets, CPU of the server,
+//!   the clients and the rest of the machine. A window is **without loss** when nothing is
+//!   lost anywhere, the server's socket dropped nothing, the clients sent ≥ 99 % of the plan and
+//!   every leg is connected with video. `--direct`: each call's two clients connect to each
+//!   other (the loopback baseline). `--ramp`: levels from `--start` by `--step` to `--max`
+//!   calls on the same server, each measured like `--calls` (a failing level once more); it
+//!   stops at a level's second failure and reports the most calls without loss.
+//! * `video-latency`: `video --direct`, then `video`, with the same parameters; the latency
+//!   the server adds per percentile.
 
 use crate::procstat::{cpu_secs, machine_busy_secs, rss_mib};
 use std::cmp::Reverse;
@@ -75,13 +106,13 @@ use emu_core::config::{ClockConfig, ClockMode};
 use emu_media::audio::{FRAME, Tone};
 use emu_media::codec::{AudioCodec, Encoder};
 use emu_media::udp::{Parked, RecvBatch, SendQueue};
-use emu_media::{Audio, CodecPreference, Endpoint, MediaConfig, MediaServer};
+use emu_media::{Audio, CodecPreference, Endpoint, LegOptions, MediaConfig, MediaServer};
 use serde_json::{Value, json};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, SeqNo};
+use str0m::rtp::{RtpPacket, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, Input, Output, PacerReason, Reason, Rtc};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Interest};
 use tokio::net::UdpSocket;
@@ -98,11 +129,13 @@ mod client;
 mod forward;
 mod g711;
 mod server;
+mod video;
 
 use client::*;
 use forward::*;
 use g711::*;
 use server::*;
+use video::*;
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -121,6 +154,14 @@ struct Args {
     recordings: Option<PathBuf>,
     workers: usize,
     prebuilt: bool,
+    /// `video`: each leg's video bitrate, frame rate and largest RTP payload.
+    kbps: f64,
+    fps: f64,
+    packet_bytes: usize,
+    /// `video`: ramp from `start` by `step` to `max` calls instead of measuring `calls`.
+    ramp: bool,
+    /// `video`: each leg also sends Opus at 50 pps.
+    audio: bool,
 }
 
 const USAGE: &str = "usage (docs/benchmarks.md):
@@ -128,28 +169,44 @@ const USAGE: &str = "usage (docs/benchmarks.md):
       [--client-threads 1] [--direct] [--workers 1] [--prebuilt] [--json]
   alicom-bench media latency [--calls 50] [--pps 50] [--seconds 10] [same options as forward]
   alicom-bench media g711 [--start 100] [--step 100] [--max 1500] [--seconds 10] [--no-record]
-      [--client-threads 1] [--workers 1] [--prebuilt] [--json]";
+      [--client-threads 1] [--workers 1] [--prebuilt] [--json]
+  alicom-bench media video [--calls 100] [--kbps 1000] [--fps 30] [--packet-bytes 1100] [--seconds 10]
+      [--audio] [--direct] [--client-threads 1] [--workers 1] [--json]
+  alicom-bench media video --ramp [--start 40] [--step 20] [--max 300] [same options]
+  alicom-bench media video-latency [--calls 100] [same options as video]";
 
 fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
     let mut it = argv.into_iter();
     let mode = it.next().unwrap_or_default();
     let latency = mode == "latency";
+    let video = mode.starts_with("video");
     let mut a = Args {
-        mode,
-        calls: if latency { 50 } else { 16 },
+        calls: if latency {
+            50
+        } else if video {
+            100
+        } else {
+            16
+        },
         pps: if latency { 50.0 } else { 2000.0 },
         seconds: 10.0,
         payload_bytes: 80,
         client_threads: 1,
         direct: false,
-        start: 100,
-        step: 100,
-        max: 1500,
+        start: if video { 40 } else { 100 },
+        step: if video { 20 } else { 100 },
+        max: if video { 300 } else { 1500 },
         record: true,
         json: false,
         recordings: None,
         workers: 1,
         prebuilt: false,
+        kbps: 1000.0,
+        fps: 30.0,
+        packet_bytes: 1100,
+        ramp: false,
+        audio: false,
+        mode,
     };
     while let Some(arg) = it.next() {
         let mut v = |n: &str| it.next().with_context(|| format!("{n} needs a value"));
@@ -168,8 +225,19 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
             "--recordings" => a.recordings = Some(v("--recordings")?.into()),
             "--workers" => a.workers = v("--workers")?.parse()?,
             "--prebuilt" => a.prebuilt = true,
+            "--kbps" => a.kbps = v("--kbps")?.parse()?,
+            "--fps" => a.fps = v("--fps")?.parse()?,
+            "--packet-bytes" => a.packet_bytes = v("--packet-bytes")?.parse()?,
+            "--ramp" => a.ramp = true,
+            "--audio" => a.audio = true,
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
+    }
+    if video && (a.prebuilt || a.fps <= 0.0 || a.kbps <= 0.0 || !(64..=1200).contains(&a.packet_bytes)) {
+        bail!("video: --fps and --kbps positive, --packet-bytes 64 to 1200, no --prebuilt");
+    }
+    if video && a.kbps * 1000.0 / 8.0 / a.fps < 16.0 {
+        bail!("video: a frame of --kbps / --fps must be at least 16 bytes");
     }
     if a.prebuilt && a.mode == "latency" {
         bail!("latency cannot be measured with --prebuilt (a packet made in advance has no send time)");
@@ -189,12 +257,14 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
     let a = parse_args(argv)?;
     match a.mode.as_str() {
         "--server" => server_main(a.recordings.context("--server needs --recordings DIR")?, a.workers),
-        "forward" | "latency" | "g711" => {
+        "forward" | "latency" | "g711" | "video" | "video-latency" => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             rt.block_on(async {
                 match a.mode.as_str() {
                     "forward" => forward(&a).await.map(|_| ()),
                     "latency" => latency(&a).await,
+                    "video" => video(&a).await,
+                    "video-latency" => video_latency(&a).await,
                     _ => g711(&a).await,
                 }
             })

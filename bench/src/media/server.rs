@@ -40,9 +40,12 @@ pub(super) fn serve_op(server: &MediaServer, req: &Value) -> Value {
     match req["op"].as_str().unwrap_or_default() {
         "join" => {
             let prefer = if req["prefer"] == "g711" { CodecPreference::G711 } else { CodecPreference::Opus };
+            // `video`: a leg of a VoIP↔VoIP video call (its offered video line is answered).
+            let options = LegOptions { prefer, video: req["video"].as_bool().unwrap_or(false) };
             let signal = json!({"api": "joinChannel", "data": {"channelId": chan}});
-            server.join_with(&chan, "default", &rtc, &format!("uuid-{rtc}"), &signal, prefer)
+            server.join_with(&chan, "default", &rtc, &format!("uuid-{rtc}"), &signal, options)
         }
+        "video" => video_totals(server, req["prefix"].as_str().unwrap_or_default(), req["calls"].as_u64().unwrap_or(0)),
         "signal" => {
             server.signal(&chan, &rtc, &format!("uuid-{rtc}"), "sdpCandidate", &req["signal"]).unwrap_or(Value::Null)
         }
