@@ -8,7 +8,8 @@
 //! alicom-bench media g711 [--start 100] [--step 100] [--max 1500]
 //!     [--seconds 10] [--no-record] [--client-threads 1] [--workers 1] [--prebuilt] [--json]
 //! alicom-bench media video [--calls 100] [--kbps 1000] [--fps 30] [--packet-bytes 1100]
-//!     [--seconds 10] [--audio] [--direct] [--client-threads 1] [--workers 1] [--json]
+//!     [--seconds 10] [--audio] [--direct] [--idle-wait 600] [--client-threads 1] [--workers 1]
+//!     [--json]
 //! alicom-bench media video --ramp [--start 40] [--step 20] [--max 300] [same options]
 //! alicom-bench media video-latency [--calls 100] [same options as video]
 //! ```
@@ -86,7 +87,12 @@
 //!   every leg is connected with video. `--direct`: each call's two clients connect to each
 //!   other (the loopback baseline). `--ramp`: levels from `--start` by `--step` to `--max`
 //!   calls on the same server, each measured like `--calls` (a failing level once more); it
-//!   stops at a level's second failure and reports the most calls without loss.
+//!   stops at a level's second failure and reports the most calls without loss. Before each
+//!   window (media held) it waits up to `--idle-wait` seconds for the rest of the machine to
+//!   use < 0.25 core over 2 s; a window that loses while the rest of the machine used > 0.1
+//!   core is marked disturbed and measured again (up to 3 times), not counted as a failure.
+//!   "The rest of the machine" leaves out the host's steal time and the `ksoftirqd` threads
+//!   (reported apart): they are not another process's work.
 //! * `video-latency`: `video --direct`, then `video`, with the same parameters; the latency
 //!   the server adds per percentile.
 
@@ -162,6 +168,9 @@ struct Args {
     ramp: bool,
     /// `video`: each leg also sends Opus at 50 pps.
     audio: bool,
+    /// `video`: before each window, wait at most this long for the rest of the machine to be
+    /// idle (0: do not wait).
+    idle_wait: f64,
 }
 
 const USAGE: &str = "usage (docs/benchmarks.md):
@@ -171,7 +180,7 @@ const USAGE: &str = "usage (docs/benchmarks.md):
   alicom-bench media g711 [--start 100] [--step 100] [--max 1500] [--seconds 10] [--no-record]
       [--client-threads 1] [--workers 1] [--prebuilt] [--json]
   alicom-bench media video [--calls 100] [--kbps 1000] [--fps 30] [--packet-bytes 1100] [--seconds 10]
-      [--audio] [--direct] [--client-threads 1] [--workers 1] [--json]
+      [--audio] [--direct] [--idle-wait 600] [--client-threads 1] [--workers 1] [--json]
   alicom-bench media video --ramp [--start 40] [--step 20] [--max 300] [same options]
   alicom-bench media video-latency [--calls 100] [same options as video]";
 
@@ -206,6 +215,7 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
         packet_bytes: 1100,
         ramp: false,
         audio: false,
+        idle_wait: 600.0,
         mode,
     };
     while let Some(arg) = it.next() {
@@ -230,6 +240,7 @@ fn parse_args(argv: Vec<String>) -> anyhow::Result<Args> {
             "--packet-bytes" => a.packet_bytes = v("--packet-bytes")?.parse()?,
             "--ramp" => a.ramp = true,
             "--audio" => a.audio = true,
+            "--idle-wait" => a.idle_wait = v("--idle-wait")?.parse()?,
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }

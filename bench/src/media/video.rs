@@ -338,6 +338,26 @@ impl ServerSnap {
 
 const CHAN: &str = "video-";
 
+/// CPU seconds since boot of the machine's busy time that is no other process's work: the
+/// host's steal (a virtual machine) and the kernel's softirq threads (which deliver loopback
+/// datagrams when the load is high: the benchmark's own traffic).
+fn not_others() -> (f64, f64) {
+    let steal = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().next()?.split_whitespace().nth(8)?.parse::<f64>().ok())
+        .map_or(0.0, |t| t / 100.0);
+    let mut ksoftirqd = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().to_string();
+        if pid.bytes().all(|b| b.is_ascii_digit())
+            && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("ksoftirqd"))
+        {
+            ksoftirqd += cpu_secs(&pid).unwrap_or(0.0);
+        }
+    }
+    (steal, ksoftirqd)
+}
+
 async fn server_snap(srv: &mut Option<ServerProc>, calls: usize) -> anyhow::Result<ServerSnap> {
     let Some(s) = srv else { return Ok(ServerSnap::default()) };
     let v = s.call(json!({"op": "video", "prefix": CHAN, "calls": calls})).await?;
@@ -370,6 +390,8 @@ struct Bench {
 /// One measured window.
 pub(super) struct Window {
     ok: bool,
+    /// The rest of the machine used more than a tenth of a core during the window.
+    disturbed: bool,
     summary: String,
     value: Value,
     lat: Vec<u32>,
@@ -434,6 +456,7 @@ impl Bench {
         let (calls, legs) = (self.calls, 2 * self.calls as u64);
         let vplan = self.plan.video.expect("a video plan");
         tokio::time::sleep(Duration::from_millis(300)).await;
+        let idle_before = self.wait_quiet(a).await;
         let q0 = (server_snap(&mut self.srv, calls).await?, ClientSnap::of(&g.video));
         g.hold.store(false, Ordering::Relaxed);
         tokio::time::sleep(Duration::from_secs(2)).await; // warm-up
@@ -451,8 +474,10 @@ impl Bench {
             cpu_now(pid.as_deref()),
             ClientSnap::of(&g.video),
         );
+        let n0 = not_others();
         tokio::time::sleep_until(at(w1)).await;
         let (c1, k1, d1) = (cpu_now(pid.as_deref()), ClientSnap::of(&g.video), udp_socket_drops(&ports));
+        let n1 = not_others();
         let s1 = server_snap(&mut self.srv, calls).await?;
         // What was sent in the window may still arrive (retransmissions included).
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -498,6 +523,10 @@ impl Bench {
         let lost = lost_win[0] + lost_win[1] + up_lost + down_lost + server_unforwarded;
         let connected_ok = self.srv.is_none() || (sq.connected == legs && sq.video_legs == legs);
         let ok = lost == 0 && server_drops == 0 && shortfall < 0.01 && connected_ok && errors == 0;
+        // The rest of the machine, less the host's steal and the kernel's softirq threads.
+        let (steal, ksoftirqd) = (n1.0 - n0.0, n1.1 - n0.1);
+        let others = (u.others - steal - ksoftirqd).max(0.0);
+        let disturbed = others > 0.1 * secs;
         let pct_core = |x: f64| x / secs * 100.0;
         let what = if self.srv.is_some() { "through the server" } else { "direct (no server)" };
         let mut summary = format!(
@@ -539,9 +568,9 @@ impl Bench {
             ));
         }
         summary.push_str(&format!(
-            "; clients CPU {:.0} % of a core, rest of the machine {:.2} CPU-s; drops on the server socket {server_drops}, all UDP {}; latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms ({} samples)",
+            "; clients CPU {:.0} % of a core, rest of the machine {:.2} CPU-s (+ steal {steal:.2}, ksoftirqd {ksoftirqd:.2}); drops on the server socket {server_drops}, all UDP {}; latency p50 {:.3} ms, p99 {:.3} ms, p99.9 {:.3} ms, max {:.3} ms ({} samples)",
             pct_core(u.client),
-            u.others,
+            others,
             u.rcvbuf_errors,
             pct(&lat, 50.0),
             pct(&lat, 99.0),
@@ -554,6 +583,9 @@ impl Bench {
         }
         if errors > 0 {
             summary.push_str(&format!("; {errors} client legs failed"));
+        }
+        if disturbed {
+            summary.push_str(" (DISTURBED: the rest of the machine was busy)");
         }
         summary.push_str(if ok { " → no loss" } else { " → LOSS" });
         let value = json!({
@@ -575,15 +607,41 @@ impl Bench {
             "server_cpu_s": r3(u.server), "server_cpu_pct_of_core": r3(pct_core(u.server)),
             "server_cpu_us_per_forwarded": (forwarded > 0 && u.server > 0.0).then(|| r3(u.server * 1e6 / forwarded as f64)),
             "forwarded_pps_per_server_core": per_core.map(f64::round), "forwarded_mbps_per_server_core": mbps_per_core.map(r3),
-            "client_cpu_pct_of_core": r3(pct_core(u.client)), "others_cpu_s": r3(u.others),
+            "client_cpu_pct_of_core": r3(pct_core(u.client)), "others_cpu_s": r3(others), "steal_cpu_s": r3(steal), "ksoftirqd_cpu_s": r3(ksoftirqd),
             "latency_ms": {"p50": pct(&lat, 50.0), "p99": pct(&lat, 99.0), "p999": pct(&lat, 99.9), "max": pct(&lat, 100.0), "samples": lat.len()},
             "server_rss_mib": rss.map(r3), "server_counters": counters, "client_errors": errors, "no_loss": ok,
+            "disturbed": disturbed, "others_cores_before": r3(idle_before),
         });
         let mut value = value;
         if let (Some(v), Value::Object(m)) = (value.as_object_mut(), more) {
             v.extend(m);
         }
-        Ok(Window { ok, summary, value, lat })
+        Ok(Window { ok, disturbed, summary, value, lat })
+    }
+
+    /// Waits (at most `--idle-wait` seconds) until the rest of the machine uses less than a
+    /// quarter of a core over 2 s, while the legs hold their media; returns that share.
+    async fn wait_quiet(&self, a: &Args) -> f64 {
+        let pid = self.srv.as_ref().map(|s| s.pid.clone());
+        let start = Instant::now();
+        let mut said = false;
+        loop {
+            let (c0, n0) = (cpu_now(pid.as_deref()), not_others());
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            let (u, n1) = (cpu_use(c0, cpu_now(pid.as_deref())), not_others());
+            let busy = (u.others - (n1.0 - n0.0) - (n1.1 - n0.1)).max(0.0) / u.seconds;
+            if busy < 0.25 || a.idle_wait <= 0.0 {
+                return busy;
+            }
+            if start.elapsed().as_secs_f64() > a.idle_wait {
+                eprintln!("warning: the machine is still busy ({busy:.2} cores); measuring anyway");
+                return busy;
+            }
+            if !said {
+                eprintln!("waiting for the machine to be idle (the rest of it uses {busy:.2} cores)");
+                said = true;
+            }
+        }
     }
 
     async fn finish(self) -> anyhow::Result<()> {
@@ -614,8 +672,11 @@ pub(super) async fn video(a: &Args) -> anyhow::Result<()> {
             a,
             &format!("video {level} calls: every leg connected {:.1} s after the first new join", setup.as_secs_f64()),
         );
-        let attempts = if a.ramp { 2 } else { 1 };
-        for attempt in 1..=attempts {
+        // A level that loses is measured once more in a ramp; a window that lost while the
+        // rest of the machine was busy is measured again (up to 3 times) and not counted.
+        let (allowed, mut failures, mut disturbed, mut attempt) = (if a.ramp { 2 } else { 1 }, 0, 0, 0);
+        loop {
+            attempt += 1;
             let w = b.window(a).await?;
             say(a, &w.summary);
             let mut row = w.value;
@@ -625,8 +686,16 @@ pub(super) async fn video(a: &Args) -> anyhow::Result<()> {
                 best = Some(level);
                 break;
             }
-            if attempt == attempts && a.ramp {
-                break 'ramp;
+            if w.disturbed && disturbed < 3 {
+                disturbed += 1;
+                continue;
+            }
+            failures += 1;
+            if failures == allowed {
+                if a.ramp {
+                    break 'ramp;
+                }
+                break;
             }
         }
     }
