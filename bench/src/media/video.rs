@@ -24,7 +24,7 @@ impl VideoPlan {
     }
 
     /// The payload size of packet `i` of a frame (the frame split evenly).
-    fn payload_len(&self, i: usize) -> usize {
+    pub(super) fn payload_len(&self, i: usize) -> usize {
         let n = self.packets_per_frame();
         self.frame_bytes / n + usize::from(i < self.frame_bytes % n)
     }
