@@ -69,7 +69,8 @@
 //!   `--kbps` of VP8-sized RTP: `--fps` frames per second, each frame (kbps / 8 / fps bytes,
 //!   4,167 B at the defaults) split into equal packets of at most `--packet-bytes` (4 × 1,042 B),
 //!   marker on the last, a VP8 payload descriptor in front, a key frame every 10 s; each leg's
-//!   frames start at a random phase. `--audio` adds Opus at 50 pps per leg. The clients run
+//!   frames start at a random phase. `--audio` adds Opus at 50 pps per leg (its CPU is in the
+//!   server's, the per-packet figures count video packets). The clients run
 //!   str0m's pacer until it has nothing due after each frame (it sends one packet per timeout),
 //!   as the server does. Nothing is sent until every leg is connected; then, per window: 2 s of
 //!   warm-up, a `--seconds` window, 0.3 s for what is in flight, media held again, 0.7 s. Read:
@@ -95,6 +96,8 @@
 //!   (reported apart): they are not another process's work.
 //! * `video-latency`: `video --direct`, then `video`, with the same parameters; the latency
 //!   the server adds per percentile.
+//!
+//!   Results and method of `video`: docs/benchmarks.md, "Video forwarding (issue 19)".
 
 use crate::procstat::{cpu_secs, machine_busy_secs, rss_mib};
 use std::cmp::Reverse;
@@ -281,5 +284,38 @@ pub fn run(argv: Vec<String>) -> anyhow::Result<()> {
             })
         }
         _ => bail!("{USAGE}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> anyhow::Result<Args> {
+        parse_args(s.split_whitespace().map(String::from).collect())
+    }
+
+    #[test]
+    fn video_takes_its_own_defaults_and_options() {
+        let a = args("video").unwrap();
+        assert_eq!((a.calls, a.kbps, a.fps, a.packet_bytes, a.ramp, a.audio), (100, 1000.0, 30.0, 1100, false, false));
+        assert_eq!((a.start, a.step, a.max), (40, 20, 300));
+        let a = args("video --ramp --start 60 --step 10 --max 90 --kbps 500 --fps 15 --audio --idle-wait 0").unwrap();
+        assert!(a.ramp && a.audio);
+        assert_eq!((a.start, a.step, a.max, a.kbps, a.fps, a.idle_wait), (60, 10, 90, 500.0, 15.0, 0.0));
+        assert!(args("video --prebuilt").is_err());
+        assert!(args("video --packet-bytes 2000").is_err());
+        assert_eq!(args("forward").unwrap().calls, 16, "the other modes keep theirs");
+    }
+
+    #[test]
+    fn a_frame_is_split_into_equal_packets() {
+        let p = VideoPlan::new(1000.0, 30.0, 1100);
+        assert_eq!((p.frame_bytes, p.packets_per_frame()), (4167, 4));
+        assert!((p.packets_per_second() - 120.0).abs() < 1e-9);
+        let sizes: Vec<usize> = (0..4).map(|i| p.payload_len(i)).collect();
+        assert_eq!(sizes, [1042, 1042, 1042, 1041]);
+        let p = VideoPlan::new(2500.0, 30.0, 1100);
+        assert_eq!(p.packets_per_frame(), 10);
     }
 }

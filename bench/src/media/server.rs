@@ -68,6 +68,42 @@ pub(super) fn serve_op(server: &MediaServer, req: &Value) -> Value {
     }
 }
 
+/// The video statistics of the first `calls` channels `{prefix}{i}`, summed over their legs
+/// (`MediaServer::stats` → `legs[].video`).
+pub(super) fn video_totals(server: &MediaServer, prefix: &str, calls: u64) -> Value {
+    const KEYS: [&str; 11] = [
+        "packetsIn",
+        "packetsOut",
+        "bytesIn",
+        "bytesOut",
+        "framesIn",
+        "framesOut",
+        "keyframeRequestsIn",
+        "keyframeRequestsOut",
+        "dropped",
+        "bitrateInBps",
+        "bitrateOutBps",
+    ];
+    let mut sums = [0u64; KEYS.len()];
+    let (mut legs, mut connected) = (0u64, 0u64);
+    for i in 0..calls {
+        let s = server.stats(&format!("{prefix}{i}"));
+        for leg in s["legs"].as_array().into_iter().flatten() {
+            connected += u64::from(leg["state"] == "connected");
+            let Some(v) = leg["video"].as_object() else { continue };
+            legs += 1;
+            for (k, sum) in KEYS.iter().zip(sums.iter_mut()) {
+                *sum += v.get(*k).and_then(Value::as_u64).unwrap_or(0);
+            }
+        }
+    }
+    let mut out = json!({"videoLegs": legs, "connectedLegs": connected});
+    for (k, sum) in KEYS.iter().zip(sums) {
+        out[*k] = sum.into();
+    }
+    out
+}
+
 /// The server child process and its control pipe.
 pub(super) struct ServerProc {
     pub(super) child: tokio::process::Child,
@@ -204,6 +240,26 @@ pub(super) fn udp_socket_drops(ports: &[u16]) -> Option<u64> {
         total = Some(total.unwrap_or(0) + drops);
     }
     total
+}
+
+/// CPU seconds since boot of the machine's busy time that is no other process's work: the
+/// host's steal (a virtual machine) and the kernel's softirq threads (which deliver loopback
+/// datagrams when the load is high: the benchmark's own traffic).
+pub(super) fn not_others() -> (f64, f64) {
+    let steal = std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| s.lines().next()?.split_whitespace().nth(8)?.parse::<f64>().ok())
+        .map_or(0.0, |t| t / 100.0);
+    let mut ksoftirqd = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().to_string();
+        if pid.bytes().all(|b| b.is_ascii_digit())
+            && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("ksoftirqd"))
+        {
+            ksoftirqd += cpu_secs(&pid).unwrap_or(0.0);
+        }
+    }
+    (steal, ksoftirqd)
 }
 
 #[derive(Debug, Clone, Copy)]

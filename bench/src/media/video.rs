@@ -24,7 +24,7 @@ impl VideoPlan {
     }
 
     /// The payload size of packet `i` of a frame (the frame split evenly).
-    fn payload_len(&self, i: usize) -> usize {
+    pub(super) fn payload_len(&self, i: usize) -> usize {
         let n = self.packets_per_frame();
         self.frame_bytes / n + usize::from(i < self.frame_bytes % n)
     }
@@ -268,43 +268,7 @@ impl HubLeg {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The server's side
-
-/// The video statistics of the first `calls` channels `{prefix}{i}`, summed over their legs
-/// (`MediaServer::stats` → `legs[].video`).
-pub(super) fn video_totals(server: &MediaServer, prefix: &str, calls: u64) -> Value {
-    const KEYS: [&str; 11] = [
-        "packetsIn",
-        "packetsOut",
-        "bytesIn",
-        "bytesOut",
-        "framesIn",
-        "framesOut",
-        "keyframeRequestsIn",
-        "keyframeRequestsOut",
-        "dropped",
-        "bitrateInBps",
-        "bitrateOutBps",
-    ];
-    let mut sums = [0u64; KEYS.len()];
-    let (mut legs, mut connected) = (0u64, 0u64);
-    for i in 0..calls {
-        let s = server.stats(&format!("{prefix}{i}"));
-        for leg in s["legs"].as_array().into_iter().flatten() {
-            connected += u64::from(leg["state"] == "connected");
-            let Some(v) = leg["video"].as_object() else { continue };
-            legs += 1;
-            for (k, sum) in KEYS.iter().zip(sums.iter_mut()) {
-                *sum += v.get(*k).and_then(Value::as_u64).unwrap_or(0);
-            }
-        }
-    }
-    let mut out = json!({"videoLegs": legs, "connectedLegs": connected});
-    for (k, sum) in KEYS.iter().zip(sums) {
-        out[*k] = sum.into();
-    }
-    out
-}
+// The server's side (its `video` op: `server::video_totals`)
 
 /// [`video_totals`] as read by the parent.
 #[derive(Debug, Clone, Copy, Default)]
@@ -337,26 +301,6 @@ impl ServerSnap {
 }
 
 const CHAN: &str = "video-";
-
-/// CPU seconds since boot of the machine's busy time that is no other process's work: the
-/// host's steal (a virtual machine) and the kernel's softirq threads (which deliver loopback
-/// datagrams when the load is high: the benchmark's own traffic).
-fn not_others() -> (f64, f64) {
-    let steal = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| s.lines().next()?.split_whitespace().nth(8)?.parse::<f64>().ok())
-        .map_or(0.0, |t| t / 100.0);
-    let mut ksoftirqd = 0.0;
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let pid = e.file_name().to_string_lossy().to_string();
-        if pid.bytes().all(|b| b.is_ascii_digit())
-            && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.starts_with("ksoftirqd"))
-        {
-            ksoftirqd += cpu_secs(&pid).unwrap_or(0.0);
-        }
-    }
-    (steal, ksoftirqd)
-}
 
 async fn server_snap(srv: &mut Option<ServerProc>, calls: usize) -> anyhow::Result<ServerSnap> {
     let Some(s) = srv else { return Ok(ServerSnap::default()) };
