@@ -125,6 +125,16 @@ impl EventLog {
         self.ring.lock().bytes
     }
 
+    /// Its size and caps, for `/metrics`.
+    pub fn retained(&self) -> crate::retention::Retained {
+        crate::retention::Retained {
+            collection: "event_log",
+            items: self.len(),
+            bytes: self.bytes(),
+            limit: crate::retention::Limit::new(self.capacity, self.max_bytes),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

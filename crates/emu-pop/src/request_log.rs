@@ -6,7 +6,7 @@
 //! hold at most `max_bytes` of text (the oldest go first), so hostile requests cannot make the
 //! log, or `GET /admin/requests`, large.
 
-use std::collections::VecDeque;
+use emu_core::retention::{Bounded, Limit, Retained};
 
 use emu_core::Millis;
 use parking_lot::Mutex;
@@ -89,49 +89,34 @@ impl LoggedRequest {
 }
 
 pub struct RequestLog {
-    capacity: usize,
-    max_bytes: usize,
-    entries: Mutex<Entries>,
-}
-
-#[derive(Default)]
-struct Entries {
-    list: VecDeque<(usize, LoggedRequest)>,
-    bytes: usize,
+    entries: Mutex<Bounded<LoggedRequest>>,
 }
 
 impl RequestLog {
     /// At most `capacity` entries holding at most `max_bytes` of text together.
     pub fn new(capacity: usize, max_bytes: usize) -> Self {
-        let list = VecDeque::with_capacity(capacity.min(1024));
-        RequestLog { capacity, max_bytes, entries: Mutex::new(Entries { list, bytes: 0 }) }
+        RequestLog { entries: Mutex::new(Bounded::new(Limit::new(capacity, max_bytes))) }
     }
 
     pub fn push(&self, entry: LoggedRequest) {
-        if self.capacity == 0 {
+        let mut e = self.entries.lock();
+        if e.limit().items == 0 {
             return;
         }
         let entry = entry.bounded();
         let size = entry.bytes();
-        let mut e = self.entries.lock();
-        while !e.list.is_empty() && (e.list.len() >= self.capacity || e.bytes + size > self.max_bytes) {
-            if let Some((old, _)) = e.list.pop_front() {
-                e.bytes -= old;
-            }
-        }
-        e.bytes += size;
-        e.list.push_back((size, entry));
+        e.push(entry, size);
     }
 
     /// The newest `limit` entries, oldest first.
     pub fn last(&self, limit: usize) -> Vec<LoggedRequest> {
         let e = self.entries.lock();
-        e.list.iter().skip(e.list.len().saturating_sub(limit)).map(|(_, r)| r.clone()).collect()
+        e.iter().skip(e.len().saturating_sub(limit)).cloned().collect()
     }
 
     /// How many entries it holds.
     pub fn len(&self) -> usize {
-        self.entries.lock().list.len()
+        self.entries.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -140,13 +125,16 @@ impl RequestLog {
 
     /// The text the entries hold together.
     pub fn bytes(&self) -> usize {
-        self.entries.lock().bytes
+        self.entries.lock().bytes()
+    }
+
+    /// Its size and caps, for `/metrics`.
+    pub fn retained(&self) -> Retained {
+        self.entries.lock().retained("pop_requests")
     }
 
     pub fn clear(&self) {
-        let mut e = self.entries.lock();
-        e.list.clear();
-        e.bytes = 0;
+        self.entries.lock().clear();
     }
 }
 

@@ -9,7 +9,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use emu_calls::Request;
 use emu_core::metrics::{Op, QueueState, State as Labelled};
-use emu_core::retention::{Limit, Retained};
+use emu_core::retention::Retained;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -32,20 +32,9 @@ pub fn routes() -> OpenApiRouter<Sources> {
 /// Every capped collection's size and caps (docs/admin-api.md#what-is-retained-and-how-much).
 async fn retained(s: &Sources) -> Vec<Retained> {
     let shared = &s.admin.shared;
-    let c = &shared.config;
     let mut all = vec![
-        Retained {
-            collection: "event_log",
-            items: shared.events.len(),
-            bytes: shared.events.bytes(),
-            limit: Limit::new(c.server.event_log_size, c.server.event_log_max_bytes),
-        },
-        Retained {
-            collection: "pop_requests",
-            items: s.admin.pop.requests.len(),
-            bytes: s.admin.pop.requests.bytes(),
-            limit: Limit::new(c.pop.request_log_size, c.pop.request_log_max_bytes),
-        },
+        shared.events.retained(),
+        s.admin.pop.requests.retained(),
         shared.directory.problems_retained(),
         s.gateway.sls.retained(),
         s.gateway.dedupe_retained(),

@@ -88,10 +88,7 @@ impl Engine {
         }
         // A callee answering a video call without allowing video (an audio edition, or
         // answering as audio): the call is audio from here on.
-        if !join.is_caller
-            && !join.allow_video
-            && self.calls.get(&channel_id).is_some_and(|c| c.video.requested && c.video.mode == MediaMode::Video)
-        {
+        if !join.is_caller && !join.allow_video && self.calls.get(&channel_id).is_some_and(|c| c.video.is_on()) {
             self.switch_to_audio(&channel_id, &d.rtc_id, &format!("{} answered audio-only", d.rtc_id));
         }
         let video = self.calls.get(&channel_id).is_some_and(|c| c.video_for(&d.rtc_id));

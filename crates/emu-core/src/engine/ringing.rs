@@ -5,7 +5,7 @@ use serde_json::json;
 use super::call::{CallState, Caller, Leg, LegState, Outcome, Target};
 use super::plan::{self, Callee};
 use super::*;
-use crate::signalling::{MediaMode, RtcType};
+use crate::signalling::RtcType;
 
 impl Engine {
     pub(super) fn ring_next_sequence(&mut self, channel_id: &str, now: Millis) {
@@ -30,7 +30,7 @@ impl Engine {
         let display = call.display_number.clone().unwrap_or_default();
         let caller_is_phone = matches!(call.caller, Caller::Phone { .. });
         let rtc_type = call.rtc_type;
-        let video = call.video.requested && call.video.mode == MediaMode::Video;
+        let video = call.video.is_on();
         self.log_state(
             channel_id,
             "ringing",

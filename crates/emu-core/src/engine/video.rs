@@ -32,6 +32,13 @@ pub struct Video {
     pub negotiated: Vec<String>,
 }
 
+impl Video {
+    /// A video call still in video mode.
+    pub fn is_on(&self) -> bool {
+        self.requested && self.mode == MediaMode::Video
+    }
+}
+
 impl Call {
     /// The CDR's `alicomRtcType`: "video2video" for a VoIP↔VoIP call whose video went both ways.
     pub fn reported_type(&self) -> &'static str {
@@ -50,9 +57,9 @@ impl Call {
             return false;
         }
         if self.is_caller_device(rtc_id) {
-            self.video.caller_allowed && (!self.video.requested || self.video.mode == MediaMode::Video)
+            self.video.caller_allowed && (!self.video.requested || self.video.is_on())
         } else {
-            self.video.requested && self.video.mode == MediaMode::Video
+            self.video.is_on()
         }
     }
 }
