@@ -16,6 +16,7 @@ const fs = require('node:fs');
 const http = require('node:http');
 const path = require('node:path');
 const RPCClient = require('@alicloud/pop-core').RPCClient;
+const { listenLocal } = require('../lib/listen');
 
 const HERE = __dirname;
 const SDK_FILE = require.resolve('aliyun-voip-web-sdk/build/voip-web-sdk.js');
@@ -89,22 +90,17 @@ async function startHarness(emu) {
       return send(res, 502, 'application/json', JSON.stringify({ error: String(e && e.message), code: e && e.code }));
     }
   });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address();
+  const listening = await listenLocal(server);
   return {
-    url: `http://127.0.0.1:${port}`,
-    port,
+    url: listening.url,
+    port: listening.port,
     calls,
     addAccount,
     getToken,
     tokenCalls: (rtcId) => calls.filter((c) => c.action === 'GetRtcToken' && (!rtcId || c.rtcId === rtcId)),
     async close() {
       pop.keepAliveAgent && pop.keepAliveAgent.destroy();
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(() => resolve()));
+      await listening.close();
     },
   };
 }

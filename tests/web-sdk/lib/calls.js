@@ -9,6 +9,7 @@
 const assert = require('node:assert/strict');
 const http = require('node:http');
 const { eventually } = require('./suite');
+const { listenLocal } = require('./listen');
 
 /** Opens a device page per name, inits them all and waits for onServiceAvailable on each. */
 async function online(ctx, ...names) {
@@ -209,19 +210,7 @@ async function callbackServer(answer) {
       res.end(out);
     });
   });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address();
-  return {
-    url: `http://127.0.0.1:${port}`,
-    requests,
-    async close() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
+  return { ...(await listenLocal(server)), requests };
 }
 
 module.exports = {

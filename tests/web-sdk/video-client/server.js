@@ -15,6 +15,7 @@
 
 const fs = require('node:fs');
 const http = require('node:http');
+const { listenLocal } = require('../lib/listen');
 const path = require('node:path');
 
 const HERE = __dirname;
@@ -56,19 +57,7 @@ async function startVideoClientServer(pop) {
       return send(res, 502, 'application/json', JSON.stringify({ error: String(e && e.message) }));
     }
   });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  const { port } = server.address();
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    async close() {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(() => resolve()));
-    },
-  };
+  return listenLocal(server);
 }
 
 module.exports = { startVideoClientServer };
