@@ -118,6 +118,10 @@ fn switch_from_config(shared: &Shared, pstn: PstnSim) -> Switch {
     Switch::new(engine_from_config(shared), pstn, names, Limit::new(r.cdrs, r.cdr_bytes))
 }
 
+/// How many queued gateway events one wake-up of the driver serves at most (timers due and
+/// admin requests are looked at between batches).
+const GATEWAY_BATCH: usize = 64;
+
 /// Starts the driver task; returns its handle.
 pub fn spawn(
     shared: Shared,
@@ -146,7 +150,16 @@ pub fn spawn(
         loop {
             let sleep = driver.sleep_for_next_timer();
             tokio::select! {
-                Some(ev) = gateway.recv() => driver.on_gateway(ev),
+                Some(ev) = gateway.recv() => {
+                    driver.on_gateway(ev);
+                    // Whatever else the gateway queued meanwhile, in order, before the timers are
+                    // looked at again: under load one wake-up serves many device messages.
+                    for _ in 0..GATEWAY_BATCH {
+                        let Ok(ev) = gateway.try_recv() else { break };
+                        driver.fire_due();
+                        driver.on_gateway(ev);
+                    }
+                }
                 Some(request) = requests.recv() => driver.serve(request),
                 Some(ev) = media_events.recv() => driver.on_media(ev),
                 Some((channel_id, kind, result)) = cb_rx.recv() => {
@@ -260,8 +273,7 @@ impl Driver {
     /// its requestId.
     fn send(&self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Option<String> {
         let message_type = message.message_type();
-        let body = message.body();
-        match self.hub.send_request(tenant, rtc_id, message_type, body) {
+        match self.hub.send_message(tenant, rtc_id, message) {
             Ok(request_id) => Some(request_id),
             Err(_) => {
                 tracing::info!(rtc_id, message_type, "device not registered; message not sent");

@@ -123,10 +123,20 @@ pub const MAX_TIME_MS: Millis = 253_402_300_799_999;
 
 /// Formats emulator time the way the vendor prints local times: `yyyy-MM-dd HH:mm:ss`, UTC+8.
 pub fn format_shanghai(ms: Millis) -> String {
-    use chrono::{FixedOffset, TimeZone};
+    use chrono::{Datelike, FixedOffset, TimeZone, Timelike};
     let tz = FixedOffset::east_opt(8 * 3600).expect("valid offset");
     match tz.timestamp_millis_opt(ms as i64).single() {
-        Some(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+        // Written field by field: chrono's `format` parses its pattern on every call, and every
+        // CDR carries several of these.
+        Some(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+            t.year(),
+            t.month(),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
         None => String::new(),
     }
 }

@@ -21,7 +21,7 @@ pub struct Event {
     #[serde(rename = "timeMs")]
     pub time_ms: Millis,
     /// What happened, dotted: `envelope.in`, `envelope.out`, `device.registered`, …
-    pub kind: String,
+    pub kind: &'static str,
     #[serde(rename = "channelId", skip_serializing_if = "Option::is_none")]
     pub channel_id: Option<String>,
     #[serde(rename = "rtcId", skip_serializing_if = "Option::is_none")]
@@ -159,7 +159,7 @@ impl EventLog {
         let event = Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             time_ms: self.clock.now_ms(),
-            kind: e.kind.to_string(),
+            kind: e.kind,
             channel_id: e.channel_id,
             rtc_id: e.rtc_id,
             tenant: e.tenant,

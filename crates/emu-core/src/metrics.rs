@@ -327,7 +327,7 @@ impl Metrics {
         let d = &e.detail;
         let text = |key: &str| d.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
         let message_type = || MessageType { message_type: text("messageType") };
-        match e.kind.as_str() {
+        match e.kind {
             "envelope.in" => {
                 self.envelopes_in.get_or_create(&message_type()).inc();
             }
@@ -417,17 +417,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn event(kind: &str, detail: Value) -> Event {
-        Event {
-            seq: 1,
-            time_ms: 0,
-            kind: kind.into(),
-            channel_id: None,
-            rtc_id: None,
-            tenant: None,
-            detail,
-            wire: None,
-        }
+    fn event(kind: &'static str, detail: Value) -> Event {
+        Event { seq: 1, time_ms: 0, kind, channel_id: None, rtc_id: None, tenant: None, detail, wire: None }
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! for the media server) stay JSON: the platform passes them through without reading them.
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::tenants::TenantId;
 
@@ -177,17 +177,19 @@ fn allow_video(media_signal: &Value, body: &Value) -> bool {
 }
 
 impl DeviceRequest {
-    /// Decodes one request from its message type, body and inflated `mediaSignal`.
+    /// Decodes one request from its message type, body and inflated `mediaSignal` (taken: a
+    /// join's or a media request's signal moves on to the media server without a copy).
     pub fn decode(
         tenant: TenantId,
         rtc_id: &str,
         message_type: &str,
         body: &Value,
-        media_signal: Option<&Value>,
+        media_signal: Option<Value>,
     ) -> DeviceRequest {
-        let null = Value::Null;
-        let ms = media_signal.unwrap_or(&null);
-        let kind = match message_type {
+        let channel_id = channel_id_of(body, media_signal.as_ref());
+        let owned = media_signal.unwrap_or(Value::Null);
+        let ms = &owned;
+        let mut kind = match message_type {
             "joinChannel" => RequestKind::Join(Join {
                 is_caller: body.get("isCaller").and_then(Value::as_bool).unwrap_or(false),
                 rtc_type: body.get("alicomRtcType").and_then(Value::as_str).and_then(RtcType::parse),
@@ -195,7 +197,7 @@ impl DeviceRequest {
                 extend: text(body.get("extend")),
                 user_info: ms.pointer("/data/userInfo").cloned(),
                 allow_video: allow_video(ms, body),
-                signal: ms.clone(),
+                signal: Value::Null,
             }),
             "call" => {
                 let callee = match ms.pointer("/data/calleePstnInfo") {
@@ -232,14 +234,17 @@ impl DeviceRequest {
                     "reportStatus" => MediaApi::ReportStatus,
                     _ => MediaApi::Stat,
                 },
-                signal: ms.clone(),
+                signal: Value::Null,
             },
             other => RequestKind::Other(other.to_string()),
         };
+        if let RequestKind::Join(Join { signal, .. }) | RequestKind::Media { signal, .. } = &mut kind {
+            *signal = owned;
+        }
         DeviceRequest {
             tenant,
             rtc_id: rtc_id.to_string(),
-            channel_id: channel_id_of(body, media_signal),
+            channel_id,
             uuid: text(body.get("uuid")).unwrap_or_default(),
             kind,
         }
@@ -306,15 +311,90 @@ pub enum MediaResultApi {
     SdpCandidate,
 }
 
-/// A successful ARTC api message for `body.mediaSignal`.
-fn artc(api: &str, data: Value) -> Value {
-    json!({"api": api, "errorCode": 0, "errorMsg": "SUCCESS", "data": data})
+/// A successful ARTC api message (`body.mediaSignal`): `{api, errorCode: 0, errorMsg, data}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artc<D> {
+    api: &'static str,
+    error_code: u8,
+    error_msg: &'static str,
+    data: D,
+}
+
+fn artc<D>(api: &'static str, data: D) -> Artc<D> {
+    Artc { api, error_code: 0, error_msg: "SUCCESS", data }
 }
 
 /// The `channelConfig` of a `called`: as the Web SDK sends in its `call`, with `allowVideo` 1
 /// for a video call.
-pub fn channel_config(video: bool) -> Value {
-    json!({"allowVideo": u8::from(video), "callType": "chat", "outerBizId": "alicom"})
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelConfig {
+    allow_video: u8,
+    call_type: &'static str,
+    outer_biz_id: &'static str,
+}
+
+pub fn channel_config(video: bool) -> ChannelConfig {
+    ChannelConfig { allow_video: u8::from(video), call_type: "chat", outer_biz_id: "alicom" }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CalledData<'a> {
+    call_id: &'a str,
+    channel_id: &'a str,
+    caller_user_info: &'a Value,
+    channel_config: ChannelConfig,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AnsweredData<'a> {
+    channel_id: &'a str,
+    call_id: &'a str,
+    call_result: u8,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerJoinedData<'a> {
+    channel_id: &'a str,
+    user_id: &'a str,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelData<'a> {
+    channel_id: &'a str,
+}
+
+/// A server message's `mediaSignal`, typed: serialised straight to the JSON the gateway
+/// compresses, with no JSON tree in between.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Signal<'a> {
+    Called(Artc<CalledData<'a>>),
+    Answered(Artc<AnsweredData<'a>>),
+    PeerJoined(Artc<PeerJoinedData<'a>>),
+    Channel(Artc<ChannelData<'a>>),
+    /// The media server's answer, built by it.
+    Built(&'a Value),
+}
+
+/// How [`Body`] writes `mediaSignal`.
+#[derive(Debug, Clone, Copy)]
+pub enum SignalForm<'a> {
+    /// As JSON (the body as tests and readers see it).
+    Json,
+    /// Already encoded for the wire (`base64(zlib(json))`, the gateway's job).
+    Encoded(&'a str),
+}
+
+/// A server message's envelope body, serialised without building a `Value`.
+pub struct Body<'a> {
+    message: &'a ServerMessage,
+    signal: SignalForm<'a>,
 }
 
 impl ServerMessage {
@@ -334,68 +414,119 @@ impl ServerMessage {
         }
     }
 
-    /// The envelope body, with `mediaSignal` still as JSON (the gateway encodes it).
-    pub fn body(&self) -> Value {
+    /// The call the message is about (`body.channelId`).
+    pub fn channel_id(&self) -> &str {
         match self {
-            ServerMessage::Called { rtc_type, caller_info, channel_id, call_id, caller_user_info, video } => json!({
-                "alicomRtcType": rtc_type,
-                "callerInfo": caller_info,
-                "channelId": channel_id,
-                "mediaSignal": artc("called", json!({
-                    "callId": call_id,
-                    "channelId": channel_id,
-                    "callerUserInfo": caller_user_info,
-                    "channelConfig": channel_config(*video),
-                })),
-            }),
-            ServerMessage::Ringing { uuid, channel_id } => json!({"uuid": uuid, "channelId": channel_id}),
-            ServerMessage::Answered { uuid, channel_id, call_id, accepted } => json!({
-                "uuid": uuid,
-                "channelId": channel_id,
-                "mediaSignal": artc("answered", json!({
-                    "channelId": channel_id,
-                    "callId": call_id,
-                    "callResult": if *accepted { 1 } else { 2 },
-                })),
-            }),
-            ServerMessage::PeerJoined { uuid, channel_id, peer_user_id } => json!({
-                "uuid": uuid,
-                "channelId": channel_id,
-                "mediaSignal": artc("peerJoinedChannel", json!({"channelId": channel_id, "userId": peer_user_id})),
-            }),
-            ServerMessage::PeerLeft { uuid, channel_id } => json!({
-                "uuid": uuid,
-                "channelId": channel_id,
-                "mediaSignal": artc("peerLeftChannel", json!({"channelId": channel_id})),
-            }),
-            ServerMessage::CanceledCall { channel_id } => json!({
-                "channelId": channel_id,
-                "mediaSignal": artc("canceledCall", json!({"channelId": channel_id})),
-            }),
-            ServerMessage::Disconnect { uuid, channel_id, code, cause } => {
-                let mut b = json!({"channelId": channel_id, "causeCode": code, "cause": cause});
-                if let Some(u) = uuid {
-                    b["uuid"] = u.as_str().into();
-                }
-                b
+            ServerMessage::Called { channel_id, .. }
+            | ServerMessage::Ringing { channel_id, .. }
+            | ServerMessage::Answered { channel_id, .. }
+            | ServerMessage::PeerJoined { channel_id, .. }
+            | ServerMessage::PeerLeft { channel_id, .. }
+            | ServerMessage::CanceledCall { channel_id }
+            | ServerMessage::Disconnect { channel_id, .. }
+            | ServerMessage::Dtmf { channel_id, .. }
+            | ServerMessage::MediaMode { channel_id, .. }
+            | ServerMessage::MediaResult { channel_id, .. } => channel_id,
+        }
+    }
+
+    /// The body's `mediaSignal`, for the gateway to encode; `None` for messages without one.
+    pub fn media_signal(&self) -> Option<Signal<'_>> {
+        Some(match self {
+            ServerMessage::Called { channel_id, call_id, caller_user_info, video, .. } => Signal::Called(artc(
+                "called",
+                CalledData { call_id, channel_id, caller_user_info, channel_config: channel_config(*video) },
+            )),
+            ServerMessage::Answered { channel_id, call_id, accepted, .. } => Signal::Answered(artc(
+                "answered",
+                AnsweredData { channel_id, call_id, call_result: if *accepted { 1 } else { 2 } },
+            )),
+            ServerMessage::PeerJoined { channel_id, peer_user_id, .. } => {
+                Signal::PeerJoined(artc("peerJoinedChannel", PeerJoinedData { channel_id, user_id: peer_user_id }))
             }
-            ServerMessage::Dtmf { uuid, channel_id, digit, timestamp } => json!({
-                "uuid": uuid,
-                "channelId": channel_id,
-                "dtmf": digit.to_string(),
-                "timestamp": timestamp,
-            }),
-            ServerMessage::MediaMode { uuid, channel_id, mode, rtc_id, reason } => json!({
-                "uuid": uuid,
-                "channelId": channel_id,
-                "mode": mode.code(),
-                "rtcId": rtc_id,
-                "reason": reason,
-            }),
-            ServerMessage::MediaResult { uuid, channel_id, media_signal, .. } => {
-                json!({"uuid": uuid, "channelId": channel_id, "mediaSignal": media_signal})
+            ServerMessage::PeerLeft { channel_id, .. } => {
+                Signal::Channel(artc("peerLeftChannel", ChannelData { channel_id }))
+            }
+            ServerMessage::CanceledCall { channel_id } => {
+                Signal::Channel(artc("canceledCall", ChannelData { channel_id }))
+            }
+            ServerMessage::MediaResult { media_signal, .. } => Signal::Built(media_signal),
+            ServerMessage::Ringing { .. }
+            | ServerMessage::Disconnect { .. }
+            | ServerMessage::Dtmf { .. }
+            | ServerMessage::MediaMode { .. } => return None,
+        })
+    }
+
+    /// The envelope body, `mediaSignal` written as `signal` says.
+    pub fn wire_body<'a>(&'a self, signal: SignalForm<'a>) -> Body<'a> {
+        Body { message: self, signal }
+    }
+
+    /// The envelope body as a JSON tree, with `mediaSignal` still as JSON (tests and readers).
+    pub fn body(&self) -> Value {
+        serde_json::to_value(self.wire_body(SignalForm::Json)).unwrap_or_default()
+    }
+}
+
+impl Serialize for Body<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = serializer.serialize_map(None)?;
+        let signal = |m: &mut S::SerializeMap| -> Result<(), S::Error> {
+            match (self.signal, self.message.media_signal()) {
+                (SignalForm::Encoded(text), Some(_)) => m.serialize_entry("mediaSignal", text),
+                (SignalForm::Json, Some(signal)) => m.serialize_entry("mediaSignal", &signal),
+                (_, None) => Ok(()),
+            }
+        };
+        // Keys in the order of the captured messages (docs/protocol.md#server-messages).
+        match self.message {
+            ServerMessage::Called { rtc_type, caller_info, channel_id, .. } => {
+                m.serialize_entry("alicomRtcType", rtc_type)?;
+                m.serialize_entry("callerInfo", caller_info)?;
+                m.serialize_entry("channelId", channel_id)?;
+                signal(&mut m)?;
+            }
+            ServerMessage::Ringing { uuid, channel_id } => {
+                m.serialize_entry("uuid", uuid)?;
+                m.serialize_entry("channelId", channel_id)?;
+            }
+            ServerMessage::Answered { uuid, channel_id, .. }
+            | ServerMessage::PeerJoined { uuid, channel_id, .. }
+            | ServerMessage::PeerLeft { uuid, channel_id }
+            | ServerMessage::MediaResult { uuid, channel_id, .. } => {
+                m.serialize_entry("uuid", uuid)?;
+                m.serialize_entry("channelId", channel_id)?;
+                signal(&mut m)?;
+            }
+            ServerMessage::CanceledCall { channel_id } => {
+                m.serialize_entry("channelId", channel_id)?;
+                signal(&mut m)?;
+            }
+            ServerMessage::Disconnect { uuid, channel_id, code, cause } => {
+                m.serialize_entry("channelId", channel_id)?;
+                m.serialize_entry("causeCode", code)?;
+                m.serialize_entry("cause", cause)?;
+                if let Some(u) = uuid {
+                    m.serialize_entry("uuid", u)?;
+                }
+            }
+            ServerMessage::Dtmf { uuid, channel_id, digit, timestamp } => {
+                m.serialize_entry("uuid", uuid)?;
+                m.serialize_entry("channelId", channel_id)?;
+                m.serialize_entry("dtmf", &digit.encode_utf8(&mut [0; 4]))?;
+                m.serialize_entry("timestamp", timestamp)?;
+            }
+            ServerMessage::MediaMode { uuid, channel_id, mode, rtc_id, reason } => {
+                m.serialize_entry("uuid", uuid)?;
+                m.serialize_entry("channelId", channel_id)?;
+                m.serialize_entry("mode", &mode.code())?;
+                m.serialize_entry("rtcId", rtc_id)?;
+                m.serialize_entry("reason", reason)?;
             }
         }
+        m.end()
     }
 }
 
@@ -410,7 +541,7 @@ mod tests {
     fn a_web_sdk_call_decodes_into_device_callees() {
         let ms = json!({"api": "call", "data": {"channelId": "c1", "callerUserInfo": {"deviceId": "alice"},
             "calleeDeviceInfo": {"deviceList": [{"deviceId": "bob", "appkey": "__alicom_appkey"}]}}});
-        let r = DeviceRequest::decode(T, "alice", "call", &json!({"uuid": "u1"}), Some(&ms));
+        let r = DeviceRequest::decode(T, "alice", "call", &json!({"uuid": "u1"}), Some(ms.clone()));
         assert_eq!(r.channel_id.as_deref(), Some("c1"), "the channel comes from the mediaSignal");
         assert_eq!(r.uuid, "u1");
         let RequestKind::Call(c) = r.kind else { panic!("{:?}", r.kind) };
@@ -422,7 +553,7 @@ mod tests {
     #[test]
     fn pstn_callee_join_answer_and_flags() {
         let ms = json!({"data": {"calleePstnInfo": {"mcuPhone": "021", "phone": "138", "customLineName": "L"}, "cancelFlag": 1}});
-        let r = DeviceRequest::decode(T, "a", "call", &json!({"channelId": "c"}), Some(&ms));
+        let r = DeviceRequest::decode(T, "a", "call", &json!({"channelId": "c"}), Some(ms.clone()));
         let RequestKind::Call(c) = r.kind else { panic!() };
         assert_eq!(c.callee, CalleeRequest::Phone { number: "138".into(), show: "021".into(), line: "L".into() });
         assert!(!c.cancel_on_reject);
@@ -431,11 +562,11 @@ mod tests {
         assert!(j.is_caller && j.need_record);
         assert_eq!(j.rtc_type, Some(RtcType::Voip2Pstn));
         let reject = json!({"data": {"callResult": 2}});
-        let r = DeviceRequest::decode(T, "b", "answer", &json!({"channelId": ""}), Some(&reject));
+        let r = DeviceRequest::decode(T, "b", "answer", &json!({"channelId": ""}), Some(reject.clone()));
         assert!(matches!(r.kind, RequestKind::Answer { accept: false }));
         assert_eq!(r.channel_id, None, "an empty channelId is no channel");
         let in_signal = json!({"data": {"channelId": "c9"}});
-        let r = DeviceRequest::decode(T, "b", "leaveChannel", &json!({"channelId": ""}), Some(&in_signal));
+        let r = DeviceRequest::decode(T, "b", "leaveChannel", &json!({"channelId": ""}), Some(in_signal.clone()));
         assert_eq!(r.channel_id.as_deref(), Some("c9"), "an empty body.channelId falls back to the mediaSignal's");
         assert!(matches!(DeviceRequest::decode(T, "b", "xyz", &json!({}), None).kind, RequestKind::Other(_)));
     }
@@ -501,7 +632,9 @@ mod tests {
     fn allow_video_is_read_from_the_channel_config_or_the_call_type() {
         let t = TenantId(0);
         let ms = |v: Value| json!({"data": {"channelConfig": {"allowVideo": v}}});
-        let join = |ms: &Value, body: &Value| match DeviceRequest::decode(t, "a", "joinChannel", body, Some(ms)).kind {
+        let join = |ms: &Value, body: &Value| match DeviceRequest::decode(t, "a", "joinChannel", body, Some(ms.clone()))
+            .kind
+        {
             RequestKind::Join(j) => j.allow_video,
             other => panic!("{other:?}"),
         };
@@ -511,7 +644,7 @@ mod tests {
         assert!(!join(&ms(json!(0)), &json!({})));
         assert!(!join(&json!({}), &json!({})));
         assert!(join(&json!({}), &json!({"alicomRtcType": "video2video"})));
-        let call = DeviceRequest::decode(t, "a", "call", &json!({}), Some(&ms(json!(1))));
+        let call = DeviceRequest::decode(t, "a", "call", &json!({}), Some(ms(json!(1))));
         assert!(matches!(call.kind, RequestKind::Call(CallRequest { allow_video: true, .. })));
     }
 

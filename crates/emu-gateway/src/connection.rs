@@ -122,10 +122,16 @@ pub async fn serve(hub: Arc<Hub>, mut transport: Transport, peer: String) {
     let mut queued: Vec<Bytes> = Vec::new();
     let mut scratch = BytesMut::new();
 
+    // One timer for both deadlines (a valid token in time, the keepalive), armed at the earlier
+    // one and looked at only when it fires: re-arming a timer for every packet cost more than
+    // reading the packet.
+    let far = || Instant::now() + Duration::from_secs(3600);
+    let mut timer = Box::pin(sleep_until(auth_deadline));
+    let mut armed_at = auth_deadline;
+    // Until the timer has seen the connection bound, the auth deadline counts.
+    let mut auth_pending = true;
+
     let reason = 'conn: loop {
-        let keepalive_deadline =
-            keepalive.map(|k| last_seen + k).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
-        let bound = conn.is_some_and(|c| hub.is_bound(c));
         let mut closing = None;
         tokio::select! {
             alive = transport.recv_into(&mut framer) => {
@@ -156,8 +162,27 @@ pub async fn serve(hub: Arc<Hub>, mut transport: Transport, peer: String) {
                 Outbound::Packet(p) => queued.push(p),
                 Outbound::Close(why) => closing = Some(why),
             },
-            _ = sleep_until(auth_deadline), if !bound => break 'conn "no valid token in time",
-            _ = sleep_until(keepalive_deadline), if keepalive.is_some() => break 'conn "keepalive timeout",
+            () = &mut timer => {
+                let now = Instant::now();
+                let bound = conn.is_some_and(|c| hub.is_bound(c));
+                if !bound && now >= auth_deadline {
+                    break 'conn "no valid token in time";
+                }
+                auth_pending = !bound;
+                if keepalive.is_some_and(|k| now >= last_seen + k) {
+                    break 'conn "keepalive timeout";
+                }
+                armed_at = far();
+            }
+        }
+        // The earliest deadline still ahead; the timer is moved only when that is sooner than
+        // where it is set (a CONNECT's keepalive, or the timer having fired).
+        let due = [auth_pending.then_some(auth_deadline), keepalive.map(|k| last_seen + k)].into_iter().flatten().min();
+        if let Some(due) = due
+            && due < armed_at
+        {
+            armed_at = due;
+            timer.as_mut().reset(due);
         }
         if closing.is_none()
             && let Err(why) = take_queued(&mut rx, &mut queued)

@@ -177,6 +177,56 @@ impl<'a> Inbound<'a> {
     }
 }
 
+/// A server request's JSON: the fields of [`Envelope::server_request`] in the same order, written
+/// from borrowed parts (`body` any serialisable body, `server_from` [`server_from_raw`]'s value)
+/// without building a JSON tree. Returns the fresh requestId and the bytes.
+pub fn server_request_bytes(
+    message_type: &str,
+    body: &impl Serialize,
+    to_session: &str,
+    server_from: &RawValue,
+    now_ms: u64,
+) -> (String, Vec<u8>) {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct To<'b> {
+        session_id: &'b str,
+    }
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Request<'b, B> {
+        topic: &'static str,
+        born_time: u64,
+        to: To<'b>,
+        from: &'b RawValue,
+        message_id: &'b str,
+        message_type: &'b str,
+        body: &'b B,
+        response: bool,
+        encrypted_body: bool,
+        request_id: &'b str,
+        arrive_time: u64,
+        response_code: i64,
+    }
+    let (message_id, request_id) = (new_id(), new_id());
+    let request = Request {
+        topic: "artc_media",
+        born_time: now_ms,
+        to: To { session_id: to_session },
+        from: server_from,
+        message_id: &message_id,
+        message_type,
+        body,
+        response: false,
+        encrypted_body: false,
+        request_id: &request_id,
+        arrive_time: 0,
+        response_code: 0,
+    };
+    let bytes = serde_json::to_vec(&request).unwrap_or_default();
+    (request_id, bytes)
+}
+
 /// The call a message belongs to: `body.channelId`, else the decoded mediaSignal's
 /// `data.channelId`.
 pub use emu_core::signalling::channel_id_of;
@@ -260,6 +310,23 @@ mod tests {
         assert_ne!(a.request_id, b.request_id);
         assert_ne!(a.message_id, b.message_id);
         assert_eq!(a.channel_id(None).as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn the_borrowed_server_request_is_the_same_as_the_tree_one() {
+        let body = json!({"uuid": "u", "channelId": "c"});
+        let tree = Envelope::server_request("ringing", body.clone(), "alice", "s", 7);
+        let (request_id, bytes) = server_request_bytes("ringing", &body, "alice", &server_from_raw("s"), 7);
+        let mut a = serde_json::to_value(&tree).unwrap();
+        let mut b: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(b["requestId"], request_id.as_str());
+        for v in [&mut a, &mut b] {
+            v["messageId"] = Value::Null;
+            v["requestId"] = Value::Null;
+        }
+        assert_eq!(a, b);
+        let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(keys(&a), keys(&b), "same field order on the wire");
     }
 
     #[test]

@@ -134,7 +134,6 @@ pub enum GatewayEvent {
         message_type: String,
         request_id: String,
         code: i64,
-        body: Value,
     },
     Registered {
         tenant: TenantId,

@@ -37,7 +37,7 @@ impl std::fmt::Display for MediaSignalError {
 /// any other to pako and every inflater. Compressing was the dearest step of a server message
 /// (miniz_oxide zeroes about 200 KiB of window and hash state per stream, for a few hundred
 /// bytes of signalling; docs/benchmarks.md), and on a local emulator the bytes saved buy nothing.
-pub fn encode(value: &Value) -> String {
+pub fn encode(value: &(impl serde::Serialize + ?Sized)) -> String {
     let json = serde_json::to_vec(value).unwrap_or_default();
     base64::engine::general_purpose::STANDARD.encode(zlib_stored(&json))
 }

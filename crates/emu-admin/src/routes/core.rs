@@ -545,7 +545,7 @@ async fn event_stream(State(a): State<Arc<Admin>>, uri: Uri) -> Result<Response,
                         let e = admin.shared.events.readable(e);
                         let data = serde_json::to_string(&e).unwrap_or_default();
                         return Some((
-                            Ok::<_, std::convert::Infallible>(Event::default().event(e.kind.clone()).data(data)),
+                            Ok::<_, std::convert::Infallible>(Event::default().event(e.kind).data(data)),
                             (rx, filter),
                         ));
                     }

@@ -4,9 +4,12 @@
 
 use std::time::{Duration, Instant};
 
+use emu_core::signalling::{ServerMessage, SignalForm};
+use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::envelope::{channel_id_of, server_request_bytes};
 use crate::{media_signal, mqtt};
 
 impl Hub {
@@ -22,6 +25,15 @@ impl Hub {
         self.send_request_awaiting(tenant, rtc_id, message_type, body, None)
     }
 
+    /// Sends one of the engine's messages: its body and `mediaSignal` are serialised straight
+    /// from the typed message. Returns the requestId.
+    pub fn send_message(&self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Result<String, SendError> {
+        let signal = message.media_signal().map(|s| media_signal::encode(&s));
+        let body = message.wire_body(signal.as_deref().map_or(SignalForm::Json, SignalForm::Encoded));
+        let channel_id = Some(message.channel_id()).filter(|c| !c.is_empty()).map(str::to_string);
+        self.send_body(tenant, rtc_id, message.message_type(), &body, channel_id, None)
+    }
+
     /// [`Hub::send_request`], remembering a custom message's sender for its receipt.
     pub(super) fn send_request_awaiting(
         &self,
@@ -31,18 +43,32 @@ impl Hub {
         body: Value,
         awaiting: Option<messages::AwaitingAck>,
     ) -> Result<String, SendError> {
+        let mut body = body;
+        if let Some(ms) = body.get_mut("mediaSignal").filter(|m| m.is_object()) {
+            *ms = media_signal::encode(ms).into();
+        }
+        let channel_id = channel_id_of(&body, None);
+        self.send_body(tenant, rtc_id, message_type, &body, channel_id, awaiting)
+    }
+
+    /// Wraps `body` in a request envelope with fresh ids, logs it, remembers it until ACKed and
+    /// writes it to the device's connection (if it has one now).
+    fn send_body(
+        &self,
+        tenant: TenantId,
+        rtc_id: &str,
+        message_type: &str,
+        body: &impl Serialize,
+        channel_id: Option<String>,
+        awaiting: Option<messages::AwaitingAck>,
+    ) -> Result<String, SendError> {
         let (conn, client_id) = match self.regs.get(&(tenant, rtc_id.to_string())) {
             Some(r) => (r.conn, r.client_id.clone()),
             None => return Err(SendError::NotRegistered),
         };
         let now = self.shared.clock.now_ms();
-        let mut body = body;
-        if let Some(ms) = body.get_mut("mediaSignal").filter(|m| m.is_object()) {
-            *ms = media_signal::encode(ms).into();
-        }
-        let env = Envelope::server_request(message_type, body, rtc_id, &self.server_id, now);
-        let channel_id = env.channel_id(None);
-        let wire = Bytes::from(env.to_bytes());
+        let (request_id, wire) = server_request_bytes(message_type, body, rtc_id, &self.server_from, now);
+        let wire = Bytes::from(wire);
         let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), wire.clone());
         // The event log keeps the bytes; readers see the body with mediaSignal decoded.
         self.log_wire(
@@ -50,12 +76,12 @@ impl Hub {
             Some(tenant),
             Some(rtc_id),
             channel_id.clone(),
-            json!({"messageType": message_type, "requestId": env.request_id}),
+            json!({"messageType": message_type, "requestId": request_id}),
             wire,
         );
         let interval = Duration::from_millis(self.cfg.retransmit_interval_ms);
         self.pending.insert(
-            env.request_id.clone(),
+            request_id.clone(),
             Pending {
                 tenant,
                 rtc_id: rtc_id.into(),
@@ -71,7 +97,7 @@ impl Hub {
         if let Some(conn) = conn {
             self.send_packet(conn, packet);
         }
-        Ok(env.request_id)
+        Ok(request_id)
     }
 
     pub(super) fn flush_pending_for(&self, tenant: TenantId, rtc_id: &str) {

@@ -174,7 +174,7 @@ impl Hub {
                 &who.rtc_id,
                 &env.message_type,
                 &request_body,
-                media.as_ref(),
+                media,
             )));
         }
         Ok(())
@@ -195,14 +195,17 @@ impl Hub {
 
     /// A device's ACK of one of our requests: no longer pending, and news for the call engine.
     pub(super) fn ack_received(&self, who: &Identity, env: Inbound) -> Result<(), EnvelopeError> {
-        let body = env.body_value()?;
         let mut pending = self.pending.remove(env.request_id.as_ref()).map(|(_, p)| p);
         let known = pending.is_some();
         let awaiting = pending.as_mut().and_then(|p| p.awaiting.take());
         if let Some(p) = &pending {
             self.shared.metrics.ack_latency.observe(p.sent_at.elapsed().as_secs_f64());
         }
-        let channel_id = pending.and_then(|p| p.channel_id).or_else(|| channel_id_of(&body, None));
+        // The body is read only for an ACK of a request we do not know (its channelId, if any).
+        let channel_id = match pending {
+            Some(p) => p.channel_id,
+            None => channel_id_of(&env.body_value()?, None),
+        };
         self.log(
             "envelope.ack",
             Some(who.tenant),
@@ -219,7 +222,6 @@ impl Hub {
             message_type: env.message_type.into_owned(),
             request_id: env.request_id.into_owned(),
             code: env.response_code,
-            body,
         });
         Ok(())
     }

@@ -129,7 +129,6 @@ impl Hub {
             message_type: p.message_type,
             request_id: request_id.to_string(),
             code: 200,
-            body: json!({}),
         });
     }
 }
