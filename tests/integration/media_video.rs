@@ -92,7 +92,7 @@ fn assert_video_rejected(offer: &str, answer: &str) {
 }
 
 fn leg_stats(m: &MediaServer, chan: &str, who: &str) -> Value {
-    let s = m.stats(chan);
+    let s = serde_json::to_value(m.stats(chan)).unwrap();
     s["legs"].as_array().unwrap().iter().find(|l| l["rtcId"] == who).cloned().unwrap_or_else(|| panic!("{s}"))
 }
 

@@ -87,7 +87,7 @@ pub(super) fn video_totals(server: &MediaServer, prefix: &str, calls: u64) -> Va
     let mut sums = [0u64; KEYS.len()];
     let (mut legs, mut connected) = (0u64, 0u64);
     for i in 0..calls {
-        let s = server.stats(&format!("{prefix}{i}"));
+        let s = serde_json::to_value(server.stats(&format!("{prefix}{i}"))).unwrap_or_default();
         for leg in s["legs"].as_array().into_iter().flatten() {
             connected += u64::from(leg["state"] == "connected");
             let Some(v) = leg["video"].as_object() else { continue };

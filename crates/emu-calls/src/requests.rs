@@ -219,7 +219,7 @@ impl Driver {
         v["tenant"] = self.switch.tenant_name(c.tenant).into();
         let filter = emu_core::events::EventFilter { channel_id: Some(channel_id.into()), ..Default::default() };
         v["timeline"] = serde_json::to_value(self.shared.events.query(&filter)).unwrap_or(Value::Null);
-        v["media"] = self.media.stats(channel_id);
+        v["media"] = serde_json::to_value(self.media.stats(channel_id)).unwrap_or(Value::Null);
         Some(v)
     }
 

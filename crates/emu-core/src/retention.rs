@@ -4,6 +4,7 @@
 //! itself as a [`Retained`] line for `/metrics`.
 
 use std::collections::VecDeque;
+use std::io;
 
 use serde::{Deserialize, Serialize};
 
@@ -130,9 +131,32 @@ impl<T> Bounded<T> {
     }
 }
 
-/// The weight of a JSON value: its serialized length.
+/// The weight of a JSON value: its serialized length, counted as it is written (no buffer).
 pub fn json_weight(v: &impl Serialize) -> usize {
-    serde_json::to_vec(v).map(|b| b.len()).unwrap_or(0)
+    let mut n = ByteCount(0);
+    match serde_json::to_writer(&mut n, v) {
+        Ok(()) => n.0,
+        Err(_) => 0,
+    }
+}
+
+/// A writer that keeps nothing, only counts.
+struct ByteCount(usize);
+
+impl io::Write for ByteCount {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.0 += buf.len();
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -178,5 +202,7 @@ mod tests {
     #[test]
     fn json_weight_is_the_serialized_length() {
         assert_eq!(json_weight(&serde_json::json!({"a": 1})), 7);
+        let v = serde_json::json!({"s": "tab\t, quote \" and é", "n": [1.5, -2, null], "f": 0.1f32});
+        assert_eq!(json_weight(&v), serde_json::to_vec(&v).unwrap().len());
     }
 }

@@ -34,7 +34,7 @@ pub use emu_pstn::Audio;
 /// For the fuzz targets only (docs/fuzzing.md).
 #[doc(hidden)]
 pub use server::fuzzing;
-pub use server::{MediaServer, RecordingInfo};
+pub use server::{ChannelStats, MediaServer, RecordingInfo};
 
 /// The media server's settings.
 #[derive(Debug, Clone)]

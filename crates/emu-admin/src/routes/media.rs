@@ -96,7 +96,7 @@ async fn summary(State(s): State<Arc<MediaServer>>) -> Response {
     ))]
 async fn channel(State(s): State<Arc<MediaServer>>, Path(channel_id): Path<String>) -> Response {
     match s.stats(&channel_id) {
-        serde_json::Value::Null => not_found("no media for this channel"),
-        v => axum::Json(v).into_response(),
+        Some(stats) => axum::Json(stats).into_response(),
+        None => not_found("no media for this channel"),
     }
 }

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use emu_core::Millis;
 use emu_core::retention::json_weight;
-use serde_json::{Value, json};
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::TelephoneEvent;
 
@@ -17,6 +16,7 @@ use crate::{Audio, Endpoint, MediaEvent};
 
 use super::phone::Phone;
 use super::state::{Heard, State};
+use super::stats::RecordingStats;
 use super::{LegId, MediaServer, RecordingInfo, SYNTH_PERIOD};
 
 /// Where a device leg's audio goes (see `State::route`).
@@ -40,13 +40,6 @@ pub(super) struct Bridge {
 impl Bridge {
     fn side_of(&self, rtc_id: &str) -> Option<usize> {
         self.sides.iter().position(|e| matches!(e, Endpoint::Device { rtc_id: r } if r == rtc_id))
-    }
-}
-
-pub(super) fn endpoint_json(e: &Endpoint) -> Value {
-    match e {
-        Endpoint::Device { rtc_id } => json!({"device": rtc_id}),
-        Endpoint::Phone { number, audio } => json!({"phone": number, "audio": audio}),
     }
 }
 
@@ -258,11 +251,12 @@ impl State {
     }
 
     pub(super) fn release(&mut self, channel_id: &str, now: Instant) -> Option<RecordingInfo> {
-        let mut last = self.channel_stats(channel_id, now);
+        let mut last = self.channel_stats(channel_id, now)?;
         let chan = self.channels.remove(channel_id)?;
-        last["released"] = true.into();
+        last.released = true;
         if let Some(file) = &chan.record_file {
-            last["recording"] = json!({"file": file, "inProgress": false, "url": format!("{}/recordings/{file}", self.cfg.http_base.trim_end_matches('/'))});
+            let url = format!("{}/recordings/{file}", self.cfg.http_base.trim_end_matches('/'));
+            last.recording = Some(RecordingStats::Done { file: file.clone(), in_progress: false, url });
         }
         let weight = channel_id.len() + json_weight(&last);
         self.recent.push((channel_id.to_string(), last), weight);

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use emu_core::Millis;
 use rand::Rng;
 use serde::Serialize;
-use serde_json::{Value, json};
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{Frequency, Mid, Pt, TelephoneEvent};
 use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
@@ -22,6 +21,7 @@ use crate::udp::SendQueue;
 
 use super::bridge::Route;
 use super::direct::Direct;
+use super::stats::LegStats;
 use super::video::VideoLeg;
 use super::{DTMF_DURATION, LegId, SYNTH_PERIOD};
 
@@ -39,7 +39,7 @@ pub(super) enum LegState {
 }
 
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct LegStats {
+pub(super) struct LegCounters {
     pub(super) packets_in: u64,
     pub(super) bytes_in: u64,
     pub(super) packets_out: u64,
@@ -47,7 +47,7 @@ pub(super) struct LegStats {
     pub(super) rtp_in: u64,
     pub(super) rtp_bytes_in: u64,
     pub(super) rtp_out: u64,
-    rtp_bytes_out: u64,
+    pub(super) rtp_bytes_out: u64,
     /// RTP this server decrypted / encrypted itself (`Direct`), not str0m.
     pub(super) rtp_direct_in: u64,
     pub(super) rtp_direct_out: u64,
@@ -110,7 +110,7 @@ pub(super) struct Leg {
     /// (events may not overlap: RFC 4733 §2.5.1.5, str0m's 50 ms pause).
     pub(super) dtmf_queue: VecDeque<char>,
     pub(super) dtmf_next: Option<Instant>,
-    pub(super) stats: LegStats,
+    pub(super) stats: LegCounters,
     pub(super) created: Instant,
     /// In `State::dirty`.
     pub(super) dirty: bool,
@@ -298,41 +298,42 @@ impl Leg {
         Some(self.write_rtp(out, event.pt, event.time, marker, now, &payload))
     }
 
-    pub(super) fn stats_json(&self, clock_now: Millis, now: Instant) -> Value {
+    /// The leg's statistics at `now`, when the emulator clock reads `clock_now`.
+    pub(super) fn stats_at(&self, clock_now: Millis, now: Instant) -> LegStats {
         let s = &self.stats;
         let ms_at = |t: Option<Instant>| {
             t.map(|t| clock_now.saturating_sub(now.saturating_duration_since(t).as_millis() as Millis))
         };
-        json!({
-            "rtcId": self.rtc_id,
-            "uuid": self.uuid,
-            "tenant": self.tenant,
-            "sigv": self.sigv,
-            "state": self.state,
-            "codec": self.send.map(|c| c.codec.to_string()),
-            "telephoneEvent": self.send.map(|c| c.tele.is_some()),
-            "remoteAddress": self.media_from.or(self.addrs.last().copied()).map(|a| a.to_string()),
-            "packetsIn": s.packets_in,
-            "bytesIn": s.bytes_in,
-            "packetsOut": s.packets_out,
-            "bytesOut": s.bytes_out,
-            "rtpPacketsIn": s.rtp_in,
-            "rtpBytesIn": s.rtp_bytes_in,
-            "rtpPacketsOut": s.rtp_out,
-            "rtpBytesOut": s.rtp_bytes_out,
-            "rtpDirectIn": s.rtp_direct_in,
-            "rtpDirectOut": s.rtp_direct_out,
-            "dtmfIn": s.dtmf_in,
-            "dtmfOut": s.dtmf_out,
-            "lossIn": s.loss_in,
-            "lossOut": s.loss_out,
-            "rttMs": s.rtt.map(|d| d.as_secs_f64() * 1000.0),
-            "lastPacketMs": ms_at(s.last_packet),
-            "lastRtpInMs": ms_at(s.last_rtp_in),
-            "connectedMs": ms_at(s.connected_at),
-            "ageMs": now.saturating_duration_since(self.created).as_millis() as u64,
-            "video": self.video.as_ref().map(|v| v.stats_json(now)),
-        })
+        LegStats {
+            rtc_id: self.rtc_id.clone(),
+            uuid: self.uuid.clone(),
+            tenant: self.tenant.clone(),
+            sigv: self.sigv,
+            state: self.state,
+            codec: self.send.map(|c| c.codec),
+            telephone_event: self.send.map(|c| c.tele.is_some()),
+            remote_address: self.media_from.or(self.addrs.last().copied()),
+            packets_in: s.packets_in,
+            bytes_in: s.bytes_in,
+            packets_out: s.packets_out,
+            bytes_out: s.bytes_out,
+            rtp_packets_in: s.rtp_in,
+            rtp_bytes_in: s.rtp_bytes_in,
+            rtp_packets_out: s.rtp_out,
+            rtp_bytes_out: s.rtp_bytes_out,
+            rtp_direct_in: s.rtp_direct_in,
+            rtp_direct_out: s.rtp_direct_out,
+            dtmf_in: s.dtmf_in,
+            dtmf_out: s.dtmf_out,
+            loss_in: s.loss_in.map(f64::from),
+            loss_out: s.loss_out.map(f64::from),
+            rtt_ms: s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+            last_packet_ms: ms_at(s.last_packet),
+            last_rtp_in_ms: ms_at(s.last_rtp_in),
+            connected_ms: ms_at(s.connected_at),
+            age_ms: now.saturating_duration_since(self.created).as_millis() as u64,
+            video: self.video.as_ref().map(|v| v.stats_at(now)),
+        }
     }
 }
 

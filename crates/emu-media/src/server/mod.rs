@@ -5,6 +5,7 @@
 //! - `state`: a worker's channels and legs, routing datagrams to legs, draining, timers;
 //! - `leg` / `direct`: a leg and its str0m `Rtc`; the SRTP fast path of connected legs;
 //! - `bridge`: forwarding between legs, recording, releasing channels;
+//! - `stats`: a channel's statistics, typed (the ones of released channels are kept);
 //! - `phone`: the synthesized phone side (audio, DTMF) and its 20 ms tick;
 //! - `worker`: a worker's socket, lock and the carrying out of what its state queued;
 //! - `io`: the I/O loop (batched receive and send, sleeping until the next timer).
@@ -21,6 +22,7 @@ mod leg;
 mod phone;
 mod signal;
 mod state;
+mod stats;
 #[cfg(test)]
 mod tests;
 mod video;
@@ -48,6 +50,7 @@ use crate::{MediaConfig, MediaEvent};
 
 use io::{SOCKET_RECV_BUFFER, SOCKET_SEND_BUFFER, io_loop};
 use state::State;
+pub use stats::ChannelStats;
 use worker::Worker;
 
 type LegId = u64;
@@ -285,15 +288,11 @@ impl MediaServer {
     }
 
     /// Per-leg media statistics of a channel; for a released channel, its final statistics
-    /// (`"released": true`, the last 1000 channels kept); `null` when the channel is unknown.
-    pub fn stats(&self, channel_id: &str) -> Value {
+    /// (`"released": true`, the last 1000 channels kept); None when the channel is unknown.
+    pub fn stats(&self, channel_id: &str) -> Option<ChannelStats> {
         let st = self.worker(channel_id).state.lock();
-        match st.channel_stats(channel_id, Instant::now()) {
-            Value::Null => {
-                st.recent.iter().rev().find(|(id, _)| id == channel_id).map(|(_, v)| v.clone()).unwrap_or(Value::Null)
-            }
-            v => v,
-        }
+        st.channel_stats(channel_id, Instant::now())
+            .or_else(|| st.recent.iter().rev().find(|(id, _)| id == channel_id).map(|(_, s)| s.clone()))
     }
 
     /// Server-wide counters and sizes.

@@ -17,7 +17,7 @@ use crate::{CodecPreference, LegOptions, MediaEvent, sdp};
 
 use super::bridge::Channel;
 use super::direct::Direct;
-use super::leg::{Leg, LegState, LegStats, first_seq};
+use super::leg::{Leg, LegCounters, LegState, first_seq};
 use super::state::State;
 use super::video::VideoLeg;
 use super::{LegId, MediaServer};
@@ -269,7 +269,7 @@ impl State {
                 last_dtmf: None,
                 dtmf_queue: VecDeque::new(),
                 dtmf_next: None,
-                stats: LegStats::default(),
+                stats: LegCounters::default(),
                 created: now,
                 dirty: false,
                 ice_hold_until: None,

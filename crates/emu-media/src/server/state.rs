@@ -17,7 +17,6 @@ use std::time::{Duration, Instant};
 
 use emu_core::Clock;
 use emu_core::retention::Bounded;
-use serde_json::{Value, json};
 use str0m::config::CryptoProvider;
 use str0m::media::{MediaKind, Pt};
 use str0m::net::{Protocol, Receive};
@@ -29,9 +28,10 @@ use crate::stun::{self, Kind};
 use crate::udp::{Parked, SendQueue};
 use crate::{MediaConfig, MediaEvent};
 
-use super::bridge::{Channel, endpoint_json};
+use super::bridge::Channel;
 use super::direct::Received;
 use super::leg::{Leg, LegState};
+use super::stats::{BridgeStats, ChannelStats, RecordingStats};
 use super::{Counters, DtlsIdentity, LegId, RecordingInfo, SYNTH_PERIOD};
 
 /// How long the pacer's "handle a timeout before the next poll" may wait (see `State::drain`).
@@ -109,7 +109,7 @@ pub(super) struct State {
     pub(super) recordings: Bounded<RecordingInfo>,
     pub(super) wav_cache: HashMap<PathBuf, Arc<Vec<i16>>>,
     /// Final statistics of released channels, newest last.
-    pub(super) recent: Bounded<(String, Value)>,
+    pub(super) recent: Bounded<(String, ChannelStats)>,
     pub(super) counters: Counters,
     /// The payload of the packet being routed, decrypted by `Direct` (reused).
     pub(super) plain: Vec<u8>,
@@ -154,17 +154,26 @@ impl State {
         }
     }
 
-    pub(super) fn channel_stats(&self, channel_id: &str, now: Instant) -> Value {
+    /// A live channel's statistics (None when it is unknown or released).
+    pub(super) fn channel_stats(&self, channel_id: &str, now: Instant) -> Option<ChannelStats> {
         let clock_now = self.clock.now_ms();
-        let Some(chan) = self.channels.get(channel_id) else { return Value::Null };
+        let chan = self.channels.get(channel_id)?;
         let mut legs: Vec<&Leg> = chan.legs.values().filter_map(|id| self.legs.get(id)).collect();
         legs.sort_by_key(|l| l.id);
-        json!({
-            "channelId": channel_id,
-            "released": false,
-            "legs": legs.iter().map(|l| l.stats_json(clock_now, now)).collect::<Vec<_>>(),
-            "bridge": chan.bridge.as_ref().map(|b| json!({"caller": endpoint_json(&b.sides[0]), "callee": endpoint_json(&b.sides[1]), "record": b.record})),
-            "recording": chan.record_file.as_ref().map(|f| json!({"file": f, "inProgress": true, "elapsedMs": chan.recorder.as_ref().map(|r| r.elapsed(now).as_millis() as u64)})),
+        Some(ChannelStats {
+            channel_id: channel_id.to_string(),
+            released: false,
+            legs: legs.iter().map(|l| l.stats_at(clock_now, now)).collect(),
+            bridge: chan.bridge.as_ref().map(|b| BridgeStats {
+                caller: (&b.sides[0]).into(),
+                callee: (&b.sides[1]).into(),
+                record: b.record,
+            }),
+            recording: chan.record_file.as_ref().map(|f| RecordingStats::Live {
+                file: f.clone(),
+                in_progress: true,
+                elapsed_ms: chan.recorder.as_ref().map(|r| r.elapsed(now).as_millis() as u64),
+            }),
         })
     }
 

@@ -235,7 +235,7 @@ fn two_legs_connect_and_the_bridge_forwards_one_partys_audio_to_the_other_untouc
     // Released: no legs, no routes, the final statistics kept.
     assert!(st.release("ch1", now).is_none(), "nothing was recorded");
     assert!(st.legs.is_empty() && st.by_ufrag.is_empty() && st.by_addr.is_empty());
-    assert_eq!(st.recent.back().map(|(id, v)| (id.as_str(), v["released"].clone())), Some(("ch1", true.into())));
+    assert_eq!(st.recent.back().map(|(id, s)| (id.as_str(), s.released)), Some(("ch1", true)));
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -343,7 +343,7 @@ fn a_video_call_forwards_each_partys_frames_and_keyframe_requests_to_the_other()
     }
     assert!(a.keyframe_requests > before, "the request reached alice");
 
-    let stats = st.channel_stats("v1", now);
+    let stats = serde_json::to_value(st.channel_stats("v1", now)).unwrap();
     let alice = &stats["legs"][0]["video"];
     let bob = &stats["legs"][1]["video"];
     assert!(alice["packetsIn"].as_u64().unwrap() >= 90, "{alice}");
@@ -383,7 +383,7 @@ fn a_video_call_forwards_each_partys_frames_and_keyframe_requests_to_the_other()
         now = step(&mut st, &mut [&mut a, &mut b], now + Duration::from_millis(5));
     }
     assert_eq!(a.frames.len(), frames, "bob's video no longer goes to alice");
-    let alice_video = &st.channel_stats("v1", now)["legs"][0]["video"];
+    let alice_video = &serde_json::to_value(st.channel_stats("v1", now)).unwrap()["legs"][0]["video"];
     assert!(alice_video.is_null(), "alice's leg has no video now: {alice_video}");
     st.release("v1", now);
     let _ = std::fs::remove_dir_all(dir);
@@ -533,4 +533,113 @@ fn a_datagram_that_panics_the_webrtc_stack_resets_only_its_leg() {
     assert!(st.legs[&id].rtc.is_none(), "the leg whose stack panicked has no Rtc left");
     let bob = st.leg_of("ch2", "bob").unwrap();
     assert!(st.legs[&bob].rtc.is_some(), "the other call is untouched");
+}
+
+/// A leg's statistics as the API has always shown them: built with `json!` before they were
+/// typed (the video line's are pinned in `video.rs`).
+fn old_leg_json(l: &super::leg::Leg, clock_now: emu_core::Millis, now: Instant) -> Value {
+    let s = &l.stats;
+    let ms_at = |t: Option<Instant>| {
+        t.map(|t| clock_now.saturating_sub(now.saturating_duration_since(t).as_millis() as emu_core::Millis))
+    };
+    json!({
+        "rtcId": l.rtc_id,
+        "uuid": l.uuid,
+        "tenant": l.tenant,
+        "sigv": l.sigv,
+        "state": l.state,
+        "codec": l.send.map(|c| c.codec.to_string()),
+        "telephoneEvent": l.send.map(|c| c.tele.is_some()),
+        "remoteAddress": l.media_from.or(l.addrs.last().copied()).map(|a| a.to_string()),
+        "packetsIn": s.packets_in,
+        "bytesIn": s.bytes_in,
+        "packetsOut": s.packets_out,
+        "bytesOut": s.bytes_out,
+        "rtpPacketsIn": s.rtp_in,
+        "rtpBytesIn": s.rtp_bytes_in,
+        "rtpPacketsOut": s.rtp_out,
+        "rtpBytesOut": s.rtp_bytes_out,
+        "rtpDirectIn": s.rtp_direct_in,
+        "rtpDirectOut": s.rtp_direct_out,
+        "dtmfIn": s.dtmf_in,
+        "dtmfOut": s.dtmf_out,
+        "lossIn": s.loss_in,
+        "lossOut": s.loss_out,
+        "rttMs": s.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        "lastPacketMs": ms_at(s.last_packet),
+        "lastRtpInMs": ms_at(s.last_rtp_in),
+        "connectedMs": ms_at(s.connected_at),
+        "ageMs": now.saturating_duration_since(l.created).as_millis() as u64,
+        "video": l.video.as_ref().map(|v| serde_json::to_value(v.stats_at(now)).unwrap()),
+    })
+}
+
+/// A live channel's statistics, the old way.
+fn old_channel_json(st: &State, channel_id: &str, now: Instant) -> Value {
+    let endpoint_json = |e: &Endpoint| match e {
+        Endpoint::Device { rtc_id } => json!({"device": rtc_id}),
+        Endpoint::Phone { number, audio } => json!({"phone": number, "audio": audio}),
+    };
+    let chan = &st.channels[channel_id];
+    let mut legs: Vec<&super::leg::Leg> = chan.legs.values().map(|id| &st.legs[id]).collect();
+    legs.sort_by_key(|l| l.id);
+    json!({
+        "channelId": channel_id,
+        "released": false,
+        "legs": legs.iter().map(|l| old_leg_json(l, st.clock.now_ms(), now)).collect::<Vec<_>>(),
+        "bridge": chan.bridge.as_ref().map(|b| json!({"caller": endpoint_json(&b.sides[0]), "callee": endpoint_json(&b.sides[1]), "record": b.record})),
+        "recording": chan.record_file.as_ref().map(|f| json!({"file": f, "inProgress": true, "elapsedMs": chan.recorder.as_ref().map(|r| r.elapsed(now).as_millis() as u64)})),
+    })
+}
+
+#[test]
+fn channel_statistics_keep_their_json_shape_and_key_order_live_and_released() {
+    let dir = std::env::temp_dir().join(format!("emu-media-stats-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut st = state(&dir);
+    let t0 = Instant::now();
+    let mut a = Client::with("10.0.0.2:5000", true, t0);
+    let mut b = Client::new("10.0.0.3:5000", t0);
+    let alice = join_with(&mut st, &mut a, "pin", "alice", true, t0);
+    join(&mut st, &mut b, "pin", "bob", t0);
+    let phone = Endpoint::Phone { number: "13800000000".into(), audio: crate::Audio::ToneHz(440) };
+    st.bridge("pin", Endpoint::Device { rtc_id: "alice".into() }, phone, true, t0);
+    // Every kind of value: counters, floats (an f32 loss), clock times, an address, a codec.
+    let leg = st.legs.get_mut(&alice).unwrap();
+    let s = &mut leg.stats;
+    (s.packets_in, s.bytes_in, s.rtp_in, s.rtp_direct_in, s.dtmf_in) = (120, 24_000, 100, 90, 2);
+    (s.loss_in, s.loss_out, s.rtt) = (Some(0.1), Some(1.0 / 3.0), Some(Duration::from_micros(12_345)));
+    (s.connected_at, s.last_packet) = (Some(t0 + Duration::from_millis(40)), Some(t0 + Duration::from_millis(900)));
+    leg.media_from = Some(a.addr);
+    leg.send = Some(super::leg::SendCodec {
+        codec: crate::AudioCodec::Opus,
+        pt: str0m::media::Pt::from(111),
+        tele: Some(str0m::media::Pt::from(126)),
+    });
+    assert!(leg.video.is_some(), "alice's leg has video");
+    let now = t0 + Duration::from_secs(1);
+
+    let old = old_channel_json(&st, "pin", now);
+    let live = st.channel_stats("pin", now).unwrap();
+    assert_eq!(serde_json::to_string(&live).unwrap(), old.to_string(), "live");
+
+    // Released: the old way set `released` and replaced the recording in the live tree.
+    let mut old = old;
+    old["released"] = true.into();
+    let file = old["recording"]["file"].as_str().unwrap().to_string();
+    old["recording"] = json!({"file": file, "inProgress": false, "url": format!("/recordings/{file}")});
+    assert!(st.release("pin", now).is_some(), "recorded");
+    let (id, kept) = st.recent.back().unwrap();
+    assert_eq!(id, "pin");
+    let kept_json = serde_json::to_string(kept).unwrap();
+    assert_eq!(kept_json, old.to_string(), "released");
+    assert_eq!(st.recent.bytes(), "pin".len() + kept_json.len(), "weighed as before");
+    let v: Value = serde_json::from_str(&kept_json).unwrap();
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&v), ["channelId", "released", "legs", "bridge", "recording"]);
+    assert_eq!(keys(&v["bridge"]), ["caller", "callee", "record"]);
+    assert_eq!(v["bridge"]["callee"], json!({"phone": "13800000000", "audio": {"tone_hz": 440}}));
+    assert_eq!(v["legs"][0]["lossIn"], json!(0.10000000149011612), "the f32 widened, as json! did");
+    assert_eq!(v["legs"][1]["video"], Value::Null, "bob has no camera");
+    let _ = std::fs::remove_dir_all(dir);
 }

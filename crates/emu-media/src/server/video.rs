@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::{KeyframeRequestKind, Mid, Pt};
 use str0m::rtp::{RtpWrite, SeqNo, Ssrc};
@@ -19,6 +18,7 @@ use crate::MediaEvent;
 
 use super::LegId;
 use super::state::{Heard, State};
+use super::stats::VideoStats;
 
 /// A leg's negotiated video line and what went through it.
 pub(super) struct VideoLeg {
@@ -32,11 +32,11 @@ pub(super) struct VideoLeg {
     pt_map: Option<(PayloadParams, Option<Pt>)>,
     /// `MediaEvent::VideoFlowing` sent for this leg's video.
     reported: bool,
-    pub(super) stats: VideoStats,
+    pub(super) stats: VideoCounters,
 }
 
 #[derive(Debug, Default, Clone)]
-pub(super) struct VideoStats {
+pub(super) struct VideoCounters {
     pub(super) codec: Option<Codec>,
     pub(super) packets_in: u64,
     pub(super) bytes_in: u64,
@@ -94,7 +94,7 @@ impl Rate {
 
 impl VideoLeg {
     pub(super) fn new(mid: Mid, first_seq: u64) -> VideoLeg {
-        VideoLeg { mid, fwd: None, next_seq: first_seq, pt_map: None, reported: false, stats: VideoStats::default() }
+        VideoLeg { mid, fwd: None, next_seq: first_seq, pt_map: None, reported: false, stats: VideoCounters::default() }
     }
 
     /// The same line renegotiated: keeps the numbering and the statistics.
@@ -102,23 +102,23 @@ impl VideoLeg {
         VideoLeg { mid, pt_map: None, ..self }
     }
 
-    pub(super) fn stats_json(&self, now: Instant) -> Value {
+    pub(super) fn stats_at(&self, now: Instant) -> VideoStats {
         let s = &self.stats;
-        json!({
-            "mid": self.mid.to_string(),
-            "codec": s.codec.map(|c| c.to_string()),
-            "packetsIn": s.packets_in,
-            "bytesIn": s.bytes_in,
-            "framesIn": s.frames_in,
-            "packetsOut": s.packets_out,
-            "bytesOut": s.bytes_out,
-            "framesOut": s.frames_out,
-            "keyframeRequestsIn": s.keyframe_requests_in,
-            "keyframeRequestsOut": s.keyframe_requests_out,
-            "bitrateInBps": s.rate_in.bps(now),
-            "bitrateOutBps": s.rate_out.bps(now),
-            "dropped": s.dropped,
-        })
+        VideoStats {
+            mid: self.mid,
+            codec: s.codec,
+            packets_in: s.packets_in,
+            bytes_in: s.bytes_in,
+            frames_in: s.frames_in,
+            packets_out: s.packets_out,
+            bytes_out: s.bytes_out,
+            frames_out: s.frames_out,
+            keyframe_requests_in: s.keyframe_requests_in,
+            keyframe_requests_out: s.keyframe_requests_out,
+            bitrate_in_bps: s.rate_in.bps(now),
+            bitrate_out_bps: s.rate_out.bps(now),
+            dropped: s.dropped,
+        }
     }
 }
 
@@ -210,5 +210,45 @@ impl State {
         video.stats.keyframe_requests_out += 1;
         l.wants_timeout = true;
         self.touch(leg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use str0m::format::Codec;
+
+    use super::*;
+
+    #[test]
+    fn video_statistics_keep_their_json_shape() {
+        let t0 = Instant::now();
+        let mut v = VideoLeg::new(Mid::from("1"), 100);
+        let s = &mut v.stats;
+        (s.codec, s.packets_in, s.bytes_in, s.frames_in) = (Some(Codec::Vp8), 30, 30_000, 10);
+        (s.packets_out, s.bytes_out, s.frames_out, s.dropped) = (29, 29_000, 9, 1);
+        (s.keyframe_requests_in, s.keyframe_requests_out) = (2, 3);
+        s.rate_in.add(t0, 1000);
+        s.rate_in.add(t0 + Duration::from_millis(1200), 500);
+        let now = t0 + Duration::from_millis(1300);
+        // As the API has always shown them (built with `json!` before they were typed).
+        let s = &v.stats;
+        let old = json!({
+            "mid": v.mid.to_string(),
+            "codec": s.codec.map(|c| c.to_string()),
+            "packetsIn": s.packets_in,
+            "bytesIn": s.bytes_in,
+            "framesIn": s.frames_in,
+            "packetsOut": s.packets_out,
+            "bytesOut": s.bytes_out,
+            "framesOut": s.frames_out,
+            "keyframeRequestsIn": s.keyframe_requests_in,
+            "keyframeRequestsOut": s.keyframe_requests_out,
+            "bitrateInBps": s.rate_in.bps(now),
+            "bitrateOutBps": s.rate_out.bps(now),
+            "dropped": s.dropped,
+        });
+        assert_eq!(serde_json::to_string(&v.stats_at(now)).unwrap(), old.to_string());
+        assert_eq!(old["bitrateInBps"], 6666, "1000 bytes over the first 1.2 s");
     }
 }
