@@ -208,7 +208,11 @@ impl Switch {
                         detail: report.clone(),
                         ..Default::default()
                     }));
-                    let row = json!({"tenant": name, "report": report});
+                    // Built by hand: `json!` would serialise the report into a second tree.
+                    let mut row = serde_json::Map::new();
+                    row.insert("tenant".into(), name.into());
+                    row.insert("report".into(), report.clone());
+                    let row = Value::Object(row);
                     let weight = json_weight(&row);
                     self.cdrs.push(row, weight);
                     effects.push(Effect::Receipt { tenant, message_type: "ArtcCdrReport", report });

@@ -236,9 +236,14 @@ pub(crate) fn handle(
             } else if topic == hub.server_topic {
                 if !hub.is_bound(c) {
                     tracing::warn!(conn = c, "envelope before a valid token; dropped");
-                } else if let Err(e) = hub.envelope(c, &payload) {
-                    tracing::warn!(conn = c, "malformed envelope ({e}); closing the connection");
-                    return Err("malformed envelope");
+                } else {
+                    match hub.envelope(c, &payload) {
+                        Ok(ack) => replies.extend(ack),
+                        Err(e) => {
+                            tracing::warn!(conn = c, "malformed envelope ({e}); closing the connection");
+                            return Err("malformed envelope");
+                        }
+                    }
                 }
             } else {
                 tracing::warn!(conn = c, topic, "publish to a topic devices may not use; dropped");

@@ -108,20 +108,22 @@ impl Hub {
         self.is_bound(conn) && filter == self.conference_topic
     }
 
-    /// An envelope a bound device published to the server topic. Err closes the connection.
-    pub fn envelope(&self, conn: ConnId, payload: &[u8]) -> Result<(), EnvelopeError> {
+    /// An envelope a bound device published to the server topic. Returns the ACK packet for the
+    /// connection to write with its other replies (not queued to itself: a task waking itself
+    /// is polled again for nothing). Err closes the connection.
+    pub fn envelope(&self, conn: ConnId, payload: &[u8]) -> Result<Option<Bytes>, EnvelopeError> {
         let Some(who) = self.identity(conn) else {
-            return Ok(()); // not authenticated: dropped (the caller logs)
+            return Ok(None); // not authenticated: dropped (the caller logs)
         };
         let env = Inbound::parse(payload)?;
         if env.response {
-            return self.ack_received(&who, env);
+            self.ack_received(&who, env)?;
+            return Ok(None);
         }
         if let Some(ack) = self.dedupe_lookup(&who.client_id, &env.request_id) {
             tracing::debug!(conn, request_id = %env.request_id, "retransmission; ACK re-sent, not processed again");
             self.shared.metrics.dedupe_hits.inc();
-            self.send_packet(conn, ack);
-            return Ok(());
+            return Ok(Some(ack));
         }
         let now = self.shared.clock.now_ms();
         // Heartbeats and STS requests are answered without reading their body.
@@ -132,9 +134,16 @@ impl Hub {
             }
             "cs_get_sls_sts" => (200, self.sls.credentials(now), Value::Null, None),
             _ => {
-                let body = env.body_value()?;
-                match body.get("mediaSignal").and_then(Value::as_str) {
-                    Some(m) => match media_signal::decode(m, self.cfg.max_media_signal_bytes) {
+                // A custom message travels whole; the call engine needs only a few fields.
+                let (body, signal) = if env.message_type == "cs_custom_message_send" {
+                    let body = env.body_value()?;
+                    let signal = body.get("mediaSignal").and_then(Value::as_str).map(|m| m.to_string().into());
+                    (body, signal)
+                } else {
+                    env.request_fields()?
+                };
+                match signal {
+                    Some(m) => match media_signal::decode(&m, self.cfg.max_media_signal_bytes) {
                         Err(e) => {
                             tracing::warn!(conn, rtc_id = %who.rtc_id, message_type = %env.message_type, "refused: {e}");
                             (400, json!({"error": e.to_string()}), body, None)
@@ -159,11 +168,10 @@ impl Hub {
         let ack = env.ack_bytes(code, &ack_body, &self.server_from, now);
         let packet = mqtt::publish(&Self::client_topic(&who.client_id, &self.conference_topic), ack);
         self.dedupe_store(&who.client_id, &env.request_id, packet.clone());
-        self.send_packet(conn, packet);
         // Custom messages go from device to device through the gateway alone (hub/messages.rs).
         if code == 200 && env.message_type == "cs_custom_message_send" {
             self.custom_message_from_device(&who, &request_body);
-            return Ok(());
+            return Ok(Some(packet));
         }
         // ACK-only messages (docs/protocol.md#ack-only: reportStatus, stat, client ACKs of notices) stop here.
         let for_engine = !matches!(&*env.message_type, "cs_register" | "cs_get_sls_sts" | "reportStatus" | "stat");
@@ -177,7 +185,7 @@ impl Hub {
                 media,
             )));
         }
-        Ok(())
+        Ok(Some(packet))
     }
 
     /// Who a bound connection is, with the few fields an envelope needs (not the whole token).
@@ -233,10 +241,15 @@ impl Hub {
     pub(super) fn dedupe_store(&self, client_id: &str, request_id: &str, ack: Bytes) {
         let r = &self.shared.config.retention;
         let limit = Limit::new(r.dedupe_window, r.dedupe_client_bytes);
-        let mut d = self
-            .dedupe
-            .entry(client_id.to_string())
-            .or_insert_with(|| Dedupe { order: Bounded::new(limit), acks: HashMap::new() });
+        // Looked up before inserting: a client's entry almost always exists, and `entry` would
+        // allocate its key for every request.
+        let mut d = match self.dedupe.get_mut(client_id) {
+            Some(d) => d,
+            None => self
+                .dedupe
+                .entry(client_id.to_string())
+                .or_insert_with(|| Dedupe { order: Bounded::new(limit), acks: HashMap::new() }),
+        };
         let weight = request_id.len() + ack.len();
         if d.acks.insert(request_id.to_string(), ack).is_none() {
             let Dedupe { order, acks } = &mut *d;
