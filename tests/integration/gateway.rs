@@ -491,3 +491,44 @@ async fn reserved_bits_close_a_websocket_connection() {
     ws.send(&GOOD_SUBSCRIBE).await;
     assert_eq!(ws.next_binary().await.unwrap(), [0x90, 0x03, 0x00, 0x01, 0x80]);
 }
+
+/// MQTT 3.1.1 §3.1.2.10: a client silent for 1.5 × its keepalive is cut off, and one that
+/// pings in time is not (the connection's single timer re-arms from the last packet).
+#[tokio::test]
+async fn keepalive_closes_a_silent_client_and_spares_a_pinging_one() {
+    let emu = Emulator::start(&format!(
+        "{}\n[voip]\ndevices = []\n",
+        FAST.replace("auth_timeout_ms = 1000", "auth_timeout_ms = 30000")
+    ))
+    .await
+    .expect("emulator");
+    let addr = emu.endpoints.mqtt_tcp.trim_start_matches("mqtt://").to_string();
+    // CONNECT, MQTT 3.1.1, clean session, keepalive 1 s, clientId "k".
+    let connect = [0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 1, 0, 1, b'k'];
+    let open = || async {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(&connect).await.unwrap();
+        let mut connack = [0u8; 4];
+        s.read_exact(&mut connack).await.unwrap();
+        assert_eq!(connack[0], 0x20, "CONNACK");
+        s
+    };
+
+    let mut silent = open().await;
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "closed within 5 s: {closed:?}");
+    let after = started.elapsed();
+    assert!(after >= Duration::from_millis(1400), "not before 1.5 × keepalive: {after:?}");
+
+    // PINGREQ every 500 ms for 3 s: each gets its PINGRESP and the connection stays open.
+    let mut pinging = open().await;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        pinging.write_all(&[0xC0, 0]).await.unwrap();
+        let mut resp = [0u8; 2];
+        tokio::time::timeout(Duration::from_secs(2), pinging.read_exact(&mut resp)).await.unwrap().unwrap();
+        assert_eq!(resp, [0xD0, 0], "PINGRESP");
+    }
+}
