@@ -125,6 +125,14 @@ impl Engine {
         }
         let tenant = call.tenant;
         let report = cdr::report(call);
+        // Every call the engine's tests end checks the typed CDR against the `json!` one, key
+        // order included.
+        #[cfg(test)]
+        assert_eq!(
+            serde_json::to_string(&report).unwrap(),
+            serde_json::to_string(&cdr::json_report(call)).unwrap(),
+            "the typed CDR is the json! one"
+        );
         call.cdr = Some(report.clone());
         let participants: Vec<String> = std::iter::once(call.caller_label().to_string())
             .chain(call.legs.iter().map(|l| l.target.label().to_string()))
