@@ -15,6 +15,7 @@ pub mod shared;
 pub use shared::Shared;
 pub mod events;
 pub mod ids;
+pub mod json_path;
 pub mod lifecycle;
 pub mod metrics;
 pub mod retention;

@@ -5,6 +5,7 @@
 //! where no event exists (POP requests, MNS operations, ACK latency), and the sizes of things
 //! (devices, queues, media legs) are gauges the admin API sets just before it encodes.
 
+use crate::json_path::at;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -356,7 +357,7 @@ impl Metrics {
                 }
                 Some("active") => {
                     self.calls_answered.inc();
-                    if let Some(ms) = d.pointer("/detail/ringMs").and_then(Value::as_u64) {
+                    if let Some(ms) = at(d, "/detail/ringMs").and_then(Value::as_u64) {
                         self.ring_seconds.observe(ms as f64 / 1000.0);
                     }
                 }
@@ -369,7 +370,7 @@ impl Metrics {
                 _ => {}
             },
             "cdr" => {
-                let cause = d.pointer("/detail/causeCode").map(|c| c.to_string()).unwrap_or_default();
+                let cause = at(d, "/detail/causeCode").map(|c| c.to_string()).unwrap_or_default();
                 self.calls_ended
                     .get_or_create(&CallEnding { rtc_type: text("alicomRtcType"), cause_code: cause })
                     .inc();
@@ -378,7 +379,7 @@ impl Metrics {
                 self.callbacks.get_or_create(&Kind { kind: kind_of(d) }).inc();
             }
             "callback.answer" => {
-                if let Some(err) = d.pointer("/result/error").and_then(Value::as_str) {
+                if let Some(err) = at(d, "/result/error").and_then(Value::as_str) {
                     let reason = err.split(':').next().unwrap_or(err).trim().to_string();
                     self.callback_failures.get_or_create(&KindReason { kind: kind_of(d), reason }).inc();
                 }

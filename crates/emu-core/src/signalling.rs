@@ -8,6 +8,7 @@
 //! Values the protocol echoes back unchanged (`extend`, the caller's `userInfo`, the SDP signal
 //! for the media server) stay JSON: the platform passes them through without reading them.
 
+use crate::json_path::at;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -142,7 +143,7 @@ fn text(v: Option<&Value>) -> Option<String> {
 /// `mediaSignal.data.channelId` (docs/protocol.md#the-channelid-rule).
 pub fn channel_id_of(body: &Value, media_signal: Option<&Value>) -> Option<String> {
     non_empty(body.get("channelId"))
-        .or_else(|| non_empty(media_signal.and_then(|m| m.pointer("/data/channelId"))))
+        .or_else(|| non_empty(media_signal.and_then(|m| at(m, "/data/channelId"))))
         .map(str::to_string)
 }
 
@@ -155,7 +156,7 @@ fn non_empty(v: Option<&Value>) -> Option<&str> {
 /// (the default) ends the call on the first reject; 1, `true` or `CALL_CANCLE_FLAG_WHEN_ALL_…`
 /// keeps ringing the others.
 fn cancel_on_reject(media_signal: &Value, body: &Value) -> bool {
-    let flag = media_signal.pointer("/data/cancelFlag").or_else(|| body.get("cancelFlag"));
+    let flag = at(media_signal, "/data/cancelFlag").or_else(|| body.get("cancelFlag"));
     match flag {
         Some(Value::Number(n)) => n.as_i64() != Some(1),
         Some(Value::String(s)) => !(s == "1" || s.contains("WHEN_ALL")),
@@ -167,7 +168,7 @@ fn cancel_on_reject(media_signal: &Value, body: &Value) -> bool {
 /// `mediaSignal.data.channelConfig.allowVideo` is 1 (a number, `true` or "1"), or the body's
 /// `alicomRtcType` is "video2video".
 fn allow_video(media_signal: &Value, body: &Value) -> bool {
-    let flag = match media_signal.pointer("/data/channelConfig/allowVideo") {
+    let flag = match at(media_signal, "/data/channelConfig/allowVideo") {
         Some(Value::Number(n)) => n.as_i64() == Some(1),
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s == "1",
@@ -195,12 +196,12 @@ impl DeviceRequest {
                 rtc_type: body.get("alicomRtcType").and_then(Value::as_str).and_then(RtcType::parse),
                 need_record: body.get("needRecord").and_then(Value::as_bool).unwrap_or(false),
                 extend: text(body.get("extend")),
-                user_info: ms.pointer("/data/userInfo").cloned(),
+                user_info: at(ms, "/data/userInfo").cloned(),
                 allow_video: allow_video(ms, body),
                 signal: Value::Null,
             }),
             "call" => {
-                let callee = match ms.pointer("/data/calleePstnInfo") {
+                let callee = match at(ms, "/data/calleePstnInfo") {
                     Some(p) => CalleeRequest::Phone {
                         number: text(p.get("phone")).unwrap_or_default(),
                         show: text(p.get("mcuPhone")).unwrap_or_default(),
@@ -208,7 +209,7 @@ impl DeviceRequest {
                             .unwrap_or_default(),
                     },
                     None => CalleeRequest::Devices(
-                        ms.pointer("/data/calleeDeviceInfo/deviceList")
+                        at(ms, "/data/calleeDeviceInfo/deviceList")
                             .and_then(Value::as_array)
                             .map(|l| l.iter().filter_map(|x| text(x.get("deviceId"))).collect())
                             .unwrap_or_default(),
@@ -216,14 +217,14 @@ impl DeviceRequest {
                 };
                 RequestKind::Call(CallRequest {
                     callee,
-                    extend: text(ms.pointer("/data/extend")).or_else(|| text(body.get("extend"))),
-                    caller_user_info: ms.pointer("/data/callerUserInfo").cloned(),
+                    extend: text(at(ms, "/data/extend")).or_else(|| text(body.get("extend"))),
+                    caller_user_info: at(ms, "/data/callerUserInfo").cloned(),
                     cancel_on_reject: cancel_on_reject(ms, body),
                     allow_video: allow_video(ms, body),
                 })
             }
             "answer" => {
-                RequestKind::Answer { accept: ms.pointer("/data/callResult").and_then(Value::as_i64).unwrap_or(1) == 1 }
+                RequestKind::Answer { accept: at(ms, "/data/callResult").and_then(Value::as_i64).unwrap_or(1) == 1 }
             }
             "cancelCall" => RequestKind::CancelCall,
             "leaveChannel" => RequestKind::LeaveChannel,

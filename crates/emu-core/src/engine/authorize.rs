@@ -1,5 +1,6 @@
 //! The customer's callbacks: outbound authorisation and inbound routing, and the plan check.
 
+use crate::json_path::at;
 use serde_json::{Value, json};
 
 use super::call::CallState;
@@ -49,13 +50,12 @@ impl Engine {
         match (kind, result) {
             (CallbackKind::Outbound, Ok(v)) if success(&v) => {
                 let call = self.calls.get_mut(channel_id).expect("present");
-                if let Some(limit) = v
-                    .pointer("/model/timeLimit")
+                if let Some(limit) = at(&v, "/model/timeLimit")
                     .and_then(|t| t.as_u64().or_else(|| t.as_str().and_then(|s| s.parse().ok())))
                 {
                     call.time_limit_secs = Some(limit);
                 }
-                if let Some(rec) = v.pointer("/model/needRecord").and_then(Value::as_bool) {
+                if let Some(rec) = at(&v, "/model/needRecord").and_then(Value::as_bool) {
                     call.need_record = rec;
                 }
                 self.ring_next_sequence(channel_id, now);

@@ -1,6 +1,7 @@
 //! The device signalling: joinChannel and sdpCandidate results (TURN credentials, the answer
 //! to an offer, the server's candidate), trickled candidates, and creating legs and their `Rtc`s.
 
+use emu_core::json_path::at;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -128,9 +129,8 @@ impl State {
                 leg.turn_user = Some(username);
             }
         }
-        let offer = signal.pointer("/data/sdpInfo/sdp").and_then(Value::as_str);
-        let sigv2 =
-            offer.is_some() || signal.pointer("/data/channelConfig/sigVersion").and_then(Value::as_i64) == Some(2);
+        let offer = at(signal, "/data/sdpInfo/sdp").and_then(Value::as_str);
+        let sigv2 = offer.is_some() || at(signal, "/data/channelConfig/sigVersion").and_then(Value::as_i64) == Some(2);
         if let Some(leg) = self.legs.get_mut(&id) {
             leg.sigv = if sigv2 { 2 } else { 1 };
         }
@@ -167,8 +167,8 @@ impl State {
                 if let Some(seq) = signal.get("seqId") {
                     result["seqId"] = seq.clone();
                 }
-                let offer = signal.pointer("/data/sdpInfo/sdp").and_then(Value::as_str);
-                let candidates = sdp::candidate_strings(signal.pointer("/data/candidateList").unwrap_or(&Value::Null));
+                let offer = at(signal, "/data/sdpInfo/sdp").and_then(Value::as_str);
+                let candidates = sdp::candidate_strings(at(signal, "/data/candidateList").unwrap_or(&Value::Null));
                 let id = match self.leg_of(channel_id, rtc_id) {
                     Some(id) => Some(id),
                     // No joinChannel seen (a restart, a replayed message): answer anyway.
@@ -198,9 +198,8 @@ impl State {
                 Some(result)
             }
             "candidate" => {
-                let info = signal
-                    .pointer("/data/candidateInfo")
-                    .or_else(|| signal.pointer("/data/candidateList"))
+                let info = at(signal, "/data/candidateInfo")
+                    .or_else(|| at(signal, "/data/candidateList"))
                     .unwrap_or(&Value::Null);
                 if let Some(id) = self.leg_of(channel_id, rtc_id) {
                     for c in sdp::candidate_strings(info) {
