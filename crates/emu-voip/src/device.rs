@@ -355,22 +355,15 @@ impl VirtualDevices {
         let key = (tenant, rtc_id.to_string());
         let d = self.devices.get_mut(&key).filter(|d| !d.kicked)?;
         let ack = d.behavior.ack;
-        let (channel_id, code, digit) = match msg {
-            ServerMessage::Called { channel_id, .. }
-            | ServerMessage::Ringing { channel_id, .. }
-            | ServerMessage::Answered { channel_id, .. }
-            | ServerMessage::PeerJoined { channel_id, .. }
-            | ServerMessage::PeerLeft { channel_id, .. }
-            | ServerMessage::CanceledCall { channel_id }
-            | ServerMessage::MediaMode { channel_id, .. }
-            | ServerMessage::MediaResult { channel_id, .. } => (channel_id, None, None),
-            ServerMessage::Disconnect { channel_id, code, .. } => (channel_id, Some(*code), None),
-            ServerMessage::Dtmf { channel_id, digit, .. } => (channel_id, None, Some(*digit)),
+        let (code, digit) = match msg {
+            ServerMessage::Disconnect { code, .. } => (Some(*code), None),
+            ServerMessage::Dtmf { digit, .. } => (None, Some(*digit)),
+            _ => (None, None),
         };
         d.received.push_back(Received {
             at_ms: now,
             message_type: msg.message_type(),
-            channel_id: channel_id.clone(),
+            channel_id: msg.channel_id().to_string(),
             code,
             digit,
             acked: ack,

@@ -62,21 +62,24 @@ struct Detail<'a> {
     need_record: bool,
 }
 
+/// Who was called, whatever stopped the call: the answered leg, else the first rung, else the
+/// first callee asked for (a call refused before dialling), else the number a phone dialled.
+fn callee_label(call: &Call) -> String {
+    call.answered_leg()
+        .or(call.legs.first())
+        .map(|l| l.target.label().to_string())
+        .or_else(|| call.requested.first().map(|t| t.label().to_string()))
+        .or_else(|| matches!(call.caller, Caller::Phone { .. }).then(|| call.display_number.clone()).flatten())
+        .unwrap_or_default()
+}
+
 /// Builds the report; `startTime` is absent and `duration` "0" for whatever was never answered.
 /// Typed, and turned into JSON once (it was a `json!` tree of `json!` trees, each copied into
 /// the next).
 pub fn report(call: &Call) -> Value {
     let ended = call.ended_ms.unwrap_or(call.created_ms);
     let caller = call.caller_label();
-    // Who was called, whatever stopped the call: the answered leg, else the first rung, else the
-    // first callee asked for (a call refused before dialling), else the number a phone dialled.
-    let callee = call
-        .answered_leg()
-        .or(call.legs.first())
-        .map(|l| l.target.label().to_string())
-        .or_else(|| call.requested.first().map(|t| t.label().to_string()))
-        .or_else(|| matches!(call.caller, Caller::Phone { .. }).then(|| call.display_number.clone()).flatten())
-        .unwrap_or_default();
+    let callee = callee_label(call);
     let call_in = CallIn {
         caller,
         callee: match &call.caller {
@@ -154,15 +157,7 @@ pub fn report(call: &Call) -> Value {
 pub(super) fn json_report(call: &Call) -> Value {
     let ended = call.ended_ms.unwrap_or(call.created_ms);
     let caller = call.caller_label().to_string();
-    // Who was called, whatever stopped the call: the answered leg, else the first rung, else the
-    // first callee asked for (a call refused before dialling), else the number a phone dialled.
-    let callee = call
-        .answered_leg()
-        .or(call.legs.first())
-        .map(|l| l.target.label().to_string())
-        .or_else(|| call.requested.first().map(|t| t.label().to_string()))
-        .or_else(|| matches!(call.caller, Caller::Phone { .. }).then(|| call.display_number.clone()).flatten())
-        .unwrap_or_default();
+    let callee = callee_label(call);
     use serde_json::json;
     let call_in = json!({
         "caller": caller,
