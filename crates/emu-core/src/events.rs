@@ -235,6 +235,23 @@ mod tests {
     }
 
     #[test]
+    fn a_zero_size_log_keeps_and_streams_nothing() {
+        // `server.event_log_size = 0` (docs/configuration.md): the cheapest calls, no timeline.
+        let log = EventLog::new(Clock::manual_at(0), 0, usize::MAX);
+        let mut live = log.subscribe();
+        log.record(NewEvent { kind: "call.state", channel_id: Some("c".into()), ..Default::default() });
+        assert!(log.is_empty());
+        assert!(log.query(&EventFilter::default()).is_empty());
+        assert!(matches!(live.try_recv(), Err(broadcast::error::TryRecvError::Empty)));
+        // With a size it keeps and streams the same event.
+        let log = EventLog::new(Clock::manual_at(0), 1, usize::MAX);
+        let mut live = log.subscribe();
+        log.record(NewEvent { kind: "call.state", channel_id: Some("c".into()), ..Default::default() });
+        assert_eq!(log.len(), 1);
+        assert_eq!(live.try_recv().map(|e| e.kind).ok(), Some("call.state"));
+    }
+
+    #[test]
     fn bytes_are_capped_too() {
         // Room for 10 small events, or 2 with 1 KiB envelopes.
         let log = EventLog::new(Clock::manual_at(0), 100, 2_560);
