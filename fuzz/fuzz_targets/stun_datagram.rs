@@ -25,17 +25,6 @@ thread_local! {
     });
 }
 
-fn split(data: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while let Some(i) = rest.windows(4).position(|w| w == b"DGM|") {
-        out.push(&rest[..i]);
-        rest = &rest[i + 4..];
-    }
-    out.push(rest);
-    out
-}
-
 fuzz_target!(|data: &[u8]| {
     let src: SocketAddr = "10.0.0.2:5000".parse().expect("an address");
     let stranger: SocketAddr = "10.0.0.9:9".parse().expect("an address");
@@ -44,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
         let joined = m.join("ch", "alice", &signal, emu_media::CodecPreference::Opus);
         assert_eq!(joined["errorCode"], 0, "the seed offer is answered: {joined}");
         let ufrag = m.ufrag("ch", "alice").expect("a leg");
-        for d in split(data) {
+        for d in alicom_emu_fuzz::datagrams(data) {
             let mut d = d.to_vec();
             if let Some(i) = d.windows(PLACEHOLDER.len()).position(|w| w == PLACEHOLDER) {
                 d[i..i + PLACEHOLDER.len()].copy_from_slice(&ufrag.as_bytes()[..PLACEHOLDER.len()]);

@@ -66,17 +66,6 @@ fn resigned(raw: &[u8]) -> Option<Vec<u8>> {
     Some(out.raw)
 }
 
-fn split(data: &[u8]) -> Vec<&[u8]> {
-    let mut out = Vec::new();
-    let mut rest = data;
-    while let Some(i) = rest.windows(4).position(|w| w == b"DGM|") {
-        out.push(&rest[..i]);
-        rest = &rest[i + 4..];
-    }
-    out.push(rest);
-    out
-}
-
 fuzz_target!(|data: &[u8]| {
     let r = relay();
     let src: SocketAddr = "127.0.0.1:9".parse().expect("an address");
@@ -92,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
         }));
         let nonces =
             Arc::new(tokio::sync::Mutex::new(HashMap::from([(NONCE.to_string(), tokio::time::Instant::now())])));
-        for d in split(data) {
+        for d in alicom_emu_fuzz::datagrams(data) {
             for buff in [Some(d.to_vec()), resigned(d)].into_iter().flatten() {
                 let mut req = Request::new(r.conn.clone(), src, manager.clone(), r.auth.clone());
                 req.buff = buff;

@@ -51,6 +51,18 @@ impl Rng {
     }
 }
 
+/// The datagrams of an input: its pieces between `DGM|` separators (the seeds' format).
+pub fn datagrams(data: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = data;
+    while let Some(i) = rest.windows(4).position(|w| w == b"DGM|") {
+        out.push(&rest[..i]);
+        rest = &rest[i + 4..];
+    }
+    out.push(rest);
+    out
+}
+
 /// `data` cut into pieces of random sizes (as a transport's reads might cut it).
 pub fn chunks<'a>(data: &'a [u8], rng: &mut Rng, max: usize) -> Vec<&'a [u8]> {
     let mut out = Vec::new();

@@ -105,18 +105,25 @@ async function startHarness(emu) {
   };
 }
 
-module.exports = { startHarness };
-
-if (require.main === module) {
+// A harness for a running emulator, from the command line: `node <script> <ready.json>`.
+function startHarnessFromArgv(script) {
   const ready = process.argv[2];
   if (!ready) {
-    console.error('usage: node harness/server.js <ready.json of a running alicom-emu>');
+    console.error(`usage: node ${script} <ready.json of a running alicom-emu>`);
     process.exit(2);
   }
   const info = JSON.parse(fs.readFileSync(ready, 'utf8'));
-  startHarness({
+  return startHarness({
     popEndpoint: `http://${new URL(info.pop).host}`,
     accessKeyId: info.access_key_id,
     accessKeySecret: info.access_key_secret,
-  }).then((h) => console.log(`harness at ${h.url}/  (open ${h.url}/?rtcId=<id>&deviceId=<dev>&autostart=1)`));
+  });
+}
+
+module.exports = { startHarness, startHarnessFromArgv };
+
+if (require.main === module) {
+  startHarnessFromArgv('harness/server.js').then((h) =>
+    console.log(`harness at ${h.url}/  (open ${h.url}/?rtcId=<id>&deviceId=<dev>&autostart=1)`),
+  );
 }

@@ -63,18 +63,8 @@ async function startVideoClientServer(pop) {
 module.exports = { startVideoClientServer };
 
 if (require.main === module) {
-  const ready = process.argv[2];
-  if (!ready) {
-    console.error('usage: node video-client/server.js <ready.json of a running alicom-emu>');
-    process.exit(2);
-  }
-  const { startHarness } = require('../harness/server');
-  const info = JSON.parse(fs.readFileSync(ready, 'utf8'));
-  startHarness({
-    popEndpoint: `http://${new URL(info.pop).host}`,
-    accessKeyId: info.access_key_id,
-    accessKeySecret: info.access_key_secret,
-  })
+  require('../harness/server')
+    .startHarnessFromArgv('video-client/server.js')
     .then((harness) => startVideoClientServer(harness))
     .then((s) => console.log(`video client at ${s.url}/  (open ${s.url}/?rtcId=<id>&deviceId=<dev>&autostart=1; accounts: ${s.url}/account?deviceId=<dev>)`));
 }
