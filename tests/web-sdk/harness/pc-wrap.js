@@ -170,7 +170,8 @@
   //   inbound: [{kind, packetsReceived, bytesReceived, packetsLost, jitter, audioLevel,
   //              totalAudioEnergy, totalSamplesReceived, concealedSamples, codec}],
   //   outbound: [{kind, packetsSent, bytesSent, codec}],
-  //   pair: {state, nominated, bytesSent, bytesReceived, local: {candidateType, address, port,
+  //   pair: {state, nominated, bytesSent, bytesReceived, requestsSent, responsesReceived,
+  //          local: {candidateType, address, port,
   //          protocol, relayProtocol}, remote: {candidateType, address, port}} (the selected pair)}]
   window.__audioStats = async function () {
     var out = [];
@@ -226,6 +227,8 @@
             nominated: p.nominated,
             bytesSent: p.bytesSent,
             bytesReceived: p.bytesReceived,
+            requestsSent: p.requestsSent,
+            responsesReceived: p.responsesReceived,
             local: cand(p.localCandidateId),
             remote: cand(p.remoteCandidateId),
           };

@@ -70,10 +70,22 @@ async function audioBothWays(ctx, devs, { energy = false } = {}) {
   });
 }
 
-/** The SDK's PeerConnection (the page's first): its config and the selected candidate pair. */
+/**
+ * The SDK's PeerConnection (the page's first): its config and the selected candidate pair.
+ * Chrome marks even the selected pair "in-progress" while one of its periodic consent checks
+ * (a STUN binding request every few seconds) awaits the media server's answer, so a pair caught
+ * in that window is read again until the answer is in: the media server must answer every check.
+ */
 async function pcView(dev) {
   const [log] = await M.pcLog(dev);
-  const [st] = await M.audioStats(dev);
+  let st;
+  await eventually(
+    async () => {
+      [st] = await M.audioStats(dev);
+      return st && st.pair && st.pair.state !== 'in-progress';
+    },
+    { timeout: 5000, interval: 50, what: `${dev.name}: the selected pair's consent check answered` },
+  ).catch(() => {}); // the assertions below report what was seen
   assert.ok(log && st, `${dev.name}: the SDK made a PeerConnection`);
   return { log, st };
 }
