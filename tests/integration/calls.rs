@@ -577,7 +577,7 @@ async fn inbound_callback_failures_leave_the_call_not_connected() {
         server.next_request().await.unwrap();
         let channel = call["channelId"].as_str().unwrap().to_string();
         // The answer is processed asynchronously: await the call's end on the event log.
-        emu.event_where("call.state", &channel, Duration::from_secs(5), |e| e.detail["state"] == "ended")
+        emu.event_where("call.state", &channel, Duration::from_secs(5), |e| e.detail.field("state") == "ended")
             .await
             .unwrap();
         let phone = emu.admin_get("/admin/pstn/phones/13911110009").await.unwrap();

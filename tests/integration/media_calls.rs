@@ -47,7 +47,7 @@ async fn voip_to_pstn_tone_dtmf_and_recording() {
     a.wait_dtmf("1234#", WAIT).await.unwrap(); // RFC 4733 (or in-band) in the audio, as well as cs_dtmf
     a.send_dtmf('7');
     let e = emu.event("pstn.dtmf_in", "m-pstn", WAIT).await.unwrap();
-    assert_eq!(e.detail["digits"], "7");
+    assert_eq!(e.detail.field("digits"), "7");
     let phone = emu.admin_get("/admin/pstn/phones/13800000008").await.unwrap();
     assert_eq!(phone["digitsReceived"], "7", "the phone heard the device's digit");
     alice.leave("m-pstn").await.unwrap();
@@ -55,18 +55,18 @@ async fn voip_to_pstn_tone_dtmf_and_recording() {
 
     // The recording: reported, listed, downloadable, and its VoiceRecordReport queued in MNS.
     let done = emu.event("media.recording", "m-pstn", WAIT).await.unwrap();
-    let url = done.detail["url"].as_str().unwrap().to_string();
+    let url = done.detail.field("url").as_str().unwrap().to_string();
     let list = emu.admin_get("/admin/recordings").await.unwrap();
-    assert!(list.to_string().contains(done.detail["file"].as_str().unwrap()), "listed: {list}");
+    assert!(list.to_string().contains(done.detail.field("file").as_str().unwrap()), "listed: {list}");
     let wav = reqwest::get(&url).await.unwrap().bytes().await.unwrap();
     assert_eq!(&wav[..4], b"RIFF");
     assert_eq!(u16::from_le_bytes([wav[22], wav[23]]), 2, "stereo");
     for message_type in ["ArtcCdrReport", "VoiceRecordReport"] {
         let queued = emu
-            .event_where("receipt.queued", "m-pstn", WAIT, |e| e.detail["messageType"] == message_type)
+            .event_where("receipt.queued", "m-pstn", WAIT, |e| e.detail.field("messageType") == message_type)
             .await
             .unwrap();
-        assert_eq!(queued.detail["queue"], format!("Alicom-Queue-{}-{message_type}", emu.endpoints.uid));
+        assert_eq!(queued.detail.field("queue"), format!("Alicom-Queue-{}-{message_type}", emu.endpoints.uid));
     }
     let report: Value = emu
         .admin_get(&format!("/admin/mns/queues/Alicom-Queue-{}-VoiceRecordReport/messages", emu.endpoints.uid))

@@ -46,7 +46,7 @@ async fn every_collection_stays_at_its_cap_and_metrics_show_it() {
         let channel = format!("r-{i}");
         alice.call_voip(&channel, &["nobody-online"]).await.unwrap();
         alice.expect("cs_disconnect").await.unwrap();
-        emu.event_where("call.state", &channel, WAIT, |e| e.detail["state"] == "ended").await.unwrap();
+        emu.event_where("call.state", &channel, WAIT, |e| e.detail.field("state") == "ended").await.unwrap();
     }
     // Problem reports, POP requests and SLS uploads past their caps.
     let pop = emu.pop();

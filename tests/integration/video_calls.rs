@@ -63,7 +63,8 @@ async fn a_video_call_carries_each_partys_video_to_the_other_and_its_cdr_says_vi
 
     alice.leave("v-call").await.unwrap();
     bob.expect("peerLeftChannel").await.unwrap();
-    let cdr = emu.event_where("receipt.queued", "v-call", WAIT, |e| e.detail["messageType"] == "ArtcCdrReport").await;
+    let cdr =
+        emu.event_where("receipt.queued", "v-call", WAIT, |e| e.detail.field("messageType") == "ArtcCdrReport").await;
     cdr.unwrap();
     let call = emu.admin_get("/admin/calls/v-call").await.unwrap();
     assert_eq!(call["cdr"]["alicomRtcType"], "video2video", "{}", call["cdr"]);
@@ -100,7 +101,9 @@ async fn an_audio_only_callee_turns_the_call_into_audio_for_both() {
     assert_eq!(call["video"]["reason"], format!("{bob_id} answered audio-only"));
     assert!(metrics(&emu).await.contains("alicom_video_calls_to_audio_total 1"));
     alice.leave("v-audio").await.unwrap();
-    emu.event_where("receipt.queued", "v-audio", WAIT, |e| e.detail["messageType"] == "ArtcCdrReport").await.unwrap();
+    emu.event_where("receipt.queued", "v-audio", WAIT, |e| e.detail.field("messageType") == "ArtcCdrReport")
+        .await
+        .unwrap();
     let call = emu.admin_get("/admin/calls/v-audio").await.unwrap();
     assert_eq!(call["cdr"]["alicomRtcType"], "voip2voip", "no video both ways");
     a.close().await;

@@ -102,7 +102,7 @@ async fn virtual_to_virtual_answered_then_the_callee_hangs_up() {
         order.iter().map(|m| heard.iter().position(|h| h == m).unwrap_or_else(|| panic!("{m} in {heard:?}"))).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{heard:?}");
     // The receipt went to the tenant's MNS queue.
-    emu.event_where("receipt.queued", &ch, WAIT, |e| e.detail["messageType"] == "ArtcCdrReport").await.unwrap();
+    emu.event_where("receipt.queued", &ch, WAIT, |e| e.detail.field("messageType") == "ArtcCdrReport").await.unwrap();
 }
 
 #[tokio::test]
@@ -179,7 +179,7 @@ async fn a_phone_calls_a_virtual_device_through_the_inbound_callback() {
     server.next_request().await.unwrap();
     emu.event("call.state", &ch, WAIT).await.unwrap();
     // The callback's answer reaches the driver on its own; wait until the device rings.
-    emu.event_where("voip.state", &ch, WAIT, |e| e.detail["to"] == "ringing").await.unwrap();
+    emu.event_where("voip.state", &ch, WAIT, |e| e.detail.field("to") == "ringing").await.unwrap();
     emu.advance(2000).await.unwrap();
     assert_eq!(call_view(&emu, &ch).await["state"], "active");
     emu.advance(20_000).await.unwrap();
@@ -217,7 +217,7 @@ async fn an_sdk_device_calls_a_virtual_device() {
     alice.expect("peerJoinedChannel").await.unwrap();
     assert_eq!(device(&emu, "9000000000000001").await["state"], "in_call");
     alice.leave("to-echo").await.unwrap();
-    emu.event_where("voip.state", "to-echo", WAIT, |e| e.detail["to"] == "idle").await.unwrap();
+    emu.event_where("voip.state", "to-echo", WAIT, |e| e.detail.field("to") == "idle").await.unwrap();
     assert_eq!(last_call(&emu, "9000000000000001").await["code"], 2000099);
 }
 
@@ -230,7 +230,7 @@ async fn never_acking_devices_are_retransmitted_to_then_given_up() {
     let ch = call(&emu, json!({"from": "7500000000000001", "to": ["7500000000000002"]})).await;
     let given_up = emu.event("envelope.undelivered", &ch, WAIT).await.unwrap();
     assert_eq!(
-        (given_up.detail["messageType"].as_str(), given_up.rtc_id.as_deref()),
+        (given_up.detail.field("messageType").as_str(), given_up.rtc_id.as_deref()),
         (Some("called"), Some("7500000000000002"))
     );
     let callee = device(&emu, "7500000000000002").await;

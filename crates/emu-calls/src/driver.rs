@@ -287,7 +287,7 @@ impl Driver {
             kind: "callback.request",
             channel_id: Some(channel_id.clone()),
             tenant: Some(self.switch.tenant_name(tenant).to_string()),
-            detail: json!({"kind": kind, "url": url, "body": body}),
+            detail: json!({"kind": kind, "url": url, "body": body}).into(),
             ..Default::default()
         });
         let http = self.http.clone();
@@ -367,7 +367,12 @@ impl Driver {
     fn on_media(&mut self, ev: MediaEvent) {
         let now = self.now();
         let log = |kind: &'static str, channel_id: String, detail: Value| {
-            self.shared.events.record(NewEvent { kind, channel_id: Some(channel_id), detail, ..Default::default() })
+            self.shared.events.record(NewEvent {
+                kind,
+                channel_id: Some(channel_id),
+                detail: detail.into(),
+                ..Default::default()
+            })
         };
         match ev {
             MediaEvent::DeviceDtmf { channel_id, rtc_id, digit } => {
@@ -422,12 +427,12 @@ impl Driver {
             "record_url": url,
             "record_begin_time": format_shanghai(begin),
         });
-        self.receipt(call.tenant, "VoiceRecordReport", report);
+        self.receipt(call.tenant, "VoiceRecordReport", Arc::new(report));
     }
 
     /// Puts a receipt in the tenant's MNS queue (and its HTTP pushes), off the driver's task:
     /// a slow disk must not hold up calls.
-    fn receipt(&self, tenant: TenantId, message_type: &'static str, report: Value) {
+    fn receipt(&self, tenant: TenantId, message_type: &'static str, report: Arc<Value>) {
         let mns = self.mns.clone();
         tokio::spawn(async move {
             if let Err(e) = mns.deliver(tenant, message_type, &report).await {

@@ -54,7 +54,7 @@ pub enum Request {
         channel_id: String,
         reply: Reply<Option<Value>>,
     },
-    Cdrs(Reply<Vec<Value>>),
+    Cdrs(Reply<Vec<crate::switch::CdrRow>>),
     /// The sizes and caps of the CDR list and the ended calls, for `/metrics`.
     Retained(Reply<Vec<emu_core::retention::Retained>>),
     Callbacks(Reply<Vec<Value>>),

@@ -7,9 +7,10 @@
 //! drives a whole call, sequential ringing included, in microseconds.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use emu_core::engine::{CallbackKind, Engine, Input, MediaCommand, NotABoughtNumber, Output};
-use emu_core::events::NewEvent;
+use emu_core::events::{Detail, NewEvent};
 use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
 use emu_core::retention::{Bounded, Limit, Retained, json_weight};
 use emu_core::signalling::ServerMessage;
@@ -55,9 +56,16 @@ pub enum Effect {
     Receipt {
         tenant: TenantId,
         message_type: &'static str,
-        report: Value,
+        report: Arc<Value>,
     },
     Event(NewEvent),
+}
+
+/// One row of `GET /admin/cdrs`: a CDR as put into the tenant's `ArtcCdrReport` queue.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CdrRow {
+    pub tenant: String,
+    pub report: Arc<Value>,
 }
 
 pub struct Switch {
@@ -68,7 +76,7 @@ pub struct Switch {
     /// Tenant names by id, for CDR rows and events.
     tenants: Vec<String>,
     /// CDRs kept for `GET /admin/cdrs` (`retention.cdrs` / `cdr_bytes`).
-    cdrs: Bounded<Value>,
+    cdrs: Bounded<CdrRow>,
     /// Which phone number is on which PSTN leg (for the event log).
     leg_numbers: HashMap<LegId, String>,
 }
@@ -138,7 +146,7 @@ impl Switch {
         Ok((channel_id, effects))
     }
 
-    pub fn cdrs(&self) -> impl Iterator<Item = &Value> {
+    pub fn cdrs(&self) -> impl Iterator<Item = &CdrRow> {
         self.cdrs.iter()
     }
 
@@ -205,14 +213,10 @@ impl Switch {
                         kind: "cdr",
                         channel_id: Some(channel_id),
                         tenant: Some(name.clone()),
-                        detail: report.clone(),
+                        detail: Detail::Shared(Arc::clone(&report)),
                         ..Default::default()
                     }));
-                    // Built by hand: `json!` would serialise the report into a second tree.
-                    let mut row = serde_json::Map::new();
-                    row.insert("tenant".into(), name.into());
-                    row.insert("report".into(), report.clone());
-                    let row = Value::Object(row);
+                    let row = CdrRow { tenant: name, report: Arc::clone(&report) };
                     let weight = json_weight(&row);
                     self.cdrs.push(row, weight);
                     effects.push(Effect::Receipt { tenant, message_type: "ArtcCdrReport", report });
@@ -263,7 +267,7 @@ impl Switch {
         Effect::Event(NewEvent {
             kind,
             channel_id: self.engine.channel_of_leg(leg).map(str::to_string),
-            detail,
+            detail: detail.into(),
             ..Default::default()
         })
     }

@@ -29,12 +29,95 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     /// What the event carries: an envelope's readable body, a call's codes, … (by kind).
-    pub detail: Value,
+    #[schema(value_type = Value)]
+    pub detail: Detail,
     /// The envelope as it crossed the wire (JSON), for `envelope.in`/`envelope.out`: kept as the
     /// bytes the gateway already holds (a reference count, no copy) and turned into a readable
     /// `detail.body` only when someone reads the log ([`EventLog::readable`]).
     #[serde(skip)]
     pub wire: Option<Bytes>,
+}
+
+/// What an event carries. The gateway's envelope events, most of the log, are typed: a JSON tree
+/// built and dropped for each of them was a measurable share of a call's CPU
+/// (docs/benchmarks.md#per-call-cpu). Everything else carries the JSON its producer built.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Detail {
+    Json(Value),
+    /// JSON another record holds too (a call's CDR: its list row and its receipt).
+    Shared(Arc<Value>),
+    Envelope(EnvelopeDetail),
+}
+
+/// An envelope that crossed the gateway (`envelope.in`, `envelope.out`, `envelope.ack`), as
+/// readers see it: `{"messageType", "requestId", "code"?, "known"?}` in that order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvelopeDetail {
+    #[serde(rename = "messageType")]
+    pub message_type: std::borrow::Cow<'static, str>,
+    #[serde(rename = "requestId")]
+    pub request_id: String,
+    /// The ACK's code: the one sent (`envelope.in`) or received (`envelope.ack`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    /// For `envelope.ack`: whether it answers a request the gateway sent and still awaited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub known: Option<bool>,
+}
+
+impl Default for Detail {
+    fn default() -> Self {
+        Detail::Json(Value::Null)
+    }
+}
+
+impl From<Value> for Detail {
+    fn from(v: Value) -> Self {
+        Detail::Json(v)
+    }
+}
+
+impl From<EnvelopeDetail> for Detail {
+    fn from(d: EnvelopeDetail) -> Self {
+        Detail::Envelope(d)
+    }
+}
+
+impl Detail {
+    /// The envelope's messageType, for an envelope event.
+    pub fn message_type(&self) -> Option<&str> {
+        match self {
+            Detail::Envelope(d) => Some(&d.message_type),
+            Detail::Json(v) => v.get("messageType").and_then(Value::as_str),
+            Detail::Shared(v) => v.get("messageType").and_then(Value::as_str),
+        }
+    }
+
+    /// One field of the detail as JSON (`Null` when absent), whatever its representation.
+    pub fn field(&self, key: &str) -> Value {
+        match self {
+            Detail::Json(v) => v.get(key).cloned().unwrap_or(Value::Null),
+            Detail::Shared(v) => v.get(key).cloned().unwrap_or(Value::Null),
+            Detail::Envelope(_) => self.to_value().get(key).cloned().unwrap_or(Value::Null),
+        }
+    }
+
+    /// The detail as the JSON readers see.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Detail::Json(v) => v.clone(),
+            Detail::Shared(v) => Value::clone(v),
+            Detail::Envelope(d) => serde_json::to_value(d).unwrap_or(Value::Null),
+        }
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Detail::Json(v) => v,
+            envelope => envelope.to_value(),
+        }
+    }
 }
 
 /// Turns an envelope's wire bytes into its readable body (the gateway's, registered at start).
@@ -91,7 +174,7 @@ pub struct NewEvent {
     pub channel_id: Option<String>,
     pub rtc_id: Option<String>,
     pub tenant: Option<String>,
-    pub detail: Value,
+    pub detail: Detail,
     pub wire: Option<Bytes>,
 }
 
@@ -146,11 +229,14 @@ impl EventLog {
 
     /// The event as readers see it: an envelope's wire bytes decoded into `detail.body`.
     pub fn readable(&self, mut e: Event) -> Event {
-        if let (Some(wire), Some(read), Some(detail)) =
-            (e.wire.take(), self.wire_reader.get(), e.detail.as_object_mut())
+        if let (Some(wire), Some(read)) = (e.wire.take(), self.wire_reader.get())
             && let Some(body) = read(&wire)
         {
-            detail.insert("body".into(), body);
+            let mut detail = std::mem::take(&mut e.detail).into_value();
+            if let Some(fields) = detail.as_object_mut() {
+                fields.insert("body".into(), body);
+            }
+            e.detail = Detail::Json(detail);
         }
         e
     }
@@ -220,7 +306,7 @@ mod tests {
             log.record(NewEvent {
                 kind: "envelope.in",
                 channel_id: Some(format!("c{}", i % 2)),
-                detail: serde_json::json!({"i": i}),
+                detail: serde_json::json!({"i": i}).into(),
                 ..Default::default()
             });
         }
@@ -232,6 +318,54 @@ mod tests {
         assert_eq!(after.len(), 1);
         let limited = log.query(&EventFilter { limit: Some(1), ..Default::default() });
         assert_eq!(limited[0].seq, 5);
+    }
+
+    #[test]
+    fn an_envelope_detail_reads_as_the_json_it_replaced() {
+        let d = Detail::from(EnvelopeDetail {
+            message_type: "call".into(),
+            request_id: "r1".into(),
+            code: Some(200),
+            known: Some(true),
+        });
+        let json = serde_json::json!({"messageType": "call", "requestId": "r1", "code": 200, "known": true});
+        // Key order included: readers (the console's ladder, users' scripts) see the same text.
+        assert_eq!(serde_json::to_string(&d).unwrap(), serde_json::to_string(&json).unwrap());
+        assert_eq!(d.to_value(), json);
+        assert_eq!(d.field("code"), 200);
+        assert_eq!(d.field("absent"), Value::Null);
+        assert_eq!(d.message_type(), Some("call"));
+        let out = Detail::from(EnvelopeDetail {
+            message_type: "called".into(),
+            request_id: "r2".into(),
+            code: None,
+            known: None,
+        });
+        assert_eq!(serde_json::to_string(&out).unwrap(), r#"{"messageType":"called","requestId":"r2"}"#);
+        assert_eq!(Detail::from(serde_json::json!({"messageType": "x"})).message_type(), Some("x"));
+    }
+
+    #[test]
+    fn a_readable_envelope_event_gains_its_body() {
+        let log = EventLog::new(Clock::manual_at(0), 10, usize::MAX);
+        log.set_wire_reader(|wire| serde_json::from_slice::<Value>(wire).ok()?.get("body").cloned());
+        log.record(NewEvent {
+            kind: "envelope.in",
+            detail: EnvelopeDetail {
+                message_type: "call".into(),
+                request_id: "r1".into(),
+                code: Some(200),
+                known: None,
+            }
+            .into(),
+            wire: Some(Bytes::from_static(br#"{"body":{"a":1}}"#)),
+            ..Default::default()
+        });
+        let [e] = &log.query(&EventFilter::default())[..] else { panic!("one event") };
+        assert_eq!(
+            e.detail,
+            Detail::Json(serde_json::json!({"messageType": "call", "requestId": "r1", "code": 200, "body": {"a": 1}}))
+        );
     }
 
     #[test]

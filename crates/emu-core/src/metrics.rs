@@ -14,7 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 
-use crate::events::Event;
+use crate::events::{Detail, Event};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionCode {
@@ -325,9 +325,14 @@ impl Metrics {
 
     /// Counts what an event says happened.
     pub fn observe(&self, e: &Event) {
-        let d = &e.detail;
+        let message_type = || MessageType { message_type: e.detail.message_type().unwrap_or_default().to_string() };
+        // The kinds below the envelopes carry JSON.
+        let d = match &e.detail {
+            Detail::Json(v) => v,
+            Detail::Shared(v) => v,
+            Detail::Envelope(_) => &Value::Null,
+        };
         let text = |key: &str| d.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
-        let message_type = || MessageType { message_type: text("messageType") };
         match e.kind {
             "envelope.in" => {
                 self.envelopes_in.get_or_create(&message_type()).inc();
@@ -419,13 +424,29 @@ mod tests {
     use serde_json::json;
 
     fn event(kind: &'static str, detail: Value) -> Event {
-        Event { seq: 1, time_ms: 0, kind, channel_id: None, rtc_id: None, tenant: None, detail, wire: None }
+        Event {
+            seq: 1,
+            time_ms: 0,
+            kind,
+            channel_id: None,
+            rtc_id: None,
+            tenant: None,
+            detail: detail.into(),
+            wire: None,
+        }
     }
 
     #[test]
     fn events_become_counters() {
         let m = Metrics::new();
         m.observe(&event("envelope.in", json!({"messageType": "call"})));
+        let typed = crate::events::EnvelopeDetail {
+            message_type: "call".into(),
+            request_id: "r".into(),
+            code: Some(200),
+            known: None,
+        };
+        m.observe(&Event { detail: typed.into(), ..event("envelope.in", Value::Null) });
         m.observe(&event("call.state", json!({"state": "joining"})));
         m.observe(&event("call.state", json!({"state": "active", "detail": {"ringMs": 1500}})));
         m.observe(&event("cdr", json!({"alicomRtcType": "voip2voip", "detail": {"causeCode": 2000099}})));
@@ -434,7 +455,7 @@ mod tests {
         m.pop_request("GetRtcToken", "SignatureDoesNotMatch");
         let text = m.encode();
         for line in [
-            "alicom_envelopes_in_total{message_type=\"call\"} 1",
+            "alicom_envelopes_in_total{message_type=\"call\"} 2",
             "alicom_calls_started_total 1",
             "alicom_calls_active 0",
             "alicom_calls_ended_total{rtc_type=\"voip2voip\",cause_code=\"2000099\"} 1",

@@ -6,6 +6,7 @@
 //! devices, registration and kicks. `delivery`: requests to devices, retransmission and the
 //! sweeper's timeouts. `virtual_conn`: registrations of virtual devices (no network).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,13 +15,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use dashmap::DashMap;
 use emu_core::config::GatewayConfig;
-use emu_core::events::NewEvent;
+use emu_core::events::{Detail, EnvelopeDetail, NewEvent};
 use emu_core::retention::{Bounded, Limit, Retained};
 use emu_core::{Shared, TenantId};
 use parking_lot::RwLock;
 use serde::Serialize;
+use serde_json::json;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::envelope::{Envelope, server_from_raw};
@@ -104,7 +105,7 @@ struct Registration {
 struct Pending {
     tenant: TenantId,
     rtc_id: String,
-    message_type: String,
+    message_type: Cow<'static, str>,
     channel_id: Option<String>,
     packet: Bytes,
     attempts: u32,
@@ -261,9 +262,9 @@ impl Hub {
         tenant: Option<TenantId>,
         rtc_id: Option<&str>,
         channel_id: Option<String>,
-        detail: Value,
+        detail: impl Into<Detail>,
     ) {
-        self.record(kind, tenant, rtc_id, channel_id, detail, None);
+        self.record(kind, tenant, rtc_id, channel_id, detail.into(), None);
     }
 
     /// An envelope event that keeps the envelope's bytes (see `EventLog::readable`).
@@ -273,10 +274,10 @@ impl Hub {
         tenant: Option<TenantId>,
         rtc_id: Option<&str>,
         channel_id: Option<String>,
-        detail: Value,
+        detail: EnvelopeDetail,
         wire: Bytes,
     ) {
-        self.record(kind, tenant, rtc_id, channel_id, detail, Some(wire));
+        self.record(kind, tenant, rtc_id, channel_id, detail.into(), Some(wire));
     }
 
     fn record(
@@ -285,7 +286,7 @@ impl Hub {
         tenant: Option<TenantId>,
         rtc_id: Option<&str>,
         channel_id: Option<String>,
-        detail: Value,
+        detail: Detail,
         wire: Option<Bytes>,
     ) {
         self.shared.events.record(NewEvent {

@@ -386,7 +386,7 @@ impl Mns {
             kind: "receipt.queued",
             channel_id: channel_id.clone(),
             tenant: Some(t.name.clone()),
-            detail: serde_json::json!({"queue": queue, "messageType": message_type, "messageId": m.id}),
+            detail: serde_json::json!({"queue": queue, "messageType": message_type, "messageId": m.id}).into(),
             ..Default::default()
         });
         push::start(self, tenant, message_type, &m.id, body_json, channel_id);

@@ -71,7 +71,8 @@ impl Job {
                     "ok": ok,
                     "error": error,
                     "retryInMs": retry_in,
-                }),
+                })
+                .into(),
                 ..Default::default()
             });
             if ok {

@@ -96,7 +96,7 @@ impl Switch {
             channel_id,
             rtc_id: Some(rtc_id.to_string()),
             tenant: Some(self.tenant_name(tenant).to_string()),
-            detail,
+            detail: detail.into(),
             wire: None,
         })
     }

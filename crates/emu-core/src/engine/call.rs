@@ -178,8 +178,9 @@ pub struct Call {
     pub cancel_on_reject: bool,
     #[serde(skip)]
     pub ringing_sent: bool,
-    #[schema(required = true)]
-    pub cdr: Option<Value>,
+    // Shared with the CDR event, the CDR list and the receipt: one tree per call, no copies.
+    #[schema(value_type = Option<Value>, required = true)]
+    pub cdr: Option<std::sync::Arc<Value>>,
     pub video: super::video::Video,
 }
 

@@ -124,16 +124,16 @@ impl Engine {
             l.outcome.get_or_insert(Outcome::Completed);
         }
         let tenant = call.tenant;
-        let report = cdr::report(call);
+        let report = std::sync::Arc::new(cdr::report(call));
         // Every call the engine's tests end checks the typed CDR against the `json!` one, key
         // order included.
         #[cfg(test)]
         assert_eq!(
-            serde_json::to_string(&report).unwrap(),
+            serde_json::to_string(&*report).unwrap(),
             serde_json::to_string(&cdr::json_report(call)).unwrap(),
             "the typed CDR is the json! one"
         );
-        call.cdr = Some(report.clone());
+        call.cdr = Some(std::sync::Arc::clone(&report));
         let participants: Vec<String> = std::iter::once(call.caller_label().to_string())
             .chain(call.legs.iter().map(|l| l.target.label().to_string()))
             .collect();

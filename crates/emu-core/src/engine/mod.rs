@@ -146,7 +146,7 @@ pub enum Output {
     Pstn(PstnCommand),
     Callback { channel_id: String, tenant: TenantId, kind: CallbackKind, url: String, body: Value },
     Media(MediaCommand),
-    Cdr { tenant: TenantId, channel_id: String, report: Value },
+    Cdr { tenant: TenantId, channel_id: String, report: std::sync::Arc<Value> },
     Log(NewEvent),
 }
 
@@ -348,7 +348,7 @@ impl Engine {
         self.out.push(Output::Log(NewEvent {
             kind,
             channel_id: Some(channel_id.into()),
-            detail,
+            detail: detail.into(),
             ..Default::default()
         }));
     }

@@ -530,7 +530,9 @@ fn legs_and_events_report_the_declared_sequence() {
         .iter()
         .flat_map(|(_, o)| o)
         .filter_map(|o| match o {
-            Output::Log(ev) if ev.kind == "call.state" && ev.detail["state"] == "ringing" => Some(ev.detail.clone()),
+            Output::Log(ev) if ev.kind == "call.state" && ev.detail.field("state") == "ringing" => {
+                Some(ev.detail.to_value())
+            }
             _ => None,
         })
         .collect();

@@ -31,7 +31,7 @@ impl Hub {
         let signal = message.media_signal().map(|s| media_signal::encode(&s));
         let body = message.wire_body(signal.as_deref().map_or(SignalForm::Json, SignalForm::Encoded));
         let channel_id = Some(message.channel_id()).filter(|c| !c.is_empty()).map(str::to_string);
-        self.send_body(tenant, rtc_id, message.message_type(), &body, channel_id, None)
+        self.send_body(tenant, rtc_id, Cow::Borrowed(message.message_type()), &body, channel_id, None)
     }
 
     /// [`Hub::send_request`], remembering a custom message's sender for its receipt.
@@ -48,7 +48,7 @@ impl Hub {
             *ms = media_signal::encode(ms).into();
         }
         let channel_id = channel_id_of(&body, None);
-        self.send_body(tenant, rtc_id, message_type, &body, channel_id, awaiting)
+        self.send_body(tenant, rtc_id, Cow::Owned(message_type.to_string()), &body, channel_id, awaiting)
     }
 
     /// Wraps `body` in a request envelope with fresh ids, logs it, remembers it until ACKed and
@@ -57,7 +57,7 @@ impl Hub {
         &self,
         tenant: TenantId,
         rtc_id: &str,
-        message_type: &str,
+        message_type: Cow<'static, str>,
         body: &impl Serialize,
         channel_id: Option<String>,
         awaiting: Option<messages::AwaitingAck>,
@@ -67,7 +67,7 @@ impl Hub {
             None => return Err(SendError::NotRegistered),
         };
         let now = self.shared.clock.now_ms();
-        let (request_id, wire) = server_request_bytes(message_type, body, rtc_id, &self.server_from, now);
+        let (request_id, wire) = server_request_bytes(&message_type, body, rtc_id, &self.server_from, now);
         let wire = Bytes::from(wire);
         let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), wire.clone());
         // The event log keeps the bytes; readers see the body with mediaSignal decoded.
@@ -76,7 +76,12 @@ impl Hub {
             Some(tenant),
             Some(rtc_id),
             channel_id.clone(),
-            json!({"messageType": message_type, "requestId": request_id}),
+            EnvelopeDetail {
+                message_type: message_type.clone(),
+                request_id: request_id.clone(),
+                code: None,
+                known: None,
+            },
             wire,
         );
         let interval = Duration::from_millis(self.cfg.retransmit_interval_ms);
@@ -85,7 +90,7 @@ impl Hub {
             Pending {
                 tenant,
                 rtc_id: rtc_id.into(),
-                message_type: message_type.into(),
+                message_type,
                 channel_id,
                 packet: packet.clone(),
                 attempts: 0,
@@ -225,6 +230,7 @@ impl Hub {
             }
         }
         for (tenant, rtc_id, message_type, request_id, channel_id, awaiting) in undelivered {
+            let message_type = message_type.into_owned();
             tracing::warn!(rtc_id, message_type, request_id, "server request never ACKed");
             self.log(
                 "envelope.undelivered",

@@ -160,7 +160,12 @@ impl Hub {
             Some(who.tenant),
             Some(&who.rtc_id),
             channel_id.clone(),
-            json!({"messageType": env.message_type, "requestId": env.request_id, "code": code}),
+            EnvelopeDetail {
+                message_type: env.message_type.to_string().into(),
+                request_id: env.request_id.to_string(),
+                code: Some(code),
+                known: None,
+            },
             // A copy, not a slice of the connection's read buffer: a reference would keep the
             // whole buffer alive for as long as the event is retained.
             Bytes::copy_from_slice(payload),
@@ -219,7 +224,12 @@ impl Hub {
             Some(who.tenant),
             Some(&who.rtc_id),
             channel_id,
-            json!({"messageType": env.message_type, "requestId": env.request_id, "code": env.response_code, "known": known}),
+            EnvelopeDetail {
+                message_type: env.message_type.to_string().into(),
+                request_id: env.request_id.to_string(),
+                code: Some(env.response_code),
+                known: Some(known),
+            },
         );
         if let Some(awaiting) = awaiting {
             self.custom_acked(&awaiting, &env.request_id, env.response_code);

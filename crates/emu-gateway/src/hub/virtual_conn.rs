@@ -126,7 +126,7 @@ impl Hub {
         self.to_engine(GatewayEvent::Ack {
             tenant,
             rtc_id: rtc_id.to_string(),
-            message_type: p.message_type,
+            message_type: p.message_type.into_owned(),
             request_id: request_id.to_string(),
             code: 200,
         });
