@@ -85,30 +85,36 @@ impl From<EnvelopeDetail> for Detail {
 }
 
 impl Detail {
+    /// The JSON a producer built (owned or shared); `None` for a typed envelope detail.
+    pub fn json(&self) -> Option<&Value> {
+        match self {
+            Detail::Json(v) => Some(v),
+            Detail::Shared(v) => Some(v),
+            Detail::Envelope(_) => None,
+        }
+    }
+
     /// The envelope's messageType, for an envelope event.
     pub fn message_type(&self) -> Option<&str> {
         match self {
             Detail::Envelope(d) => Some(&d.message_type),
-            Detail::Json(v) => v.get("messageType").and_then(Value::as_str),
-            Detail::Shared(v) => v.get("messageType").and_then(Value::as_str),
+            json => json.json()?.get("messageType")?.as_str(),
         }
     }
 
     /// One field of the detail as JSON (`Null` when absent), whatever its representation.
     pub fn field(&self, key: &str) -> Value {
-        match self {
-            Detail::Json(v) => v.get(key).cloned().unwrap_or(Value::Null),
-            Detail::Shared(v) => v.get(key).cloned().unwrap_or(Value::Null),
-            Detail::Envelope(_) => self.to_value().get(key).cloned().unwrap_or(Value::Null),
+        match self.json() {
+            Some(v) => v.get(key).cloned().unwrap_or(Value::Null),
+            None => self.to_value().get(key).cloned().unwrap_or(Value::Null),
         }
     }
 
     /// The detail as the JSON readers see.
     pub fn to_value(&self) -> Value {
         match self {
-            Detail::Json(v) => v.clone(),
-            Detail::Shared(v) => Value::clone(v),
             Detail::Envelope(d) => serde_json::to_value(d).unwrap_or(Value::Null),
+            json => json.json().cloned().unwrap_or(Value::Null),
         }
     }
 

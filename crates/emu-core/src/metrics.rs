@@ -14,7 +14,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 
-use crate::events::{Detail, Event};
+use crate::events::Event;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionCode {
@@ -327,11 +327,7 @@ impl Metrics {
     pub fn observe(&self, e: &Event) {
         let message_type = || MessageType { message_type: e.detail.message_type().unwrap_or_default().to_string() };
         // The kinds below the envelopes carry JSON.
-        let d = match &e.detail {
-            Detail::Json(v) => v,
-            Detail::Shared(v) => v,
-            Detail::Envelope(_) => &Value::Null,
-        };
+        let d = e.detail.json().unwrap_or(&Value::Null);
         let text = |key: &str| d.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
         match e.kind {
             "envelope.in" => {
