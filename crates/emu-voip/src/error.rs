@@ -1,6 +1,6 @@
 //! Errors, worded to be returned as-is in a 4xx response body.
 
-use crate::device::DeviceState;
+use crate::view::DeviceState;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VoipError {

@@ -10,10 +10,12 @@
 mod behavior;
 mod device;
 mod error;
+mod view;
 
 pub use behavior::{Behavior, Outcome};
-pub use device::{Action, CallOrder, CallOutcome, CallRecord, DeviceState, DeviceView, Received, Role, VirtualDevices};
+pub use device::{Action, CallOrder, VirtualDevices};
 pub use error::VoipError;
+pub use view::{CallOutcome, CallRecord, DeviceState, DeviceView, Received, Role};
 
 #[cfg(test)]
 mod tests;
