@@ -60,7 +60,7 @@ fn device(b: emu_voip::Behavior) {
         caller_info: json!({"isPstn": false, "rtcId": "caller", "uuid": "u"}),
         channel_id: "ch".into(),
         call_id: "call".into(),
-        caller_user_info: json!({}),
+        caller_user_info: json!({}).into(),
         video: false,
     };
     v.deliver(TenantId(0), "vd", &called, 10);

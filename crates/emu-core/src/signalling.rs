@@ -8,7 +8,7 @@
 //! Values the protocol echoes back unchanged (`extend`, the caller's `userInfo`, the SDP signal
 //! for the media server) stay JSON: the platform passes them through without reading them.
 
-use crate::json_path::at;
+use crate::json_path::{at, take_at};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -188,7 +188,14 @@ impl DeviceRequest {
         media_signal: Option<Value>,
     ) -> DeviceRequest {
         let channel_id = channel_id_of(body, media_signal.as_ref());
-        let owned = media_signal.unwrap_or(Value::Null);
+        let mut owned = media_signal.unwrap_or(Value::Null);
+        // The user info the engine keeps is moved out of the signal, not copied: nothing
+        // downstream (the media server reads the offer, candidates and channelConfig) reads it.
+        let user_info = match message_type {
+            "joinChannel" => take_at(&mut owned, "/data/userInfo"),
+            "call" => take_at(&mut owned, "/data/callerUserInfo"),
+            _ => None,
+        };
         let ms = &owned;
         let mut kind = match message_type {
             "joinChannel" => RequestKind::Join(Join {
@@ -196,7 +203,7 @@ impl DeviceRequest {
                 rtc_type: body.get("alicomRtcType").and_then(Value::as_str).and_then(RtcType::parse),
                 need_record: body.get("needRecord").and_then(Value::as_bool).unwrap_or(false),
                 extend: text(body.get("extend")),
-                user_info: at(ms, "/data/userInfo").cloned(),
+                user_info,
                 allow_video: allow_video(ms, body),
                 signal: Value::Null,
             }),
@@ -218,7 +225,7 @@ impl DeviceRequest {
                 RequestKind::Call(CallRequest {
                     callee,
                     extend: text(at(ms, "/data/extend")).or_else(|| text(body.get("extend"))),
-                    caller_user_info: at(ms, "/data/callerUserInfo").cloned(),
+                    caller_user_info: user_info,
                     cancel_on_reject: cancel_on_reject(ms, body),
                     allow_video: allow_video(ms, body),
                 })
@@ -261,7 +268,7 @@ pub enum ServerMessage {
         caller_info: Value,
         channel_id: String,
         call_id: String,
-        caller_user_info: Value,
+        caller_user_info: std::sync::Arc<Value>,
         /// A video call: `channelConfig.allowVideo` 1 (the SDK's `onReceivingVideoCall`).
         video: bool,
     },
@@ -604,7 +611,7 @@ mod tests {
             caller_info: json!({"isPstn": true}),
             channel_id: "c".into(),
             call_id: "k".into(),
-            caller_user_info: json!({}),
+            caller_user_info: json!({}).into(),
             video: false,
         };
         assert_eq!(c.body()["alicomRtcType"], "pstn2voip");

@@ -12,7 +12,7 @@ fn called(channel: &str) -> ServerMessage {
         caller_info: json!({"isPstn": false, "rtcId": "caller", "uuid": "u"}),
         channel_id: channel.into(),
         call_id: "call-1".into(),
-        caller_user_info: json!({}),
+        caller_user_info: json!({}).into(),
         video: false,
     }
 }

@@ -31,8 +31,9 @@ pub enum Caller {
         #[serde(rename = "rtcId")]
         rtc_id: String,
         uuid: String,
+        /// Shared with every `called` of the call (one per callee rung), not copied.
         #[serde(skip)]
-        user_info: Value,
+        user_info: std::sync::Arc<Value>,
     },
     Phone {
         number: String,

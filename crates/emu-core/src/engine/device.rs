@@ -51,7 +51,7 @@ impl Engine {
         let uuid = d.uuid.clone();
         if join.is_caller && !self.calls.contains_key(&channel_id) {
             let rtc_type = join.rtc_type.unwrap_or(RtcType::Voip2Voip);
-            let user_info = join.user_info.unwrap_or(json!({}));
+            let user_info = join.user_info.unwrap_or(json!({})).into();
             let caller = Caller::Device { rtc_id: d.rtc_id.clone(), uuid: uuid.clone(), user_info };
             let mut call = self.new_call(&channel_id, d.tenant, rtc_type, caller, now);
             call.need_record = join.need_record;
@@ -124,7 +124,7 @@ impl Engine {
         if let Caller::Device { user_info, .. } = &mut call.caller
             && let Some(u) = req.caller_user_info
         {
-            *user_info = u;
+            *user_info = u.into();
         }
         if let Some(e) = req.extend {
             call.extend = e;

@@ -1,6 +1,8 @@
 //! Short constructors for the messages the engine sends devices (`ServerMessage`), in the
 //! argument order the engine has at hand. Their bodies are in `crate::signalling`.
 
+use std::sync::Arc;
+
 use serde_json::Value;
 
 use crate::signalling::{MediaMode, RtcType, ServerMessage};
@@ -10,7 +12,7 @@ pub fn called(
     caller_info: Value,
     channel_id: &str,
     call_id: &str,
-    caller_user_info: Value,
+    caller_user_info: Arc<Value>,
     video: bool,
 ) -> ServerMessage {
     ServerMessage::Called {

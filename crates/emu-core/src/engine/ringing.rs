@@ -24,7 +24,7 @@ impl Engine {
             }
             Caller::Phone { number, uuid, .. } => (
                 json!({"isPstn": true, "phoneNumber": number, "uuid": uuid}),
-                json!({"platform": "pstn", "deviceId": number, "userId": uuid, "role": 1}),
+                json!({"platform": "pstn", "deviceId": number, "userId": uuid, "role": 1}).into(),
             ),
         };
         let display = call.display_number.clone().unwrap_or_default();
