@@ -286,7 +286,7 @@ impl Driver {
         self.shared.events.record(NewEvent {
             kind: "callback.request",
             channel_id: Some(channel_id.clone()),
-            tenant: Some(self.switch.tenant_name(tenant).to_string()),
+            tenant: self.switch.tenant_label(tenant),
             detail: json!({"kind": kind, "url": url, "body": body}).into(),
             ..Default::default()
         });

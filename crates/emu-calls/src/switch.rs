@@ -64,7 +64,7 @@ pub enum Effect {
 /// One row of `GET /admin/cdrs`: a CDR as put into the tenant's `ArtcCdrReport` queue.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CdrRow {
-    pub tenant: String,
+    pub tenant: Arc<str>,
     pub report: Arc<Value>,
 }
 
@@ -74,7 +74,7 @@ pub struct Switch {
     /// Virtual VoIP devices (docs/voip-devices.md).
     pub voip: VirtualDevices,
     /// Tenant names by id, for CDR rows and events.
-    tenants: Vec<String>,
+    tenants: Vec<Arc<str>>,
     /// CDRs kept for `GET /admin/cdrs` (`retention.cdrs` / `cdr_bytes`).
     cdrs: Bounded<CdrRow>,
     /// Which phone number is on which PSTN leg (for the event log).
@@ -82,7 +82,7 @@ pub struct Switch {
 }
 
 impl Switch {
-    pub fn new(engine: Engine, pstn: PstnSim, tenants: Vec<String>, cdrs: Limit) -> Self {
+    pub fn new(engine: Engine, pstn: PstnSim, tenants: Vec<Arc<str>>, cdrs: Limit) -> Self {
         Switch {
             engine,
             pstn,
@@ -156,7 +156,12 @@ impl Switch {
     }
 
     pub fn tenant_name(&self, tenant: TenantId) -> &str {
-        self.tenants.get(tenant.0).map(String::as_str).unwrap_or_default()
+        self.tenants.get(tenant.0).map_or("", |n| n)
+    }
+
+    /// The tenant's name for an event or a record: shared, not copied.
+    pub fn tenant_label(&self, tenant: TenantId) -> Option<Arc<str>> {
+        self.tenants.get(tenant.0).cloned()
     }
 
     /// Back to the state at start-up, with a fresh engine (`POST /admin/reset`).
@@ -208,7 +213,7 @@ impl Switch {
                 }
                 Output::Media(cmd) => effects.push(Effect::Media(cmd)),
                 Output::Cdr { tenant, channel_id, report } => {
-                    let name = self.tenant_name(tenant).to_string();
+                    let name = self.tenant_label(tenant).unwrap_or_else(|| "".into());
                     effects.push(Effect::Event(NewEvent {
                         kind: "cdr",
                         channel_id: Some(channel_id),

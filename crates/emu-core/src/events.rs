@@ -24,10 +24,14 @@ pub struct Event {
     pub kind: &'static str,
     #[serde(rename = "channelId", skip_serializing_if = "Option::is_none")]
     pub channel_id: Option<String>,
+    // Both names are shared with the connection and the tenant that own them (most events are
+    // envelopes; copying the names for each cost allocations on every envelope).
     #[serde(rename = "rtcId", skip_serializing_if = "Option::is_none")]
-    pub rtc_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub rtc_id: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tenant: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub tenant: Option<Arc<str>>,
     /// What the event carries: an envelope's readable body, a call's codes, … (by kind).
     #[schema(value_type = Value)]
     pub detail: Detail,
@@ -143,7 +147,7 @@ pub struct EventFilter {
 impl EventFilter {
     pub fn matches(&self, e: &Event) -> bool {
         self.channel_id.as_ref().is_none_or(|c| e.channel_id.as_ref() == Some(c))
-            && self.rtc_id.as_ref().is_none_or(|r| e.rtc_id.as_ref() == Some(r))
+            && self.rtc_id.as_deref().is_none_or(|r| e.rtc_id.as_deref() == Some(r))
             && self.kind_prefix.as_ref().is_none_or(|k| e.kind.starts_with(k.as_str()))
             && self.after.is_none_or(|a| e.seq > a)
     }
@@ -178,8 +182,8 @@ pub fn weight(e: &Event) -> usize {
 pub struct NewEvent {
     pub kind: &'static str,
     pub channel_id: Option<String>,
-    pub rtc_id: Option<String>,
-    pub tenant: Option<String>,
+    pub rtc_id: Option<Arc<str>>,
+    pub tenant: Option<Arc<str>>,
     pub detail: Detail,
     pub wire: Option<Bytes>,
 }

@@ -2,6 +2,8 @@
 //! issues. Everything else the emulator keeps is keyed by [`TenantId`], which is how one tenant's
 //! accounts, numbers, queues and calls stay invisible to the others.
 
+use std::sync::Arc;
+
 use dashmap::DashMap;
 use parking_lot::RwLock;
 use serde::Serialize;
@@ -18,7 +20,8 @@ pub struct TenantId(pub usize);
 #[derive(Debug)]
 pub struct Tenant {
     pub id: TenantId,
-    pub name: String,
+    /// Shared by every event and record that names the tenant (a reference count, no copy).
+    pub name: Arc<str>,
     pub uid: String,
     pub account_limit: u64,
     state: RwLock<AccountState>,
@@ -91,7 +94,7 @@ impl Tenants {
                 }
                 Tenant {
                     id: TenantId(i),
-                    name: c.name.clone(),
+                    name: c.name.as_str().into(),
                     uid: c.uid.clone(),
                     account_limit: c.account_limit,
                     state: RwLock::new(c.state),
@@ -110,7 +113,7 @@ impl Tenants {
     }
 
     pub fn by_name(&self, name: &str) -> Option<&Tenant> {
-        self.tenants.iter().find(|t| t.name == name)
+        self.tenants.iter().find(|t| *t.name == *name)
     }
 
     pub fn set_state(&self, id: TenantId, state: AccountState) {

@@ -40,9 +40,10 @@ pub type ConnId = u64;
 /// The parts of a bound connection an envelope needs.
 struct Identity {
     tenant: TenantId,
-    rtc_id: String,
-    device_id: String,
-    client_id: String,
+    // Shared with the connection's binding: an envelope copies no names.
+    rtc_id: Arc<str>,
+    device_id: Arc<str>,
+    client_id: Arc<str>,
     /// Logged in with a custom-account (no-account) token.
     custom_account: bool,
 }
@@ -58,8 +59,8 @@ pub enum Outbound {
 #[derive(Debug, Clone)]
 pub struct Binding {
     pub tenant: TenantId,
-    pub rtc_id: String,
-    pub device_id: String,
+    pub rtc_id: Arc<str>,
+    pub device_id: Arc<str>,
     pub token_data: String,
     pub token_expires_ms: u64,
     /// The token was issued in custom-account (no-account) mode.
@@ -68,7 +69,7 @@ pub struct Binding {
 
 struct Conn {
     tx: mpsc::Sender<Outbound>,
-    client_id: String,
+    client_id: Arc<str>,
     peer: String,
     transport: &'static str,
     connected_ms: u64,
@@ -260,11 +261,11 @@ impl Hub {
         &self,
         kind: &'static str,
         tenant: Option<TenantId>,
-        rtc_id: Option<&str>,
+        rtc_id: Option<impl Into<Arc<str>>>,
         channel_id: Option<String>,
         detail: impl Into<Detail>,
     ) {
-        self.record(kind, tenant, rtc_id, channel_id, detail.into(), None);
+        self.record(kind, tenant, rtc_id.map(Into::into), channel_id, detail.into(), None);
     }
 
     /// An envelope event that keeps the envelope's bytes (see `EventLog::readable`).
@@ -272,19 +273,20 @@ impl Hub {
         &self,
         kind: &'static str,
         tenant: Option<TenantId>,
-        rtc_id: Option<&str>,
+        rtc_id: Option<impl Into<Arc<str>>>,
         channel_id: Option<String>,
         detail: EnvelopeDetail,
         wire: Bytes,
     ) {
-        self.record(kind, tenant, rtc_id, channel_id, detail.into(), Some(wire));
+        self.record(kind, tenant, rtc_id.map(Into::into), channel_id, detail.into(), Some(wire));
     }
 
+    /// `rtc_id` is shared when the caller holds it as `Arc<str>` (a connection's binding).
     fn record(
         &self,
         kind: &'static str,
         tenant: Option<TenantId>,
-        rtc_id: Option<&str>,
+        rtc_id: Option<Arc<str>>,
         channel_id: Option<String>,
         detail: Detail,
         wire: Option<Bytes>,
@@ -292,7 +294,7 @@ impl Hub {
         self.shared.events.record(NewEvent {
             kind,
             channel_id,
-            rtc_id: rtc_id.map(str::to_string),
+            rtc_id,
             tenant: tenant.map(|t| self.shared.tenants.get(t).name.clone()),
             detail,
             wire,
@@ -327,16 +329,16 @@ impl Hub {
     /// The connection is gone (socket closed, with or without DISCONNECT).
     pub fn closed(&self, conn: ConnId) {
         let Some((_, c)) = self.conns.remove(&conn) else { return };
-        self.clients.remove_if(&c.client_id, |_, v| *v == conn);
+        self.clients.remove_if(&*c.client_id, |_, v| *v == conn);
         if let Some(b) = c.binding
-            && let Some(mut reg) = self.regs.get_mut(&(b.tenant, b.rtc_id.clone()))
+            && let Some(mut reg) = self.regs.get_mut(&(b.tenant, b.rtc_id.to_string()))
             && reg.conn == Some(conn)
         {
             reg.conn = None;
             reg.disconnected_at = Some(Instant::now());
             drop(reg);
             tracing::info!(rtc_id = %b.rtc_id, conn, "device disconnected; registration kept for the grace period");
-            self.log("device.disconnected", Some(b.tenant), Some(&b.rtc_id), None, json!({"conn": conn}));
+            self.log("device.disconnected", Some(b.tenant), Some(b.rtc_id.clone()), None, json!({"conn": conn}));
         }
     }
 
@@ -405,7 +407,7 @@ impl Hub {
                     })
                 });
                 DeviceInfo {
-                    tenant: self.shared.tenants.get(*tenant).name.clone(),
+                    tenant: self.shared.tenants.get(*tenant).name.to_string(),
                     rtc_id: rtc_id.clone(),
                     device_id: r.device_id.clone(),
                     client_id: r.client_id.clone(),

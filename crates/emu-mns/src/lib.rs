@@ -173,7 +173,7 @@ impl Mns {
     }
 
     fn tenant_name(&self, t: TenantId) -> String {
-        self.shared.tenants.get(t).name.clone()
+        self.shared.tenants.get(t).name.to_string()
     }
 
     fn now(&self) -> Millis {

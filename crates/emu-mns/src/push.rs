@@ -42,7 +42,7 @@ pub(crate) fn start(
 
 struct Job {
     mns: Arc<Mns>,
-    tenant: String,
+    tenant: std::sync::Arc<str>,
     message_type: String,
     message_id: String,
     payload: Value,

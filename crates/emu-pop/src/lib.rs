@@ -264,7 +264,7 @@ fn finish(
 ) -> Response {
     let (key, tenant, mismatch) = logged.map(|l| (l.key, l.tenant, l.mismatch)).unwrap_or_default();
     let key = key.unwrap_or_default();
-    let tenant = tenant.map(|t| pop.shared.tenants.get(t).name.clone()).unwrap_or_default();
+    let tenant = tenant.map(|t| pop.shared.tenants.get(t).name.to_string()).unwrap_or_default();
     let (response, status, code, message) = match result {
         Ok(fields) => (reply::success(format, action, request_id, fields), 200, "OK".to_string(), "OK".to_string()),
         Err(e) => {

@@ -188,7 +188,7 @@ async fn accounts(State(a): State<Arc<Admin>>, uri: Uri) -> Reply {
         .accounts(tenant)
         .into_iter()
         .map(|acc| AccountRow {
-            tenant: a.shared.tenants.get(acc.tenant).name.clone(),
+            tenant: a.shared.tenants.get(acc.tenant).name.to_string(),
             current_device_id: a.shared.directory.current_device(acc.tenant, &acc.rtc_id),
             rtc_id: acc.rtc_id,
             device_id: acc.device_id,
@@ -246,9 +246,9 @@ async fn tenants(State(a): State<Arc<Admin>>) -> Response {
                 .map(|(id, secret, fault)| AccessKeyRow { id, secret, fault })
                 .collect();
             // Bought numbers (callable with POST /admin/pstn/calls) and own lines, from the config.
-            let conf = a.shared.config.tenants.iter().find(|c| c.name == t.name);
+            let conf = a.shared.config.tenants.iter().find(|c| *c.name == *t.name);
             TenantRow {
-                name: t.name.clone(),
+                name: t.name.to_string(),
                 numbers: conf.map(|c| c.numbers.iter().map(|n| n.number.clone()).collect()).unwrap_or_default(),
                 self_lines: conf.map(|c| c.self_lines.clone()).unwrap_or_default(),
                 uid: t.uid.clone(),

@@ -107,8 +107,10 @@ async fn messages(State(mns): State<Arc<Mns>>, Path(name): Path<String>, Query(q
         Err(r) => return r.into_response(),
     };
     match mns.messages(t, &name) {
-        Ok(messages) => Json(QueueMessages { tenant: mns.shared.tenants.get(t).name.clone(), queue: name, messages })
-            .into_response(),
+        Ok(messages) => {
+            Json(QueueMessages { tenant: mns.shared.tenants.get(t).name.to_string(), queue: name, messages })
+                .into_response()
+        }
         Err(e) => error(StatusCode::NOT_FOUND, e.message),
     }
 }

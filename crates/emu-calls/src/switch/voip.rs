@@ -94,8 +94,8 @@ impl Switch {
         Effect::Event(NewEvent {
             kind,
             channel_id,
-            rtc_id: Some(rtc_id.to_string()),
-            tenant: Some(self.tenant_name(tenant).to_string()),
+            rtc_id: Some(rtc_id.into()),
+            tenant: self.tenant_label(tenant),
             detail: detail.into(),
             wire: None,
         })

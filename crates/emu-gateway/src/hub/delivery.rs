@@ -146,7 +146,7 @@ impl Hub {
                 self.close_conn(conn, "heartbeat timeout");
             }
             tracing::info!(rtc_id, reason, "registration expired");
-            self.log("device.offline", Some(tenant), Some(&rtc_id), None, json!({"reason": reason}));
+            self.log("device.offline", Some(tenant), Some(rtc_id.as_str()), None, json!({"reason": reason}));
             self.to_engine(GatewayEvent::Offline { tenant, rtc_id, reason });
         }
         self.sweep_tokens(now);
@@ -174,8 +174,8 @@ impl Hub {
             }
         }
         for (conn, rtc_id) in notify {
-            tracing::info!(conn, rtc_id, "token expired; $SYS/tokenExpireNotice sent");
-            self.log("token.expired", None, Some(&rtc_id), None, json!({"conn": conn}));
+            tracing::info!(conn, rtc_id = %rtc_id, "token expired; $SYS/tokenExpireNotice sent");
+            self.log("token.expired", None, Some(rtc_id.clone()), None, json!({"conn": conn}));
             self.send_packet(conn, mqtt::publish("$SYS/tokenExpireNotice", &b"{}"[..]));
         }
         for conn in close {
@@ -221,7 +221,7 @@ impl Hub {
             self.log(
                 "envelope.retransmit",
                 Some(tenant),
-                Some(&rtc_id),
+                Some(rtc_id.as_str()),
                 channel_id,
                 json!({"messageType": message_type, "requestId": request_id, "attempt": attempt, "sent": conn.is_some()}),
             );
@@ -235,7 +235,7 @@ impl Hub {
             self.log(
                 "envelope.undelivered",
                 Some(tenant),
-                Some(&rtc_id),
+                Some(rtc_id.as_str()),
                 channel_id,
                 json!({"messageType": message_type, "requestId": request_id}),
             );

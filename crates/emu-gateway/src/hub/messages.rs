@@ -70,7 +70,7 @@ impl Hub {
     pub(super) fn custom_message_from_device(&self, who: &Identity, body: &Value) {
         let message = CustomMessage {
             tenant: who.tenant,
-            source: who.rtc_id.clone(),
+            source: who.rtc_id.to_string(),
             target: body.get("targetRtcId").and_then(Value::as_str).unwrap_or_default().to_string(),
             content: body.get("content").and_then(Value::as_str).unwrap_or_default().to_string(),
             sequence: body.get("sequence").cloned().unwrap_or(Value::Null),
@@ -78,10 +78,10 @@ impl Hub {
         let result = if who.custom_account {
             Err(CustomMessageError::CustomAccount)
         } else {
-            self.push_custom(&message, Some(who.rtc_id.clone()))
+            self.push_custom(&message, Some(who.rtc_id.to_string()))
         };
         if let Err(e) = result {
-            self.custom_failed(&AwaitingAck { message, reply_to: Some(who.rtc_id.clone()) }, &e);
+            self.custom_failed(&AwaitingAck { message, reply_to: Some(who.rtc_id.to_string()) }, &e);
         }
     }
 
@@ -111,7 +111,7 @@ impl Hub {
         self.log(
             "message.sent",
             Some(m.tenant),
-            Some(&m.source),
+            Some(m.source.as_str()),
             None,
             json!({"source": m.source, "target": m.target, "sequence": m.sequence, "length": units,
                    "from": if reply_to.is_some() { "device" } else { "admin" }}),
@@ -143,7 +143,7 @@ impl Hub {
         self.log(
             "message.delivered",
             Some(m.tenant),
-            Some(&m.target),
+            Some(m.target.as_str()),
             None,
             json!({"source": m.source, "target": m.target, "sequence": m.sequence, "requestId": request_id}),
         );
@@ -157,7 +157,7 @@ impl Hub {
         self.log(
             "message.failed",
             Some(m.tenant),
-            Some(&m.source),
+            Some(m.source.as_str()),
             None,
             json!({"source": m.source, "target": m.target, "sequence": m.sequence, "code": why.code(), "reason": why.to_string()}),
         );
@@ -178,7 +178,7 @@ impl Hub {
         self.log(
             "message.receipt",
             Some(m.tenant),
-            Some(sender),
+            Some(sender.as_str()),
             None,
             json!({"target": m.target, "sequence": m.sequence, "success": failure.is_none(),
                    "errorCode": failure.map_or(0, CustomMessageError::code)}),

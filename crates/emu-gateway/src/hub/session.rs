@@ -32,7 +32,7 @@ impl Hub {
             .and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string))
             .unwrap_or_default();
         let now = self.shared.clock.now_ms();
-        let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.clone()) else { return };
+        let Some(client_id) = self.conns.get(&conn).map(|c| c.client_id.to_string()) else { return };
         let notice = match self.shared.directory.validate_token(&token, now) {
             Ok(rec) => match self.check_binding(conn, &client_id, &rec) {
                 Ok(()) => {
@@ -48,7 +48,13 @@ impl Hub {
             Err(TokenError::Invalid) => "$SYS/tokenInvalidNotice",
         };
         tracing::info!(conn, client_id, notice, "token not accepted");
-        self.log("token.refused", None, None, None, json!({"conn": conn, "clientId": client_id, "notice": notice}));
+        self.log(
+            "token.refused",
+            None,
+            None::<&str>,
+            None,
+            json!({"conn": conn, "clientId": client_id, "notice": notice}),
+        );
         self.send_packet(conn, mqtt::publish(notice, &b"{}"[..]));
     }
 
@@ -56,9 +62,9 @@ impl Hub {
     /// issued to that account, and a refreshed token must be for the account already bound.
     fn check_binding(&self, conn: ConnId, client_id: &str, rec: &TokenRecord) -> Result<(), BindingError> {
         if let Some(b) = self.binding(conn)
-            && (b.tenant != rec.tenant || b.rtc_id != rec.rtc_id)
+            && (b.tenant != rec.tenant || *b.rtc_id != *rec.rtc_id)
         {
-            return Err(BindingError::OtherAccount { bound: b.rtc_id, token: rec.rtc_id.clone() });
+            return Err(BindingError::OtherAccount { bound: b.rtc_id.to_string(), token: rec.rtc_id.clone() });
         }
         let prefix = format!("GID_VOIP@@@ClientId_{}_", rec.rtc_id);
         if client_id != rec.client_id && !client_id.starts_with(&prefix) {
@@ -70,8 +76,8 @@ impl Hub {
     pub(super) fn bind(&self, conn: ConnId, client_id: &str, rec: TokenRecord) {
         let binding = Binding {
             tenant: rec.tenant,
-            rtc_id: rec.rtc_id.clone(),
-            device_id: rec.device_id.clone(),
+            rtc_id: rec.rtc_id.as_str().into(),
+            device_id: rec.device_id.as_str().into(),
             token_data: rec.token_data.clone(),
             token_expires_ms: rec.expires_ms,
             custom_account: rec.custom,
@@ -97,7 +103,7 @@ impl Hub {
         self.log(
             "token.accepted",
             Some(rec.tenant),
-            Some(&rec.rtc_id),
+            Some(rec.rtc_id.as_str()),
             None,
             json!({"conn": conn, "clientId": client_id, "resumed": resumed}),
         );
@@ -158,7 +164,7 @@ impl Hub {
         self.log_wire(
             "envelope.in",
             Some(who.tenant),
-            Some(&who.rtc_id),
+            Some(who.rtc_id.clone()),
             channel_id.clone(),
             EnvelopeDetail {
                 message_type: env.message_type.to_string().into(),
@@ -222,7 +228,7 @@ impl Hub {
         self.log(
             "envelope.ack",
             Some(who.tenant),
-            Some(&who.rtc_id),
+            Some(who.rtc_id.clone()),
             channel_id,
             EnvelopeDetail {
                 message_type: env.message_type.to_string().into(),
@@ -236,7 +242,7 @@ impl Hub {
         }
         self.to_engine(GatewayEvent::Ack {
             tenant: who.tenant,
-            rtc_id: who.rtc_id.clone(),
+            rtc_id: who.rtc_id.to_string(),
             message_type: env.message_type.into_owned(),
             request_id: env.request_id.into_owned(),
             code: env.response_code,
@@ -308,13 +314,13 @@ impl Hub {
     /// `cs_register`: registers the device, or counts a heartbeat. Another connection registered
     /// for the same account is kicked (`cs_quit`).
     pub(super) fn register(&self, conn: ConnId, b: &Identity) {
-        let client_id = b.client_id.as_str();
+        let client_id: &str = &b.client_id;
         let now = Instant::now();
         let now_ms = self.shared.clock.now_ms();
         let fresh = Registration {
             conn: Some(conn),
             client_id: client_id.into(),
-            device_id: b.device_id.clone(),
+            device_id: b.device_id.to_string(),
             registered_ms: now_ms,
             last_heartbeat: now,
             last_heartbeat_ms: now_ms,
@@ -322,7 +328,7 @@ impl Hub {
             disconnected_at: None,
             is_virtual: false,
         };
-        let kicked = match self.regs.entry((b.tenant, b.rtc_id.clone())) {
+        let kicked = match self.regs.entry((b.tenant, b.rtc_id.to_string())) {
             Entry::Occupied(mut e) if e.get().conn == Some(conn) => {
                 let r = e.get_mut();
                 r.last_heartbeat = now;
@@ -347,14 +353,14 @@ impl Hub {
         self.log(
             "device.registered",
             Some(b.tenant),
-            Some(&b.rtc_id),
+            Some(b.rtc_id.clone()),
             None,
             json!({"conn": conn, "deviceId": b.device_id, "kicked": kicked}),
         );
         self.to_engine(GatewayEvent::Registered {
             tenant: b.tenant,
-            rtc_id: b.rtc_id.clone(),
-            device_id: b.device_id.clone(),
+            rtc_id: b.rtc_id.to_string(),
+            device_id: b.device_id.to_string(),
         });
         self.flush_pending_for(b.tenant, &b.rtc_id);
     }
@@ -383,16 +389,16 @@ impl Hub {
         let env =
             Envelope::server_request("cs_quit", empty_body(), &rtc_id, &self.server_id, self.shared.clock.now_ms());
         self.send_packet(conn, mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), env.to_bytes()));
-        tracing::info!(conn, rtc_id, reason, "device kicked");
+        tracing::info!(conn, rtc_id = %rtc_id, reason, "device kicked");
         self.log(
             "device.kicked",
             binding.as_ref().map(|b| b.tenant),
-            Some(&rtc_id),
+            Some(rtc_id.clone()),
             None,
             json!({"conn": conn, "reason": reason}),
         );
         if let Some(b) = binding {
-            self.to_engine(GatewayEvent::Offline { tenant: b.tenant, rtc_id: b.rtc_id, reason: "kicked" });
+            self.to_engine(GatewayEvent::Offline { tenant: b.tenant, rtc_id: b.rtc_id.to_string(), reason: "kicked" });
         }
         if let Some(tx) = self.conns.get(&conn).map(|c| c.tx.clone()) {
             tokio::spawn(async move {

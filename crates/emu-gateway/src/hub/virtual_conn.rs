@@ -32,14 +32,14 @@ impl Hub {
             id,
             Conn {
                 tx,
-                client_id: client_id.clone(),
+                client_id: client_id.as_str().into(),
                 peer: VIRTUAL_TRANSPORT.into(),
                 transport: VIRTUAL_TRANSPORT,
                 connected_ms: now_ms,
                 binding: Some(Binding {
                     tenant,
-                    rtc_id: rtc_id.to_string(),
-                    device_id: device_id.to_string(),
+                    rtc_id: rtc_id.into(),
+                    device_id: device_id.into(),
                     token_data: String::new(),
                     token_expires_ms: u64::MAX,
                     custom_account: false,
