@@ -7,6 +7,7 @@
 use alicom_emu_fuzz::{gateway, has_float};
 use bytes::BytesMut;
 use emu_gateway::envelope::{Envelope, Inbound, empty_body, server_from_raw};
+use emu_core::media_signal::MediaSignal;
 use emu_gateway::media_signal;
 use emu_gateway::mqtt;
 use libfuzzer_sys::fuzz_target;
@@ -60,7 +61,7 @@ fuzz_target!(|data: &[u8]| {
                         // Only a mediaSignal that does not decode under the cap is refused.
                         let body = f.body_value().unwrap_or(Value::Null);
                         let m = body.get("mediaSignal").and_then(Value::as_str).expect("a 400 names a mediaSignal");
-                        assert!(media_signal::decode(m, g.hub.cfg.max_media_signal_bytes).is_err());
+                        assert!(media_signal::decode::<MediaSignal>(m, g.hub.cfg.max_media_signal_bytes).is_err());
                     }
                 }
                 // A body that is not JSON behind a valid head closes the connection too.

@@ -11,6 +11,7 @@ use std::io::Read;
 
 use alicom_emu_fuzz::has_float;
 use base64::Engine as _;
+use emu_core::media_signal::MediaSignal;
 use emu_gateway::media_signal::{self, MediaSignalError};
 use libfuzzer_sys::fuzz_target;
 
@@ -31,7 +32,14 @@ fuzz_target!(|data: &[u8]| {
     let cap = usize::from(u16::from_be_bytes([*c1, *c2]));
     let b64 = base64::engine::general_purpose::STANDARD;
     let text = if mode & 1 == 1 { String::from_utf8_lossy(rest).into_owned() } else { b64.encode(rest) };
-    let decoded = media_signal::decode(&text, cap);
+    let decoded = media_signal::decode::<serde_json::Value>(&text, cap);
+    // The fields the platform reads decode whenever the JSON does (and more leniently: a
+    // skipped number out of range is no error), and agree with it.
+    match (media_signal::decode::<MediaSignal>(&text, cap), &decoded) {
+        (Ok(typed), Ok(v)) => assert_eq!(typed, MediaSignal::of(v), "typed fields differ from the JSON's"),
+        (Err(e), Ok(v)) => panic!("the JSON decodes but its fields do not ({e}): {v}"),
+        _ => {}
+    }
     if let Ok(raw) = b64.decode(text.trim()) {
         let reference = reference_inflate(&raw, cap);
         match (&decoded, &reference) {

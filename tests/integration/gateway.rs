@@ -165,7 +165,7 @@ async fn retransmitted_requests_are_processed_once() {
     let env = dev.build_request(
         "joinChannel",
         json!({"channelId": "chan-1"}),
-        Some(&json!({"api": "joinChannel", "data": {"channelId": "chan-1"}})),
+        Some(&json!({"api": "joinChannel", "seqId": 3, "data": {"channelId": "chan-1"}})),
     );
     dev.publish(&env).await.unwrap();
     dev.publish(&env).await.unwrap(); // byte-identical, as the SDK retransmits
@@ -177,7 +177,7 @@ async fn retransmitted_requests_are_processed_once() {
     let GatewayEvent::Request(req) = first else { unreachable!() };
     assert_eq!(req.channel_id.as_deref(), Some("chan-1"));
     let RequestKind::Join(join) = req.kind else { panic!("not a joinChannel: {:?}", req.kind) };
-    assert_eq!(join.signal["api"], "joinChannel", "the inflated mediaSignal reaches the engine");
+    assert_eq!(join.signal.seq_id, Some(json!(3)), "the inflated mediaSignal reaches the engine");
     // A later request proves the duplicate was not queued behind the first.
     dev.request("leaveChannel", json!({"channelId": "chan-1"}), None).await.unwrap();
     let next = next_event(&mut engine, |e| matches!(e, GatewayEvent::Request(_))).await;

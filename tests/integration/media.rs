@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use emu_core::Clock;
+use emu_core::media_signal::MediaSignal;
 use emu_testkit::media::emu_media::audio::{self, dominant_frequency, parse_wav, rms, tone_ratio};
 use emu_testkit::media::emu_media::{
     Audio, AudioCodec, CodecPreference, Endpoint, MediaConfig, MediaEvent, MediaServer,
@@ -79,7 +80,7 @@ impl Media {
             "default",
             rtc_id,
             &uuid,
-            &json!({"api": "joinChannel", "data": {"channelId": chan}}),
+            &MediaSignal::of(&json!({"api": "joinChannel", "data": {"channelId": chan}})),
             prefer,
         );
         assert_eq!(join["errorCode"], 0, "{join}");
@@ -89,8 +90,10 @@ impl Media {
             opts
         };
         let mut c = MediaClient::new(opts).await.expect("client");
-        let result =
-            self.server.signal(chan, rtc_id, &uuid, "sdpCandidate", &c.sdp_candidate_signal(chan)).expect("a result");
+        let result = self
+            .server
+            .signal(chan, rtc_id, &uuid, "sdpCandidate", &MediaSignal::of(&c.sdp_candidate_signal(chan)))
+            .expect("a result");
         c.accept(&result).expect("answer accepted");
         let cand = result["data"]["candidateList"][0]["candidate"].as_str().expect("a candidate").to_string();
         let port = cand.split_whitespace().nth(5).and_then(|p| p.parse().ok()).expect("a port");
@@ -204,7 +207,7 @@ async fn a_second_offer_starts_the_leg_over_with_new_keys() {
     let mut again = MediaClient::new(ClientOptions::default().tone(660.0)).await.expect("client");
     let result = m
         .server
-        .signal("r1", "alice", "uuid-alice", "sdpCandidate", &again.sdp_candidate_signal("r1"))
+        .signal("r1", "alice", "uuid-alice", "sdpCandidate", &MediaSignal::of(&again.sdp_candidate_signal("r1")))
         .expect("a result");
     again.accept(&result).expect("answer accepted");
     again.wait_connected(T).await.unwrap();
@@ -252,7 +255,7 @@ async fn sigv2_offer_in_join_and_peer_reflexive_candidates() {
         let mut c = MediaClient::new(ClientOptions::direct().tone(hz)).await.unwrap();
         // sigv 2: the offer rides in joinChannel; the browser never sends its candidates, so the
         // server learns the client's address from its STUN checks (peer-reflexive).
-        let join = m.server.join("c2", "default", who, "u", &c.join_signal_v2("c2"));
+        let join = m.server.join("c2", "default", who, "u", &MediaSignal::of(&c.join_signal_v2("c2")));
         assert_eq!(join["errorCode"], 0, "{join}");
         assert!(join["data"]["candidateInfo"]["candidate"].as_str().unwrap().contains("typ host"));
         c.accept(&join).unwrap();
@@ -516,7 +519,7 @@ async fn bad_credentials_garbage_and_stale_signals_leave_live_calls_alone() {
     a.wait_rtp(10, T).await.unwrap();
 
     // TURN with a wrong password or an unknown user: no allocation.
-    let join = m.server.join("g2", "default", "mallory", "u", &json!({}));
+    let join = m.server.join("g2", "default", "mallory", "u", &MediaSignal::of(&json!({})));
     let mut creds = TurnCreds::from_join_result(&join).unwrap();
     creds.password = "wrong".into();
     assert!(MediaClient::new(ClientOptions::relay(creds.clone())).await.is_err());
@@ -540,7 +543,13 @@ async fn bad_credentials_garbage_and_stale_signals_leave_live_calls_alone() {
     // Stale or bogus signals.
     assert!(
         m.server
-            .signal("nope", "x", "u", "candidate", &json!({"data": {"candidateInfo": {"candidate": "garbage"}}}))
+            .signal(
+                "nope",
+                "x",
+                "u",
+                "candidate",
+                &MediaSignal::of(&json!({"data": {"candidateInfo": {"candidate": "garbage"}}}))
+            )
             .is_none()
     );
     assert!(
@@ -550,11 +559,13 @@ async fn bad_credentials_garbage_and_stale_signals_leave_live_calls_alone() {
                 "alice",
                 "u",
                 "candidate",
-                &json!({"data": {"candidateInfo": {"candidate": "candidate:1 1 udp 1 not-an-ip 9 typ host"}}})
+                &MediaSignal::of(
+                    &json!({"data": {"candidateInfo": {"candidate": "candidate:1 1 udp 1 not-an-ip 9 typ host"}}})
+                )
             )
             .is_none()
     );
-    let r = m.server.signal("nope", "x", "u", "sdpCandidate", &json!({"data": {}})).unwrap();
+    let r = m.server.signal("nope", "x", "u", "sdpCandidate", &MediaSignal::of(&json!({"data": {}}))).unwrap();
     assert_ne!(r["errorCode"], 0);
 
     // The call goes on: more audio both ways, same tones.

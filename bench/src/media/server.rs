@@ -2,6 +2,7 @@
 //! API over stdin/stdout, the parent's handle on it, and the /proc readings of a run.
 
 use super::*;
+use emu_core::media_signal::MediaSignal;
 
 pub(super) fn server_main(recordings: PathBuf, workers: usize) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -43,12 +44,12 @@ pub(super) fn serve_op(server: &MediaServer, req: &Value) -> Value {
             // `video`: a leg of a VoIP↔VoIP video call (its offered video line is answered).
             let options = LegOptions { prefer, video: req["video"].as_bool().unwrap_or(false) };
             let signal = json!({"api": "joinChannel", "data": {"channelId": chan}});
-            server.join_with(&chan, "default", &rtc, &format!("uuid-{rtc}"), &signal, options)
+            server.join_with(&chan, "default", &rtc, &format!("uuid-{rtc}"), &MediaSignal::of(&signal), options)
         }
         "video" => video_totals(server, req["prefix"].as_str().unwrap_or_default(), req["calls"].as_u64().unwrap_or(0)),
-        "signal" => {
-            server.signal(&chan, &rtc, &format!("uuid-{rtc}"), "sdpCandidate", &req["signal"]).unwrap_or(Value::Null)
-        }
+        "signal" => server
+            .signal(&chan, &rtc, &format!("uuid-{rtc}"), "sdpCandidate", &MediaSignal::of(&req["signal"]))
+            .unwrap_or(Value::Null),
         "bridge" => {
             server.bridge(&chan, endpoint(&req["a"]), endpoint(&req["b"]), req["record"].as_bool().unwrap_or(false));
             json!({})

@@ -15,23 +15,6 @@ pub fn at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
     })
 }
 
-/// Removes and returns the value at `path` (as [`at`] finds it), so a part of a decoded document
-/// can move on without a deep copy. Only object members are taken; an array element stays.
-pub fn take_at(value: &mut Value, path: &str) -> Option<Value> {
-    let (parent, key) = path.rsplit_once('/')?;
-    let parent = if parent.is_empty() { Some(value) } else { at_mut(value, parent) };
-    parent?.as_object_mut()?.shift_remove(key)
-}
-
-fn at_mut<'a>(value: &'a mut Value, path: &str) -> Option<&'a mut Value> {
-    let rest = path.strip_prefix('/')?;
-    rest.split('/').try_fold(value, |v, key| match v {
-        Value::Object(map) => map.get_mut(key),
-        Value::Array(list) => key.parse::<usize>().ok().and_then(|i| list.get_mut(i)),
-        _ => None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,17 +27,5 @@ mod tests {
             assert_eq!(at(&v, path), v.pointer(path), "{path}");
         }
         assert_eq!(at(&v, "no-slash"), None);
-    }
-
-    #[test]
-    fn takes_what_at_finds_and_leaves_the_rest() {
-        let mut v = json!({"data": {"userInfo": {"a": 1}, "channelId": "c"}, "x": 2});
-        assert_eq!(take_at(&mut v, "/data/userInfo"), Some(json!({"a": 1})));
-        assert_eq!(v, json!({"data": {"channelId": "c"}, "x": 2}));
-        assert_eq!(take_at(&mut v, "/data/userInfo"), None);
-        assert_eq!(take_at(&mut v, "/x"), Some(json!(2)));
-        assert_eq!(take_at(&mut v, "/data/channelId/deeper"), None);
-        assert_eq!(take_at(&mut v, "no-slash"), None);
-        assert_eq!(v, json!({"data": {"channelId": "c"}}));
     }
 }

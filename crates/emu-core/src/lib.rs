@@ -17,6 +17,7 @@ pub mod events;
 pub mod ids;
 pub mod json_path;
 pub mod lifecycle;
+pub mod media_signal;
 pub mod metrics;
 pub mod retention;
 pub use events::EventLog;

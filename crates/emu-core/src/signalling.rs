@@ -5,10 +5,11 @@
 //! The messages the platform sends devices are typed here too (`ServerMessage`), with the body
 //! each becomes; the gateway wraps it in an envelope and encodes its `mediaSignal`.
 //!
-//! Values the protocol echoes back unchanged (`extend`, the caller's `userInfo`, the SDP signal
-//! for the media server) stay JSON: the platform passes them through without reading them.
+//! The `mediaSignal` is read into the fields the platform uses ([`MediaSignal`]); values the
+//! protocol echoes back unchanged (`extend`, the caller's `userInfo`) stay JSON: the platform
+//! passes them through without reading them.
 
-use crate::json_path::{at, take_at};
+use crate::media_signal::{MediaSignal, RawJson, SignalData};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -76,7 +77,7 @@ pub enum RequestKind {
     /// `leaveChannel`: hang up (or, for a ringing callee, reject).
     LeaveChannel,
     /// `sdpCandidate`, `candidate`, `reportStatus`, `stat`: for the media server.
-    Media { api: MediaApi, signal: Value },
+    Media { api: MediaApi, signal: Box<MediaSignal> },
     /// Any other message type: acknowledged by the gateway, nothing for the engine.
     Other(String),
 }
@@ -88,12 +89,13 @@ pub struct Join {
     pub need_record: bool,
     pub extend: Option<String>,
     /// `mediaSignal.data.userInfo` (the caller's, shown to callees).
-    pub user_info: Option<Value>,
+    pub user_info: Option<RawJson>,
     /// `channelConfig.allowVideo` 1 (or `alicomRtcType` "video2video"): the device may send
     /// and receive video in this call (docs/calls.md#video-calls).
     pub allow_video: bool,
-    /// The whole `mediaSignal` (offer, ICE settings), for the media server.
-    pub signal: Value,
+    /// The `mediaSignal` (offer, ICE settings), for the media server; boxed, as it is several
+    /// times the size of the rest of a request.
+    pub signal: Box<MediaSignal>,
 }
 
 #[derive(Debug, Clone)]
@@ -101,7 +103,7 @@ pub struct CallRequest {
     pub callee: CalleeRequest,
     pub extend: Option<String>,
     /// `mediaSignal.data.callerUserInfo`.
-    pub caller_user_info: Option<Value>,
+    pub caller_user_info: Option<RawJson>,
     /// One callee's reject ends the call (the default); see docs/calls.md.
     pub cancel_on_reject: bool,
     /// The caller asks for a video call (`channelConfig.allowVideo` 1).
@@ -141,22 +143,22 @@ fn text(v: Option<&Value>) -> Option<String> {
 
 /// The channel a request is about: `body.channelId` if present and non-empty, else
 /// `mediaSignal.data.channelId` (docs/protocol.md#the-channelid-rule).
-pub fn channel_id_of(body: &Value, media_signal: Option<&Value>) -> Option<String> {
-    non_empty(body.get("channelId"))
-        .or_else(|| non_empty(media_signal.and_then(|m| at(m, "/data/channelId"))))
+pub fn channel_id_of(body: &Value, media_signal: Option<&MediaSignal>) -> Option<String> {
+    non_empty(body.get("channelId").and_then(Value::as_str))
+        .or_else(|| non_empty(media_signal.and_then(|m| m.data.channel_id.as_deref())))
         .map(str::to_string)
 }
 
-fn non_empty(v: Option<&Value>) -> Option<&str> {
-    v.and_then(Value::as_str).filter(|s| !s.is_empty())
+fn non_empty(v: Option<&str>) -> Option<&str> {
+    v.filter(|s| !s.is_empty())
 }
 
 /// The call request's cancel flag (iOS `createVoipCall(calleeRtcIds, cancleFlag, extend)`):
 /// `mediaSignal.data.cancelFlag` or `body.cancelFlag`; 0 or `CALL_CANCLE_FLAG_WHEN_ONE_CALLEE_REJECT`
 /// (the default) ends the call on the first reject; 1, `true` or `CALL_CANCLE_FLAG_WHEN_ALL_…`
 /// keeps ringing the others.
-fn cancel_on_reject(media_signal: &Value, body: &Value) -> bool {
-    let flag = at(media_signal, "/data/cancelFlag").or_else(|| body.get("cancelFlag"));
+fn cancel_on_reject(data: &SignalData, body: &Value) -> bool {
+    let flag = data.cancel_flag.as_ref().or_else(|| body.get("cancelFlag"));
     match flag {
         Some(Value::Number(n)) => n.as_i64() != Some(1),
         Some(Value::String(s)) => !(s == "1" || s.contains("WHEN_ALL")),
@@ -167,8 +169,8 @@ fn cancel_on_reject(media_signal: &Value, body: &Value) -> bool {
 
 /// `mediaSignal.data.channelConfig.allowVideo` is 1 (a number, `true` or "1"), or the body's
 /// `alicomRtcType` is "video2video".
-fn allow_video(media_signal: &Value, body: &Value) -> bool {
-    let flag = match at(media_signal, "/data/channelConfig/allowVideo") {
+fn allow_video(data: &SignalData, body: &Value) -> bool {
+    let flag = match &data.channel_config.allow_video {
         Some(Value::Number(n)) => n.as_i64() == Some(1),
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s == "1",
@@ -177,62 +179,57 @@ fn allow_video(media_signal: &Value, body: &Value) -> bool {
     flag || body.get("alicomRtcType").and_then(Value::as_str) == Some("video2video")
 }
 
+/// A call's callees: `calleePstnInfo` (a phone) if present, else `calleeDeviceInfo.deviceList`.
+fn callee(data: &SignalData) -> CalleeRequest {
+    match &data.callee_pstn_info {
+        Some(p) => CalleeRequest::Phone {
+            number: text(p.get("phone")).unwrap_or_default(),
+            show: text(p.get("mcuPhone")).unwrap_or_default(),
+            line: text(p.get("selfLineName").or(p.get("customLineName")).or(p.get("lineName"))).unwrap_or_default(),
+        },
+        None => CalleeRequest::Devices(
+            data.callee_device_info
+                .as_ref()
+                .and_then(|info| info.get("deviceList"))
+                .and_then(Value::as_array)
+                .map(|l| l.iter().filter_map(|x| text(x.get("deviceId"))).collect())
+                .unwrap_or_default(),
+        ),
+    }
+}
+
 impl DeviceRequest {
-    /// Decodes one request from its message type, body and inflated `mediaSignal` (taken: a
+    /// Decodes one request from its message type, body and decoded `mediaSignal` (taken: a
     /// join's or a media request's signal moves on to the media server without a copy).
     pub fn decode(
         tenant: TenantId,
         rtc_id: &str,
         message_type: &str,
         body: &Value,
-        media_signal: Option<Value>,
+        media_signal: Option<MediaSignal>,
     ) -> DeviceRequest {
         let channel_id = channel_id_of(body, media_signal.as_ref());
-        let mut owned = media_signal.unwrap_or(Value::Null);
-        // The user info the engine keeps is moved out of the signal, not copied: nothing
-        // downstream (the media server reads the offer, candidates and channelConfig) reads it.
-        let user_info = match message_type {
-            "joinChannel" => take_at(&mut owned, "/data/userInfo"),
-            "call" => take_at(&mut owned, "/data/callerUserInfo"),
-            _ => None,
-        };
-        let ms = &owned;
+        let mut signal = media_signal.unwrap_or_default();
+        let data = &mut signal.data;
         let mut kind = match message_type {
             "joinChannel" => RequestKind::Join(Join {
                 is_caller: body.get("isCaller").and_then(Value::as_bool).unwrap_or(false),
                 rtc_type: body.get("alicomRtcType").and_then(Value::as_str).and_then(RtcType::parse),
                 need_record: body.get("needRecord").and_then(Value::as_bool).unwrap_or(false),
                 extend: text(body.get("extend")),
-                user_info,
-                allow_video: allow_video(ms, body),
-                signal: Value::Null,
+                // Moved out, not copied: the media server never reads it.
+                user_info: data.user_info.take(),
+                allow_video: allow_video(data, body),
+                signal: Box::default(),
             }),
-            "call" => {
-                let callee = match at(ms, "/data/calleePstnInfo") {
-                    Some(p) => CalleeRequest::Phone {
-                        number: text(p.get("phone")).unwrap_or_default(),
-                        show: text(p.get("mcuPhone")).unwrap_or_default(),
-                        line: text(p.get("selfLineName").or(p.get("customLineName")).or(p.get("lineName")))
-                            .unwrap_or_default(),
-                    },
-                    None => CalleeRequest::Devices(
-                        at(ms, "/data/calleeDeviceInfo/deviceList")
-                            .and_then(Value::as_array)
-                            .map(|l| l.iter().filter_map(|x| text(x.get("deviceId"))).collect())
-                            .unwrap_or_default(),
-                    ),
-                };
-                RequestKind::Call(CallRequest {
-                    callee,
-                    extend: text(at(ms, "/data/extend")).or_else(|| text(body.get("extend"))),
-                    caller_user_info: user_info,
-                    cancel_on_reject: cancel_on_reject(ms, body),
-                    allow_video: allow_video(ms, body),
-                })
-            }
-            "answer" => {
-                RequestKind::Answer { accept: at(ms, "/data/callResult").and_then(Value::as_i64).unwrap_or(1) == 1 }
-            }
+            "call" => RequestKind::Call(CallRequest {
+                callee: callee(data),
+                extend: data.extend.take().or_else(|| text(body.get("extend"))),
+                caller_user_info: data.caller_user_info.take(),
+                cancel_on_reject: cancel_on_reject(data, body),
+                allow_video: allow_video(data, body),
+            }),
+            "answer" => RequestKind::Answer { accept: data.call_result.unwrap_or(1) == 1 },
             "cancelCall" => RequestKind::CancelCall,
             "leaveChannel" => RequestKind::LeaveChannel,
             "sdpCandidate" | "candidate" | "reportStatus" | "stat" => RequestKind::Media {
@@ -242,12 +239,12 @@ impl DeviceRequest {
                     "reportStatus" => MediaApi::ReportStatus,
                     _ => MediaApi::Stat,
                 },
-                signal: Value::Null,
+                signal: Box::default(),
             },
             other => RequestKind::Other(other.to_string()),
         };
-        if let RequestKind::Join(Join { signal, .. }) | RequestKind::Media { signal, .. } = &mut kind {
-            *signal = owned;
+        if let RequestKind::Join(Join { signal: slot, .. }) | RequestKind::Media { signal: slot, .. } = &mut kind {
+            **slot = signal;
         }
         DeviceRequest {
             tenant,
@@ -268,7 +265,7 @@ pub enum ServerMessage {
         caller_info: Value,
         channel_id: String,
         call_id: String,
-        caller_user_info: std::sync::Arc<Value>,
+        caller_user_info: RawJson,
         /// A video call: `channelConfig.allowVideo` 1 (the SDK's `onReceivingVideoCall`).
         video: bool,
     },
@@ -352,7 +349,7 @@ pub fn channel_config(video: bool) -> ChannelConfig {
 pub struct CalledData<'a> {
     call_id: &'a str,
     channel_id: &'a str,
-    caller_user_info: &'a Value,
+    caller_user_info: &'a RawJson,
     channel_config: ChannelConfig,
 }
 
@@ -549,19 +546,19 @@ mod tests {
     fn a_web_sdk_call_decodes_into_device_callees() {
         let ms = json!({"api": "call", "data": {"channelId": "c1", "callerUserInfo": {"deviceId": "alice"},
             "calleeDeviceInfo": {"deviceList": [{"deviceId": "bob", "appkey": "__alicom_appkey"}]}}});
-        let r = DeviceRequest::decode(T, "alice", "call", &json!({"uuid": "u1"}), Some(ms.clone()));
+        let r = DeviceRequest::decode(T, "alice", "call", &json!({"uuid": "u1"}), Some(ms.clone().into()));
         assert_eq!(r.channel_id.as_deref(), Some("c1"), "the channel comes from the mediaSignal");
         assert_eq!(r.uuid, "u1");
         let RequestKind::Call(c) = r.kind else { panic!("{:?}", r.kind) };
         assert_eq!(c.callee, CalleeRequest::Devices(vec!["bob".into()]));
         assert!(c.cancel_on_reject);
-        assert_eq!(c.caller_user_info, Some(json!({"deviceId": "alice"})));
+        assert_eq!(c.caller_user_info, Some(json!({"deviceId": "alice"}).into()));
     }
 
     #[test]
     fn pstn_callee_join_answer_and_flags() {
         let ms = json!({"data": {"calleePstnInfo": {"mcuPhone": "021", "phone": "138", "customLineName": "L"}, "cancelFlag": 1}});
-        let r = DeviceRequest::decode(T, "a", "call", &json!({"channelId": "c"}), Some(ms.clone()));
+        let r = DeviceRequest::decode(T, "a", "call", &json!({"channelId": "c"}), Some(ms.clone().into()));
         let RequestKind::Call(c) = r.kind else { panic!() };
         assert_eq!(c.callee, CalleeRequest::Phone { number: "138".into(), show: "021".into(), line: "L".into() });
         assert!(!c.cancel_on_reject);
@@ -570,11 +567,12 @@ mod tests {
         assert!(j.is_caller && j.need_record);
         assert_eq!(j.rtc_type, Some(RtcType::Voip2Pstn));
         let reject = json!({"data": {"callResult": 2}});
-        let r = DeviceRequest::decode(T, "b", "answer", &json!({"channelId": ""}), Some(reject.clone()));
+        let r = DeviceRequest::decode(T, "b", "answer", &json!({"channelId": ""}), Some(reject.clone().into()));
         assert!(matches!(r.kind, RequestKind::Answer { accept: false }));
         assert_eq!(r.channel_id, None, "an empty channelId is no channel");
         let in_signal = json!({"data": {"channelId": "c9"}});
-        let r = DeviceRequest::decode(T, "b", "leaveChannel", &json!({"channelId": ""}), Some(in_signal.clone()));
+        let r =
+            DeviceRequest::decode(T, "b", "leaveChannel", &json!({"channelId": ""}), Some(in_signal.clone().into()));
         assert_eq!(r.channel_id.as_deref(), Some("c9"), "an empty body.channelId falls back to the mediaSignal's");
         assert!(matches!(DeviceRequest::decode(T, "b", "xyz", &json!({}), None).kind, RequestKind::Other(_)));
     }
@@ -589,9 +587,13 @@ mod tests {
             (json!(true), false),
             (json!(null), true),
         ] {
-            assert_eq!(cancel_on_reject(&json!({"data": {"cancelFlag": flag}}), &json!({})), cancels, "{flag}");
+            assert_eq!(
+                cancel_on_reject(&MediaSignal::of(&json!({"data": {"cancelFlag": flag}})).data, &json!({})),
+                cancels,
+                "{flag}"
+            );
         }
-        assert!(!cancel_on_reject(&json!({}), &json!({"cancelFlag": 1})), "the body may carry it too");
+        assert!(!cancel_on_reject(&SignalData::default(), &json!({"cancelFlag": 1})), "the body may carry it too");
     }
 
     #[test]
@@ -640,8 +642,14 @@ mod tests {
     fn allow_video_is_read_from_the_channel_config_or_the_call_type() {
         let t = TenantId(0);
         let ms = |v: Value| json!({"data": {"channelConfig": {"allowVideo": v}}});
-        let join = |ms: &Value, body: &Value| match DeviceRequest::decode(t, "a", "joinChannel", body, Some(ms.clone()))
-            .kind
+        let join = |ms: &Value, body: &Value| match DeviceRequest::decode(
+            t,
+            "a",
+            "joinChannel",
+            body,
+            Some(ms.clone().into()),
+        )
+        .kind
         {
             RequestKind::Join(j) => j.allow_video,
             other => panic!("{other:?}"),
@@ -652,7 +660,7 @@ mod tests {
         assert!(!join(&ms(json!(0)), &json!({})));
         assert!(!join(&json!({}), &json!({})));
         assert!(join(&json!({}), &json!({"alicomRtcType": "video2video"})));
-        let call = DeviceRequest::decode(t, "a", "call", &json!({}), Some(ms(json!(1))));
+        let call = DeviceRequest::decode(t, "a", "call", &json!({}), Some(ms(json!(1)).into()));
         assert!(matches!(call.kind, RequestKind::Call(CallRequest { allow_video: true, .. })));
     }
 

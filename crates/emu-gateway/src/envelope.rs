@@ -96,7 +96,7 @@ impl Envelope {
     }
 
     /// The call this envelope belongs to, if it says.
-    pub fn channel_id(&self, media_signal: Option<&Value>) -> Option<String> {
+    pub fn channel_id(&self, media_signal: Option<&emu_core::media_signal::MediaSignal>) -> Option<String> {
         channel_id_of(&self.body, media_signal)
     }
 }

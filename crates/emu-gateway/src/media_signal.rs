@@ -100,7 +100,9 @@ fn inflate_zlib(raw: &[u8], limit: usize) -> Result<Vec<u8>, MediaSignalError> {
     })
 }
 
-pub fn decode(text: &str, max_inflated: usize) -> Result<Value, MediaSignalError> {
+/// Decodes a mediaSignal into `T`: the fields the platform reads
+/// ([`emu_core::media_signal::MediaSignal`]), or the whole JSON (`Value`) for readers.
+pub fn decode<T: serde::de::DeserializeOwned>(text: &str, max_inflated: usize) -> Result<T, MediaSignalError> {
     let raw = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| MediaSignalError::Base64)?;
     // pako auto-detects zlib and gzip; accept both like the SDK does.
     let out = if raw.starts_with(&[0x1f, 0x8b]) {
@@ -114,7 +116,43 @@ pub fn decode(text: &str, max_inflated: usize) -> Result<Value, MediaSignalError
     if out.len() > max_inflated {
         return Err(MediaSignalError::TooLarge(max_inflated));
     }
+    // A typed decode skips what it does not read without serde_json's nesting limit for a tree;
+    // a signal nested deeper than a tree may be is refused the same way whatever `T` is.
+    if nested_too_deep(&out)
+        && let Err(e) = serde_json::from_slice::<Value>(&out)
+    {
+        return Err(MediaSignalError::Json(e.to_string()));
+    }
     serde_json::from_slice(&out).map_err(|e| MediaSignalError::Json(e.to_string()))
+}
+
+/// Whether JSON text nests arrays and objects deeper than serde_json builds a tree (127 levels).
+fn nested_too_deep(json: &[u8]) -> bool {
+    const MAX_DEPTH: usize = 127;
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in json {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
 }
 
 /// The largest mediaSignal the event log inflates for a reader (the gateway refuses larger ones
@@ -131,7 +169,7 @@ pub fn readable_body(wire: &[u8]) -> Option<Value> {
         body = serde_json::from_str(text).unwrap_or(body);
     }
     if let Some(signal) = body.get_mut("mediaSignal")
-        && let Some(decoded) = signal.as_str().and_then(|m| decode(m, READABLE_MAX).ok())
+        && let Some(decoded) = signal.as_str().and_then(|m| decode::<Value>(m, READABLE_MAX).ok())
     {
         *signal = decoded;
     }
@@ -174,15 +212,15 @@ mod tests {
     #[test]
     fn round_trip() {
         let v = json!({"api": "joinChannel", "data": {"channelId": "c1"}});
-        assert_eq!(decode(&encode(&v), 1 << 20).unwrap(), v);
-        assert_eq!(decode(&encode_compressed(&v), 1 << 20).unwrap(), v);
+        assert_eq!(decode::<Value>(&encode(&v), 1 << 20).unwrap(), v);
+        assert_eq!(decode::<Value>(&encode_compressed(&v), 1 << 20).unwrap(), v);
     }
 
     #[test]
     fn decodes_a_captured_signal() {
         // canceledCall as the real SDK sent it in a recorded run (pako output).
         let s = "eJwNyjsOgCAMANC7dHYBSvmsTh6jlhJNGuLgRri7vvlN4OeGCsJD1LTtbAYbNH4Z6gS5eAy1o/0lK3qi7IIWwq54RhVKPgWkWKQ7WOsDx4gXcA==";
-        let v = decode(s, 1 << 20).unwrap();
+        let v: Value = decode(s, 1 << 20).unwrap();
         assert_eq!(v["api"], "canceledCall");
     }
 
@@ -194,18 +232,38 @@ mod tests {
         std::io::Write::write_all(&mut z, &big).unwrap();
         let bomb = base64::engine::general_purpose::STANDARD.encode(z.finish().unwrap());
         assert!(bomb.len() < 100_000, "compresses well: {}", bomb.len());
-        assert_eq!(decode(&bomb, 1 << 20), Err(MediaSignalError::TooLarge(1 << 20)));
+        assert_eq!(decode::<Value>(&bomb, 1 << 20), Err(MediaSignalError::TooLarge(1 << 20)));
+    }
+
+    #[test]
+    fn nesting_deeper_than_a_tree_is_refused_for_every_type() {
+        let nest = |n: usize| format!(r#"{{"x":"[{{\\\"","y":{}{}}}"#, "[".repeat(n), "]".repeat(n));
+        // serde_json builds trees 127 containers deep: the object and 126 arrays.
+        for (arrays, ok) in [(126, true), (127, false), (3000, false)] {
+            let text = stored_text(&nest(arrays));
+            let value = decode::<Value>(&text, 1 << 20);
+            let typed = decode::<emu_core::media_signal::MediaSignal>(&text, 1 << 20);
+            assert_eq!((value.is_ok(), typed.is_ok()), (ok, ok), "{arrays} arrays: {value:?}");
+            if let Err(MediaSignalError::Json(e)) = typed {
+                assert!(e.contains("recursion limit"), "{e}");
+            }
+        }
+    }
+
+    /// `base64(zlib(text))` of text that need not be JSON a tree can hold.
+    fn stored_text(text: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(zlib_stored(text.as_bytes()))
     }
 
     #[test]
     fn garbage_is_refused() {
-        assert_eq!(decode("%%%", 100), Err(MediaSignalError::Base64));
-        assert_eq!(decode("aGVsbG8=", 100), Err(MediaSignalError::Zlib));
+        assert_eq!(decode::<Value>("%%%", 100), Err(MediaSignalError::Base64));
+        assert_eq!(decode::<Value>("aGVsbG8=", 100), Err(MediaSignalError::Zlib));
         // A valid stream cut short, and one with trailing garbage after a cut.
         let whole = base64::engine::general_purpose::STANDARD.decode(encode(&json!({"a": "b".repeat(500)}))).unwrap();
         for cut in [3, whole.len() / 2, whole.len() - 1] {
             let t = base64::engine::general_purpose::STANDARD.encode(&whole[..cut]);
-            assert_eq!(decode(&t, 1 << 20), Err(MediaSignalError::Zlib), "cut at {cut}");
+            assert_eq!(decode::<Value>(&t, 1 << 20), Err(MediaSignalError::Zlib), "cut at {cut}");
         }
     }
 
@@ -214,15 +272,15 @@ mod tests {
         let a = json!({"api": "joinChannel", "data": {"sdp": "v=0 ".repeat(300)}});
         let b = json!({"api": "sdpCandidate", "data": {"channelId": "x"}});
         for _ in 0..3 {
-            assert_eq!(decode(&encode(&a), 1 << 20).unwrap(), a);
-            assert_eq!(decode(&encode(&b), 1 << 20).unwrap(), b);
+            assert_eq!(decode::<Value>(&encode(&a), 1 << 20).unwrap(), a);
+            assert_eq!(decode::<Value>(&encode(&b), 1 << 20).unwrap(), b);
         }
         // A failed inflate leaves nothing behind for the next one.
-        assert!(decode("aGVsbG8=", 100).is_err());
-        assert_eq!(decode(&encode(&b), 1 << 20).unwrap(), b);
+        assert!(decode::<Value>("aGVsbG8=", 100).is_err());
+        assert_eq!(decode::<Value>(&encode(&b), 1 << 20).unwrap(), b);
         // Exactly at the limit passes, one byte over does not.
         let exact = serde_json::to_vec(&a).unwrap().len();
-        assert!(decode(&encode(&a), exact).is_ok());
-        assert_eq!(decode(&encode(&a), exact - 1), Err(MediaSignalError::TooLarge(exact - 1)));
+        assert!(decode::<Value>(&encode(&a), exact).is_ok());
+        assert_eq!(decode::<Value>(&encode(&a), exact - 1), Err(MediaSignalError::TooLarge(exact - 1)));
     }
 }

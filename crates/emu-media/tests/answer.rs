@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use emu_core::Clock;
+use emu_core::media_signal::MediaSignal;
 use emu_media::{CodecPreference, MediaConfig, MediaServer};
 use serde_json::{Value, json};
 
@@ -29,7 +30,7 @@ async fn sigv1_join_then_sdp_candidate() {
         "default",
         "alice",
         "uuid-a",
-        &json!({"api": "joinChannel", "seqId": "42", "data": {"channelId": "chan"}}),
+        &MediaSignal::of(&json!({"api": "joinChannel", "seqId": "42", "data": {"channelId": "chan"}})),
     );
     assert_eq!(join["api"], "joinChannel");
     assert_eq!(join["errorCode"], 0);
@@ -43,7 +44,7 @@ async fn sigv1_join_then_sdp_candidate() {
     assert!(turn["username"].as_str().unwrap().len() > 10);
     assert!(turn["password"].as_str().unwrap().len() >= 16);
 
-    let result = s.signal("chan", "alice", "uuid-a", "sdpCandidate", &chrome_offer()).unwrap();
+    let result = s.signal("chan", "alice", "uuid-a", "sdpCandidate", &MediaSignal::of(&chrome_offer())).unwrap();
     assert_eq!(result["api"], "sdpCandidate");
     assert_eq!(result["errorCode"], 0, "{result}");
     assert_eq!(result["errorMsg"], "SUCCESS");
@@ -73,8 +74,11 @@ async fn sigv1_join_then_sdp_candidate() {
     assert!(c.contains(&format!(" {} typ host", s.udp_addr().port())), "{c}");
     // A trickled candidate is taken without a result; unknown apis are ignored.
     let cand = json!({"api": "candidate", "data": {"channelId": "chan", "candidateInfo": {"candidate": "candidate:2593642479 1 udp 58662911 127.0.0.1 49215 typ relay raddr 0.0.0.0 rport 0 generation 0 ufrag iTOD network-id 1 network-cost 50", "id": "0", "label": 0}}});
-    assert!(s.signal("chan", "alice", "uuid-a", "candidate", &cand).is_none());
-    assert!(s.signal("chan", "alice", "uuid-a", "reportStatus", &json!({"data": {"userStatus": 20}})).is_none());
+    assert!(s.signal("chan", "alice", "uuid-a", "candidate", &MediaSignal::of(&cand)).is_none());
+    assert!(
+        s.signal("chan", "alice", "uuid-a", "reportStatus", &MediaSignal::of(&json!({"data": {"userStatus": 20}})))
+            .is_none()
+    );
     let stats = serde_json::to_value(s.stats("chan")).unwrap();
     assert_eq!(stats["legs"][0]["state"], "connecting");
     assert_eq!(stats["legs"][0]["sigv"], 1);
@@ -88,8 +92,8 @@ async fn sigv1_join_then_sdp_candidate() {
 #[tokio::test]
 async fn g711_preference_puts_pcmu_first() {
     let s = server().await;
-    s.join_with("c2", "default", "alice", "u", &json!({}), CodecPreference::G711);
-    let result = s.signal("c2", "alice", "u", "sdpCandidate", &chrome_offer()).unwrap();
+    s.join_with("c2", "default", "alice", "u", &MediaSignal::of(&json!({})), CodecPreference::G711);
+    let result = s.signal("c2", "alice", "u", "sdpCandidate", &MediaSignal::of(&chrome_offer())).unwrap();
     let answer = result["data"]["sdpInfo"]["sdp"].as_str().unwrap();
     assert!(m_line(answer).starts_with("m=audio 9 UDP/TLS/RTP/SAVPF 0 8 111"), "{}", m_line(answer));
     assert_eq!(CodecPreference::for_call_type("voip2pstn"), CodecPreference::G711);
@@ -103,7 +107,7 @@ async fn sigv2_join_carries_answer_and_one_candidate() {
     let offer = chrome_offer()["data"]["sdpInfo"]["sdp"].clone();
     let signal = json!({"api": "joinChannel", "seqId": "7", "data": {"channelId": "c3", "sdpInfo": {"sdp": offer, "type": "offer"},
         "channelConfig": {"sigVersion": 2}}});
-    let join = s.join("c3", "default", "bob", "u", &signal);
+    let join = s.join("c3", "default", "bob", "u", &MediaSignal::of(&signal));
     assert_eq!(join["errorCode"], 0, "{join}");
     let answer = join["data"]["sdpInfo"]["sdp"].as_str().unwrap();
     assert!(!answer.contains("a=candidate"));
@@ -118,10 +122,10 @@ async fn sigv2_join_carries_answer_and_one_candidate() {
 #[tokio::test]
 async fn unanswerable_offers_fail_without_harming_other_legs() {
     let s = server().await;
-    s.join("c4", "default", "alice", "u", &json!({}));
-    let good = s.signal("c4", "alice", "u", "sdpCandidate", &chrome_offer()).unwrap();
+    s.join("c4", "default", "alice", "u", &MediaSignal::of(&json!({})));
+    let good = s.signal("c4", "alice", "u", "sdpCandidate", &MediaSignal::of(&chrome_offer())).unwrap();
     assert_eq!(good["errorCode"], 0);
-    s.join("c4", "default", "bob", "u2", &json!({}));
+    s.join("c4", "default", "bob", "u2", &MediaSignal::of(&json!({})));
     for bad in [
         json!({"data": {"sdpInfo": {"sdp": "garbage"}}}),
         json!({"data": {"sdpInfo": {"sdp": "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"}}}),
@@ -133,7 +137,7 @@ async fn unanswerable_offers_fail_without_harming_other_legs() {
             .replace("a=rtpmap:0 PCMU/8000\r\n", "").replace("a=rtpmap:8 PCMA/8000\r\n", "")}}}),
         json!({"data": {}}),
     ] {
-        let r = s.signal("c4", "bob", "u2", "sdpCandidate", &bad).unwrap();
+        let r = s.signal("c4", "bob", "u2", "sdpCandidate", &MediaSignal::of(&bad)).unwrap();
         assert_ne!(r["errorCode"], 0, "{bad} → {r}");
         assert_ne!(r["errorMsg"], "SUCCESS");
     }

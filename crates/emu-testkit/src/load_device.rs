@@ -351,9 +351,10 @@ mod tests {
     #[test]
     fn media_signal_is_what_the_gateway_decodes() {
         let v = serde_json::json!({"api": "joinChannel", "data": {"channelId": "c1", "pad": "é".repeat(40_000)}});
-        let decoded = emu_gateway::media_signal::decode(&media_signal(&v.to_string()), 1 << 20).unwrap();
+        let decoded: serde_json::Value =
+            emu_gateway::media_signal::decode(&media_signal(&v.to_string()), 1 << 20).unwrap();
         assert_eq!(decoded, v);
-        let empty = emu_gateway::media_signal::decode(&media_signal(""), 16);
+        let empty = emu_gateway::media_signal::decode::<serde_json::Value>(&media_signal(""), 16);
         assert!(empty.is_err(), "an empty document is no JSON, but it inflates: {empty:?}");
     }
 

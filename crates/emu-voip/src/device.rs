@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use emu_core::Millis;
+use emu_core::media_signal::{ChannelConfigIn, MediaSignal, SignalData};
 use emu_core::signalling::{CallRequest, CalleeRequest, DeviceRequest, Join, RequestKind, RtcType, ServerMessage};
 use emu_core::tenants::TenantId;
 use serde_json::{Value, json};
@@ -116,6 +117,16 @@ fn user_info(rtc_id: &str, uuid: &str) -> Value {
 }
 
 /// A random v4-shaped session id, like the SDK's.
+/// A virtual device's joinChannel signal: signalling version 1 (no offer), audio only, as the
+/// Web SDK's.
+fn join_signal(channel_id: &str) -> Box<MediaSignal> {
+    let channel_config = ChannelConfigIn { allow_video: Some(0.into()), sig_version: Some(1) };
+    Box::new(MediaSignal {
+        seq_id: None,
+        data: SignalData { channel_id: Some(channel_id.to_string()), channel_config, ..SignalData::default() },
+    })
+}
+
 fn session_uuid() -> String {
     let h = emu_core::ids::random_hex_upper(32).to_ascii_lowercase();
     format!("{}-{}-4{}-a{}-{}", &h[..8], &h[8..12], &h[13..16], &h[17..20], &h[20..32])
@@ -369,9 +380,7 @@ impl VirtualDevices {
         };
         let uuid = session_uuid();
         let info = user_info(rtc_id, &uuid);
-        let signal = json!({"api": "joinChannel", "data": {
-            "channelConfig": {"callType": "chat", "outerBizId": "alicom", "allowVideo": 0, "creator": 1, "sigVersion": 1},
-            "userInfo": info, "channelId": order.channel_id}});
+        let signal = join_signal(&order.channel_id);
         self.begin(
             &key,
             Current {
@@ -392,7 +401,7 @@ impl VirtualDevices {
                 rtc_type: Some(rtc_type),
                 need_record: order.need_record,
                 extend: order.extend.clone(),
-                user_info: Some(info.clone()),
+                user_info: Some((&info).into()),
                 // A virtual device has no camera: its calls are audio.
                 allow_video: false,
                 signal,
@@ -405,7 +414,7 @@ impl VirtualDevices {
             RequestKind::Call(CallRequest {
                 callee: order.callee,
                 extend: order.extend,
-                caller_user_info: Some(caller_user_info),
+                caller_user_info: Some(caller_user_info.into()),
                 cancel_on_reject: order.cancel_on_reject,
                 allow_video: false,
             }),
@@ -502,9 +511,7 @@ impl VirtualDevices {
         self.request(key, RequestKind::Answer { accept: true });
         if join {
             let info = user_info(&key.1, &c.uuid);
-            let signal = json!({"api": "joinChannel", "data": {
-                "channelConfig": {"callType": "chat", "outerBizId": c.channel_id, "allowVideo": 0, "creator": 0, "queryUser": 1, "sigVersion": 1},
-                "userInfo": info, "channelId": c.channel_id}});
+            let signal = join_signal(&c.channel_id);
             self.request(
                 key,
                 RequestKind::Join(Join {
@@ -512,7 +519,7 @@ impl VirtualDevices {
                     rtc_type: Some(c.rtc_type),
                     need_record: false,
                     extend: None,
-                    user_info: Some(info),
+                    user_info: Some(info.into()),
                     allow_video: false,
                     signal,
                 }),

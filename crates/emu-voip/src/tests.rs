@@ -108,7 +108,8 @@ fn every_request_names_the_call_and_one_session() {
     }
     let RequestKind::Join(join) = &reqs[1].kind else { panic!() };
     assert_eq!(join.rtc_type, Some(RtcType::Voip2Voip));
-    assert_eq!(join.signal["data"]["channelId"], "ch-7");
+    assert_eq!(join.signal.data.channel_id.as_deref(), Some("ch-7"));
+    assert_eq!(join.signal.data.channel_config.sig_version, Some(1), "signalling version 1: no offer");
 }
 
 #[test]
@@ -214,7 +215,7 @@ fn calls_join_then_call_and_connect_on_answered() {
     assert_eq!((j.rtc_type, j.extend.as_deref()), (Some(RtcType::Voip2Voip), Some("x")));
     let RequestKind::Call(c) = &call.kind else { panic!() };
     assert_eq!(c.callee, CalleeRequest::Devices(vec!["b".into(), "c".into()]));
-    assert_eq!(c.caller_user_info.as_ref().unwrap()["role"], 1);
+    assert_eq!(c.caller_user_info.as_ref().unwrap().to_value()["role"], 1);
     assert_eq!(v.view(T, "vd").unwrap().state, DeviceState::Calling);
     assert!(matches!(v.call(T, "vd", order(CalleeRequest::Devices(vec![])), 0), Err(VoipError::WrongState { .. })));
 

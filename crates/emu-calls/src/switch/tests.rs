@@ -32,7 +32,7 @@ fn switch() -> Switch {
 }
 
 fn device(s: &mut Switch, rtc: &str, message_type: &str, body: Value, ms: Value, now: Millis) -> Vec<Effect> {
-    s.feed(Input::Device(DeviceRequest::decode(T, rtc, message_type, &body, Some(ms))), now)
+    s.feed(Input::Device(DeviceRequest::decode(T, rtc, message_type, &body, Some(ms.into()))), now)
 }
 
 fn sent(effects: &[Effect]) -> Vec<(&str, &'static str)> {

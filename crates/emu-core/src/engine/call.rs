@@ -4,6 +4,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::clock::Millis;
+use crate::media_signal::RawJson;
 use crate::pstn::LegId;
 use crate::signalling::RtcType;
 use crate::tenants::TenantId;
@@ -33,7 +34,7 @@ pub enum Caller {
         uuid: String,
         /// Shared with every `called` of the call (one per callee rung), not copied.
         #[serde(skip)]
-        user_info: std::sync::Arc<Value>,
+        user_info: RawJson,
     },
     Phone {
         number: String,

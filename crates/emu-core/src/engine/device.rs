@@ -2,6 +2,7 @@
 
 use serde_json::{Value, json};
 
+use crate::media_signal::RawJson;
 use crate::signalling::{CallRequest, CalleeRequest, DeviceRequest, Join, MediaApi, MediaMode, RequestKind, RtcType};
 
 use super::call::{CallState, Caller, LegState, Outcome, Target};
@@ -51,7 +52,7 @@ impl Engine {
         let uuid = d.uuid.clone();
         if join.is_caller && !self.calls.contains_key(&channel_id) {
             let rtc_type = join.rtc_type.unwrap_or(RtcType::Voip2Voip);
-            let user_info = join.user_info.unwrap_or(json!({})).into();
+            let user_info = join.user_info.unwrap_or_else(RawJson::empty_object);
             let caller = Caller::Device { rtc_id: d.rtc_id.clone(), uuid: uuid.clone(), user_info };
             let mut call = self.new_call(&channel_id, d.tenant, rtc_type, caller, now);
             call.need_record = join.need_record;
@@ -124,7 +125,7 @@ impl Engine {
         if let Caller::Device { user_info, .. } = &mut call.caller
             && let Some(u) = req.caller_user_info
         {
-            *user_info = u.into();
+            *user_info = u;
         }
         if let Some(e) = req.extend {
             call.extend = e;

@@ -1,10 +1,9 @@
 //! Short constructors for the messages the engine sends devices (`ServerMessage`), in the
 //! argument order the engine has at hand. Their bodies are in `crate::signalling`.
 
-use std::sync::Arc;
-
 use serde_json::Value;
 
+use crate::media_signal::RawJson;
 use crate::signalling::{MediaMode, RtcType, ServerMessage};
 
 pub fn called(
@@ -12,7 +11,7 @@ pub fn called(
     caller_info: Value,
     channel_id: &str,
     call_id: &str,
-    caller_user_info: Arc<Value>,
+    caller_user_info: RawJson,
     video: bool,
 ) -> ServerMessage {
     ServerMessage::Called {

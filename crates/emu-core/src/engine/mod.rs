@@ -34,6 +34,7 @@ use serde_json::{Value, json};
 
 use crate::clock::Millis;
 use crate::events::NewEvent;
+use crate::media_signal::MediaSignal;
 use crate::pstn::{LegId, PstnCommand, PstnEvent, ReleaseReason};
 use crate::retention::{Bounded, Limit, Retained};
 use crate::signalling::{DeviceRequest, MediaApi, RtcType, ServerMessage};
@@ -131,9 +132,16 @@ pub enum Input {
 pub enum MediaCommand {
     /// A device joined a channel: answer with the joinChannel result (TURN, SDP for sigv 2).
     /// `video`: the device may negotiate video (a VoIP↔VoIP video call).
-    Join { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, signal: Value, video: bool },
+    Join { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, signal: Box<MediaSignal>, video: bool },
     /// sdpCandidate / candidate / reportStatus / stat from a device.
-    Signal { channel_id: String, tenant: TenantId, rtc_id: String, uuid: String, api: MediaApi, signal: Value },
+    Signal {
+        channel_id: String,
+        tenant: TenantId,
+        rtc_id: String,
+        uuid: String,
+        api: MediaApi,
+        signal: Box<MediaSignal>,
+    },
     /// The call is connected: bridge its parties' audio; record when asked.
     Bridge { channel_id: String, record: bool },
     /// The call is over: tear down every leg.

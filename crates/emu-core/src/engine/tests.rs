@@ -23,7 +23,7 @@ fn engine() -> Engine {
 
 /// A device request as the gateway decodes it from an envelope.
 fn dev(rtc: &str, message_type: &str, body: Value, ms: Value) -> Input {
-    Input::Device(DeviceRequest::decode(T, rtc, message_type, &body, Some(ms)))
+    Input::Device(DeviceRequest::decode(T, rtc, message_type, &body, Some(ms.into())))
 }
 
 fn online(e: &mut Engine, rtc: &str) {

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use emu_core::Clock;
+use emu_core::media_signal::MediaSignal;
 use serde_json::Value;
 
 use super::DtlsIdentity;
@@ -48,14 +49,14 @@ impl MediaHarness {
     pub fn join(&mut self, channel_id: &str, rtc_id: &str, signal: &Value, options: impl Into<LegOptions>) -> Value {
         let LegOptions { prefer, video } = options.into();
         let leg = NewLeg { channel_id, tenant: "default", rtc_id, uuid: rtc_id, prefer, video };
-        let result = self.st.join(leg, signal, None, self.now);
+        let result = self.st.join(leg, &MediaSignal::of(signal), None, self.now);
         self.st.settle(self.now);
         result
     }
 
     /// A device's `sdpCandidate` / `candidate` media signal: the result, if the api has one.
     pub fn signal(&mut self, channel_id: &str, rtc_id: &str, api: &str, signal: &Value) -> Option<Value> {
-        let result = self.st.signal(channel_id, rtc_id, rtc_id, api, signal, self.now);
+        let result = self.st.signal(channel_id, rtc_id, rtc_id, api, &MediaSignal::of(signal), self.now);
         self.st.settle(self.now);
         result
     }

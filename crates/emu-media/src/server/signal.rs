@@ -1,7 +1,7 @@
 //! The device signalling: joinChannel and sdpCandidate results (TURN credentials, the answer
 //! to an offer, the server's candidate), trickled candidates, and creating legs and their `Rtc`s.
 
-use emu_core::json_path::at;
+use emu_core::media_signal::MediaSignal;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,7 @@ impl MediaServer {
     /// A device's joinChannel: mints TURN credentials and returns the ARTC joinChannel result
     /// (the JSON for `body.mediaSignal`). With sigv 2 (the offer inside `signal`), it also
     /// carries the answer and the server's one candidate.
-    pub fn join(&self, channel_id: &str, tenant: &str, rtc_id: &str, uuid: &str, signal: &Value) -> Value {
+    pub fn join(&self, channel_id: &str, tenant: &str, rtc_id: &str, uuid: &str, signal: &MediaSignal) -> Value {
         self.join_with(channel_id, tenant, rtc_id, uuid, signal, CodecPreference::Opus)
     }
 
@@ -44,7 +44,7 @@ impl MediaServer {
         tenant: &str,
         rtc_id: &str,
         uuid: &str,
-        signal: &Value,
+        signal: &MediaSignal,
         options: impl Into<LegOptions>,
     ) -> Value {
         let now = Instant::now();
@@ -67,7 +67,7 @@ impl MediaServer {
 
     /// A device's media signal: `sdpCandidate` (offer + candidates → the answer result),
     /// `candidate` (a trickled candidate; no result), anything else ignored.
-    pub fn signal(&self, channel_id: &str, rtc_id: &str, uuid: &str, api: &str, signal: &Value) -> Option<Value> {
+    pub fn signal(&self, channel_id: &str, rtc_id: &str, uuid: &str, api: &str, signal: &MediaSignal) -> Option<Value> {
         let now = Instant::now();
         self.worker(channel_id).with(|st| st.signal(channel_id, rtc_id, uuid, api, signal, now))
     }
@@ -110,7 +110,7 @@ pub(super) struct TurnUser {
 impl State {
     /// The joinChannel result (the JSON for `body.mediaSignal`) for a new leg; with sigv 2 (the
     /// offer inside `signal`), it also carries the answer and the server's one candidate.
-    pub(super) fn join(&mut self, leg: NewLeg, signal: &Value, turn: Option<TurnUser>, now: Instant) -> Value {
+    pub(super) fn join(&mut self, leg: NewLeg, signal: &MediaSignal, turn: Option<TurnUser>, now: Instant) -> Value {
         let NewLeg { channel_id, tenant, rtc_id, uuid, prefer, video } = leg;
         let id = self.new_leg(channel_id, tenant, rtc_id, uuid, prefer, now);
         if let Some(leg) = self.legs.get_mut(&id) {
@@ -120,7 +120,7 @@ impl State {
             "api": "joinChannel", "errorCode": 0, "errorMsg": "SUCCESS",
             "data": {"channelId": channel_id, "turnServers": [], "dynamicConfig": {}},
         });
-        if let Some(seq) = signal.get("seqId") {
+        if let Some(seq) = &signal.seq_id {
             result["seqId"] = seq.clone();
         }
         if let Some(TurnUser { url, username, password }) = turn {
@@ -129,8 +129,8 @@ impl State {
                 leg.turn_user = Some(username);
             }
         }
-        let offer = at(signal, "/data/sdpInfo/sdp").and_then(Value::as_str);
-        let sigv2 = offer.is_some() || at(signal, "/data/channelConfig/sigVersion").and_then(Value::as_i64) == Some(2);
+        let offer = signal.data.sdp.as_deref();
+        let sigv2 = offer.is_some() || signal.data.channel_config.sig_version == Some(2);
         if let Some(leg) = self.legs.get_mut(&id) {
             leg.sigv = if sigv2 { 2 } else { 1 };
         }
@@ -158,17 +158,17 @@ impl State {
         rtc_id: &str,
         uuid: &str,
         api: &str,
-        signal: &Value,
+        signal: &MediaSignal,
         now: Instant,
     ) -> Option<Value> {
         match api {
             "sdpCandidate" => {
                 let mut result = json!({"api": "sdpCandidate", "errorCode": 0, "errorMsg": "SUCCESS", "data": {"channelId": channel_id}});
-                if let Some(seq) = signal.get("seqId") {
+                if let Some(seq) = &signal.seq_id {
                     result["seqId"] = seq.clone();
                 }
-                let offer = at(signal, "/data/sdpInfo/sdp").and_then(Value::as_str);
-                let candidates = sdp::candidate_strings(at(signal, "/data/candidateList").unwrap_or(&Value::Null));
+                let offer = signal.data.sdp.as_deref();
+                let candidates = sdp::candidate_strings(signal.data.candidate_list.as_ref().unwrap_or(&Value::Null));
                 let id = match self.leg_of(channel_id, rtc_id) {
                     Some(id) => Some(id),
                     // No joinChannel seen (a restart, a replayed message): answer anyway.
@@ -198,9 +198,8 @@ impl State {
                 Some(result)
             }
             "candidate" => {
-                let info = at(signal, "/data/candidateInfo")
-                    .or_else(|| at(signal, "/data/candidateList"))
-                    .unwrap_or(&Value::Null);
+                let data = &signal.data;
+                let info = data.candidate_info.as_ref().or(data.candidate_list.as_ref()).unwrap_or(&Value::Null);
                 if let Some(id) = self.leg_of(channel_id, rtc_id) {
                     for c in sdp::candidate_strings(info) {
                         self.add_remote_candidate(id, &c, now);

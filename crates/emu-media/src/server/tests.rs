@@ -8,6 +8,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use emu_core::Clock;
+use emu_core::media_signal::MediaSignal;
 use serde_json::{Value, json};
 use str0m::change::SdpAnswer;
 use str0m::media::{Direction, MediaKind, MediaTime, Mid};
@@ -69,12 +70,13 @@ impl Client {
     }
 
     /// The sigv 2 joinChannel media signal: the offer rides in the join.
-    fn join_signal(&self, channel_id: &str) -> Value {
+    fn join_signal(&self, channel_id: &str) -> MediaSignal {
         json!({"api": "joinChannel", "seqId": 7, "data": {
             "channelId": channel_id,
             "channelConfig": {"sigVersion": 2},
             "sdpInfo": {"sdp": self.offer, "type": "offer"},
         }})
+        .into()
     }
 
     fn accept(&mut self, result: &Value) {
@@ -362,7 +364,7 @@ fn a_video_call_forwards_each_partys_frames_and_keyframe_requests_to_the_other()
     a.pending = Some(pending);
     let signal = json!({"api": "sdpCandidate", "data": {"channelId": "v1",
         "sdpInfo": {"sdp": sdp::strip_candidates(&offer.to_sdp_string()), "type": "offer"}, "candidateList": []}});
-    let result = st.signal("v1", "alice", "alice", "sdpCandidate", &signal, now).expect("a result");
+    let result = st.signal("v1", "alice", "alice", "sdpCandidate", &signal.into(), now).expect("a result");
     assert_eq!(result["errorCode"], 0, "{result}");
     a.accept(&result);
     assert!(
@@ -491,7 +493,7 @@ fn a_datagram_that_panics_the_webrtc_stack_resets_only_its_leg() {
             prefer: CodecPreference::Opus,
             video: false,
         },
-        &signal,
+        &signal.into(),
         None,
         now,
     );

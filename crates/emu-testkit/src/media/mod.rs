@@ -7,10 +7,12 @@
 //!
 //! ```no_run
 //! # async fn demo(server: &emu_media::MediaServer) -> anyhow::Result<()> {
+//! use emu_core::media_signal::MediaSignal;
 //! use emu_testkit::media::{ClientOptions, MediaClient, TurnCreds};
-//! let join = server.join("chan", "default", "alice", "uuid", &serde_json::json!({}));
+//! let join = server.join("chan", "default", "alice", "uuid", &MediaSignal::default());
 //! let mut alice = MediaClient::new(ClientOptions::relay(TurnCreds::from_join_result(&join).unwrap())).await?;
-//! let answer = server.signal("chan", "alice", "uuid", "sdpCandidate", &alice.sdp_candidate_signal("chan")).unwrap();
+//! let offer = MediaSignal::of(&alice.sdp_candidate_signal("chan"));
+//! let answer = server.signal("chan", "alice", "uuid", "sdpCandidate", &offer).unwrap();
 //! alice.accept(&answer)?;
 //! alice.wait_connected(std::time::Duration::from_secs(5)).await?;
 //! # Ok(()) }
