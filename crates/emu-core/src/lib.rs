@@ -16,6 +16,7 @@ pub use shared::Shared;
 pub mod events;
 pub mod ids;
 pub mod json_path;
+pub mod lenient;
 pub mod lifecycle;
 pub mod media_signal;
 pub mod metrics;

@@ -3,20 +3,19 @@
 //! reads the callees, flags and user info of a `call` or `joinChannel`, the media server the
 //! offer, the candidates and `channelConfig`. Everything else in the document is skipped.
 //!
-//! Decoding is as forgiving as reading a JSON tree by path was: a field of another type than
-//! expected counts as absent (a numeric `channelId`, a `data` that is a string), a repeated key
-//! keeps its last value, and any JSON document decodes (into no fields). Only JSON that does
-//! not parse is an error.
+//! Decoding is as forgiving as reading a JSON tree by path was (`crate::lenient`): a field of
+//! another type than expected counts as absent (a numeric `channelId`, a `data` that is a
+//! string), a repeated key keeps its last value, and any JSON document decodes (into no fields).
+//! Only JSON that does not parse is an error.
 
-use std::borrow::Cow;
-use std::fmt;
-use std::marker::PhantomData;
 use std::sync::Arc;
 
-use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess};
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
+
+use crate::lenient::{Fields, Leaf, Object, skip};
 
 /// A device's `mediaSignal`: `{api, seqId, data: {…}}`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -130,13 +129,8 @@ impl From<Value> for MediaSignal {
     }
 }
 
-/// A JSON object read member by member into `Self`.
-trait Fields: Default {
-    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error>;
-}
-
-impl Fields for MediaSignal {
-    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+impl<'de> Fields<'de> for MediaSignal {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
         match key {
             "seqId" => self.seq_id = Some(map.next_value()?),
             "data" => self.data = map.next_value::<Object<SignalData>>()?.0,
@@ -146,8 +140,8 @@ impl Fields for MediaSignal {
     }
 }
 
-impl Fields for SignalData {
-    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+impl<'de> Fields<'de> for SignalData {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
         match key {
             "channelId" => self.channel_id = map.next_value::<Leaf>()?.string(),
             "userInfo" => self.user_info = Some(map.next_value()?),
@@ -167,8 +161,8 @@ impl Fields for SignalData {
     }
 }
 
-impl Fields for ChannelConfigIn {
-    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+impl<'de> Fields<'de> for ChannelConfigIn {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
         match key {
             "allowVideo" => self.allow_video = Some(map.next_value()?),
             "sigVersion" => self.sig_version = map.next_value::<Leaf>()?.int(),
@@ -183,8 +177,8 @@ struct SdpInfo {
     sdp: Option<String>,
 }
 
-impl Fields for SdpInfo {
-    fn field<'de, A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+impl<'de> Fields<'de> for SdpInfo {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
         match key {
             "sdp" => self.sdp = map.next_value::<Leaf>()?.string(),
             _ => skip(map)?,
@@ -193,170 +187,9 @@ impl Fields for SdpInfo {
     }
 }
 
-fn skip<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
-    map.next_value::<IgnoredAny>().map(drop)
-}
-
 impl<'de> Deserialize<'de> for MediaSignal {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<MediaSignal, D::Error> {
         Object::<MediaSignal>::deserialize(d).map(|o| o.0)
-    }
-}
-
-/// Any JSON value: an object's members go to `T`, anything else is `T::default()`.
-struct Object<T>(T);
-
-impl<'de, T: Fields> Deserialize<'de> for Object<T> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Object<T>, D::Error> {
-        d.deserialize_any(ObjectVisitor(PhantomData)).map(Object)
-    }
-}
-
-struct ObjectVisitor<T>(PhantomData<T>);
-
-impl<'de, T: Fields> Visitor<'de> for ObjectVisitor<T> {
-    type Value = T;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
-        let mut fields = T::default();
-        while let Some(Key(key)) = map.next_key()? {
-            fields.field(&key, &mut map)?;
-        }
-        Ok(fields)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<T, A::Error> {
-        drain_seq(seq).map(|()| T::default())
-    }
-
-    fn visit_bool<E>(self, _: bool) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_i64<E>(self, _: i64) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_u64<E>(self, _: u64) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_f64<E>(self, _: f64) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_str<E>(self, _: &str) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_unit<E>(self) -> Result<T, E> {
-        Ok(T::default())
-    }
-
-    fn visit_none<E>(self) -> Result<T, E> {
-        Ok(T::default())
-    }
-}
-
-fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
-    while seq.next_element::<IgnoredAny>()?.is_some() {}
-    Ok(())
-}
-
-/// An object key, borrowed from the document when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key<'de>, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an object key")
-            }
-            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Borrowed(s)))
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s.to_string())))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Key<'de>, E> {
-                Ok(Key(Cow::Owned(s)))
-            }
-        }
-        d.deserialize_str(KeyVisitor)
-    }
-}
-
-/// A member read for its string or integer value; any other JSON is skipped.
-enum Leaf {
-    Str(String),
-    Int(i64),
-    Other,
-}
-
-impl Leaf {
-    fn string(self) -> Option<String> {
-        match self {
-            Leaf::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// As `Value::as_i64`: an integer that fits, not a float or a string.
-    fn int(self) -> Option<i64> {
-        match self {
-            Leaf::Int(n) => Some(n),
-            _ => None,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Leaf {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Leaf, D::Error> {
-        struct LeafVisitor;
-        impl<'de> Visitor<'de> for LeafVisitor {
-            type Value = Leaf;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_str<E>(self, s: &str) -> Result<Leaf, E> {
-                Ok(Leaf::Str(s.to_string()))
-            }
-            fn visit_string<E>(self, s: String) -> Result<Leaf, E> {
-                Ok(Leaf::Str(s))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Leaf, E> {
-                Ok(Leaf::Int(n))
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Leaf, E> {
-                Ok(i64::try_from(n).map_or(Leaf::Other, Leaf::Int))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Leaf, E> {
-                Ok(Leaf::Other)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Leaf, E> {
-                Ok(Leaf::Other)
-            }
-            fn visit_unit<E>(self) -> Result<Leaf, E> {
-                Ok(Leaf::Other)
-            }
-            fn visit_none<E>(self) -> Result<Leaf, E> {
-                Ok(Leaf::Other)
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Leaf, A::Error> {
-                drain_seq(seq).map(|()| Leaf::Other)
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Leaf, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Leaf::Other)
-            }
-        }
-        d.deserialize_any(LeafVisitor)
     }
 }
 

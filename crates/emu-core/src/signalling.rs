@@ -9,8 +9,11 @@
 //! protocol echoes back unchanged (`extend`, the caller's `userInfo`) stay JSON: the platform
 //! passes them through without reading them.
 
+use crate::lenient::{Fields, Leaf, Object, skip};
 use crate::media_signal::{MediaSignal, RawJson, SignalData};
+use serde::Deserialize;
 use serde::Serialize;
+use serde::de::{Deserializer, MapAccess};
 use serde_json::Value;
 
 use crate::tenants::TenantId;
@@ -137,14 +140,56 @@ impl MediaApi {
     }
 }
 
+/// What the platform reads of a request's `body` (besides `mediaSignal`, which the gateway
+/// decodes): read from the text as [`crate::lenient`] reads, the rest skipped unread.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RequestBody {
+    pub channel_id: Option<String>,
+    pub uuid: Option<String>,
+    pub is_caller: Option<bool>,
+    pub alicom_rtc_type: Option<String>,
+    pub need_record: Option<bool>,
+    pub extend: Option<String>,
+    pub cancel_flag: Option<Value>,
+}
+
+impl RequestBody {
+    /// The fields of a body already held as JSON (a custom message, an unknown ACK, tests).
+    pub fn of(body: &Value) -> RequestBody {
+        RequestBody::deserialize(body).unwrap_or_default()
+    }
+}
+
+impl<'de> Fields<'de> for RequestBody {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "channelId" => self.channel_id = map.next_value::<Leaf>()?.string(),
+            "uuid" => self.uuid = map.next_value::<Leaf>()?.string(),
+            "isCaller" => self.is_caller = map.next_value::<Leaf>()?.boolean(),
+            "alicomRtcType" => self.alicom_rtc_type = map.next_value::<Leaf>()?.string(),
+            "needRecord" => self.need_record = map.next_value::<Leaf>()?.boolean(),
+            "extend" => self.extend = map.next_value::<Leaf>()?.string(),
+            "cancelFlag" => self.cancel_flag = Some(map.next_value()?),
+            _ => skip(map)?,
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestBody {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RequestBody, D::Error> {
+        Object::<RequestBody>::deserialize(d).map(|o| o.0)
+    }
+}
+
 fn text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str).map(str::to_string)
 }
 
 /// The channel a request is about: `body.channelId` if present and non-empty, else
 /// `mediaSignal.data.channelId` (docs/protocol.md#the-channelid-rule).
-pub fn channel_id_of(body: &Value, media_signal: Option<&MediaSignal>) -> Option<String> {
-    non_empty(body.get("channelId").and_then(Value::as_str))
+pub fn channel_id_of(body: &RequestBody, media_signal: Option<&MediaSignal>) -> Option<String> {
+    non_empty(body.channel_id.as_deref())
         .or_else(|| non_empty(media_signal.and_then(|m| m.data.channel_id.as_deref())))
         .map(str::to_string)
 }
@@ -157,8 +202,8 @@ fn non_empty(v: Option<&str>) -> Option<&str> {
 /// `mediaSignal.data.cancelFlag` or `body.cancelFlag`; 0 or `CALL_CANCLE_FLAG_WHEN_ONE_CALLEE_REJECT`
 /// (the default) ends the call on the first reject; 1, `true` or `CALL_CANCLE_FLAG_WHEN_ALL_…`
 /// keeps ringing the others.
-fn cancel_on_reject(data: &SignalData, body: &Value) -> bool {
-    let flag = data.cancel_flag.as_ref().or_else(|| body.get("cancelFlag"));
+fn cancel_on_reject(data: &SignalData, body: &RequestBody) -> bool {
+    let flag = data.cancel_flag.as_ref().or(body.cancel_flag.as_ref());
     match flag {
         Some(Value::Number(n)) => n.as_i64() != Some(1),
         Some(Value::String(s)) => !(s == "1" || s.contains("WHEN_ALL")),
@@ -169,14 +214,14 @@ fn cancel_on_reject(data: &SignalData, body: &Value) -> bool {
 
 /// `mediaSignal.data.channelConfig.allowVideo` is 1 (a number, `true` or "1"), or the body's
 /// `alicomRtcType` is "video2video".
-fn allow_video(data: &SignalData, body: &Value) -> bool {
+fn allow_video(data: &SignalData, body: &RequestBody) -> bool {
     let flag = match &data.channel_config.allow_video {
         Some(Value::Number(n)) => n.as_i64() == Some(1),
         Some(Value::Bool(b)) => *b,
         Some(Value::String(s)) => s == "1",
         _ => false,
     };
-    flag || body.get("alicomRtcType").and_then(Value::as_str) == Some("video2video")
+    flag || body.alicom_rtc_type.as_deref() == Some("video2video")
 }
 
 /// A call's callees: `calleePstnInfo` (a phone) if present, else `calleeDeviceInfo.deviceList`.
@@ -205,7 +250,7 @@ impl DeviceRequest {
         tenant: TenantId,
         rtc_id: &str,
         message_type: &str,
-        body: &Value,
+        body: &RequestBody,
         media_signal: Option<MediaSignal>,
     ) -> DeviceRequest {
         let channel_id = channel_id_of(body, media_signal.as_ref());
@@ -213,10 +258,10 @@ impl DeviceRequest {
         let data = &mut signal.data;
         let mut kind = match message_type {
             "joinChannel" => RequestKind::Join(Join {
-                is_caller: body.get("isCaller").and_then(Value::as_bool).unwrap_or(false),
-                rtc_type: body.get("alicomRtcType").and_then(Value::as_str).and_then(RtcType::parse),
-                need_record: body.get("needRecord").and_then(Value::as_bool).unwrap_or(false),
-                extend: text(body.get("extend")),
+                is_caller: body.is_caller.unwrap_or(false),
+                rtc_type: body.alicom_rtc_type.as_deref().and_then(RtcType::parse),
+                need_record: body.need_record.unwrap_or(false),
+                extend: body.extend.clone(),
                 // Moved out, not copied: the media server never reads it.
                 user_info: data.user_info.take(),
                 allow_video: allow_video(data, body),
@@ -224,7 +269,7 @@ impl DeviceRequest {
             }),
             "call" => RequestKind::Call(CallRequest {
                 callee: callee(data),
-                extend: data.extend.take().or_else(|| text(body.get("extend"))),
+                extend: data.extend.take().or_else(|| body.extend.clone()),
                 caller_user_info: data.caller_user_info.take(),
                 cancel_on_reject: cancel_on_reject(data, body),
                 allow_video: allow_video(data, body),
@@ -250,7 +295,7 @@ impl DeviceRequest {
             tenant,
             rtc_id: rtc_id.to_string(),
             channel_id,
-            uuid: text(body.get("uuid")).unwrap_or_default(),
+            uuid: body.uuid.clone().unwrap_or_default(),
             kind,
         }
     }
@@ -546,7 +591,13 @@ mod tests {
     fn a_web_sdk_call_decodes_into_device_callees() {
         let ms = json!({"api": "call", "data": {"channelId": "c1", "callerUserInfo": {"deviceId": "alice"},
             "calleeDeviceInfo": {"deviceList": [{"deviceId": "bob", "appkey": "__alicom_appkey"}]}}});
-        let r = DeviceRequest::decode(T, "alice", "call", &json!({"uuid": "u1"}), Some(ms.clone().into()));
+        let r = DeviceRequest::decode(
+            T,
+            "alice",
+            "call",
+            &RequestBody::of(&json!({"uuid": "u1"})),
+            Some(ms.clone().into()),
+        );
         assert_eq!(r.channel_id.as_deref(), Some("c1"), "the channel comes from the mediaSignal");
         assert_eq!(r.uuid, "u1");
         let RequestKind::Call(c) = r.kind else { panic!("{:?}", r.kind) };
@@ -558,23 +609,46 @@ mod tests {
     #[test]
     fn pstn_callee_join_answer_and_flags() {
         let ms = json!({"data": {"calleePstnInfo": {"mcuPhone": "021", "phone": "138", "customLineName": "L"}, "cancelFlag": 1}});
-        let r = DeviceRequest::decode(T, "a", "call", &json!({"channelId": "c"}), Some(ms.clone().into()));
+        let r = DeviceRequest::decode(
+            T,
+            "a",
+            "call",
+            &RequestBody::of(&json!({"channelId": "c"})),
+            Some(ms.clone().into()),
+        );
         let RequestKind::Call(c) = r.kind else { panic!() };
         assert_eq!(c.callee, CalleeRequest::Phone { number: "138".into(), show: "021".into(), line: "L".into() });
         assert!(!c.cancel_on_reject);
         let body = json!({"channelId": "c", "isCaller": true, "alicomRtcType": "voip2pstn", "needRecord": true});
-        let RequestKind::Join(j) = DeviceRequest::decode(T, "a", "joinChannel", &body, None).kind else { panic!() };
+        let RequestKind::Join(j) = DeviceRequest::decode(T, "a", "joinChannel", &RequestBody::of(&body), None).kind
+        else {
+            panic!()
+        };
         assert!(j.is_caller && j.need_record);
         assert_eq!(j.rtc_type, Some(RtcType::Voip2Pstn));
         let reject = json!({"data": {"callResult": 2}});
-        let r = DeviceRequest::decode(T, "b", "answer", &json!({"channelId": ""}), Some(reject.clone().into()));
+        let r = DeviceRequest::decode(
+            T,
+            "b",
+            "answer",
+            &RequestBody::of(&json!({"channelId": ""})),
+            Some(reject.clone().into()),
+        );
         assert!(matches!(r.kind, RequestKind::Answer { accept: false }));
         assert_eq!(r.channel_id, None, "an empty channelId is no channel");
         let in_signal = json!({"data": {"channelId": "c9"}});
-        let r =
-            DeviceRequest::decode(T, "b", "leaveChannel", &json!({"channelId": ""}), Some(in_signal.clone().into()));
+        let r = DeviceRequest::decode(
+            T,
+            "b",
+            "leaveChannel",
+            &RequestBody::of(&json!({"channelId": ""})),
+            Some(in_signal.clone().into()),
+        );
         assert_eq!(r.channel_id.as_deref(), Some("c9"), "an empty body.channelId falls back to the mediaSignal's");
-        assert!(matches!(DeviceRequest::decode(T, "b", "xyz", &json!({}), None).kind, RequestKind::Other(_)));
+        assert!(matches!(
+            DeviceRequest::decode(T, "b", "xyz", &RequestBody::of(&json!({})), None).kind,
+            RequestKind::Other(_)
+        ));
     }
 
     #[test]
@@ -588,12 +662,18 @@ mod tests {
             (json!(null), true),
         ] {
             assert_eq!(
-                cancel_on_reject(&MediaSignal::of(&json!({"data": {"cancelFlag": flag}})).data, &json!({})),
+                cancel_on_reject(
+                    &MediaSignal::of(&json!({"data": {"cancelFlag": flag}})).data,
+                    &RequestBody::of(&json!({}))
+                ),
                 cancels,
                 "{flag}"
             );
         }
-        assert!(!cancel_on_reject(&SignalData::default(), &json!({"cancelFlag": 1})), "the body may carry it too");
+        assert!(
+            !cancel_on_reject(&SignalData::default(), &RequestBody::of(&json!({"cancelFlag": 1}))),
+            "the body may carry it too"
+        );
     }
 
     #[test]
@@ -646,7 +726,7 @@ mod tests {
             t,
             "a",
             "joinChannel",
-            body,
+            &RequestBody::of(body),
             Some(ms.clone().into()),
         )
         .kind
@@ -660,7 +740,7 @@ mod tests {
         assert!(!join(&ms(json!(0)), &json!({})));
         assert!(!join(&json!({}), &json!({})));
         assert!(join(&json!({}), &json!({"alicomRtcType": "video2video"})));
-        let call = DeviceRequest::decode(t, "a", "call", &json!({}), Some(ms(json!(1)).into()));
+        let call = DeviceRequest::decode(t, "a", "call", &RequestBody::of(&json!({})), Some(ms(json!(1)).into()));
         assert!(matches!(call.kind, RequestKind::Call(CallRequest { allow_video: true, .. })));
     }
 

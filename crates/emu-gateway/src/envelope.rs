@@ -2,6 +2,9 @@
 
 use std::borrow::Cow;
 
+use emu_core::lenient::{Fields, Object, Text};
+use emu_core::signalling::RequestBody;
+use serde::de::MapAccess;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
@@ -97,7 +100,7 @@ impl Envelope {
 
     /// The call this envelope belongs to, if it says.
     pub fn channel_id(&self, media_signal: Option<&emu_core::media_signal::MediaSignal>) -> Option<String> {
-        channel_id_of(&self.body, media_signal)
+        channel_id_of(&RequestBody::of(&self.body), media_signal)
     }
 }
 
@@ -140,57 +143,27 @@ impl<'a> Inbound<'a> {
     }
 
     /// What the platform reads of a request's body: the fields the call engine looks at
-    /// (`channelId`, `uuid`, `isCaller`, `alicomRtcType`, `needRecord`, `extend`, `cancelFlag`)
-    /// as a small JSON object, and the `mediaSignal` text, borrowed from the payload when it has
-    /// no escapes. Other fields (a token, the callee's details) are skipped unread: building
-    /// them into a tree was a tenth of an envelope's cost.
-    pub fn request_fields(&self) -> Result<(Value, Option<Cow<'a, str>>), EnvelopeError> {
-        #[derive(Deserialize, Default)]
-        #[serde(rename_all = "camelCase", default)]
-        struct Fields<'b> {
-            #[serde(borrow)]
-            channel_id: Option<&'b RawValue>,
-            #[serde(borrow)]
-            uuid: Option<&'b RawValue>,
-            #[serde(borrow)]
-            is_caller: Option<&'b RawValue>,
-            #[serde(borrow)]
-            alicom_rtc_type: Option<&'b RawValue>,
-            #[serde(borrow)]
-            need_record: Option<&'b RawValue>,
-            #[serde(borrow)]
-            extend: Option<&'b RawValue>,
-            #[serde(borrow)]
-            cancel_flag: Option<&'b RawValue>,
-            #[serde(borrow)]
-            media_signal: Option<&'b RawValue>,
+    /// ([`RequestBody`]) and the `mediaSignal` text, borrowed from the payload when it has no
+    /// escapes. Other fields (a token, the callee's details) are skipped unread: building them
+    /// into a tree was a tenth of an envelope's cost.
+    pub fn request_fields(&self) -> Result<(RequestBody, Option<Cow<'a, str>>), EnvelopeError> {
+        #[derive(Default)]
+        struct WithSignal<'b> {
+            body: RequestBody,
+            media_signal: Option<Cow<'b, str>>,
         }
-        let Some(raw) = self.body else { return Ok((Value::Null, None)) };
-        // Not an object, or a key twice: read the whole tree as before (last key wins there).
-        let Ok(f) = serde_json::from_str::<Fields<'a>>(raw.get()) else {
-            let body = self.body_value()?;
-            let signal = body.get("mediaSignal").and_then(Value::as_str).map(|m| Cow::Owned(m.to_string()));
-            return Ok((body, signal));
-        };
-        let mut body = Map::new();
-        for (key, value) in [
-            ("channelId", f.channel_id),
-            ("uuid", f.uuid),
-            ("isCaller", f.is_caller),
-            ("alicomRtcType", f.alicom_rtc_type),
-            ("needRecord", f.need_record),
-            ("extend", f.extend),
-            ("cancelFlag", f.cancel_flag),
-        ] {
-            if let Some(v) = value {
-                body.insert(key.into(), serde_json::from_str(v.get())?);
+        impl<'b> Fields<'b> for WithSignal<'b> {
+            fn field<A: MapAccess<'b>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+                match key {
+                    "mediaSignal" => self.media_signal = map.next_value::<Text<'b>>()?.0,
+                    _ => self.body.field(key, map)?,
+                }
+                Ok(())
             }
         }
-        let signal = f.media_signal.and_then(|m| match serde_json::from_str::<&'a str>(m.get()) {
-            Ok(text) => Some(Cow::Borrowed(text)),
-            Err(_) => serde_json::from_str::<String>(m.get()).ok().map(Cow::Owned),
-        });
-        Ok((Value::Object(body), signal))
+        let Some(raw) = self.body else { return Ok((RequestBody::default(), None)) };
+        let Object(f) = serde_json::from_str::<Object<WithSignal<'a>>>(raw.get())?;
+        Ok((f.body, f.media_signal))
     }
 
     /// The JSON of this request's ACK: same topic, messageType and requestId, `to` = its `from`,
@@ -390,20 +363,21 @@ mod tests {
         let e = Inbound::parse(wire.as_bytes()).unwrap();
         let (body, signal) = e.request_fields().unwrap();
         // A null reads as absent, as `Value::get(…).and_then(as_…)` read it in the whole tree.
-        assert_eq!(body, json!({"channelId": "c", "isCaller": true, "extend": "e"}));
+        assert_eq!(body, RequestBody::of(&json!({"channelId": "c", "isCaller": true, "extend": "e"})));
+        assert_eq!((body.channel_id.as_deref(), body.is_caller, body.need_record), (Some("c"), Some(true), None));
         assert_eq!(signal.as_deref(), Some("eJw/x"), "an escaped mediaSignal is unescaped");
         let plain = r#"{"messageType":"call","requestId":"r","body":{"mediaSignal":"abc","uuid":"u"}}"#;
         let e = Inbound::parse(plain.as_bytes()).unwrap();
         let (body, signal) = e.request_fields().unwrap();
         assert!(matches!(signal, Some(Cow::Borrowed("abc"))), "borrowed from the payload");
-        assert_eq!(body, json!({"uuid": "u"}));
-        // A key twice: the whole tree is read, the last one wins as before.
+        assert_eq!(body, RequestBody { uuid: Some("u".into()), ..RequestBody::default() });
+        // A key twice: the last one wins, as in a tree.
         let twice = r#"{"messageType":"call","requestId":"r","body":{"uuid":"a","uuid":"b"}}"#;
         let e = Inbound::parse(twice.as_bytes()).unwrap();
-        assert_eq!(e.request_fields().unwrap().0["uuid"], "b");
+        assert_eq!(e.request_fields().unwrap().0.uuid.as_deref(), Some("b"));
         let not_object = r#"{"messageType":"call","requestId":"r","body":"text"}"#;
         let e = Inbound::parse(not_object.as_bytes()).unwrap();
-        assert_eq!(e.request_fields().unwrap(), (json!("text"), None));
+        assert_eq!(e.request_fields().unwrap(), (RequestBody::default(), None));
     }
 
     #[test]

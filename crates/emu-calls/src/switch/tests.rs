@@ -1,7 +1,7 @@
 //! The switch without I/O: typed device requests in, effects out, time passed by hand.
 
 use emu_core::engine::{EngineConfig, Routing};
-use emu_core::signalling::{DeviceRequest, ServerMessage};
+use emu_core::signalling::{DeviceRequest, RequestBody, ServerMessage};
 use emu_pstn::Behavior;
 use serde_json::json;
 
@@ -32,7 +32,7 @@ fn switch() -> Switch {
 }
 
 fn device(s: &mut Switch, rtc: &str, message_type: &str, body: Value, ms: Value, now: Millis) -> Vec<Effect> {
-    s.feed(Input::Device(DeviceRequest::decode(T, rtc, message_type, &body, Some(ms.into()))), now)
+    s.feed(Input::Device(DeviceRequest::decode(T, rtc, message_type, &RequestBody::of(&body), Some(ms.into()))), now)
 }
 
 fn sent(effects: &[Effect]) -> Vec<(&str, &'static str)> {

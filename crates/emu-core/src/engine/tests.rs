@@ -1,6 +1,7 @@
 //! Engine unit tests: pure inputs and outputs, time passed in by hand.
 
 use super::*;
+use crate::signalling::RequestBody;
 use call::{Outcome, Target};
 use serde_json::json;
 
@@ -23,7 +24,7 @@ fn engine() -> Engine {
 
 /// A device request as the gateway decodes it from an envelope.
 fn dev(rtc: &str, message_type: &str, body: Value, ms: Value) -> Input {
-    Input::Device(DeviceRequest::decode(T, rtc, message_type, &body, Some(ms.into())))
+    Input::Device(DeviceRequest::decode(T, rtc, message_type, &RequestBody::of(&body), Some(ms.into())))
 }
 
 fn online(e: &mut Engine, rtc: &str) {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use emu_core::signalling::{ServerMessage, SignalForm};
+use emu_core::signalling::{RequestBody, ServerMessage, SignalForm};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -47,7 +47,7 @@ impl Hub {
         if let Some(ms) = body.get_mut("mediaSignal").filter(|m| m.is_object()) {
             *ms = media_signal::encode(ms).into();
         }
-        let channel_id = channel_id_of(&body, None);
+        let channel_id = channel_id_of(&RequestBody::of(&body), None);
         self.send_body(tenant, rtc_id, Cow::Owned(message_type.to_string()), &body, channel_id, awaiting)
     }
 

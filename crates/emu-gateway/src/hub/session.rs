@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use dashmap::mapref::entry::Entry;
 use emu_core::accounts::{DirectoryEvent, TokenError, TokenRecord};
-use emu_core::signalling::DeviceRequest;
+use emu_core::signalling::{DeviceRequest, RequestBody};
 use serde_json::{Value, json};
 
 use super::*;
@@ -133,20 +133,24 @@ impl Hub {
         }
         let now = self.shared.clock.now_ms();
         // Heartbeats and STS requests are answered without reading their body.
+        // A custom message travels whole; the call engine needs only a few fields.
+        let custom = match &*env.message_type {
+            "cs_custom_message_send" => Some(env.body_value()?),
+            _ => None,
+        };
         let (code, ack_body, request_body, media) = match &*env.message_type {
             "cs_register" => {
                 self.register(conn, &who);
-                (200, empty_body(), Value::Null, None)
+                (200, empty_body(), RequestBody::default(), None)
             }
-            "cs_get_sls_sts" => (200, self.sls.credentials(now), Value::Null, None),
+            "cs_get_sls_sts" => (200, self.sls.credentials(now), RequestBody::default(), None),
             _ => {
-                // A custom message travels whole; the call engine needs only a few fields.
-                let (body, signal) = if env.message_type == "cs_custom_message_send" {
-                    let body = env.body_value()?;
-                    let signal = body.get("mediaSignal").and_then(Value::as_str).map(|m| m.to_string().into());
-                    (body, signal)
-                } else {
-                    env.request_fields()?
+                let (body, signal) = match &custom {
+                    Some(body) => {
+                        let signal = body.get("mediaSignal").and_then(Value::as_str).map(|m| Cow::Owned(m.to_string()));
+                        (RequestBody::of(body), signal)
+                    }
+                    None => env.request_fields()?,
                 };
                 match signal {
                     Some(m) => match media_signal::decode(&m, self.cfg.max_media_signal_bytes) {
@@ -180,8 +184,10 @@ impl Hub {
         let packet = mqtt::publish(&Self::client_topic(&who.client_id, &self.conference_topic), ack);
         self.dedupe_store(&who.client_id, &env.request_id, packet.clone());
         // Custom messages go from device to device through the gateway alone (hub/messages.rs).
-        if code == 200 && env.message_type == "cs_custom_message_send" {
-            self.custom_message_from_device(&who, &request_body);
+        if code == 200
+            && let Some(body) = &custom
+        {
+            self.custom_message_from_device(&who, body);
             return Ok(Some(packet));
         }
         // ACK-only messages (docs/protocol.md#ack-only: reportStatus, stat, client ACKs of notices) stop here.
@@ -223,7 +229,7 @@ impl Hub {
         // The body is read only for an ACK of a request we do not know (its channelId, if any).
         let channel_id = match pending {
             Some(p) => p.channel_id,
-            None => channel_id_of(&env.body_value()?, None),
+            None => channel_id_of(&RequestBody::of(&env.body_value()?), None),
         };
         self.log(
             "envelope.ack",
