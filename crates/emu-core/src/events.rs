@@ -106,6 +106,14 @@ impl Detail {
         }
     }
 
+    /// [`Detail::message_type`] as a label: shared, not copied, for an envelope event.
+    pub fn message_type_name(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Detail::Envelope(d) => d.message_type.clone(),
+            json => json.message_type().unwrap_or_default().to_string().into(),
+        }
+    }
+
     /// One field of the detail as JSON (`Null` when absent), whatever its representation.
     pub fn field(&self, key: &str) -> Value {
         match self.json() {

@@ -5,6 +5,8 @@
 //! where no event exists (POP requests, MNS operations, ACK latency), and the sizes of things
 //! (devices, queues, media legs) are gauges the admin API sets just before it encodes.
 
+use std::borrow::Cow;
+
 use crate::json_path::at;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -29,7 +31,7 @@ pub struct Code {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MessageType {
-    pub message_type: String,
+    pub message_type: Cow<'static, str>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -325,7 +327,7 @@ impl Metrics {
 
     /// Counts what an event says happened.
     pub fn observe(&self, e: &Event) {
-        let message_type = || MessageType { message_type: e.detail.message_type().unwrap_or_default().to_string() };
+        let message_type = || MessageType { message_type: e.detail.message_type_name() };
         // The kinds below the envelopes carry JSON.
         let d = e.detail.json().unwrap_or(&Value::Null);
         let text = |key: &str| d.get(key).and_then(Value::as_str).unwrap_or_default().to_string();

@@ -9,6 +9,8 @@
 //! protocol echoes back unchanged (`extend`, the caller's `userInfo`) stay JSON: the platform
 //! passes them through without reading them.
 
+use std::borrow::Cow;
+
 use crate::lenient::{Fields, Leaf, Object, skip};
 use crate::media_signal::{MediaSignal, RawJson, SignalData};
 use serde::Deserialize;
@@ -179,6 +181,43 @@ impl<'de> Fields<'de> for RequestBody {
 impl<'de> Deserialize<'de> for RequestBody {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RequestBody, D::Error> {
         Object::<RequestBody>::deserialize(d).map(|o| o.0)
+    }
+}
+
+/// The protocol's message types (docs/protocol.md#device-requests, #server-messages), so that
+/// naming one allocates nothing: an envelope's type is one of these almost always.
+const MESSAGE_TYPES: &[&str] = &[
+    "cs_register",
+    "cs_get_sls_sts",
+    "joinChannel",
+    "call",
+    "answer",
+    "cancelCall",
+    "leaveChannel",
+    "sdpCandidate",
+    "candidate",
+    "reportStatus",
+    "stat",
+    "called",
+    "ringing",
+    "answered",
+    "peerJoinedChannel",
+    "peerLeftChannel",
+    "canceledCall",
+    "cs_disconnect",
+    "cs_dtmf",
+    "cs_quit",
+    "cs_media_mode",
+    "cs_custom_message_send",
+    "cs_custom_message_push",
+    "cs_custom_message_receipt",
+];
+
+/// A message type's name: the protocol's own `&'static str` when it is one, else a copy.
+pub fn message_type_name(message_type: &str) -> Cow<'static, str> {
+    match MESSAGE_TYPES.iter().find(|t| **t == message_type) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(message_type.to_string()),
     }
 }
 
@@ -716,6 +755,19 @@ mod tests {
             m.body(),
             json!({"uuid": "u", "channelId": "c", "mode": 1, "rtcId": "bob", "reason": "bob answered audio-only"})
         );
+    }
+
+    #[test]
+    fn message_type_names_of_the_protocol_are_static() {
+        assert!(matches!(message_type_name("joinChannel"), Cow::Borrowed("joinChannel")));
+        assert!(matches!(message_type_name("cs_custom_message_push"), Cow::Borrowed(_)));
+        assert_eq!(message_type_name("somethingNew"), Cow::<str>::Owned("somethingNew".into()));
+        for m in [
+            ServerMessage::Ringing { uuid: "u".into(), channel_id: "c".into() },
+            ServerMessage::CanceledCall { channel_id: "c".into() },
+        ] {
+            assert!(matches!(message_type_name(m.message_type()), Cow::Borrowed(_)), "{}", m.message_type());
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use emu_core::signalling::{RequestBody, ServerMessage, SignalForm};
+use emu_core::signalling::{RequestBody, ServerMessage, SignalForm, message_type_name};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -48,7 +48,7 @@ impl Hub {
             *ms = media_signal::encode(ms).into();
         }
         let channel_id = channel_id_of(&RequestBody::of(&body), None);
-        self.send_body(tenant, rtc_id, Cow::Owned(message_type.to_string()), &body, channel_id, awaiting)
+        self.send_body(tenant, rtc_id, message_type_name(message_type), &body, channel_id, awaiting)
     }
 
     /// Wraps `body` in a request envelope with fresh ids, logs it, remembers it until ACKed and

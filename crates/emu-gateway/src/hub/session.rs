@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use dashmap::mapref::entry::Entry;
 use emu_core::accounts::{DirectoryEvent, TokenError, TokenRecord};
-use emu_core::signalling::{DeviceRequest, RequestBody};
+use emu_core::signalling::{DeviceRequest, RequestBody, message_type_name};
 use serde_json::{Value, json};
 
 use super::*;
@@ -171,7 +171,7 @@ impl Hub {
             Some(who.rtc_id.clone()),
             channel_id.clone(),
             EnvelopeDetail {
-                message_type: env.message_type.to_string().into(),
+                message_type: message_type_name(&env.message_type),
                 request_id: env.request_id.to_string(),
                 code: Some(code),
                 known: None,
@@ -237,7 +237,7 @@ impl Hub {
             Some(who.rtc_id.clone()),
             channel_id,
             EnvelopeDetail {
-                message_type: env.message_type.to_string().into(),
+                message_type: message_type_name(&env.message_type),
                 request_id: env.request_id.to_string(),
                 code: Some(env.response_code),
                 known: Some(known),
