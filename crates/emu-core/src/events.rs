@@ -52,6 +52,14 @@ pub enum Detail {
     /// JSON another record holds too (a call's CDR: its list row and its receipt).
     Shared(Arc<Value>),
     Envelope(EnvelopeDetail),
+    CallState(CallStateDetail),
+}
+
+/// A call's state change (`call.state`), as readers see it: `{"state", "detail"}` in that order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CallStateDetail {
+    pub state: &'static str,
+    pub detail: Value,
 }
 
 /// An envelope that crossed the gateway (`envelope.in`, `envelope.out`, `envelope.ack`), as
@@ -82,6 +90,12 @@ impl From<Value> for Detail {
     }
 }
 
+impl From<CallStateDetail> for Detail {
+    fn from(d: CallStateDetail) -> Self {
+        Detail::CallState(d)
+    }
+}
+
 impl From<EnvelopeDetail> for Detail {
     fn from(d: EnvelopeDetail) -> Self {
         Detail::Envelope(d)
@@ -94,7 +108,18 @@ impl Detail {
         match self {
             Detail::Json(v) => Some(v),
             Detail::Shared(v) => Some(v),
-            Detail::Envelope(_) => None,
+            Detail::Envelope(_) | Detail::CallState(_) => None,
+        }
+    }
+
+    /// A `call.state` event's state and its detail, whatever the representation.
+    pub fn call_state(&self) -> Option<(&str, &Value)> {
+        match self {
+            Detail::CallState(d) => Some((d.state, &d.detail)),
+            json => {
+                let v = json.json()?;
+                Some((v.get("state")?.as_str()?, v.get("detail").unwrap_or(&Value::Null)))
+            }
         }
     }
 
@@ -126,6 +151,7 @@ impl Detail {
     pub fn to_value(&self) -> Value {
         match self {
             Detail::Envelope(d) => serde_json::to_value(d).unwrap_or(Value::Null),
+            Detail::CallState(d) => serde_json::to_value(d).unwrap_or(Value::Null),
             json => json.json().cloned().unwrap_or(Value::Null),
         }
     }
@@ -316,6 +342,16 @@ impl EventLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_state_reads_as_the_json_it_replaced() {
+        let typed = Detail::from(CallStateDetail { state: "active", detail: serde_json::json!({"ringMs": 5}) });
+        let json = serde_json::json!({"state": "active", "detail": {"ringMs": 5}});
+        assert_eq!(serde_json::to_string(&typed).unwrap(), json.to_string(), "same text, same order");
+        assert_eq!(typed.field("state"), "active");
+        assert_eq!(typed.call_state(), Detail::Json(json.clone()).call_state());
+        assert_eq!(typed.call_state(), Some(("active", &serde_json::json!({"ringMs": 5}))));
+    }
 
     #[test]
     fn ring_is_bounded_and_filtered() {

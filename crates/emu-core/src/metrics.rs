@@ -353,21 +353,21 @@ impl Metrics {
             "token.refused" => {
                 self.tokens_refused.inc();
             }
-            "call.state" => match d.get("state").and_then(Value::as_str) {
-                Some("joining") => {
+            "call.state" => match e.detail.call_state() {
+                Some(("joining", _)) => {
                     self.calls_started.inc();
                     self.calls_active.inc();
                 }
-                Some("active") => {
+                Some(("active", detail)) => {
                     self.calls_answered.inc();
-                    if let Some(ms) = at(d, "/detail/ringMs").and_then(Value::as_u64) {
+                    if let Some(ms) = detail.get("ringMs").and_then(Value::as_u64) {
                         self.ring_seconds.observe(ms as f64 / 1000.0);
                     }
                 }
-                Some("ended") => {
+                Some(("ended", _)) => {
                     self.calls_active.dec();
                 }
-                Some("media_mode") => {
+                Some(("media_mode", _)) => {
                     self.video_to_audio.inc();
                 }
                 _ => {}

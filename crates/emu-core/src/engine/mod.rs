@@ -30,10 +30,10 @@ mod video;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::clock::Millis;
-use crate::events::NewEvent;
+use crate::events::{CallStateDetail, NewEvent};
 use crate::media_signal::MediaSignal;
 use crate::pstn::{LegId, PstnCommand, PstnEvent, ReleaseReason};
 use crate::retention::{Bounded, Limit, Retained};
@@ -362,9 +362,14 @@ impl Engine {
     }
 
     /// One log line per call state change, with the channelId, so a user can follow a call.
-    fn log_state(&mut self, channel_id: &str, state: &str, detail: Value) {
+    fn log_state(&mut self, channel_id: &str, state: &'static str, detail: Value) {
         tracing::info!(channel_id, state, %detail, "call state");
-        self.log(channel_id, "call.state", json!({"state": state, "detail": detail}));
+        self.out.push(Output::Log(NewEvent {
+            kind: "call.state",
+            channel_id: Some(channel_id.into()),
+            detail: CallStateDetail { state, detail }.into(),
+            ..Default::default()
+        }));
     }
 
     // ---- views -------------------------------------------------------------------------------
