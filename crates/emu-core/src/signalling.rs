@@ -156,9 +156,20 @@ pub struct RequestBody {
 }
 
 impl RequestBody {
-    /// The fields of a body already held as JSON (a custom message, an unknown ACK, tests).
+    /// The fields of a body already held as JSON (a custom message, an unknown ACK, tests): the
+    /// same as decoding its text (a unit test holds the two together).
     pub fn of(body: &Value) -> RequestBody {
-        RequestBody::deserialize(body).unwrap_or_default()
+        let text = |key| body.get(key).and_then(Value::as_str).map(str::to_string);
+        let flag = |key| body.get(key).and_then(Value::as_bool);
+        RequestBody {
+            channel_id: text("channelId"),
+            uuid: text("uuid"),
+            is_caller: flag("isCaller"),
+            alicom_rtc_type: text("alicomRtcType"),
+            need_record: flag("needRecord"),
+            extend: text("extend"),
+            cancel_flag: body.get("cancelFlag").cloned(),
+        }
     }
 }
 
@@ -755,6 +766,21 @@ mod tests {
             m.body(),
             json!({"uuid": "u", "channelId": "c", "mode": 1, "rtcId": "bob", "reason": "bob answered audio-only"})
         );
+    }
+
+    #[test]
+    fn a_body_decoded_from_text_agrees_with_reading_its_tree() {
+        for body in [
+            json!({"channelId": "c", "uuid": "u", "isCaller": true, "alicomRtcType": "voip2voip", "needRecord": false,
+                "extend": "e", "cancelFlag": 1, "token": {"deep": [1, 2]}}),
+            json!({"channelId": 5, "uuid": null, "isCaller": "true", "needRecord": 1, "extend": {"a": 1}, "cancelFlag": null}),
+            json!("text"),
+            json!([{"channelId": "c"}]),
+            json!(null),
+        ] {
+            let text = serde_json::from_str::<RequestBody>(&body.to_string()).unwrap();
+            assert_eq!(text, RequestBody::of(&body), "{body}");
+        }
     }
 
     #[test]

@@ -123,7 +123,9 @@ pub fn decode<T: serde::de::DeserializeOwned>(text: &str, max_inflated: usize) -
     {
         return Err(MediaSignalError::Json(e.to_string()));
     }
-    serde_json::from_slice(&out).map_err(|e| MediaSignalError::Json(e.to_string()))
+    // Read as text, like the request bodies: one instance of each decoder in the binary.
+    let text = std::str::from_utf8(&out).map_err(|e| MediaSignalError::Json(e.to_string()))?;
+    serde_json::from_str(text).map_err(|e| MediaSignalError::Json(e.to_string()))
 }
 
 /// Whether JSON text nests arrays and objects deeper than serde_json builds a tree (127 levels).
