@@ -66,7 +66,7 @@ pub struct RawJson(Arc<RawValue>);
 impl RawJson {
     /// `{}`.
     pub fn empty_object() -> RawJson {
-        RawJson::from(&Value::Object(Default::default()))
+        RawJson(Arc::from(RawValue::from_string("{}".into()).expect("{} is JSON")))
     }
 
     /// The JSON text, as the device sent it.

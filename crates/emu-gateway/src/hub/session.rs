@@ -132,12 +132,12 @@ impl Hub {
             return Ok(Some(ack));
         }
         let now = self.shared.clock.now_ms();
-        // Heartbeats and STS requests are answered without reading their body.
         // A custom message travels whole; the call engine needs only a few fields.
         let custom = match &*env.message_type {
             "cs_custom_message_send" => Some(env.body_value()?),
             _ => None,
         };
+        // Heartbeats and STS requests are answered without reading their body.
         let (code, ack_body, request_body, media) = match &*env.message_type {
             "cs_register" => {
                 self.register(conn, &who);
