@@ -75,14 +75,17 @@ impl Media {
         opts: ClientOptions,
     ) -> (MediaClient, u16) {
         let uuid = format!("uuid-{rtc_id}");
-        let join = self.server.join_with(
-            chan,
-            "default",
-            rtc_id,
-            &uuid,
-            &MediaSignal::of(&json!({"api": "joinChannel", "data": {"channelId": chan}})),
-            prefer,
-        );
+        let join = self
+            .server
+            .join_with(
+                chan,
+                "default",
+                rtc_id,
+                &uuid,
+                &MediaSignal::of(&json!({"api": "joinChannel", "data": {"channelId": chan}})),
+                prefer,
+            )
+            .to_json();
         assert_eq!(join["errorCode"], 0, "{join}");
         let opts = if relay {
             ClientOptions { turn: Some(TurnCreds::from_join_result(&join).expect("turnServers")), ..opts }
@@ -93,7 +96,8 @@ impl Media {
         let result = self
             .server
             .signal(chan, rtc_id, &uuid, "sdpCandidate", &MediaSignal::of(&c.sdp_candidate_signal(chan)))
-            .expect("a result");
+            .expect("a result")
+            .to_json();
         c.accept(&result).expect("answer accepted");
         let cand = result["data"]["candidateList"][0]["candidate"].as_str().expect("a candidate").to_string();
         let port = cand.split_whitespace().nth(5).and_then(|p| p.parse().ok()).expect("a port");
@@ -208,7 +212,8 @@ async fn a_second_offer_starts_the_leg_over_with_new_keys() {
     let result = m
         .server
         .signal("r1", "alice", "uuid-alice", "sdpCandidate", &MediaSignal::of(&again.sdp_candidate_signal("r1")))
-        .expect("a result");
+        .expect("a result")
+        .to_json();
     again.accept(&result).expect("answer accepted");
     again.wait_connected(T).await.unwrap();
     again.wait_rtp(60, T).await.unwrap();
@@ -255,7 +260,7 @@ async fn sigv2_offer_in_join_and_peer_reflexive_candidates() {
         let mut c = MediaClient::new(ClientOptions::direct().tone(hz)).await.unwrap();
         // sigv 2: the offer rides in joinChannel; the browser never sends its candidates, so the
         // server learns the client's address from its STUN checks (peer-reflexive).
-        let join = m.server.join("c2", "default", who, "u", &MediaSignal::of(&c.join_signal_v2("c2")));
+        let join = m.server.join("c2", "default", who, "u", &MediaSignal::of(&c.join_signal_v2("c2"))).to_json();
         assert_eq!(join["errorCode"], 0, "{join}");
         assert!(join["data"]["candidateInfo"]["candidate"].as_str().unwrap().contains("typ host"));
         c.accept(&join).unwrap();
@@ -519,7 +524,7 @@ async fn bad_credentials_garbage_and_stale_signals_leave_live_calls_alone() {
     a.wait_rtp(10, T).await.unwrap();
 
     // TURN with a wrong password or an unknown user: no allocation.
-    let join = m.server.join("g2", "default", "mallory", "u", &MediaSignal::of(&json!({})));
+    let join = m.server.join("g2", "default", "mallory", "u", &MediaSignal::of(&json!({}))).to_json();
     let mut creds = TurnCreds::from_join_result(&join).unwrap();
     creds.password = "wrong".into();
     assert!(MediaClient::new(ClientOptions::relay(creds.clone())).await.is_err());
@@ -565,7 +570,8 @@ async fn bad_credentials_garbage_and_stale_signals_leave_live_calls_alone() {
             )
             .is_none()
     );
-    let r = m.server.signal("nope", "x", "u", "sdpCandidate", &MediaSignal::of(&json!({"data": {}}))).unwrap();
+    let r =
+        m.server.signal("nope", "x", "u", "sdpCandidate", &MediaSignal::of(&json!({"data": {}}))).unwrap().to_json();
     assert_ne!(r["errorCode"], 0);
 
     // The call goes on: more audio both ways, same tones.

@@ -47,7 +47,9 @@ async fn server(name: &str) -> (Arc<MediaServer>, TempDir) {
 async fn video_leg(m: &MediaServer, chan: &str, who: &str, hz: f64, video: VideoLine) -> (MediaClient, String) {
     let mut c = MediaClient::new(ClientOptions::direct().tone(hz).video(video)).await.expect("client");
     assert!(c.offer_sdp.contains("m=video 9 "), "the offer carries video: {}", c.offer_sdp);
-    let join = m.join_with(chan, "default", who, "u", &MediaSignal::of(&c.join_signal_v2(chan)), CodecPreference::Opus);
+    let join = m
+        .join_with(chan, "default", who, "u", &MediaSignal::of(&c.join_signal_v2(chan)), CodecPreference::Opus)
+        .to_json();
     assert_eq!(join["errorCode"], 0, "{join}");
     let answer = join["data"]["sdpInfo"]["sdp"].as_str().expect("an answer").to_string();
     c.accept(&join).expect("the answer parses and is accepted");
@@ -136,18 +138,21 @@ async fn two_legs_offering_video_get_a_valid_answer_and_audio_both_ways_recorded
 async fn a_leg_offering_video_hears_a_phone_and_the_phone_hears_it() {
     let (m, _dir) = server("pstn").await;
     let mut c = MediaClient::new(ClientOptions::default().tone(440.0).video(VideoLine::AfterAudio)).await.unwrap();
-    let join = m.join_with(
-        "v2",
-        "default",
-        "alice",
-        "u",
-        &MediaSignal::of(&json!({"api": "joinChannel"})),
-        CodecPreference::G711,
-    );
+    let join = m
+        .join_with(
+            "v2",
+            "default",
+            "alice",
+            "u",
+            &MediaSignal::of(&json!({"api": "joinChannel"})),
+            CodecPreference::G711,
+        )
+        .to_json();
     assert_eq!(join["errorCode"], 0, "{join}");
     let result = m
         .signal("v2", "alice", "u", "sdpCandidate", &MediaSignal::of(&c.sdp_candidate_signal("v2")))
-        .expect("a result");
+        .expect("a result")
+        .to_json();
     assert_eq!(result["errorCode"], 0, "{result}");
     assert_video_rejected(&c.offer_sdp, result["data"]["sdpInfo"]["sdp"].as_str().unwrap());
     c.accept(&result).unwrap();
@@ -183,7 +188,7 @@ async fn an_offer_that_cannot_be_answered_gets_40001_with_the_reason() {
     ];
     for (i, (sdp, reason)) in cases.iter().enumerate() {
         let signal = json!({"api": "joinChannel", "data": {"sdpInfo": {"sdp": sdp, "type": "offer"}}});
-        let join = m.join("bad", "default", &format!("d{i}"), "u", &MediaSignal::of(&signal));
+        let join = m.join("bad", "default", &format!("d{i}"), "u", &MediaSignal::of(&signal)).to_json();
         assert_eq!(join["errorCode"], 40001, "{join}");
         let msg = join["errorMsg"].as_str().unwrap();
         assert!(msg.contains(reason), "{reason}: {msg}");

@@ -44,12 +44,14 @@ pub(super) fn serve_op(server: &MediaServer, req: &Value) -> Value {
             // `video`: a leg of a VoIP↔VoIP video call (its offered video line is answered).
             let options = LegOptions { prefer, video: req["video"].as_bool().unwrap_or(false) };
             let signal = json!({"api": "joinChannel", "data": {"channelId": chan}});
-            server.join_with(&chan, "default", &rtc, &format!("uuid-{rtc}"), &MediaSignal::of(&signal), options)
+            server
+                .join_with(&chan, "default", &rtc, &format!("uuid-{rtc}"), &MediaSignal::of(&signal), options)
+                .to_json()
         }
         "video" => video_totals(server, req["prefix"].as_str().unwrap_or_default(), req["calls"].as_u64().unwrap_or(0)),
         "signal" => server
             .signal(&chan, &rtc, &format!("uuid-{rtc}"), "sdpCandidate", &MediaSignal::of(&req["signal"]))
-            .unwrap_or(Value::Null),
+            .map_or(Value::Null, |r| r.to_json()),
         "bridge" => {
             server.bridge(&chan, endpoint(&req["a"]), endpoint(&req["b"]), req["record"].as_bool().unwrap_or(false));
             json!({})

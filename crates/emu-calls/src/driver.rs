@@ -11,11 +11,12 @@ use std::time::Duration;
 use emu_core::lifecycle::AdvanceError;
 use emu_core::retention::Limit;
 
+use emu_core::cdr::CdrReport;
 use emu_core::clock::format_shanghai;
 use emu_core::engine::call::{Caller, Target};
 use emu_core::engine::{CallbackFailure, CallbackKind, Engine, EngineConfig, Input, MediaCommand, Routing};
 use emu_core::events::NewEvent;
-use emu_core::signalling::{MediaResultApi, ServerMessage};
+use emu_core::signalling::ServerMessage;
 use emu_core::{Millis, Shared, TenantId};
 use emu_gateway::{GatewayEvent, Hub};
 use emu_media::{CodecPreference, Endpoint, LegOptions, MediaEvent, MediaServer};
@@ -263,7 +264,9 @@ impl Driver {
                 Effect::PhoneDtmf { channel_id, digit } => {
                     self.media.phone_dtmf(&channel_id, digit);
                 }
-                Effect::Receipt { tenant, message_type, report } => self.receipt(tenant, message_type, report),
+                Effect::Receipt { tenant, message_type, report } => {
+                    self.receipt(tenant, message_type, Receipt::Cdr(report))
+                }
                 Effect::Event(e) => self.shared.events.record(e),
             }
         }
@@ -315,22 +318,12 @@ impl Driver {
                 let rtc_type = self.switch.engine.call(&channel_id).map(|c| c.rtc_type.as_str()).unwrap_or_default();
                 let options = LegOptions { prefer: CodecPreference::for_call_type(rtc_type), video };
                 let result = self.media.join_with(&channel_id, &tenant_name, &rtc_id, &uuid, &signal, options);
-                let message = ServerMessage::MediaResult {
-                    api: MediaResultApi::JoinChannel,
-                    uuid,
-                    channel_id,
-                    media_signal: result,
-                };
+                let message = ServerMessage::MediaResult { uuid, channel_id, media_signal: Box::new(result) };
                 self.send(tenant, &rtc_id, &message);
             }
             MediaCommand::Signal { channel_id, tenant, rtc_id, uuid, api, signal } => {
                 if let Some(result) = self.media.signal(&channel_id, &rtc_id, &uuid, api.as_str(), &signal) {
-                    let message = ServerMessage::MediaResult {
-                        api: MediaResultApi::SdpCandidate,
-                        uuid,
-                        channel_id,
-                        media_signal: result,
-                    };
+                    let message = ServerMessage::MediaResult { uuid, channel_id, media_signal: Box::new(result) };
                     self.send(tenant, &rtc_id, &message);
                 }
             }
@@ -427,15 +420,22 @@ impl Driver {
             "record_url": url,
             "record_begin_time": format_shanghai(begin),
         });
-        self.receipt(call.tenant, "VoiceRecordReport", Arc::new(report));
+        self.receipt(call.tenant, "VoiceRecordReport", Receipt::Json(report));
     }
 
     /// Puts a receipt in the tenant's MNS queue (and its HTTP pushes), off the driver's task:
     /// a slow disk must not hold up calls.
-    fn receipt(&self, tenant: TenantId, message_type: &'static str, report: Arc<Value>) {
+    fn receipt(&self, tenant: TenantId, message_type: &'static str, report: Receipt) {
         let mns = self.mns.clone();
         tokio::spawn(async move {
-            if let Err(e) = mns.deliver(tenant, message_type, &report).await {
+            let delivered = match report {
+                Receipt::Cdr(r) => {
+                    let json = serde_json::to_vec(&*r).unwrap_or_default();
+                    mns.deliver_json(tenant, message_type, &json, Some(r.channel_id.clone())).await
+                }
+                Receipt::Json(v) => mns.deliver(tenant, message_type, &v).await,
+            };
+            if let Err(e) = delivered {
                 tracing::error!(message_type, "receipt not queued: {e}");
             }
         });
@@ -449,6 +449,13 @@ impl Driver {
             tracing::error!("virtual devices not made again after the reset: {e}");
         }
     }
+}
+
+/// What a receipt carries: a call's typed CDR (shared with its list row and event), or a
+/// report built as JSON (`VoiceRecordReport`).
+enum Receipt {
+    Cdr(Arc<CdrReport>),
+    Json(Value),
 }
 
 /// The largest callback answer read.

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use emu_core::cdr::CdrReport;
 use emu_core::engine::{CallbackKind, Engine, Input, MediaCommand, NotABoughtNumber, Output};
 use emu_core::events::{Detail, NewEvent};
 use emu_core::pstn::{LegId, PstnCommand, PstnEvent};
@@ -56,7 +57,7 @@ pub enum Effect {
     Receipt {
         tenant: TenantId,
         message_type: &'static str,
-        report: Arc<Value>,
+        report: Arc<CdrReport>,
     },
     Event(NewEvent),
 }
@@ -65,7 +66,7 @@ pub enum Effect {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CdrRow {
     pub tenant: Arc<str>,
-    pub report: Arc<Value>,
+    pub report: Arc<CdrReport>,
 }
 
 pub struct Switch {
@@ -218,7 +219,7 @@ impl Switch {
                         kind: "cdr",
                         channel_id: Some(channel_id),
                         tenant: Some(name.clone()),
-                        detail: Detail::Shared(Arc::clone(&report)),
+                        detail: Detail::Cdr(Arc::clone(&report)),
                         ..Default::default()
                     }));
                     let row = CdrRow { tenant: name, report: Arc::clone(&report) };

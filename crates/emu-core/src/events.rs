@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::cdr::CdrReport;
 use crate::clock::{Clock, Millis};
 use crate::metrics::Metrics;
 
@@ -49,8 +50,8 @@ pub struct Event {
 #[serde(untagged)]
 pub enum Detail {
     Json(Value),
-    /// JSON another record holds too (a call's CDR: its list row and its receipt).
-    Shared(Arc<Value>),
+    /// A call's CDR (`cdr`), shared with the call, its list row and its receipt.
+    Cdr(Arc<CdrReport>),
     Envelope(EnvelopeDetail),
     CallState(CallStateDetail),
 }
@@ -103,12 +104,11 @@ impl From<EnvelopeDetail> for Detail {
 }
 
 impl Detail {
-    /// The JSON a producer built (owned or shared); `None` for a typed envelope detail.
+    /// The JSON a producer built; `None` for a typed detail.
     pub fn json(&self) -> Option<&Value> {
         match self {
             Detail::Json(v) => Some(v),
-            Detail::Shared(v) => Some(v),
-            Detail::Envelope(_) | Detail::CallState(_) => None,
+            Detail::Cdr(_) | Detail::Envelope(_) | Detail::CallState(_) => None,
         }
     }
 
@@ -152,6 +152,7 @@ impl Detail {
         match self {
             Detail::Envelope(d) => serde_json::to_value(d).unwrap_or(Value::Null),
             Detail::CallState(d) => serde_json::to_value(d).unwrap_or(Value::Null),
+            Detail::Cdr(r) => serde_json::to_value(&**r).unwrap_or(Value::Null),
             json => json.json().cloned().unwrap_or(Value::Null),
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod account_state;
 pub mod accounts;
+pub mod cdr;
 pub mod clock;
 pub mod config;
 pub mod tenants;
@@ -18,6 +19,7 @@ pub mod ids;
 pub mod json_path;
 pub mod lenient;
 pub mod lifecycle;
+pub mod media_result;
 pub mod media_signal;
 pub mod metrics;
 pub mod retention;

@@ -16,7 +16,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 
-use crate::events::Event;
+use crate::events::{Detail, Event};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionCode {
@@ -373,10 +373,18 @@ impl Metrics {
                 _ => {}
             },
             "cdr" => {
-                let cause = at(d, "/detail/causeCode").map(|c| c.to_string()).unwrap_or_default();
-                self.calls_ended
-                    .get_or_create(&CallEnding { rtc_type: text("alicomRtcType"), cause_code: cause })
-                    .inc();
+                let ending = match &e.detail {
+                    Detail::Cdr(r) => CallEnding {
+                        rtc_type: r.alicom_rtc_type.to_string(),
+                        // As the JSON reads: a call ended without a code says `null`.
+                        cause_code: r.detail.cause_code.map_or_else(|| "null".to_string(), |c| c.to_string()),
+                    },
+                    _ => CallEnding {
+                        rtc_type: text("alicomRtcType"),
+                        cause_code: at(d, "/detail/causeCode").map(|c| c.to_string()).unwrap_or_default(),
+                    },
+                };
+                self.calls_ended.get_or_create(&ending).inc();
             }
             "callback.request" => {
                 self.callbacks.get_or_create(&Kind { kind: kind_of(d) }).inc();
@@ -448,6 +456,32 @@ mod tests {
         m.observe(&event("call.state", json!({"state": "joining"})));
         m.observe(&event("call.state", json!({"state": "active", "detail": {"ringMs": 1500}})));
         m.observe(&event("cdr", json!({"alicomRtcType": "voip2voip", "detail": {"causeCode": 2000099}})));
+        // The engine's CDR is typed; it counts the same.
+        let report = crate::cdr::CdrReport {
+            channel_id: "c".into(),
+            caller: "a".into(),
+            callee: "b".into(),
+            alicom_rtc_type: "voip2voip",
+            end_time: String::new(),
+            duration: "0".into(),
+            extend: String::new(),
+            call_in_info: crate::cdr::CallIn {
+                caller: "a".into(),
+                callee: "b".into(),
+                start_time: String::new(),
+                end_time: String::new(),
+                duration: "0".into(),
+            },
+            call_out_info: Vec::new(),
+            detail: crate::cdr::CdrDetail {
+                end_reason: None,
+                cause_code: Some(2000099),
+                display_number: None,
+                need_record: false,
+            },
+            start_time: None,
+        };
+        m.observe(&Event { detail: Detail::Cdr(std::sync::Arc::new(report)), ..event("cdr", Value::Null) });
         m.observe(&event("call.state", json!({"state": "ended"})));
         m.observe(&event("callback.answer", json!({"kind": "Outbound", "result": {"error": "timed out: 3000 ms"}})));
         m.pop_request("GetRtcToken", "SignatureDoesNotMatch");
@@ -456,7 +490,7 @@ mod tests {
             "alicom_envelopes_in_total{message_type=\"call\"} 2",
             "alicom_calls_started_total 1",
             "alicom_calls_active 0",
-            "alicom_calls_ended_total{rtc_type=\"voip2voip\",cause_code=\"2000099\"} 1",
+            "alicom_calls_ended_total{rtc_type=\"voip2voip\",cause_code=\"2000099\"} 2",
             "alicom_call_ring_seconds_count 1",
             "alicom_callback_failures_total{kind=\"outbound\",reason=\"timed out\"} 1",
             "alicom_pop_requests_total{action=\"GetRtcToken\",code=\"SignatureDoesNotMatch\"} 1",

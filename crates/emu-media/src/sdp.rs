@@ -3,7 +3,8 @@
 
 use std::net::SocketAddr;
 
-use serde_json::{Value, json};
+use emu_core::media_result::{Candidate, CandidateType};
+use serde_json::Value;
 
 /// Removes `a=candidate` and `a=end-of-candidates` lines (a candidate in the answer lets
 /// ICE connect before the SDK's `addIceCandidate` resolves, and `onActive` never fires).
@@ -162,8 +163,8 @@ pub fn host_candidate(addr: SocketAddr) -> String {
 }
 
 /// `{candidate, id, label, type}` as the SDK sends and expects it.
-pub fn candidate_json(addr: SocketAddr, mid: &str, label: u32) -> Value {
-    json!({"candidate": host_candidate(addr), "id": mid, "label": label, "type": "candidate"})
+pub fn candidate(addr: SocketAddr, mid: &str, label: u32) -> Candidate {
+    Candidate { candidate: host_candidate(addr), id: mid.to_string(), label, kind: CandidateType::Candidate }
 }
 
 /// The candidate strings of an SDK `candidateList` / `candidateInfo` (objects or plain strings).
@@ -187,6 +188,8 @@ pub fn candidate_strings(v: &Value) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]
@@ -245,7 +248,7 @@ mod tests {
             vec!["candidate:1 1 udp 5 127.0.0.1 9 typ relay", "candidate:2 1 udp 5 127.0.0.1 10 typ host"]
         );
         assert_eq!(candidate_strings(&json!({"candidate": "candidate:x"})), vec!["candidate:x"]);
-        let c = candidate_json("127.0.0.1:5000".parse().unwrap(), "0", 0);
-        assert_eq!(c["candidate"], "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host generation 0");
+        let c = candidate("127.0.0.1:5000".parse().unwrap(), "0", 0);
+        assert_eq!(c.candidate, "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host generation 0");
     }
 }

@@ -16,25 +16,30 @@ use turn::server::Server;
 use turn::server::config::{ConnConfig, ServerConfig};
 use webrtc_util::vnet::net::Net;
 
-/// Long-term credentials: username → (key = MD5(username:realm:password), expiry).
-#[derive(Default)]
+/// Long-term credentials: username → (password, expiry). The key, MD5(username:realm:password),
+/// is derived when the relay asks for it: most legs (every one that connects without the relay)
+/// never use their credentials, and an MD5 per joinChannel showed in the per-call profile.
 pub(crate) struct Credentials {
-    users: DashMap<String, (Vec<u8>, Instant)>,
+    realm: String,
+    users: DashMap<String, (String, Instant)>,
     pub(crate) rejected: std::sync::atomic::AtomicU64,
 }
 
 impl Credentials {
-    /// Adds (or renews) a user: key = MD5(username:realm:password), valid for `ttl`.
-    pub(crate) fn add(&self, username: &str, realm: &str, password: &str, ttl: Duration) {
-        let key = generate_auth_key(username, realm, password);
-        self.users.insert(username.to_string(), (key, Instant::now() + ttl));
+    pub(crate) fn new(realm: &str) -> Credentials {
+        Credentials { realm: realm.to_string(), users: DashMap::new(), rejected: Default::default() }
+    }
+
+    /// Adds (or renews) a user, valid for `ttl`.
+    pub(crate) fn add(&self, username: &str, password: &str, ttl: Duration) {
+        self.users.insert(username.to_string(), (password.to_string(), Instant::now() + ttl));
     }
 }
 
 impl AuthHandler for Credentials {
     fn auth_handle(&self, username: &str, _realm: &str, src_addr: SocketAddr) -> Result<Vec<u8>, turn::Error> {
         match self.users.get(username) {
-            Some(entry) if entry.1 > Instant::now() => Ok(entry.0.clone()),
+            Some(entry) if entry.1 > Instant::now() => Ok(generate_auth_key(username, &self.realm, &entry.0)),
             found => {
                 self.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let why = if found.is_some() { "expired" } else { "unknown" };
@@ -60,7 +65,7 @@ impl TurnRelay {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {bind}:{port} (turn): {e}"))?;
         let addr = socket.local_addr()?;
-        let creds = Arc::new(Credentials::default());
+        let creds = Arc::new(Credentials::new(realm));
         let server = Server::new(ServerConfig {
             conn_configs: vec![ConnConfig {
                 conn: Arc::new(socket),
@@ -89,7 +94,7 @@ impl TurnRelay {
     }
 
     pub fn add_user(&self, username: &str, password: &str, ttl: Duration) {
-        self.creds.add(username, &self.realm, password, ttl);
+        self.creds.add(username, password, ttl);
     }
 
     /// Forgets the credentials and closes the user's allocations (their relay ports).

@@ -25,13 +25,15 @@ fn m_line(sdp: &str) -> &str {
 #[tokio::test]
 async fn sigv1_join_then_sdp_candidate() {
     let s = server().await;
-    let join = s.join(
-        "chan",
-        "default",
-        "alice",
-        "uuid-a",
-        &MediaSignal::of(&json!({"api": "joinChannel", "seqId": "42", "data": {"channelId": "chan"}})),
-    );
+    let join = s
+        .join(
+            "chan",
+            "default",
+            "alice",
+            "uuid-a",
+            &MediaSignal::of(&json!({"api": "joinChannel", "seqId": "42", "data": {"channelId": "chan"}})),
+        )
+        .to_json();
     assert_eq!(join["api"], "joinChannel");
     assert_eq!(join["errorCode"], 0);
     assert_eq!(join["errorMsg"], "SUCCESS");
@@ -44,7 +46,8 @@ async fn sigv1_join_then_sdp_candidate() {
     assert!(turn["username"].as_str().unwrap().len() > 10);
     assert!(turn["password"].as_str().unwrap().len() >= 16);
 
-    let result = s.signal("chan", "alice", "uuid-a", "sdpCandidate", &MediaSignal::of(&chrome_offer())).unwrap();
+    let result =
+        s.signal("chan", "alice", "uuid-a", "sdpCandidate", &MediaSignal::of(&chrome_offer())).unwrap().to_json();
     assert_eq!(result["api"], "sdpCandidate");
     assert_eq!(result["errorCode"], 0, "{result}");
     assert_eq!(result["errorMsg"], "SUCCESS");
@@ -93,7 +96,7 @@ async fn sigv1_join_then_sdp_candidate() {
 async fn g711_preference_puts_pcmu_first() {
     let s = server().await;
     s.join_with("c2", "default", "alice", "u", &MediaSignal::of(&json!({})), CodecPreference::G711);
-    let result = s.signal("c2", "alice", "u", "sdpCandidate", &MediaSignal::of(&chrome_offer())).unwrap();
+    let result = s.signal("c2", "alice", "u", "sdpCandidate", &MediaSignal::of(&chrome_offer())).unwrap().to_json();
     let answer = result["data"]["sdpInfo"]["sdp"].as_str().unwrap();
     assert!(m_line(answer).starts_with("m=audio 9 UDP/TLS/RTP/SAVPF 0 8 111"), "{}", m_line(answer));
     assert_eq!(CodecPreference::for_call_type("voip2pstn"), CodecPreference::G711);
@@ -107,7 +110,7 @@ async fn sigv2_join_carries_answer_and_one_candidate() {
     let offer = chrome_offer()["data"]["sdpInfo"]["sdp"].clone();
     let signal = json!({"api": "joinChannel", "seqId": "7", "data": {"channelId": "c3", "sdpInfo": {"sdp": offer, "type": "offer"},
         "channelConfig": {"sigVersion": 2}}});
-    let join = s.join("c3", "default", "bob", "u", &MediaSignal::of(&signal));
+    let join = s.join("c3", "default", "bob", "u", &MediaSignal::of(&signal)).to_json();
     assert_eq!(join["errorCode"], 0, "{join}");
     let answer = join["data"]["sdpInfo"]["sdp"].as_str().unwrap();
     assert!(!answer.contains("a=candidate"));
@@ -123,7 +126,7 @@ async fn sigv2_join_carries_answer_and_one_candidate() {
 async fn unanswerable_offers_fail_without_harming_other_legs() {
     let s = server().await;
     s.join("c4", "default", "alice", "u", &MediaSignal::of(&json!({})));
-    let good = s.signal("c4", "alice", "u", "sdpCandidate", &MediaSignal::of(&chrome_offer())).unwrap();
+    let good = s.signal("c4", "alice", "u", "sdpCandidate", &MediaSignal::of(&chrome_offer())).unwrap().to_json();
     assert_eq!(good["errorCode"], 0);
     s.join("c4", "default", "bob", "u2", &MediaSignal::of(&json!({})));
     for bad in [
@@ -137,7 +140,7 @@ async fn unanswerable_offers_fail_without_harming_other_legs() {
             .replace("a=rtpmap:0 PCMU/8000\r\n", "").replace("a=rtpmap:8 PCMA/8000\r\n", "")}}}),
         json!({"data": {}}),
     ] {
-        let r = s.signal("c4", "bob", "u2", "sdpCandidate", &MediaSignal::of(&bad)).unwrap();
+        let r = s.signal("c4", "bob", "u2", "sdpCandidate", &MediaSignal::of(&bad)).unwrap().to_json();
         assert_ne!(r["errorCode"], 0, "{bad} → {r}");
         assert_ne!(r["errorMsg"], "SUCCESS");
     }

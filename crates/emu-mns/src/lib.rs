@@ -372,17 +372,29 @@ impl Mns {
         message_type: &str,
         body_json: &serde_json::Value,
     ) -> Result<Delivered, MnsError> {
+        let channel_id = ["channelId", "channel_id", "call_id"]
+            .iter()
+            .find_map(|k| body_json.get(*k).and_then(|v| v.as_str()).map(str::to_string));
+        // `to_vec` writes straight into bytes; `to_string` goes through `fmt` and cost 4× as much.
+        self.deliver_json(tenant, message_type, &serde_json::to_vec(body_json).unwrap_or_default(), channel_id).await
+    }
+
+    /// [`Mns::deliver`] for a receipt already written as JSON (the call engine's typed CDR),
+    /// with the call it is about.
+    pub async fn deliver_json(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        message_type: &str,
+        json: &[u8],
+        channel_id: Option<String>,
+    ) -> Result<Delivered, MnsError> {
         use base64::Engine;
         let t = self.shared.tenants.get(tenant);
         let queue = alicom_queue_name(&t.uid, message_type);
         self.ensure_queue(tenant, &queue).await?;
-        // `to_vec` writes straight into bytes; `to_string` goes through `fmt` and cost 4× as much.
-        let body = base64::engine::general_purpose::STANDARD.encode(serde_json::to_vec(body_json).unwrap_or_default());
+        let body = base64::engine::general_purpose::STANDARD.encode(json);
         let sent = self.send(tenant, &queue, vec![NewMessage::new(body)]).await?;
         let m = &sent[0];
-        let channel_id = ["channelId", "channel_id", "call_id"]
-            .iter()
-            .find_map(|k| body_json.get(*k).and_then(|v| v.as_str()).map(str::to_string));
         self.shared.events.record(NewEvent {
             kind: "receipt.queued",
             channel_id: channel_id.clone(),
@@ -390,7 +402,7 @@ impl Mns {
             detail: serde_json::json!({"queue": queue, "messageType": message_type, "messageId": m.id}).into(),
             ..Default::default()
         });
-        push::start(self, tenant, message_type, &m.id, body_json, channel_id);
+        push::start(self, tenant, message_type, &m.id, json, channel_id);
         Ok(Delivered { queue, message_id: m.id.clone(), body_md5: m.body_md5.clone() })
     }
 

@@ -20,12 +20,17 @@ pub(crate) fn start(
     tenant: TenantId,
     message_type: &str,
     message_id: &str,
-    body: &Value,
+    json: &[u8],
     channel_id: Option<String>,
 ) {
     let tenant_name = mns.shared.tenants.get(tenant).name.clone();
     let targets: Vec<PushTarget> =
         mns.push_targets().into_iter().filter(|t| t.matches(&tenant_name, message_type)).collect();
+    if targets.is_empty() {
+        return;
+    }
+    // Read back only for a push (the queue holds the text): most runs configure none.
+    let body: Value = serde_json::from_slice(json).unwrap_or_default();
     for target in targets {
         let job = Job {
             mns: mns.clone(),

@@ -99,13 +99,13 @@ fn a_voip_to_pstn_call_runs_to_its_cdr_without_io() {
             _ => None,
         })
         .expect("a CDR receipt");
-    assert_eq!((receipt["duration"].as_str(), receipt["callee"].as_str()), (Some("2"), Some("13912345678")));
+    assert_eq!((receipt.duration.as_str(), receipt.callee.as_str()), ("2", "13912345678"));
     assert_eq!(s.cdrs().count(), 1);
     let row = s.cdrs().next().unwrap();
     assert_eq!(&*row.tenant, "default");
     // One report, shared by the receipt, the list and the call: no copies.
     assert!(std::sync::Arc::ptr_eq(&row.report, receipt));
-    let channel_id = row.report["channelId"].as_str().expect("the CDR's channelId");
+    let channel_id = &row.report.channel_id;
     let kept = s.engine.call(channel_id).and_then(|c| c.cdr.as_ref()).expect("the ended call keeps its CDR");
     assert!(std::sync::Arc::ptr_eq(&row.report, kept));
     // The ring timer of the answered leg is still queued; it fires into nothing.

@@ -1,8 +1,9 @@
 //! A call (channel) and its legs: the state the engine keeps per call, and its admin view.
 
 use serde::Serialize;
-use serde_json::Value;
 
+use crate::cdr::CdrReport;
+pub use crate::cdr::Outcome;
 use crate::clock::Millis;
 use crate::media_signal::RawJson;
 use crate::pstn::LegId;
@@ -76,26 +77,6 @@ pub enum LegState {
     Ringing,
     Answered,
     Ended,
-}
-
-/// How a leg ended, in the words the CDR and the admin API use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = LegOutcome)]
-pub enum Outcome {
-    Completed,
-    Rejected,
-    Busy,
-    NoAnswer,
-    Offline,
-    Unreachable,
-    Invalid,
-    Cancelled,
-    AnsweredElsewhere,
-    /// Still ringing when another callee rejected the call (the default cancel rule).
-    RejectedElsewhere,
-    /// Never rung: the call was refused before (callback, invalid number, limits).
-    NotDialled,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -180,9 +161,9 @@ pub struct Call {
     pub cancel_on_reject: bool,
     #[serde(skip)]
     pub ringing_sent: bool,
-    // Shared with the CDR event, the CDR list and the receipt: one tree per call, no copies.
+    // Shared with the CDR event, the CDR list and the receipt: one report per call, no copies.
     #[schema(value_type = Option<Value>, required = true)]
-    pub cdr: Option<std::sync::Arc<Value>>,
+    pub cdr: Option<std::sync::Arc<CdrReport>>,
     pub video: super::video::Video,
 }
 

@@ -1,65 +1,14 @@
 //! The `ArtcCdrReport` of a call (docs/calls.md#cdrs-artccdrreport): one per call, answered or not.
 
-use serde::Serialize;
+#[cfg(test)]
 use serde_json::Value;
 
 use super::call::{Call, Caller, Outcome, Target};
+use crate::cdr::{CallIn, CallOut, CdrDetail, CdrReport};
 use crate::clock::{Millis, format_shanghai};
 
 fn secs(from: Millis, to: Millis) -> String {
     (to.saturating_sub(from) / 1000).to_string()
-}
-
-/// The report's fields in the order of the vendor's; `startTime` only for an answered call.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Report<'a> {
-    channel_id: &'a str,
-    caller: &'a str,
-    callee: String,
-    alicom_rtc_type: &'static str,
-    end_time: String,
-    duration: String,
-    extend: &'a str,
-    call_in_info: CallIn<'a>,
-    call_out_info: Vec<CallOut<'a>>,
-    detail: Detail<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_time: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CallIn<'a> {
-    caller: &'a str,
-    callee: String,
-    start_time: String,
-    end_time: String,
-    duration: String,
-}
-
-/// One rung leg, or (`ring_start_time` absent) one callee that was never dialled.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct CallOut<'a> {
-    caller: &'a str,
-    callee: &'a str,
-    end_time: String,
-    duration: String,
-    outcome: Option<Outcome>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ring_start_time: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    start_time: Option<String>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Detail<'a> {
-    end_reason: &'a Option<String>,
-    cause_code: Option<i64>,
-    display_number: &'a Option<String>,
-    need_record: bool,
 }
 
 /// Who was called, whatever stopped the call: the answered leg, else the first rung, else the
@@ -74,14 +23,13 @@ fn callee_label(call: &Call) -> String {
 }
 
 /// Builds the report; `startTime` is absent and `duration` "0" for whatever was never answered.
-/// Typed, and turned into JSON once (it was a `json!` tree of `json!` trees, each copied into
-/// the next).
-pub fn report(call: &Call) -> Value {
+/// Typed, and written as JSON only by whoever reads or sends it (`crate::cdr`).
+pub fn report(call: &Call) -> CdrReport {
     let ended = call.ended_ms.unwrap_or(call.created_ms);
     let caller = call.caller_label();
     let callee = callee_label(call);
     let call_in = CallIn {
-        caller,
+        caller: caller.to_string(),
         callee: match &call.caller {
             Caller::Phone { .. } => call.display_number.clone().unwrap_or_default(),
             Caller::Device { .. } => callee.clone(),
@@ -102,8 +50,8 @@ pub fn report(call: &Call) -> Value {
         call.requested
             .iter()
             .map(|t| CallOut {
-                caller: from(t, caller),
-                callee: t.label(),
+                caller: from(t, caller).to_string(),
+                callee: t.label().to_string(),
                 end_time: String::new(),
                 duration: "0".into(),
                 outcome: Some(Outcome::NotDialled),
@@ -117,8 +65,8 @@ pub fn report(call: &Call) -> Value {
             .map(|l| {
                 let end = l.ended_ms.unwrap_or(ended);
                 CallOut {
-                    caller: from(&l.target, caller),
-                    callee: l.target.label(),
+                    caller: from(&l.target, caller).to_string(),
+                    callee: l.target.label().to_string(),
                     end_time: if l.answered_ms.is_some() { format_shanghai(end) } else { String::new() },
                     duration: l.answered_ms.map(|a| secs(a, end)).unwrap_or_else(|| "0".into()),
                     outcome: l.outcome,
@@ -128,25 +76,24 @@ pub fn report(call: &Call) -> Value {
             })
             .collect()
     };
-    let report = Report {
-        channel_id: &call.channel_id,
-        caller,
+    CdrReport {
+        channel_id: call.channel_id.clone(),
+        caller: caller.to_string(),
         callee,
         alicom_rtc_type: call.reported_type(),
         end_time: if call.answered_ms.is_some() { format_shanghai(ended) } else { String::new() },
         duration: call.answered_ms.map(|a| secs(a, ended)).unwrap_or_else(|| "0".into()),
-        extend: &call.extend,
+        extend: call.extend.clone(),
         call_in_info: call_in,
         call_out_info: call_out,
-        detail: Detail {
-            end_reason: &call.end_reason,
+        detail: CdrDetail {
+            end_reason: call.end_reason.clone(),
             cause_code: call.cause_code,
-            display_number: &call.display_number,
+            display_number: call.display_number.clone(),
             need_record: call.need_record,
         },
         start_time: call.answered_ms.map(format_shanghai),
-    };
-    serde_json::to_value(report).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]

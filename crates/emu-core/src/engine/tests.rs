@@ -92,7 +92,7 @@ fn voip_to_voip_answered_and_hung_up() {
     let cdr = out
         .iter()
         .find_map(|o| match o {
-            Output::Cdr { report, .. } => Some(report),
+            Output::Cdr { report, .. } => Some(serde_json::to_value(&**report).unwrap()),
             _ => None,
         })
         .expect("CDR");
@@ -326,7 +326,7 @@ fn three_sequences_of_30_seconds_run_to_the_end() {
     let cdr = out
         .iter()
         .find_map(|o| match o {
-            Output::Cdr { report, .. } => Some(report),
+            Output::Cdr { report, .. } => Some(serde_json::to_value(&**report).unwrap()),
             _ => None,
         })
         .expect("CDR");
@@ -383,10 +383,10 @@ fn inbound_to_voip_with_dtmf_from_the_phone() {
     assert_eq!(to_device(&out), vec![("b".into(), "peerLeftChannel")]);
 }
 
-fn cdr_of(out: &[Output]) -> &Value {
+fn cdr_of(out: &[Output]) -> Value {
     out.iter()
         .find_map(|o| match o {
-            Output::Cdr { report, .. } => Some(report),
+            Output::Cdr { report, .. } => Some(serde_json::to_value(&**report).unwrap()),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no CDR in {out:?}"))

@@ -12,6 +12,7 @@
 use std::borrow::Cow;
 
 use crate::lenient::{Fields, Leaf, Object, skip};
+pub use crate::media_result::{MediaResult, MediaResultApi};
 use crate::media_signal::{MediaSignal, RawJson, SignalData};
 use serde::Deserialize;
 use serde::Serialize;
@@ -382,8 +383,8 @@ pub enum ServerMessage {
     /// `cs_media_mode`: a video call became audio (docs/protocol.md#video-calls), because
     /// `rtc_id`'s offer had no active video. `mode` as the native SDKs' `onMediaModeChanged`.
     MediaMode { uuid: String, channel_id: String, mode: MediaMode, rtc_id: String, reason: String },
-    /// The media server's answer to `joinChannel` or `sdpCandidate`, already built.
-    MediaResult { api: MediaResultApi, uuid: String, channel_id: String, media_signal: Value },
+    /// The media server's answer to `joinChannel` or `sdpCandidate` (its api is the messageType).
+    MediaResult { uuid: String, channel_id: String, media_signal: Box<MediaResult> },
 }
 
 /// A call's media: `onMediaModeChanged`'s mode 0 (video) or 1 (audio).
@@ -403,12 +404,6 @@ impl MediaMode {
             MediaMode::Audio => 1,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MediaResultApi {
-    JoinChannel,
-    SdpCandidate,
 }
 
 /// A successful ARTC api message (`body.mediaSignal`): `{api, errorCode: 0, errorMsg, data}`.
@@ -478,8 +473,8 @@ pub enum Signal<'a> {
     Answered(Artc<AnsweredData<'a>>),
     PeerJoined(Artc<PeerJoinedData<'a>>),
     Channel(Artc<ChannelData<'a>>),
-    /// The media server's answer, built by it.
-    Built(&'a Value),
+    /// The media server's answer.
+    MediaResult(&'a MediaResult),
 }
 
 /// How [`Body`] writes `mediaSignal`.
@@ -509,8 +504,7 @@ impl ServerMessage {
             ServerMessage::Disconnect { .. } => "cs_disconnect",
             ServerMessage::Dtmf { .. } => "cs_dtmf",
             ServerMessage::MediaMode { .. } => "cs_media_mode",
-            ServerMessage::MediaResult { api: MediaResultApi::JoinChannel, .. } => "joinChannel",
-            ServerMessage::MediaResult { api: MediaResultApi::SdpCandidate, .. } => "sdpCandidate",
+            ServerMessage::MediaResult { media_signal, .. } => media_signal.api.as_str(),
         }
     }
 
@@ -550,7 +544,7 @@ impl ServerMessage {
             ServerMessage::CanceledCall { channel_id } => {
                 Signal::Channel(artc("canceledCall", ChannelData { channel_id }))
             }
-            ServerMessage::MediaResult { media_signal, .. } => Signal::Built(media_signal),
+            ServerMessage::MediaResult { media_signal, .. } => Signal::MediaResult(media_signal),
             ServerMessage::Ringing { .. }
             | ServerMessage::Disconnect { .. }
             | ServerMessage::Dtmf { .. }

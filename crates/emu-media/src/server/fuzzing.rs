@@ -51,14 +51,14 @@ impl MediaHarness {
         let leg = NewLeg { channel_id, tenant: "default", rtc_id, uuid: rtc_id, prefer, video };
         let result = self.st.join(leg, &MediaSignal::of(signal), None, self.now);
         self.st.settle(self.now);
-        result
+        result.to_json()
     }
 
     /// A device's `sdpCandidate` / `candidate` media signal: the result, if the api has one.
     pub fn signal(&mut self, channel_id: &str, rtc_id: &str, api: &str, signal: &Value) -> Option<Value> {
         let result = self.st.signal(channel_id, rtc_id, rtc_id, api, &MediaSignal::of(signal), self.now);
         self.st.settle(self.now);
-        result
+        result.map(|r| r.to_json())
     }
 
     /// The server's ICE ufrag of a leg (the first part of a STUN request's USERNAME).
@@ -104,7 +104,7 @@ pub fn turn_auth(
     password: &str,
     ttl: Duration,
 ) -> Arc<dyn turn::auth::AuthHandler + Send + Sync> {
-    let creds = crate::turn::Credentials::default();
-    creds.add(username, realm, password, ttl);
+    let creds = crate::turn::Credentials::new(realm);
+    creds.add(username, password, ttl);
     Arc::new(creds)
 }

@@ -150,6 +150,8 @@ pub struct MediaServer {
     stop: watch::Sender<bool>,
     cfg: Arc<MediaConfig>,
     turn: Option<Arc<TurnRelay>>,
+    /// The TURN URL handed to clients in every joinChannel result, written once.
+    turn_url: Option<String>,
     clock: Clock,
 }
 
@@ -218,7 +220,14 @@ impl MediaServer {
                 cand_addr,
             });
         }
-        let server = Arc::new(MediaServer { workers, stop, cfg, turn, clock });
+        let turn_url = turn.as_ref().map(|t| {
+            let host = match cfg.public_host.trim() {
+                "" => workers[0].cand_addr.ip().to_string(),
+                host => host.to_string(),
+            };
+            format!("turn:{host}:{}?transport=udp", t.addr().port())
+        });
+        let server = Arc::new(MediaServer { workers, stop, cfg, turn, turn_url, clock });
         for i in 0..server.workers.len() {
             tokio::spawn(io_loop(server.clone(), i, stop_rx.clone()));
         }
@@ -254,13 +263,7 @@ impl MediaServer {
 
     /// The TURN URL handed to clients.
     pub fn turn_url(&self) -> Option<String> {
-        let port = self.turn_addr()?.port();
-        let host = if self.cfg.public_host.trim().is_empty() {
-            self.candidate_addr().ip().to_string()
-        } else {
-            self.cfg.public_host.trim().to_string()
-        };
-        Some(format!("turn:{host}:{port}?transport=udp"))
+        self.turn_url.clone()
     }
 
     pub fn config(&self) -> &MediaConfig {

@@ -1,12 +1,13 @@
 //! The device signalling: joinChannel and sdpCandidate results (TURN credentials, the answer
 //! to an offer, the server's candidate), trickled candidates, and creating legs and their `Rtc`s.
 
+use emu_core::media_result::{AnswerType, MediaResult, MediaResultApi, SdpAnswer, TurnServer};
 use emu_core::media_signal::MediaSignal;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use serde_json::{Value, json};
+use serde_json::Value;
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Direction, Frequency, Mid};
@@ -30,9 +31,9 @@ const ERR_NO_LEG: i64 = 40004;
 
 impl MediaServer {
     /// A device's joinChannel: mints TURN credentials and returns the ARTC joinChannel result
-    /// (the JSON for `body.mediaSignal`). With sigv 2 (the offer inside `signal`), it also
+    /// (the `body.mediaSignal` of the answer). With sigv 2 (the offer inside `signal`), it also
     /// carries the answer and the server's one candidate.
-    pub fn join(&self, channel_id: &str, tenant: &str, rtc_id: &str, uuid: &str, signal: &MediaSignal) -> Value {
+    pub fn join(&self, channel_id: &str, tenant: &str, rtc_id: &str, uuid: &str, signal: &MediaSignal) -> MediaResult {
         self.join_with(channel_id, tenant, rtc_id, uuid, signal, CodecPreference::Opus)
     }
 
@@ -46,7 +47,7 @@ impl MediaServer {
         uuid: &str,
         signal: &MediaSignal,
         options: impl Into<LegOptions>,
-    ) -> Value {
+    ) -> MediaResult {
         let now = Instant::now();
         let turn = self.mint_turn_user();
         let LegOptions { prefer, video } = options.into();
@@ -67,7 +68,14 @@ impl MediaServer {
 
     /// A device's media signal: `sdpCandidate` (offer + candidates → the answer result),
     /// `candidate` (a trickled candidate; no result), anything else ignored.
-    pub fn signal(&self, channel_id: &str, rtc_id: &str, uuid: &str, api: &str, signal: &MediaSignal) -> Option<Value> {
+    pub fn signal(
+        &self,
+        channel_id: &str,
+        rtc_id: &str,
+        uuid: &str,
+        api: &str,
+        signal: &MediaSignal,
+    ) -> Option<MediaResult> {
         let now = Instant::now();
         self.worker(channel_id).with(|st| st.signal(channel_id, rtc_id, uuid, api, signal, now))
     }
@@ -108,26 +116,26 @@ pub(super) struct TurnUser {
 }
 
 impl State {
-    /// The joinChannel result (the JSON for `body.mediaSignal`) for a new leg; with sigv 2 (the
+    /// The joinChannel result (the answer's `body.mediaSignal`) for a new leg; with sigv 2 (the
     /// offer inside `signal`), it also carries the answer and the server's one candidate.
-    pub(super) fn join(&mut self, leg: NewLeg, signal: &MediaSignal, turn: Option<TurnUser>, now: Instant) -> Value {
+    pub(super) fn join(
+        &mut self,
+        leg: NewLeg,
+        signal: &MediaSignal,
+        turn: Option<TurnUser>,
+        now: Instant,
+    ) -> MediaResult {
         let NewLeg { channel_id, tenant, rtc_id, uuid, prefer, video } = leg;
         let id = self.new_leg(channel_id, tenant, rtc_id, uuid, prefer, now);
         if let Some(leg) = self.legs.get_mut(&id) {
             leg.video_allowed = video;
         }
-        let mut result = json!({
-            "api": "joinChannel", "errorCode": 0, "errorMsg": "SUCCESS",
-            "data": {"channelId": channel_id, "turnServers": [], "dynamicConfig": {}},
-        });
-        if let Some(seq) = &signal.seq_id {
-            result["seqId"] = seq.clone();
-        }
+        let mut result = MediaResult::success(MediaResultApi::JoinChannel, channel_id, signal.seq_id.clone());
         if let Some(TurnUser { url, username, password }) = turn {
-            result["data"]["turnServers"] = json!([{"address": url, "username": username, "password": password}]);
             if let Some(leg) = self.legs.get_mut(&id) {
-                leg.turn_user = Some(username);
+                leg.turn_user = Some(username.clone());
             }
+            result.data.turn_servers = Some(vec![TurnServer { address: url, username, password }]);
         }
         let offer = signal.data.sdp.as_deref();
         let sigv2 = offer.is_some() || signal.data.channel_config.sig_version == Some(2);
@@ -137,13 +145,12 @@ impl State {
         if let Some(offer) = offer {
             match self.answer(id, offer, &[], now) {
                 Ok((answer, mid, label)) => {
-                    result["data"]["sdpInfo"] = json!({"sdp": answer, "type": "answer"});
-                    result["data"]["candidateInfo"] = sdp::candidate_json(self.cand_addr, &mid, label);
+                    result.data.sdp_info = Some(SdpAnswer { sdp: answer, kind: AnswerType::Answer });
+                    result.data.candidate_info = Some(sdp::candidate(self.cand_addr, &mid, label));
                 }
                 Err(e) => {
                     tracing::warn!(channel_id, rtc_id, "joinChannel offer refused: {e}");
-                    result["errorCode"] = ERR_BAD_OFFER.into();
-                    result["errorMsg"] = format!("cannot answer the offer: {e}").into();
+                    result.fail(ERR_BAD_OFFER, format!("cannot answer the offer: {e}"));
                 }
             }
         }
@@ -160,13 +167,10 @@ impl State {
         api: &str,
         signal: &MediaSignal,
         now: Instant,
-    ) -> Option<Value> {
+    ) -> Option<MediaResult> {
         match api {
             "sdpCandidate" => {
-                let mut result = json!({"api": "sdpCandidate", "errorCode": 0, "errorMsg": "SUCCESS", "data": {"channelId": channel_id}});
-                if let Some(seq) = &signal.seq_id {
-                    result["seqId"] = seq.clone();
-                }
+                let mut result = MediaResult::success(MediaResultApi::SdpCandidate, channel_id, signal.seq_id.clone());
                 let offer = signal.data.sdp.as_deref();
                 let candidates = sdp::candidate_strings(signal.data.candidate_list.as_ref().unwrap_or(&Value::Null));
                 let id = match self.leg_of(channel_id, rtc_id) {
@@ -181,18 +185,19 @@ impl State {
                 match (id, offer) {
                     (Some(id), Some(offer)) => match self.answer(id, offer, &candidates, now) {
                         Ok((answer, mid, label)) => {
-                            result["data"]["sdpInfo"] = json!({"sdp": answer, "type": "answer"});
-                            result["data"]["candidateList"] = json!([sdp::candidate_json(self.cand_addr, &mid, label)]);
+                            result.data.sdp_info = Some(SdpAnswer { sdp: answer, kind: AnswerType::Answer });
+                            result.data.candidate_list = Some([sdp::candidate(self.cand_addr, &mid, label)]);
                         }
                         Err(e) => {
                             tracing::warn!(channel_id, rtc_id, "sdpCandidate offer refused: {e}");
-                            result["errorCode"] = ERR_BAD_OFFER.into();
-                            result["errorMsg"] = format!("cannot answer the offer: {e}").into();
+                            result.fail(ERR_BAD_OFFER, format!("cannot answer the offer: {e}"));
                         }
                     },
                     _ => {
-                        result["errorCode"] = (if id.is_none() { ERR_NO_LEG } else { ERR_BAD_OFFER }).into();
-                        result["errorMsg"] = "sdpCandidate without an offer".into();
+                        result.fail(
+                            if id.is_none() { ERR_NO_LEG } else { ERR_BAD_OFFER },
+                            "sdpCandidate without an offer",
+                        );
                     }
                 }
                 Some(result)
@@ -240,7 +245,7 @@ impl State {
         let (tx_seq, tx_time) = (first_seq(), rand::rng().random::<u32>());
         self.legs.insert(
             id,
-            Leg {
+            Box::new(Leg {
                 id,
                 channel_id: channel_id.to_string(),
                 rtc_id: rtc_id.to_string(),
@@ -279,7 +284,7 @@ impl State {
                 video_rtc: false,
                 video: None,
                 remote_fingerprint: None,
-            },
+            }),
         );
         self.topology += 1;
         self.counters.legs_created += 1;

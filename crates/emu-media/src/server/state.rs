@@ -84,7 +84,8 @@ pub(super) struct State {
     /// Made on a background thread at start (see [`DtlsIdentity`]).
     pub(super) cert: Arc<DtlsIdentity>,
     pub(super) channels: FxHashMap<String, Channel>,
-    pub(super) legs: FxHashMap<LegId, Leg>,
+    // Boxed: a leg is several hundred bytes, moved on every insert, remove and rehash otherwise.
+    pub(super) legs: FxHashMap<LegId, Box<Leg>>,
     pub(super) by_ufrag: FxHashMap<String, LegId>,
     pub(super) by_addr: FxHashMap<SocketAddr, LegId>,
     /// Legs with input, written frames or a due timeout since they were last drained, in the
@@ -158,7 +159,7 @@ impl State {
     pub(super) fn channel_stats(&self, channel_id: &str, now: Instant) -> Option<ChannelStats> {
         let clock_now = self.clock.now_ms();
         let chan = self.channels.get(channel_id)?;
-        let mut legs: Vec<&Leg> = chan.legs.values().filter_map(|id| self.legs.get(id)).collect();
+        let mut legs: Vec<&Leg> = chan.legs.values().filter_map(|id| self.legs.get(id).map(|l| &**l)).collect();
         legs.sort_by_key(|l| l.id);
         Some(ChannelStats {
             channel_id: channel_id.to_string(),

@@ -173,7 +173,7 @@ fn join(st: &mut State, c: &mut Client, channel_id: &str, rtc_id: &str, now: Ins
 
 fn join_with(st: &mut State, c: &mut Client, channel_id: &str, rtc_id: &str, video: bool, now: Instant) -> LegId {
     let leg = NewLeg { channel_id, tenant: "default", rtc_id, uuid: rtc_id, prefer: CodecPreference::Opus, video };
-    let result = st.join(leg, &c.join_signal(channel_id), None, now);
+    let result = st.join(leg, &c.join_signal(channel_id), None, now).to_json();
     assert_eq!(result["errorCode"], 0, "{result}");
     assert_eq!(result["seqId"], 7, "the seqId is echoed");
     assert!(result["data"]["turnServers"].as_array().unwrap().is_empty(), "no TURN, no servers: {result}");
@@ -274,7 +274,7 @@ fn a_device_joining_again_replaces_its_leg_and_its_turn_user_is_released() {
     let turn = |name: &str| {
         Some(super::signal::TurnUser { url: "turn:x:1".into(), username: name.into(), password: "p".into() })
     };
-    let first = st.join(leg("alice"), &c.join_signal("ch2"), turn("user-1"), now);
+    let first = st.join(leg("alice"), &c.join_signal("ch2"), turn("user-1"), now).to_json();
     assert_eq!(first["data"]["turnServers"][0]["username"], "user-1");
     let old = st.leg_of("ch2", "alice").unwrap();
     st.join(leg("alice"), &c.join_signal("ch2"), turn("user-2"), now);
@@ -364,7 +364,7 @@ fn a_video_call_forwards_each_partys_frames_and_keyframe_requests_to_the_other()
     a.pending = Some(pending);
     let signal = json!({"api": "sdpCandidate", "data": {"channelId": "v1",
         "sdpInfo": {"sdp": sdp::strip_candidates(&offer.to_sdp_string()), "type": "offer"}, "candidateList": []}});
-    let result = st.signal("v1", "alice", "alice", "sdpCandidate", &signal.into(), now).expect("a result");
+    let result = st.signal("v1", "alice", "alice", "sdpCandidate", &signal.into(), now).expect("a result").to_json();
     assert_eq!(result["errorCode"], 0, "{result}");
     a.accept(&result);
     assert!(
@@ -497,7 +497,7 @@ fn a_datagram_that_panics_the_webrtc_stack_resets_only_its_leg() {
         None,
         now,
     );
-    assert_eq!(result["errorCode"], 0);
+    assert_eq!(result.error_code, 0);
     let other = Client::new("10.0.0.3:5000", now);
     let leg = |rtc_id| NewLeg {
         channel_id: "ch2",
@@ -507,7 +507,7 @@ fn a_datagram_that_panics_the_webrtc_stack_resets_only_its_leg() {
         prefer: CodecPreference::Opus,
         video: false,
     };
-    assert_eq!(st.join(leg("bob"), &other.join_signal("ch2"), None, now)["errorCode"], 0);
+    assert_eq!(st.join(leg("bob"), &other.join_signal("ch2"), None, now).error_code, 0);
     let id = st.leg_of("ch", "alice").unwrap();
     let ufrag = st.legs[&id].ice.ufrag.clone();
     let hex =
@@ -583,7 +583,7 @@ fn old_channel_json(st: &State, channel_id: &str, now: Instant) -> Value {
         Endpoint::Phone { number, audio } => json!({"phone": number, "audio": audio}),
     };
     let chan = &st.channels[channel_id];
-    let mut legs: Vec<&super::leg::Leg> = chan.legs.values().map(|id| &st.legs[id]).collect();
+    let mut legs: Vec<&super::leg::Leg> = chan.legs.values().map(|id| &*st.legs[id]).collect();
     legs.sort_by_key(|l| l.id);
     json!({
         "channelId": channel_id,

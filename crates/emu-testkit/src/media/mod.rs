@@ -9,10 +9,10 @@
 //! # async fn demo(server: &emu_media::MediaServer) -> anyhow::Result<()> {
 //! use emu_core::media_signal::MediaSignal;
 //! use emu_testkit::media::{ClientOptions, MediaClient, TurnCreds};
-//! let join = server.join("chan", "default", "alice", "uuid", &MediaSignal::default());
+//! let join = server.join("chan", "default", "alice", "uuid", &MediaSignal::default()).to_json();
 //! let mut alice = MediaClient::new(ClientOptions::relay(TurnCreds::from_join_result(&join).unwrap())).await?;
 //! let offer = MediaSignal::of(&alice.sdp_candidate_signal("chan"));
-//! let answer = server.signal("chan", "alice", "uuid", "sdpCandidate", &offer).unwrap();
+//! let answer = server.signal("chan", "alice", "uuid", "sdpCandidate", &offer).unwrap().to_json();
 //! alice.accept(&answer)?;
 //! alice.wait_connected(std::time::Duration::from_secs(5)).await?;
 //! # Ok(()) }

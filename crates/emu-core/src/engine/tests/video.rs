@@ -46,7 +46,7 @@ fn media_modes(out: &[Output]) -> Vec<(String, Value)> {
 fn cdr(out: &[Output]) -> Value {
     out.iter()
         .find_map(|o| match o {
-            Output::Cdr { report, .. } => Some(Value::clone(report)),
+            Output::Cdr { report, .. } => Some(serde_json::to_value(&**report).unwrap()),
             _ => None,
         })
         .expect("a CDR")
