@@ -33,7 +33,15 @@ pub const SERVER_SESSION: &str = "alicombiz";
 /// A fresh v4 UUID from the thread-local generator: `Uuid::new_v4` asks the OS for entropy on
 /// every call, a system call per ACK on the gateway's hottest path.
 pub fn new_id() -> String {
-    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
+    write_id(&mut [0; ID_LENGTH]).to_string()
+}
+
+const ID_LENGTH: usize = uuid::fmt::Hyphenated::LENGTH;
+
+/// [`new_id`] written into `buf`, for an id that is only serialised (a messageId): no
+/// allocation and no formatting machinery.
+fn write_id(buf: &mut [u8; ID_LENGTH]) -> &str {
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid().hyphenated().encode_lower(buf)
 }
 
 /// Why a published payload is not an envelope. The connection that sent it is closed.
@@ -185,13 +193,14 @@ impl<'a> Inbound<'a> {
             arrive_time: u64,
             response_code: i64,
         }
-        let message_id = new_id();
+        let mut id = [0; ID_LENGTH];
+        let message_id = write_id(&mut id);
         let ack = Ack {
             topic: &self.topic,
             born_time: now_ms,
             to: self.from,
             from: server_from,
-            message_id: &message_id,
+            message_id,
             message_type: &self.message_type,
             body,
             response: true,
@@ -235,13 +244,14 @@ pub fn server_request_bytes(
         arrive_time: u64,
         response_code: i64,
     }
-    let (message_id, request_id) = (new_id(), new_id());
+    let mut id = [0; ID_LENGTH];
+    let (message_id, request_id) = (write_id(&mut id), new_id());
     let request = Request {
         topic: "artc_media",
         born_time: now_ms,
         to: To { session_id: to_session },
         from: server_from,
-        message_id: &message_id,
+        message_id,
         message_type,
         body,
         response: false,

@@ -44,6 +44,8 @@ struct Identity {
     rtc_id: Arc<str>,
     device_id: Arc<str>,
     client_id: Arc<str>,
+    /// Where its messages go: `<conferenceTopic>/p2p/<clientId>`.
+    topic: Arc<str>,
     /// Logged in with a custom-account (no-account) token.
     custom_account: bool,
 }
@@ -70,6 +72,8 @@ pub struct Binding {
 struct Conn {
     tx: mpsc::Sender<Outbound>,
     client_id: Arc<str>,
+    /// `<conferenceTopic>/p2p/<clientId>`, written once: every message to the device goes there.
+    topic: Arc<str>,
     peer: String,
     transport: &'static str,
     connected_ms: u64,
@@ -92,6 +96,8 @@ pub enum KickError {
 struct Registration {
     conn: Option<ConnId>,
     client_id: String,
+    /// The client's topic (see `Conn::topic`).
+    topic: Arc<str>,
     device_id: String,
     registered_ms: u64,
     last_heartbeat: Instant,
@@ -311,6 +317,7 @@ impl Hub {
             Conn {
                 tx,
                 client_id: client_id.into(),
+                topic: Self::client_topic(client_id, &self.conference_topic).into(),
                 peer,
                 transport,
                 connected_ms: now,

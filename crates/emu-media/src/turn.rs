@@ -21,8 +21,15 @@ use webrtc_util::vnet::net::Net;
 /// never use their credentials, and an MD5 per joinChannel showed in the per-call profile.
 pub(crate) struct Credentials {
     realm: String,
-    users: DashMap<String, (String, Instant)>,
+    users: DashMap<String, User>,
     pub(crate) rejected: std::sync::atomic::AtomicU64,
+}
+
+struct User {
+    password: String,
+    expires: Instant,
+    /// A request authenticated with these credentials: the user may hold allocations.
+    used: bool,
 }
 
 impl Credentials {
@@ -32,14 +39,26 @@ impl Credentials {
 
     /// Adds (or renews) a user, valid for `ttl`.
     pub(crate) fn add(&self, username: &str, password: &str, ttl: Duration) {
-        self.users.insert(username.to_string(), (password.to_string(), Instant::now() + ttl));
+        let (password, expires) = (password.to_string(), Instant::now() + ttl);
+        match self.users.entry(username.to_string()) {
+            dashmap::Entry::Occupied(mut e) => {
+                let user = e.get_mut();
+                (user.password, user.expires) = (password, expires);
+            }
+            dashmap::Entry::Vacant(e) => {
+                e.insert(User { password, expires, used: false });
+            }
+        }
     }
 }
 
 impl AuthHandler for Credentials {
     fn auth_handle(&self, username: &str, _realm: &str, src_addr: SocketAddr) -> Result<Vec<u8>, turn::Error> {
-        match self.users.get(username) {
-            Some(entry) if entry.1 > Instant::now() => Ok(generate_auth_key(username, &self.realm, &entry.0)),
+        match self.users.get_mut(username) {
+            Some(mut user) if user.expires > Instant::now() => {
+                user.used = true;
+                Ok(generate_auth_key(username, &self.realm, &user.password))
+            }
             found => {
                 self.rejected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let why = if found.is_some() { "expired" } else { "unknown" };
@@ -99,8 +118,9 @@ impl TurnRelay {
 
     /// Forgets the credentials and closes the user's allocations (their relay ports).
     pub fn remove_user(self: &Arc<Self>, username: &str) {
-        self.creds.users.remove(username);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        // Credentials never used hold no allocation: nothing to close (most legs never relay).
+        let used = self.creds.users.remove(username).is_some_and(|(_, u)| u.used);
+        if used && let Ok(rt) = tokio::runtime::Handle::try_current() {
             let me = self.clone();
             let name = username.to_string();
             rt.spawn(async move {

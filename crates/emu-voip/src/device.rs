@@ -138,7 +138,16 @@ impl VirtualDevices {
     }
 
     pub fn contains(&self, tenant: TenantId, rtc_id: &str) -> bool {
-        self.devices.contains_key(&(tenant, rtc_id.to_string()))
+        self.get(tenant, rtc_id).is_some()
+    }
+
+    /// The device of an account. Asked for every message the platform sends, almost always
+    /// with no virtual device at all: then the key is not even built.
+    fn get(&self, tenant: TenantId, rtc_id: &str) -> Option<&VirtualDevice> {
+        if self.devices.is_empty() {
+            return None;
+        }
+        self.devices.get(&(tenant, rtc_id.to_string()))
     }
 
     /// Creates the device (online unless its behaviour is `offline`) or changes its behaviour.
@@ -219,17 +228,17 @@ impl VirtualDevices {
 
     /// The device's account is the device's (not kicked by a real SDK), and it is online.
     pub fn is_online(&self, tenant: TenantId, rtc_id: &str) -> bool {
-        self.devices.get(&(tenant, rtc_id.to_string())).is_some_and(|d| d.state() != DeviceState::Offline)
+        self.get(tenant, rtc_id).is_some_and(|d| d.state() != DeviceState::Offline)
     }
 
     /// The device's DeviceId.
     pub fn device_id(&self, tenant: TenantId, rtc_id: &str) -> Option<&str> {
-        self.devices.get(&(tenant, rtc_id.to_string())).map(|d| d.device_id.as_str())
+        self.get(tenant, rtc_id).map(|d| d.device_id.as_str())
     }
 
     /// The device's behaviour (the media server plays its `audio`).
     pub fn behavior(&self, tenant: TenantId, rtc_id: &str) -> Option<&Behavior> {
-        self.devices.get(&(tenant, rtc_id.to_string())).map(|d| &d.behavior)
+        self.get(tenant, rtc_id).map(|d| &d.behavior)
     }
 
     /// Forgets every device (no presence actions: the caller resets the platform too).
@@ -254,6 +263,9 @@ impl VirtualDevices {
     /// A server message for the device's account. `None` when the account has no virtual
     /// device; else whether the device ACKs it.
     pub fn deliver(&mut self, tenant: TenantId, rtc_id: &str, msg: &ServerMessage, now: Millis) -> Option<bool> {
+        if self.devices.is_empty() {
+            return None;
+        }
         let key = (tenant, rtc_id.to_string());
         let d = self.devices.get_mut(&key).filter(|d| !d.kicked)?;
         let ack = d.behavior.ack;

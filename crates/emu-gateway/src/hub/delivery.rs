@@ -62,14 +62,14 @@ impl Hub {
         channel_id: Option<String>,
         awaiting: Option<messages::AwaitingAck>,
     ) -> Result<String, SendError> {
-        let (conn, client_id) = match self.regs.get(&(tenant, rtc_id.to_string())) {
-            Some(r) => (r.conn, r.client_id.clone()),
+        let (conn, topic) = match self.regs.get(&(tenant, rtc_id.to_string())) {
+            Some(r) => (r.conn, r.topic.clone()),
             None => return Err(SendError::NotRegistered),
         };
         let now = self.shared.clock.now_ms();
         let (request_id, wire) = server_request_bytes(&message_type, body, rtc_id, &self.server_from, now);
         let wire = Bytes::from(wire);
-        let packet = mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), wire.clone());
+        let packet = mqtt::publish(&topic, wire.clone());
         // The event log keeps the bytes; readers see the body with mediaSignal decoded.
         self.log_wire(
             "envelope.out",

@@ -181,7 +181,7 @@ impl Hub {
             Bytes::copy_from_slice(payload),
         );
         let ack = env.ack_bytes(code, &ack_body, &self.server_from, now);
-        let packet = mqtt::publish(&Self::client_topic(&who.client_id, &self.conference_topic), ack);
+        let packet = mqtt::publish(&who.topic, ack);
         self.dedupe_store(&who.client_id, &env.request_id, packet.clone());
         // Custom messages go from device to device through the gateway alone (hub/messages.rs).
         if code == 200
@@ -214,6 +214,7 @@ impl Hub {
             rtc_id: b.rtc_id.clone(),
             device_id: b.device_id.clone(),
             client_id: c.client_id.clone(),
+            topic: c.topic.clone(),
             custom_account: b.custom_account,
         })
     }
@@ -326,6 +327,7 @@ impl Hub {
         let fresh = Registration {
             conn: Some(conn),
             client_id: client_id.into(),
+            topic: b.topic.clone(),
             device_id: b.device_id.to_string(),
             registered_ms: now_ms,
             last_heartbeat: now,
@@ -387,14 +389,13 @@ impl Hub {
     /// Sends `cs_quit` (the SDK reports 3110000) and closes the connection shortly after, giving
     /// the SDK time to ACK and stop its call as it does against the cloud.
     pub(super) fn kick(&self, conn: ConnId, reason: &'static str) {
-        let Some((client_id, binding)) = self.conns.get_mut(&conn).map(|mut c| (c.client_id.clone(), c.binding.take()))
-        else {
+        let Some((topic, binding)) = self.conns.get_mut(&conn).map(|mut c| (c.topic.clone(), c.binding.take())) else {
             return;
         };
         let rtc_id = binding.as_ref().map(|b| b.rtc_id.clone()).unwrap_or_default();
         let env =
             Envelope::server_request("cs_quit", empty_body(), &rtc_id, &self.server_id, self.shared.clock.now_ms());
-        self.send_packet(conn, mqtt::publish(&Self::client_topic(&client_id, &self.conference_topic), env.to_bytes()));
+        self.send_packet(conn, mqtt::publish(&topic, env.to_bytes()));
         tracing::info!(conn, rtc_id = %rtc_id, reason, "device kicked");
         self.log(
             "device.kicked",

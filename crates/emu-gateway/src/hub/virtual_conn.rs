@@ -26,6 +26,7 @@ impl Hub {
         }
         let id = self.next_conn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let client_id = format!("virtual-{}-{rtc_id}", tenant.0);
+        let topic: Arc<str> = Self::client_topic(&client_id, &self.conference_topic).into();
         let (tx, mut rx) = mpsc::channel::<Outbound>(64);
         let now_ms = self.shared.clock.now_ms();
         self.conns.insert(
@@ -33,6 +34,7 @@ impl Hub {
             Conn {
                 tx,
                 client_id: client_id.as_str().into(),
+                topic: topic.clone(),
                 peer: VIRTUAL_TRANSPORT.into(),
                 transport: VIRTUAL_TRANSPORT,
                 connected_ms: now_ms,
@@ -65,6 +67,7 @@ impl Hub {
                 key,
                 Registration {
                     conn: Some(id),
+                    topic,
                     client_id,
                     device_id: device_id.to_string(),
                     registered_ms: now_ms,
