@@ -427,6 +427,10 @@ async fn pipeline(
                 tally.error(|| format!("not an ACK: {}", String::from_utf8_lossy(&payload)));
                 continue;
             };
+            // A heartbeat sent just before the idle phase stopped may be answered now.
+            if rid.starts_with(b"hb-") {
+                continue;
+            }
             let acked = rid
                 .strip_prefix(prefix.as_bytes())
                 .and_then(|s| std::str::from_utf8(s).ok())

@@ -26,8 +26,10 @@ use tokio::sync::mpsc;
 
 use crate::envelope::{Envelope, server_from_raw};
 use crate::sls::SlsSink;
+use account_key::{Account, AccountKey};
 use emu_core::signalling::DeviceRequest;
 
+mod account_key;
 mod delivery;
 mod messages;
 mod session;
@@ -214,7 +216,7 @@ pub struct Hub {
     next_conn: AtomicU64,
     conns: DashMap<ConnId, Conn>,
     clients: DashMap<String, ConnId>,
-    regs: DashMap<(TenantId, String), Registration>,
+    regs: DashMap<Account, Registration>,
     dedupe: DashMap<String, Dedupe>,
     pending: DashMap<String, Pending>,
     engine: RwLock<Option<mpsc::UnboundedSender<GatewayEvent>>>,
@@ -338,7 +340,7 @@ impl Hub {
         let Some((_, c)) = self.conns.remove(&conn) else { return };
         self.clients.remove_if(&*c.client_id, |_, v| *v == conn);
         if let Some(b) = c.binding
-            && let Some(mut reg) = self.regs.get_mut(&(b.tenant, b.rtc_id.to_string()))
+            && let Some(mut reg) = self.regs.get_mut(&(b.tenant, &*b.rtc_id) as &dyn AccountKey)
             && reg.conn == Some(conn)
         {
             reg.conn = None;
@@ -390,12 +392,12 @@ impl Hub {
     }
 
     pub fn online(&self, tenant: TenantId, rtc_id: &str) -> bool {
-        self.regs.get(&(tenant, rtc_id.to_string())).is_some_and(|r| r.conn.is_some())
+        self.regs.get(&(tenant, rtc_id) as &dyn AccountKey).is_some_and(|r| r.conn.is_some())
     }
 
     /// Registered, possibly reconnecting within the grace period.
     pub fn registered(&self, tenant: TenantId, rtc_id: &str) -> bool {
-        self.regs.contains_key(&(tenant, rtc_id.to_string()))
+        self.regs.contains_key(&(tenant, rtc_id) as &dyn AccountKey)
     }
 
     pub fn devices(&self) -> Vec<DeviceInfo> {
@@ -403,7 +405,7 @@ impl Hub {
             .regs
             .iter()
             .map(|r| {
-                let (tenant, rtc_id) = r.key();
+                let Account { tenant, rtc_id } = r.key();
                 let connection = r.conn.and_then(|id| {
                     self.conns.get(&id).map(|c| ConnectionInfo {
                         id,

@@ -62,7 +62,7 @@ impl Hub {
         channel_id: Option<String>,
         awaiting: Option<messages::AwaitingAck>,
     ) -> Result<String, SendError> {
-        let (conn, topic) = match self.regs.get(&(tenant, rtc_id.to_string())) {
+        let (conn, topic) = match self.regs.get(&(tenant, rtc_id) as &dyn AccountKey) {
             Some(r) => (r.conn, r.topic.clone()),
             None => return Err(SendError::NotRegistered),
         };
@@ -106,7 +106,7 @@ impl Hub {
     }
 
     pub(super) fn flush_pending_for(&self, tenant: TenantId, rtc_id: &str) {
-        let Some(conn) = self.regs.get(&(tenant, rtc_id.to_string())).and_then(|r| r.conn) else { return };
+        let Some(conn) = self.regs.get(&(tenant, rtc_id) as &dyn AccountKey).and_then(|r| r.conn) else { return };
         let packets: Vec<Bytes> = self
             .pending
             .iter()
@@ -125,7 +125,7 @@ impl Hub {
         let grace = Duration::from_millis(self.cfg.disconnect_grace_ms);
         let heartbeat = Duration::from_millis(self.cfg.heartbeat_timeout_ms);
         let mut gone = Vec::new();
-        self.regs.retain(|(tenant, rtc_id), r| {
+        self.regs.retain(|Account { tenant, rtc_id }, r| {
             if r.is_virtual {
                 r.last_heartbeat = now;
                 return true;
@@ -216,7 +216,7 @@ impl Hub {
             true
         });
         for (tenant, rtc_id, packet, message_type, request_id, channel_id, attempt) in resend {
-            let conn = self.regs.get(&(tenant, rtc_id.clone())).and_then(|r| r.conn);
+            let conn = self.regs.get(&(tenant, rtc_id.as_str()) as &dyn AccountKey).and_then(|r| r.conn);
             // Logged even when the device is offline: the console shows every attempt.
             self.log(
                 "envelope.retransmit",

@@ -88,7 +88,7 @@ impl Hub {
         }
         // A reconnect within the grace period resumes the registration on this connection.
         let mut resumed = false;
-        if let Some(mut reg) = self.regs.get_mut(&(rec.tenant, rec.rtc_id.clone()))
+        if let Some(mut reg) = self.regs.get_mut(&(rec.tenant, rec.rtc_id.as_str()) as &dyn AccountKey)
             && reg.client_id == client_id
             && reg.conn != Some(conn)
         {
@@ -336,7 +336,7 @@ impl Hub {
             disconnected_at: None,
             is_virtual: false,
         };
-        let kicked = match self.regs.entry((b.tenant, b.rtc_id.to_string())) {
+        let kicked = match self.regs.entry(Account::new(b.tenant, &b.rtc_id)) {
             Entry::Occupied(mut e) if e.get().conn == Some(conn) => {
                 let r = e.get_mut();
                 r.last_heartbeat = now;
@@ -376,7 +376,7 @@ impl Hub {
     /// `POST /admin/devices/{rtcId}/kick`: the platform logs an SDK device out as if the account
     /// had logged in elsewhere (`cs_quit`, then the connection closes).
     pub fn kick_device(&self, tenant: TenantId, rtc_id: &str) -> Result<(), KickError> {
-        let reg = self.regs.get(&(tenant, rtc_id.to_string())).ok_or(KickError::NotRegistered)?;
+        let reg = self.regs.get(&(tenant, rtc_id) as &dyn AccountKey).ok_or(KickError::NotRegistered)?;
         if reg.is_virtual {
             return Err(KickError::Virtual);
         }
@@ -419,7 +419,7 @@ impl Hub {
     pub fn on_directory_event(&self, event: DirectoryEvent) {
         match event {
             DirectoryEvent::DeviceSuperseded { tenant, rtc_id, old_device, .. } => {
-                let key = (tenant, rtc_id);
+                let key = Account { tenant, rtc_id };
                 let stale = self.regs.get(&key).and_then(|r| (r.device_id == old_device).then_some(r.conn)).flatten();
                 if let Some(conn) = stale {
                     self.regs.remove(&key);

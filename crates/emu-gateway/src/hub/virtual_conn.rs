@@ -11,7 +11,7 @@ use emu_core::TenantId;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use super::{Binding, Conn, ConnId, GatewayEvent, Hub, Outbound, Registration};
+use super::{Account, AccountKey, Binding, Conn, ConnId, GatewayEvent, Hub, Outbound, Registration};
 
 /// What `GET /admin/devices` shows as the connection's transport and peer.
 pub const VIRTUAL_TRANSPORT: &str = "virtual";
@@ -20,7 +20,7 @@ impl Hub {
     /// Registers a virtual device for the account, kicking another login of it as `cs_register`
     /// does. Registering it again (a new behaviour) keeps its connection.
     pub fn register_virtual(self: &Arc<Self>, tenant: TenantId, rtc_id: &str, device_id: &str) {
-        let key = (tenant, rtc_id.to_string());
+        let key = Account::new(tenant, rtc_id);
         if self.virtual_conn(tenant, rtc_id).is_some() {
             return;
         }
@@ -100,7 +100,7 @@ impl Hub {
     /// The virtual device goes offline: its registration and connection end at once.
     pub fn unregister_virtual(&self, tenant: TenantId, rtc_id: &str) {
         let Some(conn) = self.virtual_conn(tenant, rtc_id) else { return };
-        self.regs.remove(&(tenant, rtc_id.to_string()));
+        self.regs.remove(&(tenant, rtc_id) as &dyn AccountKey);
         self.pending.retain(|_, p| !(p.tenant == tenant && p.rtc_id == rtc_id));
         self.close_conn(conn, "virtual device removed");
         self.log("device.offline", Some(tenant), Some(rtc_id), None, json!({"reason": "virtual device removed"}));
@@ -109,7 +109,7 @@ impl Hub {
 
     /// The account's registration is a virtual device's connection.
     pub fn virtual_conn(&self, tenant: TenantId, rtc_id: &str) -> Option<ConnId> {
-        self.regs.get(&(tenant, rtc_id.to_string())).filter(|r| r.is_virtual).and_then(|r| r.conn)
+        self.regs.get(&(tenant, rtc_id) as &dyn AccountKey).filter(|r| r.is_virtual).and_then(|r| r.conn)
     }
 
     /// A virtual device ACKed a server request: as an SDK's ACK (no retransmission, news for the
