@@ -7,7 +7,7 @@
 
 use emu_core::TenantId;
 use emu_core::pstn::{PstnCommand, ReleaseReason};
-use emu_core::signalling::{RtcType, ServerMessage};
+use emu_core::signalling::{CallerInfo, RtcType, ServerMessage};
 use emu_pstn::PstnSim;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
@@ -57,7 +57,7 @@ fn device(b: emu_voip::Behavior) {
     v.put(TenantId(0), "vd", None, b, 0);
     let called = ServerMessage::Called {
         rtc_type: RtcType::Voip2Voip,
-        caller_info: json!({"isPstn": false, "rtcId": "caller", "uuid": "u"}),
+        caller_info: CallerInfo::Device { rtc_id: "caller".into(), uuid: "u".into() },
         channel_id: "ch".into(),
         call_id: "call".into(),
         caller_user_info: json!({}).into(),

@@ -6,8 +6,8 @@
 
 use alicom_emu_fuzz::{gateway, has_float};
 use bytes::BytesMut;
-use emu_gateway::envelope::{Envelope, Inbound, empty_body, server_from_raw};
 use emu_core::media_signal::MediaSignal;
+use emu_gateway::envelope::{Envelope, Inbound, empty_body, server_from_raw};
 use emu_gateway::media_signal;
 use emu_gateway::mqtt;
 use libfuzzer_sys::fuzz_target;

@@ -297,12 +297,7 @@ impl VirtualDevices {
                 if d.current.is_some() || !d.behavior.then.rings() {
                     return;
                 }
-                let peer = caller_info
-                    .get("rtcId")
-                    .or_else(|| caller_info.get("phoneNumber"))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
+                let peer = caller_info.peer().to_string();
                 let (then, ring_ms) = (d.behavior.then, d.behavior.ring_ms);
                 self.begin(
                     key,

@@ -1,4 +1,4 @@
-use emu_core::signalling::{CalleeRequest, RequestKind, RtcType, ServerMessage};
+use emu_core::signalling::{CalleeRequest, CallerInfo, RequestKind, RtcType, ServerMessage};
 use emu_core::tenants::TenantId;
 use serde_json::json;
 
@@ -9,7 +9,7 @@ const T: TenantId = TenantId(0);
 fn called(channel: &str) -> ServerMessage {
     ServerMessage::Called {
         rtc_type: RtcType::Voip2Voip,
-        caller_info: json!({"isPstn": false, "rtcId": "caller", "uuid": "u"}),
+        caller_info: CallerInfo::Device { rtc_id: "caller".into(), uuid: "u".into() },
         channel_id: channel.into(),
         call_id: "call-1".into(),
         caller_user_info: json!({}).into(),

@@ -1,14 +1,12 @@
 //! Short constructors for the messages the engine sends devices (`ServerMessage`), in the
 //! argument order the engine has at hand. Their bodies are in `crate::signalling`.
 
-use serde_json::Value;
-
 use crate::media_signal::RawJson;
-use crate::signalling::{MediaMode, RtcType, ServerMessage};
+use crate::signalling::{CallerInfo, MediaMode, RtcType, ServerMessage};
 
 pub fn called(
     rtc_type: RtcType,
-    caller_info: Value,
+    caller_info: CallerInfo,
     channel_id: &str,
     call_id: &str,
     caller_user_info: RawJson,

@@ -5,7 +5,7 @@ use serde_json::json;
 use super::call::{CallState, Caller, Leg, LegState, Outcome, Target};
 use super::plan::{self, Callee};
 use super::*;
-use crate::signalling::RtcType;
+use crate::signalling::{CallerInfo, RtcType};
 
 impl Engine {
     pub(super) fn ring_next_sequence(&mut self, channel_id: &str, now: Millis) {
@@ -20,10 +20,10 @@ impl Engine {
         let (tenant, position) = (call.tenant, call.sequence_position);
         let caller_info = match &call.caller {
             Caller::Device { rtc_id, uuid, user_info } => {
-                (json!({"isPstn": false, "rtcId": rtc_id, "uuid": uuid}), user_info.clone())
+                (CallerInfo::Device { rtc_id: rtc_id.clone(), uuid: uuid.clone() }, user_info.clone())
             }
             Caller::Phone { number, uuid, .. } => (
-                json!({"isPstn": true, "phoneNumber": number, "uuid": uuid}),
+                CallerInfo::Phone { number: number.clone(), uuid: uuid.clone() },
                 json!({"platform": "pstn", "deviceId": number, "userId": uuid, "role": 1}).into(),
             ),
         };

@@ -21,6 +21,44 @@ use serde_json::Value;
 
 use crate::tenants::TenantId;
 
+/// `called`'s `callerInfo`: `{"isPstn": false, "rtcId", "uuid"}` for a device,
+/// `{"isPstn": true, "phoneNumber", "uuid"}` for a phone (docs/protocol.md#server-messages).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallerInfo {
+    Device { rtc_id: String, uuid: String },
+    Phone { number: String, uuid: String },
+}
+
+impl CallerInfo {
+    /// Who calls: the device's rtcId or the phone's number.
+    pub fn peer(&self) -> &str {
+        match self {
+            CallerInfo::Device { rtc_id, .. } => rtc_id,
+            CallerInfo::Phone { number, .. } => number,
+        }
+    }
+}
+
+impl Serialize for CallerInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(3))?;
+        match self {
+            CallerInfo::Device { rtc_id, uuid } => {
+                m.serialize_entry("isPstn", &false)?;
+                m.serialize_entry("rtcId", rtc_id)?;
+                m.serialize_entry("uuid", uuid)?;
+            }
+            CallerInfo::Phone { number, uuid } => {
+                m.serialize_entry("isPstn", &true)?;
+                m.serialize_entry("phoneNumber", number)?;
+                m.serialize_entry("uuid", uuid)?;
+            }
+        }
+        m.end()
+    }
+}
+
 /// The call type (`alicomRtcType` in envelopes, CDRs and callbacks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 pub enum RtcType {
@@ -358,7 +396,7 @@ pub enum ServerMessage {
     /// To a callee: an incoming call. No `uuid`: the callee's session is not known yet.
     Called {
         rtc_type: RtcType,
-        caller_info: Value,
+        caller_info: CallerInfo,
         channel_id: String,
         call_id: String,
         caller_user_info: RawJson,

@@ -94,13 +94,16 @@ fn server_message_bodies_are_the_captured_shapes() {
     );
     let c = ServerMessage::Called {
         rtc_type: RtcType::Pstn2Voip,
-        caller_info: json!({"isPstn": true}),
+        caller_info: CallerInfo::Phone { number: "13900000000".into(), uuid: "u".into() },
         channel_id: "c".into(),
         call_id: "k".into(),
         caller_user_info: json!({}).into(),
         video: false,
     };
     assert_eq!(c.body()["alicomRtcType"], "pstn2voip");
+    assert_eq!(c.body()["callerInfo"], json!({"isPstn": true, "phoneNumber": "13900000000", "uuid": "u"}));
+    let from_device = CallerInfo::Device { rtc_id: "alice".into(), uuid: "u".into() };
+    assert_eq!(serde_json::to_string(&from_device).unwrap(), r#"{"isPstn":false,"rtcId":"alice","uuid":"u"}"#);
     assert!(c.body().get("uuid").is_none());
     assert_eq!(c.body()["mediaSignal"]["data"]["channelConfig"]["allowVideo"], 0);
     let mut v = c.clone();
