@@ -213,11 +213,11 @@ impl Switch {
                     effects.push(Effect::Callback { channel_id, tenant, kind, url, body })
                 }
                 Output::Media(cmd) => effects.push(Effect::Media(cmd)),
-                Output::Cdr { tenant, channel_id, report } => {
+                Output::Cdr { tenant, report } => {
                     let name = self.tenant_label(tenant).unwrap_or_else(|| "".into());
                     effects.push(Effect::Event(NewEvent {
                         kind: "cdr",
-                        channel_id: Some(channel_id),
+                        channel_id: Some(report.channel_id.clone()),
                         tenant: Some(name.clone()),
                         detail: Detail::Cdr(Arc::clone(&report)),
                         ..Default::default()

@@ -37,18 +37,10 @@ impl Credentials {
         Credentials { realm: realm.to_string(), users: DashMap::new(), rejected: Default::default() }
     }
 
-    /// Adds (or renews) a user, valid for `ttl`.
+    /// Adds a user (every joinChannel mints a fresh username), valid for `ttl`.
     pub(crate) fn add(&self, username: &str, password: &str, ttl: Duration) {
-        let (password, expires) = (password.to_string(), Instant::now() + ttl);
-        match self.users.entry(username.to_string()) {
-            dashmap::Entry::Occupied(mut e) => {
-                let user = e.get_mut();
-                (user.password, user.expires) = (password, expires);
-            }
-            dashmap::Entry::Vacant(e) => {
-                e.insert(User { password, expires, used: false });
-            }
-        }
+        let user = User { password: password.to_string(), expires: Instant::now() + ttl, used: false };
+        self.users.insert(username.to_string(), user);
     }
 }
 
@@ -73,7 +65,6 @@ impl AuthHandler for Credentials {
 pub struct TurnRelay {
     server: Server,
     creds: Arc<Credentials>,
-    realm: String,
     addr: SocketAddr,
 }
 
@@ -101,7 +92,7 @@ impl TurnRelay {
         })
         .await
         .map_err(|e| anyhow::anyhow!("turn server: {e}"))?;
-        Ok(TurnRelay { server, creds, realm: realm.to_string(), addr })
+        Ok(TurnRelay { server, creds, addr })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -109,7 +100,7 @@ impl TurnRelay {
     }
 
     pub fn realm(&self) -> &str {
-        &self.realm
+        &self.creds.realm
     }
 
     pub fn add_user(&self, username: &str, password: &str, ttl: Duration) {

@@ -145,7 +145,7 @@ impl Engine {
         }
         self.log_state(channel_id, "ended", json!({"reason": reason, "causeCode": code}));
         self.out.push(Output::Media(MediaCommand::Release { channel_id: channel_id.into() }));
-        self.out.push(Output::Cdr { tenant, channel_id: channel_id.into(), report });
+        self.out.push(Output::Cdr { tenant, report });
         let weight = self.calls.get(channel_id).map(crate::retention::json_weight).unwrap_or(0);
         let mut evicted = Vec::new();
         self.recent.push_evicting(channel_id.to_string(), weight, |old| evicted.push(old));

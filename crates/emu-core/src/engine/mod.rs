@@ -154,7 +154,7 @@ pub enum Output {
     Pstn(PstnCommand),
     Callback { channel_id: String, tenant: TenantId, kind: CallbackKind, url: String, body: Value },
     Media(MediaCommand),
-    Cdr { tenant: TenantId, channel_id: String, report: std::sync::Arc<crate::cdr::CdrReport> },
+    Cdr { tenant: TenantId, report: std::sync::Arc<crate::cdr::CdrReport> },
     Log(NewEvent),
 }
 
