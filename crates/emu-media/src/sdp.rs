@@ -28,6 +28,8 @@ pub fn strip_candidates(sdp: &str) -> String {
 /// whole answer, audio included). RFC 3264 §6 lets a rejected line list any format of the
 /// offer's: this puts the offered line's first format there, with its `a=rtpmap` when the offer
 /// has one, and marks the line `a=inactive`. The line stays rejected (port 0, outside BUNDLE).
+/// A line str0m accepted with no format at all (a video section offering only audio codecs) is
+/// rejected the same way.
 /// Lines are paired by their index, as offer/answer pairs them.
 pub fn reject_unanswered(answer: &str, offer: &str) -> (String, Vec<String>) {
     const DIRECTIONS: [&str; 4] = ["a=sendrecv", "a=sendonly", "a=recvonly", "a=inactive"];
@@ -45,11 +47,13 @@ pub fn reject_unanswered(answer: &str, offer: &str) -> (String, Vec<String>) {
             }
             index = Some(index.map_or(0, |i| i + 1));
             let fields: Vec<&str> = l.split_whitespace().collect();
-            in_rejected = fields.len() == 3 && fields[1] == "0";
+            // No format: rejected (port 0), or accepted with no codec in common (a video line whose
+            // section offers only audio codecs), which is no less invalid: rejected here too.
+            in_rejected = fields.len() == 3;
             if in_rejected {
                 let section = index.and_then(|i| offered.get(i));
                 let format = section.and_then(|s| s.format.as_deref());
-                out.push_str(&format!("{} {} {} {}\r\n", fields[0], fields[1], fields[2], format.unwrap_or("0")));
+                out.push_str(&format!("{} 0 {} {}\r\n", fields[0], fields[2], format.unwrap_or("0")));
                 pending_rtpmap = section.and_then(|s| s.rtpmap.as_ref()).map(|r| format!("{r}\r\n"));
                 continue;
             }
@@ -224,6 +228,14 @@ mod tests {
         assert_eq!(reject_unanswered(offer, offer), (offer.to_string(), vec![]));
         // A line the offer lacks, or whose format is not a token: a placeholder format.
         assert_eq!(reject_unanswered("m=video 0 P\r\n", "").0, "m=video 0 P 0\r\n");
+        // Found by fuzzing (fuzz/ sdp_answer): a video section offering only audio codecs came
+        // back accepted (port 9) with no format; it is rejected like any line without one.
+        let (fixed, mids) = reject_unanswered(
+            "m=video 9 P\r\na=mid:1\r\na=sendrecv\r\n",
+            "m=video 9 P 96 97\r\na=rtpmap:96 VP8/90000\r\n",
+        );
+        assert_eq!(fixed, "m=video 0 P 96\r\na=mid:1\r\na=inactive\r\na=rtpmap:96 VP8/90000\r\n");
+        assert_eq!(mids, vec!["1".to_string()]);
         assert_eq!(reject_unanswered("m=video 0 P\r\n", "m=video 9 P \u{7f}x\r\n").0, "m=video 0 P 0\r\n");
     }
 
