@@ -169,22 +169,49 @@ async fn retransmitted_requests_are_processed_once() {
     );
     dev.publish(&env).await.unwrap();
     dev.publish(&env).await.unwrap(); // byte-identical, as the SDK retransmits
+    let first = next_event(&mut engine, |e| matches!(e, GatewayEvent::Request(..))).await;
+    let GatewayEvent::Request(req, held) = first else { unreachable!() };
+    // The media server answers a joinChannel at once: its ACK waits to go out with the answer.
+    let held = held.expect("a joinChannel's ACK is held for the engine");
+    emu.running.gateway.release_ack(held);
     let a1 = dev.expect_ack(&env.request_id).await.unwrap();
     let a2 = dev.expect_ack(&env.request_id).await.unwrap();
     assert_eq!((a1.response_code, a2.response_code), (200, 200));
     assert_eq!(a1.message_id, a2.message_id, "the cached ACK is re-sent");
-    let first = next_event(&mut engine, |e| matches!(e, GatewayEvent::Request(_))).await;
-    let GatewayEvent::Request(req) = first else { unreachable!() };
     assert_eq!(req.channel_id.as_deref(), Some("chan-1"));
     let RequestKind::Join(join) = req.kind else { panic!("not a joinChannel: {:?}", req.kind) };
     assert_eq!(join.signal.seq_id, Some(json!(3)), "the inflated mediaSignal reaches the engine");
     // A later request proves the duplicate was not queued behind the first.
     dev.request("leaveChannel", json!({"channelId": "chan-1"}), None).await.unwrap();
-    let next = next_event(&mut engine, |e| matches!(e, GatewayEvent::Request(_))).await;
-    let GatewayEvent::Request(req) = next else { unreachable!() };
+    let next = next_event(&mut engine, |e| matches!(e, GatewayEvent::Request(..))).await;
+    let GatewayEvent::Request(req, held) = next else { unreachable!() };
     assert!(matches!(req.kind, RequestKind::LeaveChannel), "{:?}", req.kind);
+    assert!(held.is_none(), "a leaveChannel is ACKed at once");
     let events = emu.admin_get("/admin/events?channelId=chan-1&kind=envelope.in").await.unwrap();
     assert_eq!(events["events"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_held_ack_goes_out_with_the_engines_answer_to_that_device() {
+    let emu = emu("").await;
+    let mut engine = emu.running.gateway.attach_engine();
+    let mut dev = emu.device("held").await.unwrap();
+    dev.register().await.unwrap();
+    let signal = json!({"api": "sdpCandidate", "data": {"channelId": "chan-h"}});
+    let env = dev.build_request("sdpCandidate", json!({"channelId": "chan-h"}), Some(&signal));
+    dev.publish(&env).await.unwrap();
+    let ev = next_event(&mut engine, |e| matches!(e, GatewayEvent::Request(..))).await;
+    let GatewayEvent::Request(_, mut held) = ev else { unreachable!() };
+    assert!(held.is_some(), "an sdpCandidate's ACK is held for the engine");
+    // A message to another device leaves it held; one to the sender takes it along.
+    let ringing = emu_core::signalling::ServerMessage::Ringing { uuid: "u".into(), channel_id: "chan-h".into() };
+    assert!(emu.running.gateway.send_message_after(emu_core::TenantId(0), "nobody", &ringing, &mut held).is_err());
+    assert!(held.is_some());
+    emu.running.gateway.send_message_after(emu_core::TenantId(0), &dev.rtc_id, &ringing, &mut held).unwrap();
+    assert!(held.is_none(), "taken by the message to the same connection");
+    let ack = dev.expect_ack(&env.request_id).await.unwrap();
+    assert_eq!(ack.response_code, 200);
+    assert_eq!(dev.expect("ringing").await.unwrap().body["channelId"], "chan-h");
 }
 
 #[tokio::test]
@@ -206,14 +233,21 @@ async fn server_requests_are_retransmitted_until_acked_then_reported() {
     let ev = next_event(&mut engine, |e| matches!(e, GatewayEvent::Undelivered { .. })).await;
     assert!(matches!(ev, GatewayEvent::Undelivered { ref request_id, .. } if *request_id == id));
 
-    // With ACKs on, one send is one delivery, and the ACK reaches the engine.
+    // With ACKs on, one send is one delivery, and the ACK of a `called` (the one ACK the engine
+    // acts on) reaches the engine; the ACK of anything else ends at the gateway, logged.
     dev.set_auto_ack(true);
-    let id =
-        emu.running.gateway.send_request(emu_core::TenantId(0), &dev.rtc_id, "cs_dtmf", json!({"dtmf": "5"})).unwrap();
+    let t = emu_core::TenantId(0);
+    let dtmf = emu.running.gateway.send_request(t, &dev.rtc_id, "cs_dtmf", json!({"dtmf": "5"})).unwrap();
     let e = dev.expect("cs_dtmf").await.unwrap();
     assert_eq!(e.body["dtmf"], "5");
+    let id = emu.running.gateway.send_request(t, &dev.rtc_id, "called", json!({"channelId": "c2"})).unwrap();
+    dev.expect("called").await.unwrap();
     let ack = next_event(&mut engine, |e| matches!(e, GatewayEvent::Ack { .. })).await;
-    assert!(matches!(ack, GatewayEvent::Ack { ref request_id, code: 200, .. } if *request_id == id));
+    assert!(matches!(ack, GatewayEvent::Ack { ref request_id, code: 200, .. } if *request_id == id), "{ack:?}");
+    let acked = emu.admin_get("/admin/events?kind=envelope.ack").await.unwrap();
+    let ids: Vec<&str> =
+        acked["events"].as_array().unwrap().iter().filter_map(|e| e["detail"]["requestId"].as_str()).collect();
+    assert!(ids.contains(&dtmf.as_str()) && ids.contains(&id.as_str()), "both ACKs are logged: {acked}");
     assert!(emu.running.gateway.send_request(emu_core::TenantId(0), "nobody", "ringing", json!({})).is_err());
 }
 

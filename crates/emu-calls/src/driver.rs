@@ -18,7 +18,7 @@ use emu_core::engine::{CallbackFailure, CallbackKind, Engine, EngineConfig, Inpu
 use emu_core::events::NewEvent;
 use emu_core::signalling::ServerMessage;
 use emu_core::{Millis, Shared, TenantId};
-use emu_gateway::{GatewayEvent, Hub};
+use emu_gateway::{GatewayEvent, HeldAck, Hub};
 use emu_media::{CodecPreference, Endpoint, LegOptions, MediaEvent, MediaServer};
 use emu_pstn::PstnSim;
 use serde_json::{Value, json};
@@ -72,6 +72,9 @@ pub struct Driver {
     pub(crate) media: Arc<MediaServer>,
     callbacks: mpsc::Sender<(String, CallbackKind, Result<Value, CallbackFailure>)>,
     http: reqwest::Client,
+    /// The ACK of the device request being handled, when the gateway held it back to go out with
+    /// the media server's answer (`emu_gateway::HeldAck`); sent on its own if nothing follows.
+    held_ack: Option<HeldAck>,
 }
 
 /// The engine's routing tables, from the configuration.
@@ -145,6 +148,7 @@ pub fn spawn(
         hub,
         mns,
         media,
+        held_ack: None,
     };
     driver.make_configured_devices().map_err(|e| anyhow::anyhow!("{e}"))?;
     let task = tokio::spawn(async move {
@@ -206,7 +210,15 @@ impl Driver {
     fn on_gateway(&mut self, ev: GatewayEvent) {
         let now = self.now();
         let input = match ev {
-            GatewayEvent::Request(r) => Input::Device(r),
+            GatewayEvent::Request(r, None) => Input::Device(r),
+            GatewayEvent::Request(r, held) => {
+                self.held_ack = held;
+                self.feed(Input::Device(r), now);
+                if let Some(ack) = self.held_ack.take() {
+                    self.hub.release_ack(ack);
+                }
+                return;
+            }
             GatewayEvent::Ack { tenant, rtc_id, message_type, .. } => Input::DeviceAck { tenant, rtc_id, message_type },
             GatewayEvent::Registered { tenant, rtc_id, .. } => Input::DeviceOnline { tenant, rtc_id },
             GatewayEvent::Offline { tenant, rtc_id, reason } => {
@@ -274,9 +286,9 @@ impl Driver {
 
     /// Sends a server request to a device (the gateway encodes its JSON `mediaSignal`). Returns
     /// its requestId.
-    fn send(&self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Option<String> {
+    fn send(&mut self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Option<String> {
         let message_type = message.message_type();
-        match self.hub.send_message(tenant, rtc_id, message) {
+        match self.hub.send_message_after(tenant, rtc_id, message, &mut self.held_ack) {
             Ok(request_id) => Some(request_id),
             Err(_) => {
                 tracing::info!(rtc_id, message_type, "device not registered; message not sent");

@@ -103,6 +103,7 @@ fn take_queued(rx: &mut mpsc::Receiver<Outbound>, queued: &mut Vec<Bytes>) -> Re
     while let Ok(out) = rx.try_recv() {
         match out {
             Outbound::Packet(p) => queued.push(p),
+            Outbound::AckAndPacket(ack, p) => queued.extend([ack, p]),
             Outbound::Close(why) => return Err(why),
         }
     }
@@ -160,6 +161,7 @@ pub async fn serve(hub: Arc<Hub>, mut transport: Transport, peer: String) {
             }
             Some(out) = rx.recv() => match out {
                 Outbound::Packet(p) => queued.push(p),
+                Outbound::AckAndPacket(ack, p) => queued.extend([ack, p]),
                 Outbound::Close(why) => closing = Some(why),
             },
             () = &mut timer => {
@@ -264,5 +266,22 @@ pub(crate) fn handle(
         Incoming::PingReq => Ok(vec![mqtt::pingresp()]),
         Incoming::PubAck => Ok(vec![]),
         Incoming::Disconnect => Err("DISCONNECT"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_held_ack_is_written_before_the_answer_it_travels_with() {
+        let (tx, mut rx) = mpsc::channel(8);
+        let (ack, answer, later) =
+            (Bytes::from_static(b"ack"), Bytes::from_static(b"answer"), Bytes::from_static(b"later"));
+        tx.send(Outbound::AckAndPacket(ack.clone(), answer.clone())).await.unwrap();
+        tx.send(Outbound::Packet(later.clone())).await.unwrap();
+        let mut queued = Vec::new();
+        take_queued(&mut rx, &mut queued).unwrap();
+        assert_eq!(queued, vec![ack, answer, later]);
     }
 }

@@ -59,6 +59,7 @@ impl Session {
         while let Ok(o) = self.rx.try_recv() {
             match o {
                 Outbound::Packet(p) => out.push(p),
+                Outbound::AckAndPacket(ack, p) => out.extend([ack, p]),
                 Outbound::Close(why) => self.closed = self.closed.or(Some(why)),
             }
         }

@@ -56,7 +56,20 @@ struct Identity {
 #[derive(Debug)]
 pub enum Outbound {
     Packet(Bytes),
+    /// An ACK the engine held back and the answer that follows it, written together.
+    AckAndPacket(Bytes, Bytes),
     Close(&'static str),
+}
+
+/// The ACK of a device request the media server answers at once (`joinChannel`, `sdpCandidate`),
+/// held back by the gateway so that the engine sends it in the same write as the answer
+/// ([`Hub::send_message_after`]): one system call and one wake-up of the connection instead of
+/// two each, on every call. The device sees the same bytes in the same order. Whoever takes a
+/// request out of the engine's queue must send its ACK ([`Hub::release_ack`]).
+#[derive(Debug)]
+pub struct HeldAck {
+    conn: ConnId,
+    packet: Bytes,
 }
 
 /// A device's authenticated identity on one connection.
@@ -134,10 +147,13 @@ struct Dedupe {
 }
 
 /// What the gateway tells the call engine.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum GatewayEvent {
-    Request(DeviceRequest),
-    /// A device ACKed one of our requests (`called` ACKs trigger `ringing`).
+    /// A device's request, with its ACK when the gateway held it back for the engine to send
+    /// with its answer ([`HeldAck`]).
+    Request(DeviceRequest, Option<HeldAck>),
+    /// A device ACKed one of our requests of a type the engine acts on
+    /// (`emu_core::engine::acts_on_ack`: `called`, whose ACK triggers `ringing`).
     Ack {
         tenant: TenantId,
         rtc_id: String,
@@ -258,11 +274,25 @@ impl Hub {
     }
 
     fn to_engine(&self, event: GatewayEvent) {
-        if let Some(tx) = self.engine.read().as_ref()
-            && tx.send(event).is_err()
-        {
-            tracing::error!("the call engine has stopped; device event not delivered");
+        let undelivered = match self.engine.read().as_ref() {
+            Some(tx) => {
+                let failed = tx.send(event).err().map(|e| e.0);
+                if failed.is_some() {
+                    tracing::error!("the call engine has stopped; device event not delivered");
+                }
+                failed
+            }
+            None => Some(event),
+        };
+        // The device still hears that its request arrived.
+        if let Some(GatewayEvent::Request(_, Some(ack))) = undelivered {
+            self.release_ack(ack);
         }
+    }
+
+    /// Sends an ACK the gateway held back for the engine.
+    pub fn release_ack(&self, ack: HeldAck) {
+        self.send_packet(ack.conn, ack.packet);
     }
 
     fn log(
@@ -358,8 +388,12 @@ impl Hub {
     }
 
     fn send_packet(&self, conn: ConnId, packet: Bytes) {
+        self.send_outbound(conn, Outbound::Packet(packet));
+    }
+
+    fn send_outbound(&self, conn: ConnId, out: Outbound) {
         if let Some(c) = self.conns.get(&conn)
-            && c.tx.try_send(Outbound::Packet(packet)).is_err()
+            && c.tx.try_send(out).is_err()
         {
             // A client that does not read its messages is cut off rather than buffered forever.
             tracing::warn!(conn, "connection not reading; closing it");

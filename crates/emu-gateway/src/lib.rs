@@ -25,7 +25,7 @@ use emu_core::Shared;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-pub use hub::{CustomMessage, CustomMessageError, GatewayEvent, Hub, KickError, SendError};
+pub use hub::{CustomMessage, CustomMessageError, GatewayEvent, HeldAck, Hub, KickError, SendError};
 
 /// The routes of the `mqtt_ws` listener: `/mqtt` and the SLS log sink.
 pub fn ws_router(hub: Arc<Hub>) -> Router {

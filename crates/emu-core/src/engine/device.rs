@@ -253,7 +253,7 @@ impl Engine {
     }
 
     pub(super) fn on_ack(&mut self, tenant: TenantId, rtc_id: &str, message_type: &str) {
-        if message_type != "called" {
+        if !super::acts_on_ack(message_type) {
             return;
         }
         // The callee's `called` ACK is the moment the caller hears it ringing (as the cloud does).

@@ -75,10 +75,18 @@ pub enum CallbackKind {
     Inbound,
 }
 
+/// Whether the engine does anything with a device's ACK of a server request of this type: only
+/// the callee's ACK of `called` matters (the caller then hears `ringing`). The gateway passes on
+/// only these ([`Input::DeviceAck`]); the others are logged (`envelope.ack`) and end there.
+pub fn acts_on_ack(message_type: &str) -> bool {
+    message_type == "called"
+}
+
 #[derive(Debug, Clone)]
 pub enum Input {
     Device(DeviceRequest),
-    /// A device ACKed a server request (the `called` ACK triggers `ringing`).
+    /// A device ACKed a server request the engine acts on ([`acts_on_ack`]: the `called` ACK
+    /// triggers `ringing`).
     DeviceAck {
         tenant: TenantId,
         rtc_id: String,

@@ -28,10 +28,22 @@ impl Hub {
     /// Sends one of the engine's messages: its body and `mediaSignal` are serialised straight
     /// from the typed message. Returns the requestId.
     pub fn send_message(&self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Result<String, SendError> {
+        self.send_message_after(tenant, rtc_id, message, &mut None)
+    }
+
+    /// [`Hub::send_message`], written together with `held` when that ACK is for the same
+    /// connection (it is then taken; otherwise left for [`Hub::release_ack`]).
+    pub fn send_message_after(
+        &self,
+        tenant: TenantId,
+        rtc_id: &str,
+        message: &ServerMessage,
+        held: &mut Option<HeldAck>,
+    ) -> Result<String, SendError> {
         let signal = message.media_signal().map(|s| media_signal::encode(&s));
         let body = message.wire_body(signal.as_deref().map_or(SignalForm::Json, SignalForm::Encoded));
         let channel_id = Some(message.channel_id()).filter(|c| !c.is_empty()).map(str::to_string);
-        self.send_body(tenant, rtc_id, Cow::Borrowed(message.message_type()), &body, channel_id, None)
+        self.send_body(tenant, rtc_id, Cow::Borrowed(message.message_type()), &body, channel_id, None, held)
     }
 
     /// [`Hub::send_request`], remembering a custom message's sender for its receipt.
@@ -48,11 +60,13 @@ impl Hub {
             *ms = media_signal::encode(ms).into();
         }
         let channel_id = channel_id_of(&RequestBody::of(&body), None);
-        self.send_body(tenant, rtc_id, message_type_name(message_type), &body, channel_id, awaiting)
+        self.send_body(tenant, rtc_id, message_type_name(message_type), &body, channel_id, awaiting, &mut None)
     }
 
     /// Wraps `body` in a request envelope with fresh ids, logs it, remembers it until ACKed and
-    /// writes it to the device's connection (if it has one now).
+    /// writes it to the device's connection (if it has one now), after `held` if that is an ACK
+    /// for the same connection.
+    #[allow(clippy::too_many_arguments)]
     fn send_body(
         &self,
         tenant: TenantId,
@@ -61,6 +75,7 @@ impl Hub {
         body: &impl Serialize,
         channel_id: Option<String>,
         awaiting: Option<messages::AwaitingAck>,
+        held: &mut Option<HeldAck>,
     ) -> Result<String, SendError> {
         let (conn, topic) = match self.regs.get(&(tenant, rtc_id) as &dyn AccountKey) {
             Some(r) => (r.conn, r.topic.clone()),
@@ -100,7 +115,10 @@ impl Hub {
             },
         );
         if let Some(conn) = conn {
-            self.send_packet(conn, packet);
+            match held.take_if(|ack| ack.conn == conn) {
+                Some(ack) => self.send_outbound(conn, Outbound::AckAndPacket(ack.packet, packet)),
+                None => self.send_packet(conn, packet),
+            }
         }
         Ok(request_id)
     }

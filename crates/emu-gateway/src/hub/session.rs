@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use dashmap::mapref::entry::Entry;
 use emu_core::accounts::{DirectoryEvent, TokenError, TokenRecord};
-use emu_core::signalling::{DeviceRequest, RequestBody, message_type_name};
+use emu_core::signalling::{DeviceRequest, MediaApi, RequestBody, RequestKind, message_type_name};
 use serde_json::{Value, json};
 
 use super::*;
@@ -116,7 +116,8 @@ impl Hub {
 
     /// An envelope a bound device published to the server topic. Returns the ACK packet for the
     /// connection to write with its other replies (not queued to itself: a task waking itself
-    /// is polled again for nothing). Err closes the connection.
+    /// is polled again for nothing), or `None` when the ACK went to the engine with the request
+    /// ([`HeldAck`]). Err closes the connection.
     pub fn envelope(&self, conn: ConnId, payload: &[u8]) -> Result<Option<Bytes>, EnvelopeError> {
         let Some(who) = self.identity(conn) else {
             return Ok(None); // not authenticated: dropped (the caller logs)
@@ -194,13 +195,15 @@ impl Hub {
         let for_engine = !matches!(&*env.message_type, "cs_register" | "cs_get_sls_sts" | "reportStatus" | "stat");
         if code == 200 && for_engine {
             // Decoded once, here: the engine takes typed requests.
-            self.to_engine(GatewayEvent::Request(DeviceRequest::decode(
-                who.tenant,
-                &who.rtc_id,
-                &env.message_type,
-                &request_body,
-                media,
-            )));
+            let request = DeviceRequest::decode(who.tenant, &who.rtc_id, &env.message_type, &request_body, media);
+            // The media server answers these at once: the ACK goes out with the answer.
+            let answered_at_once =
+                matches!(request.kind, RequestKind::Join(_) | RequestKind::Media { api: MediaApi::SdpCandidate, .. });
+            if answered_at_once && self.engine.read().is_some() {
+                self.to_engine(GatewayEvent::Request(request, Some(HeldAck { conn, packet })));
+                return Ok(None);
+            }
+            self.to_engine(GatewayEvent::Request(request, None));
         }
         Ok(Some(packet))
     }
@@ -246,6 +249,10 @@ impl Hub {
         );
         if let Some(awaiting) = awaiting {
             self.custom_acked(&awaiting, &env.request_id, env.response_code);
+        }
+        // Most ACKs (of `ringing`, `answered`, a media result, ...) change nothing in a call.
+        if !emu_core::engine::acts_on_ack(&env.message_type) {
+            return Ok(());
         }
         self.to_engine(GatewayEvent::Ack {
             tenant: who.tenant,
