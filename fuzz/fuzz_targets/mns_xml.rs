@@ -22,7 +22,6 @@ fn stored(body: &str, properties: Vec<Property>) -> StoredMessage {
         seq: 1,
         id: "0123456789ABCDEF-1-1".into(),
         body: body.into(),
-        body_md5: "md5".into(),
         priority: 8,
         enqueue_time: 1,
         first_dequeue_time: Some(2),

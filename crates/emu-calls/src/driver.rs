@@ -443,9 +443,9 @@ impl Driver {
             let delivered = match report {
                 Receipt::Cdr(r) => {
                     let json = serde_json::to_vec(&*r).unwrap_or_default();
-                    mns.deliver_json(tenant, message_type, &json, Some(r.channel_id.clone())).await
+                    mns.queue_receipt(tenant, message_type, &json, Some(r.channel_id.clone())).await
                 }
-                Receipt::Json(v) => mns.deliver(tenant, message_type, &v).await,
+                Receipt::Json(v) => mns.deliver(tenant, message_type, &v).await.map(drop),
             };
             if let Err(e) = delivered {
                 tracing::error!(message_type, "receipt not queued: {e}");

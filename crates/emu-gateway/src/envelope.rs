@@ -113,65 +113,94 @@ impl Envelope {
 }
 
 /// A device's envelope as the gateway's hot path reads it: the strings borrowed from the payload,
-/// `from` and `body` left as raw JSON (an ACK copies `from` verbatim, a heartbeat never looks at
-/// its body), so an ACK costs no JSON tree.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// `from` left as raw JSON (an ACK copies it verbatim), and of the body only what the platform
+/// reads of a request ([`RequestBody`] and the `mediaSignal` text), in the same pass over the
+/// bytes: keeping the body as raw JSON and reading it again scanned every mediaSignal twice.
+/// The rare readers of a whole body (a custom message, the ACK of a request we never sent)
+/// parse it from the payload again ([`Inbound::body_value`]).
+#[derive(Debug)]
 pub struct Inbound<'a> {
-    #[serde(default, borrow)]
     pub topic: Cow<'a, str>,
-    #[serde(default, borrow)]
     pub from: Option<&'a RawValue>,
-    #[serde(default, borrow)]
     pub message_type: Cow<'a, str>,
-    #[serde(default, borrow)]
-    pub body: Option<&'a RawValue>,
-    #[serde(default)]
     pub response: bool,
-    #[serde(default, borrow)]
     pub request_id: Cow<'a, str>,
-    #[serde(default)]
     pub response_code: i64,
+    body: BodyFields<'a>,
+    payload: &'a [u8],
+}
+
+/// What the platform reads of a request's body. Other fields (a token, the callee's details)
+/// are skipped unread: building them into a tree was a tenth of an envelope's cost.
+#[derive(Debug, Default, PartialEq)]
+struct BodyFields<'a> {
+    body: RequestBody,
+    /// Borrowed from the payload when it has no escapes.
+    media_signal: Option<Cow<'a, str>>,
+}
+
+impl<'de: 'a, 'a> Fields<'de> for BodyFields<'a> {
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
+        match key {
+            "mediaSignal" => self.media_signal = map.next_value::<Text<'de>>()?.0,
+            _ => self.body.field(key, map)?,
+        }
+        Ok(())
+    }
 }
 
 impl<'a> Inbound<'a> {
     /// The same checks as [`Envelope::parse`].
     pub fn parse(bytes: &'a [u8]) -> Result<Self, EnvelopeError> {
-        let e: Inbound = serde_json::from_slice(bytes)?;
-        require_ids(&e.message_type, &e.request_id)?;
-        Ok(e)
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire<'a> {
+            #[serde(default, borrow)]
+            topic: Cow<'a, str>,
+            #[serde(default, borrow)]
+            from: Option<&'a RawValue>,
+            #[serde(default, borrow)]
+            message_type: Cow<'a, str>,
+            #[serde(default, borrow)]
+            body: Option<Object<BodyFields<'a>>>,
+            #[serde(default)]
+            response: bool,
+            #[serde(default, borrow)]
+            request_id: Cow<'a, str>,
+            #[serde(default)]
+            response_code: i64,
+        }
+        let w: Wire = serde_json::from_slice(bytes)?;
+        require_ids(&w.message_type, &w.request_id)?;
+        Ok(Inbound {
+            topic: w.topic,
+            from: w.from,
+            message_type: w.message_type,
+            response: w.response,
+            request_id: w.request_id,
+            response_code: w.response_code,
+            body: w.body.map(|Object(b)| b).unwrap_or_default(),
+            payload: bytes,
+        })
     }
 
-    /// The body as a JSON tree (null when absent, as [`Envelope`] has it).
+    /// The body as a JSON tree (null when absent, as [`Envelope`] has it), parsed from the
+    /// payload again: for the few paths that need all of it.
     pub fn body_value(&self) -> Result<Value, EnvelopeError> {
-        match self.body {
-            None => Ok(Value::Null),
-            Some(raw) => Ok(serde_json::from_str(raw.get())?),
+        #[derive(Deserialize)]
+        struct BodyOnly {
+            #[serde(default)]
+            body: Value,
         }
+        Ok(serde_json::from_slice::<BodyOnly>(self.payload)?.body)
     }
 
     /// What the platform reads of a request's body: the fields the call engine looks at
-    /// ([`RequestBody`]) and the `mediaSignal` text, borrowed from the payload when it has no
-    /// escapes. Other fields (a token, the callee's details) are skipped unread: building them
-    /// into a tree was a tenth of an envelope's cost.
-    pub fn request_fields(&self) -> Result<(RequestBody, Option<Cow<'a, str>>), EnvelopeError> {
-        #[derive(Default)]
-        struct WithSignal<'b> {
-            body: RequestBody,
-            media_signal: Option<Cow<'b, str>>,
-        }
-        impl<'b> Fields<'b> for WithSignal<'b> {
-            fn field<A: MapAccess<'b>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
-                match key {
-                    "mediaSignal" => self.media_signal = map.next_value::<Text<'b>>()?.0,
-                    _ => self.body.field(key, map)?,
-                }
-                Ok(())
-            }
-        }
-        let Some(raw) = self.body else { return Ok((RequestBody::default(), None)) };
-        let Object(f) = serde_json::from_str::<Object<WithSignal<'a>>>(raw.get())?;
-        Ok((f.body, f.media_signal))
+    /// ([`RequestBody`]) and the `mediaSignal` text, read with the envelope. Taken: a second
+    /// call has nothing left.
+    pub fn request_fields(&mut self) -> (RequestBody, Option<Cow<'a, str>>) {
+        let BodyFields { body, media_signal } = std::mem::take(&mut self.body);
+        (body, media_signal)
     }
 
     /// The JSON of this request's ACK: same topic, messageType and requestId, `to` = its `from`,
@@ -370,24 +399,34 @@ mod tests {
     fn request_fields_are_the_ones_the_engine_reads() {
         let wire = r#"{"messageType":"joinChannel","requestId":"r","body":{"channelId":"c","isCaller":true,
             "calleeInfo":{"isPstn":false},"token":"t","needRecord":null,"mediaSignal":"eJw\/x","extend":"e"}}"#;
-        let e = Inbound::parse(wire.as_bytes()).unwrap();
-        let (body, signal) = e.request_fields().unwrap();
+        let mut e = Inbound::parse(wire.as_bytes()).unwrap();
+        let (body, signal) = e.request_fields();
         // A null reads as absent, as `Value::get(…).and_then(as_…)` read it in the whole tree.
         assert_eq!(body, RequestBody::of(&json!({"channelId": "c", "isCaller": true, "extend": "e"})));
         assert_eq!((body.channel_id.as_deref(), body.is_caller, body.need_record), (Some("c"), Some(true), None));
         assert_eq!(signal.as_deref(), Some("eJw/x"), "an escaped mediaSignal is unescaped");
         let plain = r#"{"messageType":"call","requestId":"r","body":{"mediaSignal":"abc","uuid":"u"}}"#;
-        let e = Inbound::parse(plain.as_bytes()).unwrap();
-        let (body, signal) = e.request_fields().unwrap();
+        let mut e = Inbound::parse(plain.as_bytes()).unwrap();
+        let (body, signal) = e.request_fields();
         assert!(matches!(signal, Some(Cow::Borrowed("abc"))), "borrowed from the payload");
         assert_eq!(body, RequestBody { uuid: Some("u".into()), ..RequestBody::default() });
         // A key twice: the last one wins, as in a tree.
         let twice = r#"{"messageType":"call","requestId":"r","body":{"uuid":"a","uuid":"b"}}"#;
-        let e = Inbound::parse(twice.as_bytes()).unwrap();
-        assert_eq!(e.request_fields().unwrap().0.uuid.as_deref(), Some("b"));
+        let mut e = Inbound::parse(twice.as_bytes()).unwrap();
+        assert_eq!(e.request_fields().0.uuid.as_deref(), Some("b"));
         let not_object = r#"{"messageType":"call","requestId":"r","body":"text"}"#;
-        let e = Inbound::parse(not_object.as_bytes()).unwrap();
-        assert_eq!(e.request_fields().unwrap(), (RequestBody::default(), None));
+        let mut e = Inbound::parse(not_object.as_bytes()).unwrap();
+        assert_eq!(e.request_fields(), (RequestBody::default(), None));
+        assert_eq!(e.body_value().unwrap(), "text", "the whole body is still there for those who read it");
+        // Taken once.
+        let mut e = Inbound::parse(plain.as_bytes()).unwrap();
+        assert!(e.request_fields().1.is_some());
+        assert_eq!(e.request_fields(), (RequestBody::default(), None));
+        // A body that is not JSON is a malformed envelope, whatever the envelope is.
+        for kind in ["true", "false"] {
+            let bad = format!(r#"{{"messageType":"call","requestId":"r","response":{kind},"body":{{"a":}}}}"#);
+            assert!(Inbound::parse(bad.as_bytes()).is_err(), "response {kind}");
+        }
     }
 
     #[test]

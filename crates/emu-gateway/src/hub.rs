@@ -7,7 +7,6 @@
 //! sweeper's timeouts. `virtual_conn`: registrations of virtual devices (no network).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use emu_core::events::{Detail, EnvelopeDetail, NewEvent};
 use emu_core::retention::{Bounded, Limit, Retained};
 use emu_core::{Shared, TenantId};
 use parking_lot::RwLock;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 use serde::Serialize;
 use serde_json::json;
 use serde_json::value::RawValue;
@@ -142,8 +142,9 @@ struct Pending {
 /// within `retention.dedupe_window` and `retention.dedupe_client_bytes` (an entry weighs its id
 /// and its ACK), each for at most [`Hub::dedupe_ttl`].
 struct Dedupe {
-    order: Bounded<(String, Instant)>,
-    acks: HashMap<String, Bytes>,
+    /// The id is shared with `acks`: one allocation per request, not two.
+    order: Bounded<(Arc<str>, Instant)>,
+    acks: FxHashMap<Arc<str>, Bytes>,
 }
 
 /// What the gateway tells the call engine.
@@ -230,11 +231,11 @@ pub struct Hub {
     server_from: Box<RawValue>,
     pub sls: SlsSink,
     next_conn: AtomicU64,
-    conns: DashMap<ConnId, Conn>,
-    clients: DashMap<String, ConnId>,
-    regs: DashMap<Account, Registration>,
-    dedupe: DashMap<String, Dedupe>,
-    pending: DashMap<String, Pending>,
+    conns: DashMap<ConnId, Conn, FxBuildHasher>,
+    clients: DashMap<String, ConnId, FxBuildHasher>,
+    regs: DashMap<Account, Registration, FxBuildHasher>,
+    dedupe: DashMap<String, Dedupe, FxBuildHasher>,
+    pending: DashMap<String, Pending, FxBuildHasher>,
     engine: RwLock<Option<mpsc::UnboundedSender<GatewayEvent>>>,
 }
 
@@ -255,11 +256,11 @@ impl Hub {
             server_id,
             conference_topic,
             next_conn: AtomicU64::new(1),
-            conns: DashMap::new(),
-            clients: DashMap::new(),
-            regs: DashMap::new(),
-            dedupe: DashMap::new(),
-            pending: DashMap::new(),
+            conns: DashMap::default(),
+            clients: DashMap::default(),
+            regs: DashMap::default(),
+            dedupe: DashMap::default(),
+            pending: DashMap::default(),
             engine: RwLock::new(None),
         })
     }

@@ -10,9 +10,28 @@ use serde_json::Value;
 
 thread_local! {
     // An inflate state is tens of KiB: one per thread, reset per message, instead of a fresh
-    // allocation (and zeroing) for every few hundred bytes of signalling.
-    static INFLATE: RefCell<Decompress> = RefCell::new(Decompress::new(true));
+    // allocation (and zeroing) for every few hundred bytes of signalling. The same goes for the
+    // buffers: the base64-decoded bytes and the inflated JSON are only read, by the typed decode,
+    // before the next signal on this thread, so they live in scratch space that is zeroed once
+    // (`Decompress::decompress_vec` zeroes a fresh output's capacity every time).
+    static INFLATE: RefCell<Scratch> = RefCell::new(Scratch {
+        inflater: Decompress::new(true),
+        compressed: Vec::new(),
+        inflated: vec![0; SCRATCH_START],
+    });
 }
+
+struct Scratch {
+    inflater: Decompress,
+    compressed: Vec<u8>,
+    /// Always initialised up to its length; inflating writes into it from the start.
+    inflated: Vec<u8>,
+}
+
+/// The inflate buffer's first size: a signal with a whole SDP is a few KiB.
+const SCRATCH_START: usize = 16 << 10;
+/// A buffer that grew past this for one large signal is given back afterwards.
+const SCRATCH_KEEP: usize = 256 << 10;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum MediaSignalError {
@@ -93,62 +112,94 @@ fn zlib_stored(data: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Inflates zlib data, stopping as soon as the output passes `limit` bytes.
-fn inflate_zlib(raw: &[u8], limit: usize) -> Result<Vec<u8>, MediaSignalError> {
-    let mut out = Vec::with_capacity((raw.len() * 4).min(limit) + 64);
-    INFLATE.with_borrow_mut(|z| {
-        z.reset(true);
-        loop {
-            if out.len() == out.capacity() {
-                out.reserve(out.capacity().clamp(64, limit + 1));
+/// Inflates zlib data into `out` from its start, stopping as soon as the output passes `limit`
+/// bytes; returns the inflated length. `out` grows (zeroed once) as needed.
+fn inflate_zlib(z: &mut Decompress, raw: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<usize, MediaSignalError> {
+    z.reset(true);
+    loop {
+        let (before_in, before_out) = (z.total_in() as usize, z.total_out() as usize);
+        if before_out == out.len() {
+            if before_out > limit {
+                return Err(MediaSignalError::TooLarge(limit));
             }
-            let (before_in, before_out) = (z.total_in(), z.total_out());
-            let rest = &raw[before_in as usize..];
-            match z.decompress_vec(rest, &mut out, FlushDecompress::None) {
-                Ok(Status::StreamEnd) => return Ok(out),
-                Err(_) => return Err(MediaSignalError::Zlib),
-                Ok(_) if out.len() > limit => return Err(MediaSignalError::TooLarge(limit)),
-                // Room to write and nothing moved: the data ends before the stream does.
-                Ok(_) if z.total_in() == before_in && z.total_out() == before_out && out.len() < out.capacity() => {
-                    return Err(MediaSignalError::Zlib);
-                }
-                Ok(_) => {}
-            }
+            let grown = (out.len() * 2).clamp(64, limit + 1);
+            out.resize(grown, 0);
         }
-    })
+        match z.decompress(&raw[before_in..], &mut out[before_out..], FlushDecompress::None) {
+            Ok(Status::StreamEnd) => {
+                let len = z.total_out() as usize;
+                return if len > limit { Err(MediaSignalError::TooLarge(limit)) } else { Ok(len) };
+            }
+            Err(_) => return Err(MediaSignalError::Zlib),
+            // Room to write and nothing moved: the data ends before the stream does.
+            Ok(_)
+                if z.total_in() as usize == before_in
+                    && z.total_out() as usize == before_out
+                    && before_out < out.len() =>
+            {
+                return Err(MediaSignalError::Zlib);
+            }
+            Ok(_) => {}
+        }
+    }
 }
 
 /// Decodes a mediaSignal into `T`: the fields the platform reads
 /// ([`emu_core::media_signal::MediaSignal`]), or the whole JSON (`Value`) for readers.
 pub fn decode<T: serde::de::DeserializeOwned>(text: &str, max_inflated: usize) -> Result<T, MediaSignalError> {
-    let raw = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| MediaSignalError::Base64)?;
-    // pako auto-detects zlib and gzip; accept both like the SDK does.
-    let out = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        let limit = max_inflated as u64 + 1;
-        flate2::read::GzDecoder::new(&raw[..]).take(limit).read_to_end(&mut out).map_err(|_| MediaSignalError::Zlib)?;
-        out
-    } else {
-        inflate_zlib(&raw, max_inflated)?
-    };
-    if out.len() > max_inflated {
+    INFLATE.with_borrow_mut(|scratch| {
+        let Scratch { inflater, compressed, inflated } = scratch;
+        compressed.clear();
+        base64::engine::general_purpose::STANDARD
+            .decode_vec(text.trim(), compressed)
+            .map_err(|_| MediaSignalError::Base64)?;
+        // pako auto-detects zlib and gzip; accept both like the SDK does.
+        let result = if compressed.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            let limit = max_inflated as u64 + 1;
+            flate2::read::GzDecoder::new(&compressed[..])
+                .take(limit)
+                .read_to_end(&mut out)
+                .map_err(|_| MediaSignalError::Zlib)
+                .and_then(|_| parse(&out, max_inflated))
+        } else {
+            inflate_zlib(inflater, compressed, inflated, max_inflated).and_then(|n| parse(&inflated[..n], max_inflated))
+        };
+        if inflated.len() > SCRATCH_KEEP {
+            *inflated = vec![0; SCRATCH_START];
+        }
+        if compressed.capacity() > SCRATCH_KEEP {
+            *compressed = Vec::new();
+        }
+        result
+    })
+}
+
+/// The inflated JSON of a signal into `T`.
+fn parse<T: serde::de::DeserializeOwned>(json: &[u8], max_inflated: usize) -> Result<T, MediaSignalError> {
+    if json.len() > max_inflated {
         return Err(MediaSignalError::TooLarge(max_inflated));
     }
     // A typed decode skips what it does not read without serde_json's nesting limit for a tree;
     // a signal nested deeper than a tree may be is refused the same way whatever `T` is.
-    if nested_too_deep(&out)
-        && let Err(e) = serde_json::from_slice::<Value>(&out)
+    if nested_too_deep(json)
+        && let Err(e) = serde_json::from_slice::<Value>(json)
     {
         return Err(MediaSignalError::Json(e.to_string()));
     }
     // Read as text, like the request bodies: one instance of each decoder in the binary.
-    let text = std::str::from_utf8(&out).map_err(|e| MediaSignalError::Json(e.to_string()))?;
+    let text = std::str::from_utf8(json).map_err(|e| MediaSignalError::Json(e.to_string()))?;
     serde_json::from_str(text).map_err(|e| MediaSignalError::Json(e.to_string()))
 }
 
 /// Whether JSON text nests arrays and objects deeper than serde_json builds a tree (127 levels).
 fn nested_too_deep(json: &[u8]) -> bool {
     const MAX_DEPTH: usize = 127;
+    // Nesting that deep needs that many opening brackets; counting them is one quick pass
+    // (vectorised), where following strings and escapes is a branch per byte.
+    if json.iter().filter(|&&b| b == b'[' || b == b'{').count() <= MAX_DEPTH {
+        return false;
+    }
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for &b in json {
         if in_string {
@@ -297,6 +348,21 @@ mod tests {
             let t = base64::engine::general_purpose::STANDARD.encode(&whole[..cut]);
             assert_eq!(decode::<Value>(&t, 1 << 20), Err(MediaSignalError::Zlib), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn the_limit_is_exact_at_every_buffer_size() {
+        // Around the scratch buffer's first size and its doublings, and past the size it keeps.
+        for n in [100usize, 16_382, 16_383, 16_384, 32_767, 32_768, 300_000] {
+            let v = Value::String("y".repeat(n - 2)); // n bytes of JSON
+            for signal in [encode(&v), encode_compressed(&v)] {
+                assert_eq!(decode::<Value>(&signal, n).unwrap(), v, "{n} bytes, limit {n}");
+                assert_eq!(decode::<Value>(&signal, n - 1), Err(MediaSignalError::TooLarge(n - 1)), "{n} bytes");
+            }
+        }
+        // A small signal after a large one decodes as ever.
+        let small = json!({"api": "leaveChannel"});
+        assert_eq!(decode::<Value>(&encode(&small), 1 << 20).unwrap(), small);
     }
 
     #[test]

@@ -388,13 +388,35 @@ impl Mns {
         json: &[u8],
         channel_id: Option<String>,
     ) -> Result<Delivered, MnsError> {
+        let (queue, m) = self.put_receipt(tenant, message_type, json, channel_id).await?;
+        Ok(Delivered { queue, message_id: m.id.clone(), body_md5: m.body_md5() })
+    }
+
+    /// [`Mns::deliver_json`] for the call engine, which has no use for the reply.
+    pub async fn queue_receipt(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        message_type: &str,
+        json: &[u8],
+        channel_id: Option<String>,
+    ) -> Result<(), MnsError> {
+        self.put_receipt(tenant, message_type, json, channel_id).await.map(drop)
+    }
+
+    async fn put_receipt(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        message_type: &str,
+        json: &[u8],
+        channel_id: Option<String>,
+    ) -> Result<(String, StoredMessage), MnsError> {
         use base64::Engine;
         let t = self.shared.tenants.get(tenant);
         let queue = alicom_queue_name(&t.uid, message_type);
         self.ensure_queue(tenant, &queue).await?;
         let body = base64::engine::general_purpose::STANDARD.encode(json);
-        let sent = self.send(tenant, &queue, vec![NewMessage::new(body)]).await?;
-        let m = &sent[0];
+        let mut sent = self.send(tenant, &queue, vec![NewMessage::new(body)]).await?;
+        let m = sent.pop().ok_or_else(|| MnsError::internal("a message sent and none queued"))?;
         self.shared.events.record(NewEvent {
             kind: "receipt.queued",
             channel_id: channel_id.clone(),
@@ -403,7 +425,7 @@ impl Mns {
             ..Default::default()
         });
         push::start(self, tenant, message_type, &m.id, json, channel_id);
-        Ok(Delivered { queue, message_id: m.id.clone(), body_md5: m.body_md5.clone() })
+        Ok((queue, m))
     }
 
     /// Removes every message of a queue; returns how many there were.

@@ -93,13 +93,13 @@ impl Mns {
             .into_iter()
             .map(|m| MessageView {
                 state: m.state(now),
+                body_md5: m.body_md5(),
                 decoded: base64::engine::general_purpose::STANDARD
                     .decode(m.body.as_bytes())
                     .ok()
                     .and_then(|b| serde_json::from_slice(&b).ok()),
                 message_id: m.id,
                 body: m.body,
-                body_md5: m.body_md5,
                 priority: m.priority,
                 enqueue_time: m.enqueue_time,
                 next_visible_time: m.visible_at,

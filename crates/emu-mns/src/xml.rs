@@ -163,7 +163,7 @@ fn tag(out: &mut String, name: &str, value: impl std::fmt::Display) {
 pub fn sent(out: &mut String, msg: &StoredMessage) {
     out.push_str("<Message>");
     tag(out, "MessageId", &msg.id);
-    tag(out, "MessageBodyMD5", &msg.body_md5);
+    tag(out, "MessageBodyMD5", msg.body_md5());
     out.push_str("</Message>");
 }
 
@@ -188,7 +188,7 @@ pub fn received(out: &mut String, msg: &StoredMessage) {
     tag(out, "MessageId", &msg.id);
     tag(out, "ReceiptHandle", msg.receipt.as_deref().unwrap_or_default());
     tag(out, "MessageBody", &msg.body);
-    tag(out, "MessageBodyMD5", &msg.body_md5);
+    tag(out, "MessageBodyMD5", msg.body_md5());
     tag(out, "EnqueueTime", msg.enqueue_time);
     tag(out, "NextVisibleTime", msg.visible_at);
     tag(out, "FirstDequeueTime", msg.first_dequeue_time.unwrap_or(msg.enqueue_time));
@@ -203,7 +203,7 @@ pub fn peeked(out: &mut String, msg: &StoredMessage) {
     out.push_str("<Message>");
     tag(out, "MessageId", &msg.id);
     tag(out, "MessageBody", &msg.body);
-    tag(out, "MessageBodyMD5", &msg.body_md5);
+    tag(out, "MessageBodyMD5", msg.body_md5());
     tag(out, "EnqueueTime", msg.enqueue_time);
     tag(out, "FirstDequeueTime", msg.first_dequeue_time.unwrap_or(msg.enqueue_time));
     tag(out, "DequeueCount", msg.dequeue_count);

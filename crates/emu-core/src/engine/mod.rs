@@ -30,6 +30,7 @@ mod video;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::clock::Millis;
@@ -200,11 +201,11 @@ enum Timer {
 pub struct Engine {
     cfg: EngineConfig,
     routing: Vec<Routing>,
-    calls: HashMap<String, Call>,
+    calls: FxHashMap<String, Call>,
     recent: Bounded<String>,
-    leg_index: HashMap<LegId, String>,
+    leg_index: FxHashMap<LegId, String>,
     /// Which call a device is in (as caller, or as a ringing or answered callee).
-    in_call: HashMap<(TenantId, String), String>,
+    in_call: FxHashMap<(TenantId, String), String>,
     online: HashSet<(TenantId, String)>,
     /// Accounts that are busy whatever they do (`Input::DeviceBusy`).
     busy: HashSet<(TenantId, String)>,
@@ -224,10 +225,10 @@ impl Engine {
         Engine {
             cfg,
             routing,
-            calls: HashMap::new(),
+            calls: FxHashMap::default(),
             recent,
-            leg_index: HashMap::new(),
-            in_call: HashMap::new(),
+            leg_index: FxHashMap::default(),
+            in_call: FxHashMap::default(),
             online: HashSet::new(),
             busy: HashSet::new(),
             timers: BTreeMap::new(),

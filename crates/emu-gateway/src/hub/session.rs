@@ -122,7 +122,7 @@ impl Hub {
         let Some(who) = self.identity(conn) else {
             return Ok(None); // not authenticated: dropped (the caller logs)
         };
-        let env = Inbound::parse(payload)?;
+        let mut env = Inbound::parse(payload)?;
         if env.response {
             self.ack_received(&who, env)?;
             return Ok(None);
@@ -151,7 +151,7 @@ impl Hub {
                         let signal = body.get("mediaSignal").and_then(Value::as_str).map(|m| Cow::Owned(m.to_string()));
                         (RequestBody::of(body), signal)
                     }
-                    None => env.request_fields()?,
+                    None => env.request_fields(),
                 };
                 match signal {
                     Some(m) => match media_signal::decode(&m, self.cfg.max_media_signal_bytes) {
@@ -278,12 +278,16 @@ impl Hub {
             None => self
                 .dedupe
                 .entry(client_id.to_string())
-                .or_insert_with(|| Dedupe { order: Bounded::new(limit), acks: HashMap::new() }),
+                .or_insert_with(|| Dedupe { order: Bounded::new(limit), acks: FxHashMap::default() }),
         };
         let weight = request_id.len() + ack.len();
-        if d.acks.insert(request_id.to_string(), ack).is_none() {
+        if let Some(known) = d.acks.get_mut(request_id) {
+            *known = ack;
+        } else {
+            let id: Arc<str> = request_id.into();
             let Dedupe { order, acks } = &mut *d;
-            order.push_evicting((request_id.to_string(), Instant::now()), weight, |(old, _)| {
+            acks.insert(id.clone(), ack);
+            order.push_evicting((id, Instant::now()), weight, |(old, _)| {
                 acks.remove(&old);
             });
         }
