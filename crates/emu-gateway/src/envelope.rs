@@ -170,7 +170,12 @@ impl<'a> Inbound<'a> {
             #[serde(default)]
             response_code: i64,
         }
-        let w: Wire = serde_json::from_slice(bytes)?;
+        // Checked as UTF-8 once, whole: reading the slice, serde_json checks every string and
+        // key it borrows on its own.
+        let w: Wire = match std::str::from_utf8(bytes) {
+            Ok(text) => serde_json::from_str(text)?,
+            Err(_) => serde_json::from_slice(bytes)?, // the same error as ever
+        };
         require_ids(&w.message_type, &w.request_id)?;
         Ok(Inbound {
             topic: w.topic,
@@ -206,6 +211,13 @@ impl<'a> Inbound<'a> {
     /// The JSON of this request's ACK: same topic, messageType and requestId, `to` = its `from`,
     /// a fresh messageId. `server_from` is [`server_from_raw`]'s value. Field order as [`Envelope`].
     pub fn ack_bytes(&self, code: i64, body: &Value, server_from: &RawValue, now_ms: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        self.write_ack(&mut out, code, body, server_from, now_ms);
+        out
+    }
+
+    /// [`Inbound::ack_bytes`] appended to `out` (the buffer of the packet that carries it).
+    pub fn write_ack(&self, out: &mut Vec<u8>, code: i64, body: &Value, server_from: &RawValue, now_ms: u64) {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct Ack<'b> {
@@ -238,7 +250,8 @@ impl<'a> Inbound<'a> {
             arrive_time: 0,
             response_code: code,
         };
-        serde_json::to_vec(&ack).unwrap_or_default()
+        // Writing into a Vec fails only for a map with non-string keys, which these are not.
+        let _ = serde_json::to_writer(out, &ack);
     }
 }
 
@@ -252,6 +265,21 @@ pub fn server_request_bytes(
     server_from: &RawValue,
     now_ms: u64,
 ) -> (String, Vec<u8>) {
+    let mut out = Vec::with_capacity(1024);
+    let request_id = write_server_request(&mut out, message_type, body, to_session, server_from, now_ms);
+    (request_id, out)
+}
+
+/// [`server_request_bytes`] appended to `out` (the buffer of the packet that carries it);
+/// returns the fresh requestId.
+pub fn write_server_request(
+    out: &mut Vec<u8>,
+    message_type: &str,
+    body: &impl Serialize,
+    to_session: &str,
+    server_from: &RawValue,
+    now_ms: u64,
+) -> String {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct To<'b> {
@@ -289,8 +317,8 @@ pub fn server_request_bytes(
         arrive_time: 0,
         response_code: 0,
     };
-    let bytes = serde_json::to_vec(&request).unwrap_or_default();
-    (request_id, bytes)
+    let _ = serde_json::to_writer(out, &request);
+    request_id
 }
 
 /// The call a message belongs to: `body.channelId`, else the decoded mediaSignal's

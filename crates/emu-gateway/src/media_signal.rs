@@ -5,8 +5,10 @@ use std::cell::RefCell;
 use std::io::Read;
 
 use base64::Engine as _;
-use flate2::{Decompress, FlushDecompress, Status};
+use miniz_oxide::inflate::TINFLStatus;
+use miniz_oxide::inflate::core::{DecompressorOxide, decompress, inflate_flags};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 thread_local! {
     // An inflate state is tens of KiB: one per thread, reset per message, instead of a fresh
@@ -15,14 +17,22 @@ thread_local! {
     // before the next signal on this thread, so they live in scratch space that is zeroed once
     // (`Decompress::decompress_vec` zeroes a fresh output's capacity every time).
     static INFLATE: RefCell<Scratch> = RefCell::new(Scratch {
-        inflater: Decompress::new(true),
+        inflater: DecompressorOxide::new(),
         compressed: Vec::new(),
         inflated: vec![0; SCRATCH_START],
     });
 }
 
+thread_local! {
+    // The zlib stream of a server message's signal, before it is base64-encoded.
+    static ZLIB_OUT: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(4 << 10));
+}
+
 struct Scratch {
-    inflater: Decompress,
+    /// Inflates into `inflated` as one flat buffer (no window of its own to zero per signal,
+    /// as a streaming inflater's reset does: 32 KiB), so a back-reference can only reach what
+    /// this signal wrote.
+    inflater: DecompressorOxide,
     compressed: Vec<u8>,
     /// Always initialised up to its length; inflating writes into it from the start.
     inflated: Vec<u8>,
@@ -57,26 +67,51 @@ impl std::fmt::Display for MediaSignalError {
 /// (miniz_oxide zeroes about 200 KiB of window and hash state per stream, for a few hundred
 /// bytes of signalling; docs/benchmarks.md), and on a local emulator the bytes saved buy nothing.
 pub fn encode(value: &(impl serde::Serialize + ?Sized)) -> String {
+    let mut z = Vec::with_capacity(512);
+    zlib_json(value, &mut z);
+    base64::engine::general_purpose::STANDARD.encode(z)
+}
+
+/// [`encode`] as a JSON string (quotes included) to write into an envelope as it is: base64
+/// needs no escapes, and serde_json's escaping looked at every byte of every signal.
+pub fn encode_raw(value: &(impl serde::Serialize + ?Sized)) -> Box<RawValue> {
+    let text = ZLIB_OUT.with_borrow_mut(|z| {
+        zlib_json(value, z);
+        let b64 = base64::encoded_len(z.len(), true).unwrap_or_default();
+        // Exactly the length: the boxing below then keeps the allocation as it is.
+        let mut text = String::with_capacity(b64 + 2);
+        text.push('"');
+        base64::engine::general_purpose::STANDARD.encode_string(&z[..], &mut text);
+        text.push('"');
+        if z.capacity() > SCRATCH_KEEP {
+            *z = Vec::new();
+        }
+        text
+    });
+    // Base64 between quotes is always a JSON string.
+    RawValue::from_string(text).unwrap_or_else(|_| RawValue::from_string("\"\"".into()).expect("a JSON string"))
+}
+
+/// `zlib(json)` in stored blocks (see [`encode`]), in place of what `z` held.
+fn zlib_json(value: &(impl serde::Serialize + ?Sized), z: &mut Vec<u8>) {
     // The JSON is written straight after the zlib header and a stored block's header, whose
     // length is filled in afterwards: no copy of a few hundred bytes per server message.
     const HEAD: usize = 7;
-    let mut z = Vec::with_capacity(512);
+    z.clear();
     z.extend_from_slice(&[0x78, 0x01, 0x01, 0, 0, 0, 0]);
-    if serde_json::to_writer(&mut z, value).is_err() {
+    if serde_json::to_writer(&mut *z, value).is_err() {
         z.truncate(HEAD);
     }
-    let z = match u16::try_from(z.len() - HEAD) {
+    match u16::try_from(z.len() - HEAD) {
         Ok(len) => {
             z[3..5].copy_from_slice(&len.to_le_bytes());
             z[5..HEAD].copy_from_slice(&(!len).to_le_bytes());
             let adler = adler2::adler32_slice(&z[HEAD..]);
             z.extend_from_slice(&adler.to_be_bytes());
-            z
         }
         // Over 64 KiB: several blocks.
-        Err(_) => zlib_stored(&z[HEAD..]),
-    };
-    base64::engine::general_purpose::STANDARD.encode(z)
+        Err(_) => *z = zlib_stored(&z[HEAD..]),
+    }
 }
 
 /// `base64(zlib(json))` compressed, as the SDKs send it (pako's deflate): for test clients, whose
@@ -114,32 +149,31 @@ fn zlib_stored(data: &[u8]) -> Vec<u8> {
 
 /// Inflates zlib data into `out` from its start, stopping as soon as the output passes `limit`
 /// bytes; returns the inflated length. `out` grows (zeroed once) as needed.
-fn inflate_zlib(z: &mut Decompress, raw: &[u8], out: &mut Vec<u8>, limit: usize) -> Result<usize, MediaSignalError> {
-    z.reset(true);
+fn inflate_zlib(
+    inflater: &mut DecompressorOxide,
+    raw: &[u8],
+    out: &mut Vec<u8>,
+    limit: usize,
+) -> Result<usize, MediaSignalError> {
+    let flags = inflate_flags::TINFL_FLAG_PARSE_ZLIB_HEADER | inflate_flags::TINFL_FLAG_USING_NON_WRAPPING_OUTPUT_BUF;
+    inflater.init();
+    let (mut input, mut written) = (raw, 0usize);
     loop {
-        let (before_in, before_out) = (z.total_in() as usize, z.total_out() as usize);
-        if before_out == out.len() {
-            if before_out > limit {
-                return Err(MediaSignalError::TooLarge(limit));
+        let (status, used, wrote) = decompress(inflater, input, out, written, flags);
+        written += wrote;
+        match status {
+            TINFLStatus::Done if written <= limit => return Ok(written),
+            TINFLStatus::Done => return Err(MediaSignalError::TooLarge(limit)),
+            TINFLStatus::HasMoreOutput => {
+                if written > limit || out.len() > limit {
+                    return Err(MediaSignalError::TooLarge(limit));
+                }
+                input = input.get(used..).ok_or(MediaSignalError::Zlib)?;
+                let grown = (out.len() * 2).max(64).min(limit + 1);
+                out.resize(grown, 0);
             }
-            let grown = (out.len() * 2).clamp(64, limit + 1);
-            out.resize(grown, 0);
-        }
-        match z.decompress(&raw[before_in..], &mut out[before_out..], FlushDecompress::None) {
-            Ok(Status::StreamEnd) => {
-                let len = z.total_out() as usize;
-                return if len > limit { Err(MediaSignalError::TooLarge(limit)) } else { Ok(len) };
-            }
-            Err(_) => return Err(MediaSignalError::Zlib),
-            // Room to write and nothing moved: the data ends before the stream does.
-            Ok(_)
-                if z.total_in() as usize == before_in
-                    && z.total_out() as usize == before_out
-                    && before_out < out.len() =>
-            {
-                return Err(MediaSignalError::Zlib);
-            }
-            Ok(_) => {}
+            // Corrupt, or the data ends before the stream does.
+            _ => return Err(MediaSignalError::Zlib),
         }
     }
 }
@@ -289,6 +323,16 @@ mod tests {
             let expected = base64::engine::general_purpose::STANDARD.encode(zlib_stored(&json));
             assert_eq!(encode(&v), expected, "{} bytes of JSON", json.len());
             assert_eq!(decode::<Value>(&encode(&v), 1 << 20).unwrap(), v);
+        }
+    }
+
+    #[test]
+    fn the_raw_form_is_the_encoded_text_as_a_json_string() {
+        for n in [0usize, 1, 2, 3, 300, 70_000] {
+            let v = json!({"api": "joinChannel", "pad": "z".repeat(n)});
+            let raw = encode_raw(&v);
+            assert_eq!(serde_json::from_str::<String>(raw.get()).unwrap(), encode(&v), "{n}");
+            assert_eq!(raw.get().len(), encode(&v).len() + 2);
         }
     }
 

@@ -167,6 +167,48 @@ pub fn publish(topic: &str, payload: impl Into<Bytes>) -> Bytes {
     encode(Packet::Publish(Publish::from_bytes(topic, QoS::AtMostOnce, payload.into())))
 }
 
+/// [`publish`] with the payload written by `write` straight into the packet's buffer: one
+/// allocation and no copy of the envelope. Returns the packet and its payload (a slice of the
+/// same bytes, for the event log). The same bytes as [`publish`] (a unit test holds them
+/// together); `capacity` is a guess at the payload's size.
+pub fn publish_written(topic: &str, capacity: usize, write: impl FnOnce(&mut Vec<u8>)) -> (Bytes, Bytes) {
+    // The fixed header (the packet type and 1–4 bytes of remaining length) is written last,
+    // right-aligned in this room, once the length is known.
+    const ROOM: usize = 5;
+    const MAX_REMAINING: usize = 268_435_455;
+    let mut buf = Vec::with_capacity(ROOM + 2 + topic.len() + capacity);
+    buf.resize(ROOM, 0);
+    let Ok(topic_len) = u16::try_from(topic.len()) else {
+        let mut payload = Vec::new();
+        write(&mut payload);
+        let payload = Bytes::from(payload);
+        return (publish(topic, payload.clone()), payload);
+    };
+    buf.extend_from_slice(&topic_len.to_be_bytes());
+    buf.extend_from_slice(topic.as_bytes());
+    let payload_at = buf.len();
+    write(&mut buf);
+    let remaining = buf.len() - ROOM;
+    if remaining > MAX_REMAINING {
+        let payload = Bytes::copy_from_slice(&buf[payload_at..]);
+        return (publish(topic, payload.clone()), payload);
+    }
+    let (mut length, mut n, mut x) = ([0u8; 4], 0, remaining);
+    loop {
+        length[n] = (x % 128) as u8 | if x >= 128 { 0x80 } else { 0 };
+        n += 1;
+        x /= 128;
+        if x == 0 {
+            break;
+        }
+    }
+    let start = ROOM - 1 - n;
+    buf[start] = 0x30; // PUBLISH, QoS 0, neither DUP nor RETAIN
+    buf[start + 1..ROOM].copy_from_slice(&length[..n]);
+    let bytes = Bytes::from(buf);
+    (bytes.slice(start..), bytes.slice(payload_at..))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +219,22 @@ mod tests {
 
     fn hex(s: &str) -> Vec<u8> {
         (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    }
+
+    #[test]
+    fn a_publish_written_in_place_is_the_codecs_publish() {
+        // Around each step of the remaining length's encoding (1, 2, 3 and 4 bytes).
+        let topic = "GID_VOIP@@@x/p2p/GID_VOIP@@@ClientId_alice_1";
+        let overhead = 2 + topic.len();
+        for remaining in [0usize, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
+            let n = remaining.saturating_sub(overhead);
+            let payload: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+            for capacity in [0, n] {
+                let (packet, written) = publish_written(topic, capacity, |b| b.extend_from_slice(&payload));
+                assert_eq!(packet, publish(topic, payload.clone()), "{n} bytes of payload");
+                assert_eq!(written, payload);
+            }
+        }
     }
 
     #[test]

@@ -520,8 +520,9 @@ pub enum Signal<'a> {
 pub enum SignalForm<'a> {
     /// As JSON (the body as tests and readers see it).
     Json,
-    /// Already encoded for the wire (`base64(zlib(json))`, the gateway's job).
-    Encoded(&'a str),
+    /// Already encoded for the wire (`base64(zlib(json))`, the gateway's job), as a JSON string
+    /// written as it is.
+    Encoded(&'a serde_json::value::RawValue),
 }
 
 /// A server message's envelope body, serialised without building a `Value`.

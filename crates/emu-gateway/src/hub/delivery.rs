@@ -9,7 +9,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::envelope::{channel_id_of, server_request_bytes};
+use crate::envelope::{channel_id_of, write_server_request};
 use crate::{media_signal, mqtt};
 
 impl Hub {
@@ -40,10 +40,11 @@ impl Hub {
         message: &ServerMessage,
         held: &mut Option<HeldAck>,
     ) -> Result<String, SendError> {
-        let signal = message.media_signal().map(|s| media_signal::encode(&s));
+        let signal = message.media_signal().map(|s| media_signal::encode_raw(&s));
         let body = message.wire_body(signal.as_deref().map_or(SignalForm::Json, SignalForm::Encoded));
         let channel_id = Some(message.channel_id()).filter(|c| !c.is_empty()).map(str::to_string);
-        self.send_body(tenant, rtc_id, Cow::Borrowed(message.message_type()), &body, channel_id, None, held)
+        let size = 512 + signal.as_ref().map_or(256, |s| s.get().len());
+        self.send_body(tenant, rtc_id, Cow::Borrowed(message.message_type()), (&body, size), channel_id, None, held)
     }
 
     /// [`Hub::send_request`], remembering a custom message's sender for its receipt.
@@ -60,19 +61,19 @@ impl Hub {
             *ms = media_signal::encode(ms).into();
         }
         let channel_id = channel_id_of(&RequestBody::of(&body), None);
-        self.send_body(tenant, rtc_id, message_type_name(message_type), &body, channel_id, awaiting, &mut None)
+        self.send_body(tenant, rtc_id, message_type_name(message_type), (&body, 1024), channel_id, awaiting, &mut None)
     }
 
     /// Wraps `body` in a request envelope with fresh ids, logs it, remembers it until ACKed and
     /// writes it to the device's connection (if it has one now), after `held` if that is an ACK
-    /// for the same connection.
+    /// for the same connection. `size` is a guess at the envelope's length.
     #[allow(clippy::too_many_arguments)]
     fn send_body(
         &self,
         tenant: TenantId,
         rtc_id: &str,
         message_type: Cow<'static, str>,
-        body: &impl Serialize,
+        (body, size): (&impl Serialize, usize),
         channel_id: Option<String>,
         awaiting: Option<messages::AwaitingAck>,
         held: &mut Option<HeldAck>,
@@ -82,9 +83,10 @@ impl Hub {
             None => return Err(SendError::NotRegistered),
         };
         let now = self.shared.clock.now_ms();
-        let (request_id, wire) = server_request_bytes(&message_type, body, rtc_id, &self.server_from, now);
-        let wire = Bytes::from(wire);
-        let packet = mqtt::publish(&topic, wire.clone());
+        let mut request_id = String::new();
+        let (packet, wire) = mqtt::publish_written(&topic, size, |out| {
+            request_id = write_server_request(out, &message_type, body, rtc_id, &self.server_from, now);
+        });
         // The event log keeps the bytes; readers see the body with mediaSignal decoded.
         self.log_wire(
             "envelope.out",
@@ -100,6 +102,7 @@ impl Hub {
             wire,
         );
         let interval = Duration::from_millis(self.cfg.retransmit_interval_ms);
+        let sent_at = Instant::now();
         self.pending.insert(
             request_id.clone(),
             Pending {
@@ -109,8 +112,8 @@ impl Hub {
                 channel_id,
                 packet: packet.clone(),
                 attempts: 0,
-                next_at: Instant::now() + interval,
-                sent_at: Instant::now(),
+                next_at: sent_at + interval,
+                sent_at,
                 awaiting,
             },
         );

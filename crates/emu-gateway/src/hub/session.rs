@@ -181,8 +181,9 @@ impl Hub {
             // whole buffer alive for as long as the event is retained.
             Bytes::copy_from_slice(payload),
         );
-        let ack = env.ack_bytes(code, &ack_body, &self.server_from, now);
-        let packet = mqtt::publish(&who.topic, ack);
+        let (packet, _) = mqtt::publish_written(&who.topic, 512, |out| {
+            env.write_ack(out, code, &ack_body, &self.server_from, now);
+        });
         self.dedupe_store(&who.client_id, &env.request_id, packet.clone());
         // Custom messages go from device to device through the gateway alone (hub/messages.rs).
         if code == 200
