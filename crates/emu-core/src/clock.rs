@@ -126,8 +126,21 @@ pub fn format_shanghai(ms: Millis) -> String {
     use chrono::{Datelike, FixedOffset, TimeZone, Timelike};
     let tz = FixedOffset::east_opt(8 * 3600).expect("valid offset");
     match tz.timestamp_millis_opt(ms as i64).single() {
-        // Written field by field: chrono's `format` parses its pattern on every call, and every
-        // CDR carries several of these.
+        // Written digit by digit: chrono's `format` parses its pattern on every call, `format!`
+        // goes through the formatting machinery per field, and every CDR carries several.
+        Some(t) if (0..=9999).contains(&t.year()) => {
+            let mut text = *b"0000-00-00 00:00:00";
+            let fields = [(0, 4, t.year() as u32), (5, 2, t.month()), (8, 2, t.day())];
+            let clock = [(11, 2, t.hour()), (14, 2, t.minute()), (17, 2, t.second())];
+            for (at, width, mut value) in fields.into_iter().chain(clock) {
+                for digit in text[at..at + width].iter_mut().rev() {
+                    *digit = b'0' + (value % 10) as u8;
+                    value /= 10;
+                }
+            }
+            text.iter().map(|&b| b as char).collect()
+        }
+        // Past year 9999 (a manual clock's last hours, in UTC+8).
         Some(t) => format!(
             "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
             t.year(),
@@ -144,6 +157,18 @@ pub fn format_shanghai(ms: Millis) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shanghai_time_is_written_as_chrono_formats_it() {
+        use chrono::{FixedOffset, TimeZone};
+        let tz = FixedOffset::east_opt(8 * 3600).unwrap();
+        for ms in [0, 999, 1_700_000_000_000, 1_709_222_399_999, 951_782_400_000, MAX_TIME_MS - 8 * 3_600_000] {
+            let expected = tz.timestamp_millis_opt(ms as i64).unwrap().format("%Y-%m-%d %H:%M:%S").to_string();
+            assert_eq!(format_shanghai(ms), expected, "{ms}");
+        }
+        assert_eq!(format_shanghai(1_700_000_000_000), "2023-11-15 06:13:20");
+        assert_eq!(format_shanghai(MAX_TIME_MS), "10000-01-01 07:59:59", "as it always was");
+    }
 
     #[test]
     fn manual_clock_moves_only_when_advanced() {
