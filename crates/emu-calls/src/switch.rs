@@ -6,7 +6,9 @@
 //! Time is passed in, as everywhere in the emulator (docs/architecture.md#one-clock), so a test
 //! drives a whole call, sequential ringing included, in microseconds.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use emu_core::cdr::CdrReport;
@@ -79,7 +81,7 @@ pub struct Switch {
     /// CDRs kept for `GET /admin/cdrs` (`retention.cdrs` / `cdr_bytes`).
     cdrs: Bounded<CdrRow>,
     /// Which phone number is on which PSTN leg (for the event log).
-    leg_numbers: HashMap<LegId, String>,
+    leg_numbers: FxHashMap<LegId, String>,
 }
 
 impl Switch {
@@ -90,7 +92,7 @@ impl Switch {
             voip: VirtualDevices::new(),
             tenants,
             cdrs: Bounded::new(cdrs),
-            leg_numbers: HashMap::new(),
+            leg_numbers: FxHashMap::default(),
         }
     }
 

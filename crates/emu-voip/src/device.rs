@@ -3,7 +3,9 @@
 //! its account and the current time, and returns the device requests its SDK would send, the
 //! ACK decision, and presence changes; timers are on the emulator clock (`poll_timeout`).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 
 use emu_core::Millis;
 use emu_core::media_signal::{ChannelConfigIn, MediaSignal, SignalData};
@@ -104,7 +106,7 @@ type Key = (TenantId, String);
 /// Every virtual device of every tenant.
 #[derive(Default)]
 pub struct VirtualDevices {
-    devices: HashMap<Key, VirtualDevice>,
+    devices: FxHashMap<Key, VirtualDevice>,
     timers: BTreeMap<(Millis, u64), (Key, u64, Timer)>,
     seq: u64,
     out: VecDeque<Action>,

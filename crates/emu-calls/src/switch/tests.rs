@@ -1,5 +1,7 @@
 //! The switch without I/O: typed device requests in, effects out, time passed by hand.
 
+use std::collections::HashMap;
+
 use emu_core::engine::{EngineConfig, Routing};
 use emu_core::signalling::{DeviceRequest, RequestBody, ServerMessage};
 use emu_pstn::Behavior;

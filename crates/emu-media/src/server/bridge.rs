@@ -1,7 +1,9 @@
 //! Bridges: which leg's audio goes where, forwarding (passthrough or transcoded) between legs,
 //! the recording tap, and releasing a channel.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 use emu_core::Millis;
@@ -45,7 +47,7 @@ impl Bridge {
 
 pub(super) struct Channel {
     pub(super) tenant: String,
-    pub(super) legs: HashMap<String, LegId>,
+    pub(super) legs: FxHashMap<String, LegId>,
     pub(super) bridge: Option<Bridge>,
     pub(super) recorder: Option<Recorder>,
     pub(super) record_file: Option<String>,
@@ -57,7 +59,7 @@ impl Channel {
     pub(super) fn new(tenant: &str, created_ms: Millis) -> Channel {
         Channel {
             tenant: tenant.to_string(),
-            legs: HashMap::new(),
+            legs: FxHashMap::default(),
             bridge: None,
             recorder: None,
             record_file: None,
