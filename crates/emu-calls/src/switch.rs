@@ -7,8 +7,6 @@
 //! drives a whole call, sequential ringing included, in microseconds.
 
 use std::collections::VecDeque;
-
-use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use emu_core::cdr::CdrReport;
@@ -20,6 +18,7 @@ use emu_core::signalling::ServerMessage;
 use emu_core::{Millis, TenantId};
 use emu_pstn::PstnSim;
 use emu_voip::VirtualDevices;
+use rustc_hash::FxHashMap;
 use serde_json::{Value, json};
 
 mod voip;

@@ -5,12 +5,11 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use rustc_hash::FxHashMap;
-
 use emu_core::Millis;
 use emu_core::media_signal::{ChannelConfigIn, MediaSignal, SignalData};
 use emu_core::signalling::{CallRequest, CalleeRequest, DeviceRequest, Join, RequestKind, RtcType, ServerMessage};
 use emu_core::tenants::TenantId;
+use rustc_hash::FxHashMap;
 use serde_json::{Value, json};
 
 use crate::behavior::{Behavior, Outcome};

@@ -2,12 +2,11 @@
 //! the recording tap, and releasing a channel.
 
 use std::collections::VecDeque;
-
-use rustc_hash::FxHashMap;
 use std::time::Instant;
 
 use emu_core::Millis;
 use emu_core::retention::json_weight;
+use rustc_hash::FxHashMap;
 use str0m::format::{Codec, PayloadParams};
 use str0m::media::TelephoneEvent;
 
