@@ -286,7 +286,7 @@ impl Driver {
 
     /// Sends a server request to a device (the gateway encodes its JSON `mediaSignal`). Returns
     /// its requestId.
-    fn send(&mut self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Option<String> {
+    fn send(&mut self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Option<Arc<str>> {
         let message_type = message.message_type();
         match self.hub.send_message_after(tenant, rtc_id, message, &mut self.held_ack) {
             Ok(request_id) => Some(request_id),

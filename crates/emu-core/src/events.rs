@@ -69,8 +69,9 @@ pub struct CallStateDetail {
 pub struct EnvelopeDetail {
     #[serde(rename = "messageType")]
     pub message_type: std::borrow::Cow<'static, str>,
+    /// Shared with the gateway's pending request or de-duplication entry of the same id.
     #[serde(rename = "requestId")]
-    pub request_id: String,
+    pub request_id: Arc<str>,
     /// The ACK's code: the one sent (`envelope.in`) or received (`envelope.ack`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code: Option<i64>,

@@ -1,6 +1,7 @@
 //! The Alicom envelope (docs/protocol.md#envelopes): the JSON every SDK message travels in.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use emu_core::lenient::{Fields, Object, Text};
 use emu_core::signalling::RequestBody;
@@ -134,7 +135,7 @@ pub struct Inbound<'a> {
 /// are skipped unread: building them into a tree was a tenth of an envelope's cost.
 #[derive(Debug, Default, PartialEq)]
 struct BodyFields<'a> {
-    body: RequestBody,
+    body: RequestBody<'a>,
     /// Borrowed from the payload when it has no escapes.
     media_signal: Option<Cow<'a, str>>,
 }
@@ -217,7 +218,7 @@ impl<'a> Inbound<'a> {
     /// What the platform reads of a request's body: the fields the call engine looks at
     /// ([`RequestBody`]) and the `mediaSignal` text, read with the envelope. Taken: a second
     /// call has nothing left.
-    pub fn request_fields(&mut self) -> (RequestBody, Option<Cow<'a, str>>) {
+    pub fn request_fields(&mut self) -> (RequestBody<'a>, Option<Cow<'a, str>>) {
         let BodyFields { body, media_signal } = std::mem::take(&mut self.body);
         (body, media_signal)
     }
@@ -281,7 +282,7 @@ pub fn server_request_bytes(
 ) -> (String, Vec<u8>) {
     let mut out = Vec::with_capacity(1024);
     let request_id = write_server_request(&mut out, message_type, body, to_session, server_from, now_ms);
-    (request_id, out)
+    (request_id.to_string(), out)
 }
 
 /// [`server_request_bytes`] appended to `out` (the buffer of the packet that carries it);
@@ -293,7 +294,7 @@ pub fn write_server_request(
     to_session: &str,
     server_from: &RawValue,
     now_ms: u64,
-) -> String {
+) -> Arc<str> {
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     struct To<'b> {
@@ -315,8 +316,9 @@ pub fn write_server_request(
         arrive_time: u64,
         response_code: i64,
     }
-    let mut id = [0; ID_LENGTH];
-    let (message_id, request_id) = (write_id(&mut id), new_id());
+    let (mut id, mut rid) = ([0; ID_LENGTH], [0; ID_LENGTH]);
+    // The requestId is shared by the pending request, its log event and the caller: one allocation.
+    let (message_id, request_id) = (write_id(&mut id), Arc::<str>::from(write_id(&mut rid)));
     let request = Request {
         topic: "artc_media",
         born_time: now_ms,

@@ -126,7 +126,8 @@ struct Registration {
 /// A server request waiting for the device's ACK.
 struct Pending {
     tenant: TenantId,
-    rtc_id: String,
+    /// Shared with the registration's key and the request's log event.
+    rtc_id: Arc<str>,
     message_type: Cow<'static, str>,
     channel_id: Option<String>,
     packet: Bytes,
@@ -235,7 +236,8 @@ pub struct Hub {
     clients: DashMap<String, ConnId, FxBuildHasher>,
     regs: DashMap<Account, Registration, FxBuildHasher>,
     dedupe: DashMap<String, Dedupe, FxBuildHasher>,
-    pending: DashMap<String, Pending, FxBuildHasher>,
+    /// By requestId, the one its log event shares.
+    pending: DashMap<Arc<str>, Pending, FxBuildHasher>,
     engine: RwLock<Option<mpsc::UnboundedSender<GatewayEvent>>>,
 }
 
@@ -452,7 +454,7 @@ impl Hub {
                 });
                 DeviceInfo {
                     tenant: self.shared.tenants.get(*tenant).name.to_string(),
-                    rtc_id: rtc_id.clone(),
+                    rtc_id: rtc_id.to_string(),
                     device_id: r.device_id.clone(),
                     client_id: r.client_id.clone(),
                     online: r.conn.is_some(),

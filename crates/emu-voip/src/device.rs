@@ -106,6 +106,9 @@ type Key = (TenantId, String);
 #[derive(Default)]
 pub struct VirtualDevices {
     devices: FxHashMap<Key, VirtualDevice>,
+    /// How many devices (of any tenant) have each rtcId: every message the platform sends asks
+    /// whether its account is a virtual device, and this answers "no" without building a key.
+    names: FxHashMap<String, usize>,
     timers: BTreeMap<(Millis, u64), (Key, u64, Timer)>,
     seq: u64,
     out: VecDeque<Action>,
@@ -145,7 +148,7 @@ impl VirtualDevices {
     /// The device of an account. Asked for every message the platform sends, almost always
     /// with no virtual device at all: then the key is not even built.
     fn get(&self, tenant: TenantId, rtc_id: &str) -> Option<&VirtualDevice> {
-        if self.devices.is_empty() {
+        if !self.names.contains_key(rtc_id) {
             return None;
         }
         self.devices.get(&(tenant, rtc_id.to_string()))
@@ -173,6 +176,7 @@ impl VirtualDevices {
                 (false, was.0, was.1)
             }
             None => {
+                *self.names.entry(rtc_id.to_string()).or_default() += 1;
                 self.devices.insert(
                     key.clone(),
                     VirtualDevice {
@@ -203,6 +207,12 @@ impl VirtualDevices {
     /// call whose device went offline.
     pub fn remove(&mut self, tenant: TenantId, rtc_id: &str) -> Result<(), VoipError> {
         let d = self.devices.remove(&(tenant, rtc_id.to_string())).ok_or_else(|| VoipError::NotFound(rtc_id.into()))?;
+        if let Some(n) = self.names.get_mut(rtc_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.names.remove(rtc_id);
+            }
+        }
         if d.behavior.then == Outcome::Busy {
             self.out.push_back(Action::Busy { tenant, rtc_id: rtc_id.to_string(), busy: false });
         }
@@ -245,6 +255,7 @@ impl VirtualDevices {
     /// Forgets every device (no presence actions: the caller resets the platform too).
     pub fn clear(&mut self) {
         self.devices.clear();
+        self.names.clear();
         self.timers.clear();
         self.out.clear();
     }
@@ -264,7 +275,7 @@ impl VirtualDevices {
     /// A server message for the device's account. `None` when the account has no virtual
     /// device; else whether the device ACKs it.
     pub fn deliver(&mut self, tenant: TenantId, rtc_id: &str, msg: &ServerMessage, now: Millis) -> Option<bool> {
-        if self.devices.is_empty() {
+        if !self.names.contains_key(rtc_id) {
             return None;
         }
         let key = (tenant, rtc_id.to_string());

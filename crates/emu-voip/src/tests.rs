@@ -298,3 +298,23 @@ fn a_kicked_device_is_offline_until_put_again() {
     assert!(matches!(drain(&mut v).as_slice(), [Action::Presence { online: true, .. }, ..]));
     assert!(v.is_online(T, "vd") && !v.view(T, "vd").unwrap().kicked);
 }
+
+#[test]
+fn the_same_rtc_id_in_two_tenants_is_two_devices_until_each_is_removed() {
+    let (a, b) = (TenantId(0), TenantId(1));
+    let mut v = VirtualDevices::new();
+    v.put(a, "vd", None, Behavior::default(), 0);
+    v.put(b, "vd", None, Behavior::default(), 0);
+    v.put(b, "vd", None, Behavior::new(Outcome::Busy), 1); // changed, not a third device
+    v.remove(a, "vd").unwrap();
+    assert!(!v.contains(a, "vd"));
+    assert!(v.contains(b, "vd"), "removing one tenant's device leaves the other's");
+    assert!(v.deliver(b, "vd", &called("c1"), 2).is_some(), "the other is still delivered to");
+    assert!(v.deliver(a, "vd", &called("c1"), 2).is_none());
+    v.remove(b, "vd").unwrap();
+    assert!(!v.contains(b, "vd"));
+    v.put(a, "vd", None, Behavior::default(), 3);
+    assert!(v.contains(a, "vd"), "put again after removal");
+    v.clear();
+    assert!(!v.contains(a, "vd"));
+}

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use crate::lenient::{Fields, Leaf, Object, skip};
+use crate::lenient::{Fields, Leaf, Object, Text, skip};
 pub use crate::media_result::{MediaResult, MediaResultApi};
 use crate::media_signal::{MediaSignal, RawJson, SignalData};
 use serde::Deserialize;
@@ -182,23 +182,25 @@ impl MediaApi {
 }
 
 /// What the platform reads of a request's `body` (besides `mediaSignal`, which the gateway
-/// decodes): read from the text as [`crate::lenient`] reads, the rest skipped unread.
+/// decodes): read from the text as [`crate::lenient`] reads, the rest skipped unread. The strings
+/// are borrowed from the envelope when they have no escapes: a request's decoding
+/// ([`DeviceRequest::decode`]) copies only what the engine keeps.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct RequestBody {
-    pub channel_id: Option<String>,
-    pub uuid: Option<String>,
+pub struct RequestBody<'a> {
+    pub channel_id: Option<Cow<'a, str>>,
+    pub uuid: Option<Cow<'a, str>>,
     pub is_caller: Option<bool>,
-    pub alicom_rtc_type: Option<String>,
+    pub alicom_rtc_type: Option<Cow<'a, str>>,
     pub need_record: Option<bool>,
-    pub extend: Option<String>,
+    pub extend: Option<Cow<'a, str>>,
     pub cancel_flag: Option<Value>,
 }
 
-impl RequestBody {
+impl<'a> RequestBody<'a> {
     /// The fields of a body already held as JSON (a custom message, an unknown ACK, tests): the
     /// same as decoding its text (a unit test holds the two together).
-    pub fn of(body: &Value) -> RequestBody {
-        let text = |key| body.get(key).and_then(Value::as_str).map(str::to_string);
+    pub fn of(body: &'a Value) -> RequestBody<'a> {
+        let text = |key| body.get(key).and_then(Value::as_str).map(Cow::Borrowed);
         let flag = |key| body.get(key).and_then(Value::as_bool);
         RequestBody {
             channel_id: text("channelId"),
@@ -212,15 +214,15 @@ impl RequestBody {
     }
 }
 
-impl<'de> Fields<'de> for RequestBody {
+impl<'de: 'a, 'a> Fields<'de> for RequestBody<'a> {
     fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<(), A::Error> {
         match key {
-            "channelId" => self.channel_id = map.next_value::<Leaf>()?.string(),
-            "uuid" => self.uuid = map.next_value::<Leaf>()?.string(),
+            "channelId" => self.channel_id = map.next_value::<Text<'de>>()?.0,
+            "uuid" => self.uuid = map.next_value::<Text<'de>>()?.0,
             "isCaller" => self.is_caller = map.next_value::<Leaf>()?.boolean(),
-            "alicomRtcType" => self.alicom_rtc_type = map.next_value::<Leaf>()?.string(),
+            "alicomRtcType" => self.alicom_rtc_type = map.next_value::<Text<'de>>()?.0,
             "needRecord" => self.need_record = map.next_value::<Leaf>()?.boolean(),
-            "extend" => self.extend = map.next_value::<Leaf>()?.string(),
+            "extend" => self.extend = map.next_value::<Text<'de>>()?.0,
             "cancelFlag" => self.cancel_flag = Some(map.next_value()?),
             _ => skip(map)?,
         }
@@ -228,9 +230,9 @@ impl<'de> Fields<'de> for RequestBody {
     }
 }
 
-impl<'de> Deserialize<'de> for RequestBody {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RequestBody, D::Error> {
-        Object::<RequestBody>::deserialize(d).map(|o| o.0)
+impl<'de: 'a, 'a> Deserialize<'de> for RequestBody<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RequestBody<'a>, D::Error> {
+        Object::<RequestBody<'a>>::deserialize(d).map(|o| o.0)
     }
 }
 
@@ -350,7 +352,7 @@ impl DeviceRequest {
                 is_caller: body.is_caller.unwrap_or(false),
                 rtc_type: body.alicom_rtc_type.as_deref().and_then(RtcType::parse),
                 need_record: body.need_record.unwrap_or(false),
-                extend: body.extend.clone(),
+                extend: body.extend.as_deref().map(str::to_string),
                 // Moved out, not copied: the media server never reads it.
                 user_info: data.user_info.take(),
                 allow_video: allow_video(data, body),
@@ -358,7 +360,7 @@ impl DeviceRequest {
             }),
             "call" => RequestKind::Call(CallRequest {
                 callee: callee(data),
-                extend: data.extend.take().or_else(|| body.extend.clone()),
+                extend: data.extend.take().or_else(|| body.extend.as_deref().map(str::to_string)),
                 caller_user_info: data.caller_user_info.take(),
                 cancel_on_reject: cancel_on_reject(data, body),
                 allow_video: allow_video(data, body),
@@ -384,7 +386,7 @@ impl DeviceRequest {
             tenant,
             rtc_id: rtc_id.to_string(),
             channel_id,
-            uuid: body.uuid.clone().unwrap_or_default(),
+            uuid: body.uuid.as_deref().unwrap_or_default().to_string(),
             kind,
         }
     }

@@ -135,7 +135,8 @@ fn a_body_decoded_from_text_agrees_with_reading_its_tree() {
         json!([{"channelId": "c"}]),
         json!(null),
     ] {
-        let text = serde_json::from_str::<RequestBody>(&body.to_string()).unwrap();
+        let json = body.to_string();
+        let text = serde_json::from_str::<RequestBody>(&json).unwrap();
         assert_eq!(text, RequestBody::of(&body), "{body}");
     }
 }
@@ -186,4 +187,14 @@ fn rtc_type_names_round_trip() {
         assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
     }
     assert_eq!(RtcType::parse("fax"), None);
+}
+
+#[test]
+fn body_strings_are_borrowed_from_the_text_unless_escaped() {
+    let text = r#"{"channelId":"plain","uuid":"esc\u0041ped","alicomRtcType":"voip2voip"}"#;
+    let b = serde_json::from_str::<RequestBody>(text).unwrap();
+    assert!(matches!(b.channel_id, Some(std::borrow::Cow::Borrowed("plain"))));
+    assert!(matches!(b.alicom_rtc_type, Some(std::borrow::Cow::Borrowed("voip2voip"))));
+    // An escape needs a copy; the value read is the unescaped one either way.
+    assert!(matches!(&b.uuid, Some(std::borrow::Cow::Owned(u)) if u == "escAped"));
 }

@@ -5,6 +5,7 @@
 
 use std::borrow::Borrow;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use emu_core::TenantId;
 
@@ -12,12 +13,13 @@ use emu_core::TenantId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Account {
     pub(crate) tenant: TenantId,
-    pub(crate) rtc_id: String,
+    /// Shared with what a message to the account keeps of it (its pending request, its log event).
+    pub(crate) rtc_id: Arc<str>,
 }
 
 impl Account {
     pub(crate) fn new(tenant: TenantId, rtc_id: &str) -> Account {
-        Account { tenant, rtc_id: rtc_id.to_string() }
+        Account { tenant, rtc_id: rtc_id.into() }
     }
 }
 

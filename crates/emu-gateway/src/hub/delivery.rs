@@ -27,7 +27,7 @@ impl Hub {
 
     /// Sends one of the engine's messages: its body and `mediaSignal` are serialised straight
     /// from the typed message. Returns the requestId.
-    pub fn send_message(&self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Result<String, SendError> {
+    pub fn send_message(&self, tenant: TenantId, rtc_id: &str, message: &ServerMessage) -> Result<Arc<str>, SendError> {
         self.send_message_after(tenant, rtc_id, message, &mut None)
     }
 
@@ -39,7 +39,7 @@ impl Hub {
         rtc_id: &str,
         message: &ServerMessage,
         held: &mut Option<HeldAck>,
-    ) -> Result<String, SendError> {
+    ) -> Result<Arc<str>, SendError> {
         let signal = message.media_signal().map(|s| media_signal::encode_raw(&s));
         let body = message.wire_body(signal.as_deref().map_or(SignalForm::Json, SignalForm::Encoded));
         let channel_id = Some(message.channel_id()).filter(|c| !c.is_empty()).map(str::to_string);
@@ -62,6 +62,7 @@ impl Hub {
         }
         let channel_id = channel_id_of(&RequestBody::of(&body), None);
         self.send_body(tenant, rtc_id, message_type_name(message_type), (&body, 1024), channel_id, awaiting, &mut None)
+            .map(|id| id.to_string())
     }
 
     /// Wraps `body` in a request envelope with fresh ids, logs it, remembers it until ACKed and
@@ -77,21 +78,22 @@ impl Hub {
         channel_id: Option<String>,
         awaiting: Option<messages::AwaitingAck>,
         held: &mut Option<HeldAck>,
-    ) -> Result<String, SendError> {
-        let (conn, topic) = match self.regs.get(&(tenant, rtc_id) as &dyn AccountKey) {
-            Some(r) => (r.conn, r.topic.clone()),
+    ) -> Result<Arc<str>, SendError> {
+        let (conn, topic, account) = match self.regs.get(&(tenant, rtc_id) as &dyn AccountKey) {
+            Some(r) => (r.conn, r.topic.clone(), r.key().rtc_id.clone()),
             None => return Err(SendError::NotRegistered),
         };
         let now = self.shared.clock.now_ms();
-        let mut request_id = String::new();
+        let mut written = None;
         let (packet, wire) = mqtt::publish_written(&topic, size, |out| {
-            request_id = write_server_request(out, &message_type, body, rtc_id, &self.server_from, now);
+            written = Some(write_server_request(out, &message_type, body, rtc_id, &self.server_from, now));
         });
+        let request_id = written.unwrap_or_else(|| Arc::from("")); // always written
         // The event log keeps the bytes; readers see the body with mediaSignal decoded.
         self.log_wire(
             "envelope.out",
             Some(tenant),
-            Some(rtc_id),
+            Some(account.clone()),
             channel_id.clone(),
             EnvelopeDetail {
                 message_type: message_type.clone(),
@@ -107,7 +109,7 @@ impl Hub {
             request_id.clone(),
             Pending {
                 tenant,
-                rtc_id: rtc_id.into(),
+                rtc_id: account,
                 message_type,
                 channel_id,
                 packet: packet.clone(),
@@ -131,7 +133,7 @@ impl Hub {
         let packets: Vec<Bytes> = self
             .pending
             .iter()
-            .filter(|p| p.tenant == tenant && p.rtc_id == rtc_id)
+            .filter(|p| p.tenant == tenant && &*p.rtc_id == rtc_id)
             .map(|p| p.packet.clone())
             .collect();
         for p in packets {
@@ -154,12 +156,12 @@ impl Hub {
             let reason = match (r.conn, r.disconnected_at) {
                 (None, Some(at)) if now.duration_since(at) >= grace => "not back within the grace period",
                 (Some(conn), _) if now.duration_since(r.last_heartbeat) >= heartbeat => {
-                    gone.push((Some(conn), *tenant, rtc_id.clone(), "heartbeat timeout"));
+                    gone.push((Some(conn), *tenant, rtc_id.to_string(), "heartbeat timeout"));
                     return false;
                 }
                 _ => return true,
             };
-            gone.push((None, *tenant, rtc_id.clone(), reason));
+            gone.push((None, *tenant, rtc_id.to_string(), reason));
             false
         });
         for (conn, tenant, rtc_id, reason) in gone {
@@ -215,9 +217,9 @@ impl Hub {
             if p.attempts >= self.cfg.retransmit_attempts {
                 undelivered.push((
                     p.tenant,
-                    p.rtc_id.clone(),
+                    p.rtc_id.to_string(),
                     p.message_type.clone(),
-                    request_id.clone(),
+                    request_id.to_string(),
                     p.channel_id.clone(),
                     p.awaiting.take(),
                 ));
@@ -227,10 +229,10 @@ impl Hub {
             p.next_at = now + interval;
             resend.push((
                 p.tenant,
-                p.rtc_id.clone(),
+                p.rtc_id.to_string(),
                 p.packet.clone(),
                 p.message_type.clone(),
-                request_id.clone(),
+                request_id.to_string(),
                 p.channel_id.clone(),
                 p.attempts,
             ));

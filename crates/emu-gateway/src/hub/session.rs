@@ -166,6 +166,8 @@ impl Hub {
             }
         };
         let channel_id = channel_id_of(&request_body, media.as_ref());
+        // One copy of the requestId, shared by the log event and the de-duplication entry.
+        let request_id: Arc<str> = Arc::from(&*env.request_id);
         self.log_wire(
             "envelope.in",
             Some(who.tenant),
@@ -173,7 +175,7 @@ impl Hub {
             channel_id.clone(),
             EnvelopeDetail {
                 message_type: message_type_name(&env.message_type),
-                request_id: env.request_id.to_string(),
+                request_id: request_id.clone(),
                 code: Some(code),
                 known: None,
             },
@@ -184,7 +186,7 @@ impl Hub {
         let (packet, _) = mqtt::publish_written(&who.topic, 512, |out| {
             env.write_ack(out, code, &ack_body, &self.server_from, now);
         });
-        self.dedupe_store(&who.client_id, &env.request_id, packet.clone());
+        self.dedupe_store(&who.client_id, request_id, packet.clone());
         // Custom messages go from device to device through the gateway alone (hub/messages.rs).
         if code == 200
             && let Some(body) = &custom
@@ -243,7 +245,7 @@ impl Hub {
             channel_id,
             EnvelopeDetail {
                 message_type: message_type_name(&env.message_type),
-                request_id: env.request_id.to_string(),
+                request_id: Arc::from(&*env.request_id),
                 code: Some(env.response_code),
                 known: Some(known),
             },
@@ -269,7 +271,7 @@ impl Hub {
         self.dedupe.get(client_id)?.acks.get(request_id).cloned()
     }
 
-    pub(super) fn dedupe_store(&self, client_id: &str, request_id: &str, ack: Bytes) {
+    pub(super) fn dedupe_store(&self, client_id: &str, request_id: Arc<str>, ack: Bytes) {
         let r = &self.shared.config.retention;
         let limit = Limit::new(r.dedupe_window, r.dedupe_client_bytes);
         // Looked up before inserting: a client's entry almost always exists, and `entry` would
@@ -282,10 +284,10 @@ impl Hub {
                 .or_insert_with(|| Dedupe { order: Bounded::new(limit), acks: FxHashMap::default() }),
         };
         let weight = request_id.len() + ack.len();
-        if let Some(known) = d.acks.get_mut(request_id) {
+        if let Some(known) = d.acks.get_mut(&*request_id) {
             *known = ack;
         } else {
-            let id: Arc<str> = request_id.into();
+            let id = request_id;
             let Dedupe { order, acks } = &mut *d;
             acks.insert(id.clone(), ack);
             order.push_evicting((id, Instant::now()), weight, |(old, _)| {
@@ -431,7 +433,7 @@ impl Hub {
     pub fn on_directory_event(&self, event: DirectoryEvent) {
         match event {
             DirectoryEvent::DeviceSuperseded { tenant, rtc_id, old_device, .. } => {
-                let key = Account { tenant, rtc_id };
+                let key = Account { tenant, rtc_id: rtc_id.into() };
                 let stale = self.regs.get(&key).and_then(|r| (r.device_id == old_device).then_some(r.conn)).flatten();
                 if let Some(conn) = stale {
                     self.regs.remove(&key);

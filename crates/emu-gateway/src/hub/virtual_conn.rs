@@ -101,7 +101,7 @@ impl Hub {
     pub fn unregister_virtual(&self, tenant: TenantId, rtc_id: &str) {
         let Some(conn) = self.virtual_conn(tenant, rtc_id) else { return };
         self.regs.remove(&(tenant, rtc_id) as &dyn AccountKey);
-        self.pending.retain(|_, p| !(p.tenant == tenant && p.rtc_id == rtc_id));
+        self.pending.retain(|_, p| !(p.tenant == tenant && &*p.rtc_id == rtc_id));
         self.close_conn(conn, "virtual device removed");
         self.log("device.offline", Some(tenant), Some(rtc_id), None, json!({"reason": "virtual device removed"}));
         self.to_engine(GatewayEvent::Offline { tenant, rtc_id: rtc_id.to_string(), reason: "virtual device removed" });
