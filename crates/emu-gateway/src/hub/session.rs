@@ -287,10 +287,9 @@ impl Hub {
         if let Some(known) = d.acks.get_mut(&*request_id) {
             *known = ack;
         } else {
-            let id = request_id;
             let Dedupe { order, acks } = &mut *d;
-            acks.insert(id.clone(), ack);
-            order.push_evicting((id, Instant::now()), weight, |(old, _)| {
+            acks.insert(request_id.clone(), ack);
+            order.push_evicting((request_id, Instant::now()), weight, |(old, _)| {
                 acks.remove(&old);
             });
         }
