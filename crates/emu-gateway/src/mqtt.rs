@@ -168,10 +168,10 @@ pub fn publish(topic: &str, payload: impl Into<Bytes>) -> Bytes {
 }
 
 /// [`publish`] with the payload written by `write` straight into the packet's buffer: one
-/// allocation and no copy of the envelope. Returns the packet and its payload (a slice of the
-/// same bytes, for the event log). The same bytes as [`publish`] (a unit test holds them
-/// together); `capacity` is a guess at the payload's size.
-pub fn publish_written(topic: &str, capacity: usize, write: impl FnOnce(&mut Vec<u8>)) -> (Bytes, Bytes) {
+/// allocation and no copy of the envelope. Returns the packet, its payload (a slice of the
+/// same bytes, for the event log) and what `write` returned. The same bytes as [`publish`] (a
+/// unit test holds them together); `capacity` is a guess at the payload's size.
+pub fn publish_written<R>(topic: &str, capacity: usize, write: impl FnOnce(&mut Vec<u8>) -> R) -> (Bytes, Bytes, R) {
     // The fixed header (the packet type and 1–4 bytes of remaining length) is written last,
     // right-aligned in this room, once the length is known.
     const ROOM: usize = 5;
@@ -180,18 +180,18 @@ pub fn publish_written(topic: &str, capacity: usize, write: impl FnOnce(&mut Vec
     buf.resize(ROOM, 0);
     let Ok(topic_len) = u16::try_from(topic.len()) else {
         let mut payload = Vec::new();
-        write(&mut payload);
+        let written = write(&mut payload);
         let payload = Bytes::from(payload);
-        return (publish(topic, payload.clone()), payload);
+        return (publish(topic, payload.clone()), payload, written);
     };
     buf.extend_from_slice(&topic_len.to_be_bytes());
     buf.extend_from_slice(topic.as_bytes());
     let payload_at = buf.len();
-    write(&mut buf);
+    let written = write(&mut buf);
     let remaining = buf.len() - ROOM;
     if remaining > MAX_REMAINING {
         let payload = Bytes::copy_from_slice(&buf[payload_at..]);
-        return (publish(topic, payload.clone()), payload);
+        return (publish(topic, payload.clone()), payload, written);
     }
     let (mut length, mut n, mut x) = ([0u8; 4], 0, remaining);
     loop {
@@ -206,7 +206,7 @@ pub fn publish_written(topic: &str, capacity: usize, write: impl FnOnce(&mut Vec
     buf[start] = 0x30; // PUBLISH, QoS 0, neither DUP nor RETAIN
     buf[start + 1..ROOM].copy_from_slice(&length[..n]);
     let bytes = Bytes::from(buf);
-    (bytes.slice(start..), bytes.slice(payload_at..))
+    (bytes.slice(start..), bytes.slice(payload_at..), written)
 }
 
 #[cfg(test)]
@@ -230,7 +230,7 @@ mod tests {
             let n = remaining.saturating_sub(overhead);
             let payload: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
             for capacity in [0, n] {
-                let (packet, written) = publish_written(topic, capacity, |b| b.extend_from_slice(&payload));
+                let (packet, written, ()) = publish_written(topic, capacity, |b| b.extend_from_slice(&payload));
                 assert_eq!(packet, publish(topic, payload.clone()), "{n} bytes of payload");
                 assert_eq!(written, payload);
             }

@@ -84,11 +84,9 @@ impl Hub {
             None => return Err(SendError::NotRegistered),
         };
         let now = self.shared.clock.now_ms();
-        let mut written = None;
-        let (packet, wire) = mqtt::publish_written(&topic, size, |out| {
-            written = Some(write_server_request(out, &message_type, body, rtc_id, &self.server_from, now));
+        let (packet, wire, request_id) = mqtt::publish_written(&topic, size, |out| {
+            write_server_request(out, &message_type, body, rtc_id, &self.server_from, now)
         });
-        let request_id = written.unwrap_or_else(|| Arc::from("")); // always written
         // The event log keeps the bytes; readers see the body with mediaSignal decoded.
         self.log_wire(
             "envelope.out",
