@@ -9,7 +9,8 @@ use emu_core::Millis;
 use emu_core::media_signal::{ChannelConfigIn, MediaSignal, SignalData};
 use emu_core::signalling::{CallRequest, CalleeRequest, DeviceRequest, Join, RequestKind, RtcType, ServerMessage};
 use emu_core::tenants::TenantId;
-use rustc_hash::FxHashMap;
+use hashbrown::{Equivalent, HashMap};
+use rustc_hash::FxBuildHasher;
 use serde_json::{Value, json};
 
 use crate::behavior::{Behavior, Outcome};
@@ -102,13 +103,22 @@ enum Timer {
 
 type Key = (TenantId, String);
 
+/// A [`Key`] borrowed: every message the platform sends looks its account up here, and this
+/// finds it without building a `String`. It hashes as the tuple does (`(TenantId, &str)` and
+/// `(TenantId, String)` feed the hasher the same), and compares field by field.
+#[derive(Hash)]
+struct KeyRef<'a>(TenantId, &'a str);
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 /// Every virtual device of every tenant.
 #[derive(Default)]
 pub struct VirtualDevices {
-    devices: FxHashMap<Key, VirtualDevice>,
-    /// How many devices (of any tenant) have each rtcId: every message the platform sends asks
-    /// whether its account is a virtual device, and this answers "no" without building a key.
-    names: FxHashMap<String, usize>,
+    devices: HashMap<Key, VirtualDevice, FxBuildHasher>,
     timers: BTreeMap<(Millis, u64), (Key, u64, Timer)>,
     seq: u64,
     out: VecDeque<Action>,
@@ -145,13 +155,9 @@ impl VirtualDevices {
         self.get(tenant, rtc_id).is_some()
     }
 
-    /// The device of an account. Asked for every message the platform sends, almost always
-    /// with no virtual device at all: then the key is not even built.
+    /// The device of an account. Asked for every message the platform sends.
     fn get(&self, tenant: TenantId, rtc_id: &str) -> Option<&VirtualDevice> {
-        if !self.names.contains_key(rtc_id) {
-            return None;
-        }
-        self.devices.get(&(tenant, rtc_id.to_string()))
+        self.devices.get(&KeyRef(tenant, rtc_id))
     }
 
     /// Creates the device (online unless its behaviour is `offline`) or changes its behaviour.
@@ -176,7 +182,6 @@ impl VirtualDevices {
                 (false, was.0, was.1)
             }
             None => {
-                *self.names.entry(rtc_id.to_string()).or_default() += 1;
                 self.devices.insert(
                     key.clone(),
                     VirtualDevice {
@@ -207,12 +212,6 @@ impl VirtualDevices {
     /// call whose device went offline.
     pub fn remove(&mut self, tenant: TenantId, rtc_id: &str) -> Result<(), VoipError> {
         let d = self.devices.remove(&(tenant, rtc_id.to_string())).ok_or_else(|| VoipError::NotFound(rtc_id.into()))?;
-        if let Some(n) = self.names.get_mut(rtc_id) {
-            *n -= 1;
-            if *n == 0 {
-                self.names.remove(rtc_id);
-            }
-        }
         if d.behavior.then == Outcome::Busy {
             self.out.push_back(Action::Busy { tenant, rtc_id: rtc_id.to_string(), busy: false });
         }
@@ -255,7 +254,6 @@ impl VirtualDevices {
     /// Forgets every device (no presence actions: the caller resets the platform too).
     pub fn clear(&mut self) {
         self.devices.clear();
-        self.names.clear();
         self.timers.clear();
         self.out.clear();
     }
@@ -275,11 +273,7 @@ impl VirtualDevices {
     /// A server message for the device's account. `None` when the account has no virtual
     /// device; else whether the device ACKs it.
     pub fn deliver(&mut self, tenant: TenantId, rtc_id: &str, msg: &ServerMessage, now: Millis) -> Option<bool> {
-        if !self.names.contains_key(rtc_id) {
-            return None;
-        }
-        let key = (tenant, rtc_id.to_string());
-        let d = self.devices.get_mut(&key).filter(|d| !d.kicked)?;
+        let d = self.devices.get_mut(&KeyRef(tenant, rtc_id)).filter(|d| !d.kicked)?;
         let ack = d.behavior.ack;
         let (code, digit) = match msg {
             ServerMessage::Disconnect { code, .. } => (Some(*code), None),
@@ -297,7 +291,7 @@ impl VirtualDevices {
         if d.received.len() > RECEIVED_KEPT {
             d.received.pop_front();
         }
-        self.on_message(&key, msg, now);
+        self.on_message(&(tenant, rtc_id.to_string()), msg, now);
         Some(ack)
     }
 
