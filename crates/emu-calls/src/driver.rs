@@ -276,8 +276,8 @@ impl Driver {
                 Effect::PhoneDtmf { channel_id, digit } => {
                     self.media.phone_dtmf(&channel_id, digit);
                 }
-                Effect::Receipt { tenant, message_type, report } => {
-                    self.receipt(tenant, message_type, Receipt::Cdr(report))
+                Effect::Receipt { tenant, message_type, report, json } => {
+                    self.receipt(tenant, message_type, Receipt::Cdr(report, json))
                 }
                 Effect::Event(e) => self.shared.events.record(e),
             }
@@ -441,8 +441,7 @@ impl Driver {
         let mns = self.mns.clone();
         tokio::spawn(async move {
             let delivered = match report {
-                Receipt::Cdr(r) => {
-                    let json = serde_json::to_vec(&*r).unwrap_or_default();
+                Receipt::Cdr(r, json) => {
                     mns.queue_receipt(tenant, message_type, &json, Some(r.channel_id.clone())).await
                 }
                 Receipt::Json(v) => mns.deliver(tenant, message_type, &v).await.map(drop),
@@ -463,10 +462,10 @@ impl Driver {
     }
 }
 
-/// What a receipt carries: a call's typed CDR (shared with its list row and event), or a
-/// report built as JSON (`VoiceRecordReport`).
+/// What a receipt carries: a call's typed CDR (shared with its list row and event) with its
+/// JSON, or a report built as JSON (`VoiceRecordReport`).
 enum Receipt {
-    Cdr(Arc<CdrReport>),
+    Cdr(Arc<CdrReport>, Vec<u8>),
     Json(Value),
 }
 

@@ -94,17 +94,23 @@ fn a_voip_to_pstn_call_runs_to_its_cdr_without_io() {
     ));
     let out = s.fire_due(3000);
     assert_eq!(sent(&out), vec![("a", "peerLeftChannel")]);
-    let receipt = out
+    let (receipt, json) = out
         .iter()
         .find_map(|e| match e {
-            Effect::Receipt { message_type: "ArtcCdrReport", report, .. } => Some(report),
+            Effect::Receipt { message_type: "ArtcCdrReport", report, json, .. } => Some((report, json)),
             _ => None,
         })
         .expect("a CDR receipt");
     assert_eq!((receipt.duration.as_str(), receipt.callee.as_str()), ("2", "13912345678"));
+    // The queued body is the report's JSON, serialized once.
+    assert_eq!(json, &serde_json::to_vec(&**receipt).unwrap());
     assert_eq!(s.cdrs().count(), 1);
     let row = s.cdrs().next().unwrap();
     assert_eq!(&*row.tenant, "default");
+    // The row's weight, derived from that JSON, is its own JSON length.
+    assert_eq!(row.weight(json.len()), json_weight(row));
+    let escaped = CdrRow { tenant: r#"a "b""#.into(), ..row.clone() };
+    assert_eq!(escaped.weight(json.len()), json_weight(&escaped));
     // One report, shared by the receipt, the list and the call: no copies.
     assert!(std::sync::Arc::ptr_eq(&row.report, receipt));
     let channel_id = &row.report.channel_id;
