@@ -167,46 +167,74 @@ pub fn publish(topic: &str, payload: impl Into<Bytes>) -> Bytes {
     encode(Packet::Publish(Publish::from_bytes(topic, QoS::AtMostOnce, payload.into())))
 }
 
-/// [`publish`] with the payload written by `write` straight into the packet's buffer: one
-/// allocation and no copy of the envelope. Returns the packet, its payload (a slice of the
-/// same bytes, for the event log) and what `write` returned. The same bytes as [`publish`] (a
-/// unit test holds them together); `capacity` is a guess at the payload's size.
-pub fn publish_written<R>(topic: &str, capacity: usize, write: impl FnOnce(&mut Vec<u8>) -> R) -> (Bytes, Bytes, R) {
+/// [`publish`] with the payload written by `write` into this thread's scratch buffer, then
+/// copied once at its exact size. Returns the packet, its payload (a slice of the same bytes,
+/// for the event log) and what `write` returned. The same bytes as [`publish`] (a unit test
+/// holds them together).
+///
+/// Why a copy: the event log and the duplicate window keep packets for minutes. Written straight
+/// into a buffer sized by a guess, a packet either outgrew the guess (a reallocation) or kept the
+/// guess's slack alive with it; an ACK of ~600 bytes held a 1 KiB allocation in the duplicate
+/// window (docs/benchmarks.md#per-call-cpu).
+pub fn publish_written<R>(topic: &str, write: impl FnOnce(&mut Vec<u8>) -> R) -> (Bytes, Bytes, R) {
     // The fixed header (the packet type and 1–4 bytes of remaining length) is written last,
     // right-aligned in this room, once the length is known.
     const ROOM: usize = 5;
     const MAX_REMAINING: usize = 268_435_455;
-    let mut buf = Vec::with_capacity(ROOM + 2 + topic.len() + capacity);
-    buf.resize(ROOM, 0);
     let Ok(topic_len) = u16::try_from(topic.len()) else {
         let mut payload = Vec::new();
         let written = write(&mut payload);
         let payload = Bytes::from(payload);
         return (publish(topic, payload.clone()), payload, written);
     };
-    buf.extend_from_slice(&topic_len.to_be_bytes());
-    buf.extend_from_slice(topic.as_bytes());
-    let payload_at = buf.len();
-    let written = write(&mut buf);
-    let remaining = buf.len() - ROOM;
-    if remaining > MAX_REMAINING {
-        let payload = Bytes::copy_from_slice(&buf[payload_at..]);
-        return (publish(topic, payload.clone()), payload, written);
-    }
-    let (mut length, mut n, mut x) = ([0u8; 4], 0, remaining);
-    loop {
-        length[n] = (x % 128) as u8 | if x >= 128 { 0x80 } else { 0 };
-        n += 1;
-        x /= 128;
-        if x == 0 {
-            break;
+    let mut spare = Vec::new();
+    SCRATCH.with(|scratch| {
+        // Taken by an outer call only if `write` itself published (it does not): then a fresh one.
+        let mut taken = scratch.try_borrow_mut();
+        let buf = match &mut taken {
+            Ok(buf) => &mut **buf,
+            Err(_) => &mut spare,
+        };
+        buf.clear();
+        buf.resize(ROOM, 0);
+        buf.extend_from_slice(&topic_len.to_be_bytes());
+        buf.extend_from_slice(topic.as_bytes());
+        let payload_at = buf.len();
+        let written = write(buf);
+        let remaining = buf.len() - ROOM;
+        let out = if remaining > MAX_REMAINING {
+            let payload = Bytes::copy_from_slice(&buf[payload_at..]);
+            (publish(topic, payload.clone()), payload, written)
+        } else {
+            let (mut length, mut n, mut x) = ([0u8; 4], 0, remaining);
+            loop {
+                length[n] = (x % 128) as u8 | if x >= 128 { 0x80 } else { 0 };
+                n += 1;
+                x /= 128;
+                if x == 0 {
+                    break;
+                }
+            }
+            let start = ROOM - 1 - n;
+            buf[start] = 0x30; // PUBLISH, QoS 0, neither DUP nor RETAIN
+            buf[start + 1..ROOM].copy_from_slice(&length[..n]);
+            let bytes = Bytes::copy_from_slice(&buf[start..]);
+            let payload = bytes.slice(payload_at - start..);
+            (bytes, payload, written)
+        };
+        // A rare large packet does not stay with the thread.
+        if buf.capacity() > SCRATCH_KEPT {
+            *buf = Vec::new();
         }
-    }
-    let start = ROOM - 1 - n;
-    buf[start] = 0x30; // PUBLISH, QoS 0, neither DUP nor RETAIN
-    buf[start + 1..ROOM].copy_from_slice(&length[..n]);
-    let bytes = Bytes::from(buf);
-    (bytes.slice(start..), bytes.slice(payload_at..), written)
+        out
+    })
+}
+
+/// The most [`publish_written`]'s scratch buffer keeps between packets.
+const SCRATCH_KEPT: usize = 64 << 10;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]
@@ -229,12 +257,22 @@ mod tests {
         for remaining in [0usize, 127, 128, 16_383, 16_384, 2_097_151, 2_097_152] {
             let n = remaining.saturating_sub(overhead);
             let payload: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
-            for capacity in [0, n] {
-                let (packet, written, ()) = publish_written(topic, capacity, |b| b.extend_from_slice(&payload));
-                assert_eq!(packet, publish(topic, payload.clone()), "{n} bytes of payload");
-                assert_eq!(written, payload);
-            }
+            let (packet, written, ()) = publish_written(topic, |b| b.extend_from_slice(&payload));
+            assert_eq!(packet, publish(topic, payload.clone()), "{n} bytes of payload");
+            assert_eq!(written, payload);
         }
+    }
+
+    #[test]
+    fn a_publish_written_while_writing_another_gets_its_own_buffer() {
+        let (outer, _, inner) = publish_written("a", |b| {
+            b.extend_from_slice(b"outer");
+            let (inner, _, ()) = publish_written("b", |b| b.extend_from_slice(b"inner"));
+            b.extend_from_slice(b"!");
+            inner
+        });
+        assert_eq!(outer, publish("a", &b"outer!"[..]));
+        assert_eq!(inner, publish("b", &b"inner"[..]));
     }
 
     #[test]

@@ -43,8 +43,7 @@ impl Hub {
         let signal = message.media_signal().map(|s| media_signal::encode_raw(&s));
         let body = message.wire_body(signal.as_deref().map_or(SignalForm::Json, SignalForm::Encoded));
         let channel_id = Some(message.channel_id()).filter(|c| !c.is_empty()).map(str::to_string);
-        let size = 512 + signal.as_ref().map_or(256, |s| s.get().len());
-        self.send_body(tenant, rtc_id, Cow::Borrowed(message.message_type()), (&body, size), channel_id, None, held)
+        self.send_body(tenant, rtc_id, Cow::Borrowed(message.message_type()), &body, channel_id, None, held)
     }
 
     /// [`Hub::send_request`], remembering a custom message's sender for its receipt.
@@ -61,20 +60,20 @@ impl Hub {
             *ms = media_signal::encode(ms).into();
         }
         let channel_id = channel_id_of(&RequestBody::of(&body), None);
-        self.send_body(tenant, rtc_id, message_type_name(message_type), (&body, 1024), channel_id, awaiting, &mut None)
+        self.send_body(tenant, rtc_id, message_type_name(message_type), &body, channel_id, awaiting, &mut None)
             .map(|id| id.to_string())
     }
 
     /// Wraps `body` in a request envelope with fresh ids, logs it, remembers it until ACKed and
     /// writes it to the device's connection (if it has one now), after `held` if that is an ACK
-    /// for the same connection. `size` is a guess at the envelope's length.
+    /// for the same connection.
     #[allow(clippy::too_many_arguments)]
     fn send_body(
         &self,
         tenant: TenantId,
         rtc_id: &str,
         message_type: Cow<'static, str>,
-        (body, size): (&impl Serialize, usize),
+        body: &impl Serialize,
         channel_id: Option<String>,
         awaiting: Option<messages::AwaitingAck>,
         held: &mut Option<HeldAck>,
@@ -84,7 +83,7 @@ impl Hub {
             None => return Err(SendError::NotRegistered),
         };
         let now = self.shared.clock.now_ms();
-        let (packet, wire, request_id) = mqtt::publish_written(&topic, size, |out| {
+        let (packet, wire, request_id) = mqtt::publish_written(&topic, |out| {
             write_server_request(out, &message_type, body, rtc_id, &self.server_from, now)
         });
         // The event log keeps the bytes; readers see the body with mediaSignal decoded.

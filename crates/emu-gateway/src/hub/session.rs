@@ -183,7 +183,7 @@ impl Hub {
             // whole buffer alive for as long as the event is retained.
             Bytes::copy_from_slice(payload),
         );
-        let (packet, _, ()) = mqtt::publish_written(&who.topic, 512, |out| {
+        let (packet, _, ()) = mqtt::publish_written(&who.topic, |out| {
             env.write_ack(out, code, &ack_body, &self.server_from, now);
         });
         self.dedupe_store(&who.client_id, request_id, packet.clone());
