@@ -308,14 +308,20 @@ impl EventLog {
             let _ = self.live.send(event.clone());
         }
         let size = weight(&event);
+        // The event evicted to make room (one, once the log is full) is dropped after the lock
+        // is released: freeing its cold memory kept every other recorder waiting.
+        let mut evicted = None;
         let mut ring = self.ring.lock();
         while !ring.events.is_empty() && (ring.events.len() >= self.capacity || ring.bytes + size > self.max_bytes) {
             if let Some(old) = ring.events.pop_front() {
                 ring.bytes -= weight(&old);
+                evicted = Some(old);
             }
         }
         ring.bytes += size;
         ring.events.push_back(event);
+        drop(ring);
+        drop(evicted);
     }
 
     /// Matching events, oldest first, readable; with a limit, the newest `limit` of them.
