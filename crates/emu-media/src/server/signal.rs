@@ -4,6 +4,7 @@
 use emu_core::media_result::{AnswerType, MediaResult, MediaResultApi, SdpAnswer, TurnServer};
 use emu_core::media_signal::MediaSignal;
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
@@ -23,7 +24,7 @@ use super::leg::{Leg, LegCounters, LegState, first_seq};
 use super::state::State;
 use super::video::VideoLeg;
 use super::{LegId, MediaServer};
-use emu_core::ids::random_alnum;
+use emu_core::ids::{push_random_alnum, random_alnum};
 
 /// Error codes of failed ARTC results (the SDK only reports them: reportStatus 32 / 34).
 const ERR_BAD_OFFER: i64 = 40001;
@@ -60,7 +61,10 @@ impl MediaServer {
         let (turn, url) = (self.turn.as_ref()?, self.turn_url()?);
         let ttl = self.cfg.turn_credential_ttl;
         let expiry = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default() + ttl;
-        let username = format!("{}:{}", expiry.as_secs(), random_alnum(12));
+        // `<expiry>:<random>`, built in one allocation.
+        let mut username = String::with_capacity(32);
+        let _ = write!(username, "{}:", expiry.as_secs());
+        push_random_alnum(&mut username, 12);
         let password = random_alnum(24);
         turn.add_user(&username, &password, ttl);
         Some(TurnUser { url, username, password })
