@@ -79,7 +79,9 @@ pub(super) struct Leg {
     pub(super) prefer: CodecPreference,
     pub(super) sigv: u8,
     pub(super) ice: IceCreds,
-    pub(super) rtc: Option<Rtc>,
+    /// Boxed: str0m's `Rtc` is ~10 KB, and most legs of a signalling-only call never get one;
+    /// inline, it made every leg 11 KB to allocate, copy and free (docs/benchmarks.md#per-call-cpu).
+    pub(super) rtc: Option<Box<Rtc>>,
     pub(super) mid: Option<Mid>,
     pub(super) send: Option<SendCodec>,
     pub(super) state: LegState,

@@ -386,7 +386,7 @@ impl State {
             let (fresh, keys) = self.new_rtc(prefer, &ice, video, now);
             let leg = self.legs.get_mut(&id).ok_or(OfferError::NoLeg)?;
             // A re-offer (ICE restart, renegotiation) starts over on a new Rtc.
-            leg.rtc = Some(fresh);
+            leg.rtc = Some(Box::new(fresh));
             leg.video_rtc = video;
             leg.video = None;
             leg.direct = Direct::new(keys, self.provider.clone());

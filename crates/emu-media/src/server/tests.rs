@@ -645,3 +645,11 @@ fn channel_statistics_keep_their_json_shape_and_key_order_live_and_released() {
     assert_eq!(v["legs"][1]["video"], Value::Null, "bob has no camera");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_leg_without_an_rtc_is_small() {
+    // A signalling-only leg (most legs of a load test) is allocated, copied into the map and
+    // freed once per join: str0m's ~10 KB `Rtc` is boxed so that it costs only when it exists.
+    assert!(std::mem::size_of::<str0m::Rtc>() > 4096);
+    assert!(std::mem::size_of::<super::leg::Leg>() < 2048, "{} bytes", std::mem::size_of::<super::leg::Leg>());
+}
