@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use crate::json_out::ObjectWriter;
+
 /// An envelope as it is on the wire. Unknown fields are ignored; missing ones default.
 #[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
 #[serde(rename_all = "camelCase", default)]
@@ -233,40 +235,22 @@ impl<'a> Inbound<'a> {
 
     /// [`Inbound::ack_bytes`] appended to `out` (the buffer of the packet that carries it).
     pub fn write_ack(&self, out: &mut Vec<u8>, code: i64, body: &Value, server_from: &RawValue, now_ms: u64) {
-        #[derive(Serialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Ack<'b> {
-            topic: &'b str,
-            born_time: u64,
-            to: Option<&'b RawValue>,
-            from: &'b RawValue,
-            message_id: &'b str,
-            message_type: &'b str,
-            body: &'b Value,
-            response: bool,
-            encrypted_body: bool,
-            request_id: &'b str,
-            arrive_time: u64,
-            response_code: i64,
-        }
         let mut id = [0; ID_LENGTH];
-        let message_id = write_id(&mut id);
-        let ack = Ack {
-            topic: &self.topic,
-            born_time: now_ms,
-            to: self.from,
-            from: server_from,
-            message_id,
-            message_type: &self.message_type,
-            body,
-            response: true,
-            encrypted_body: false,
-            request_id: &self.request_id,
-            arrive_time: 0,
-            response_code: code,
-        };
-        // Writing into a Vec fails only for a map with non-string keys, which these are not.
-        let _ = serde_json::to_writer(out, &ack);
+        // The fields of [`Envelope::ack`], in the same order.
+        ObjectWriter::begin(out)
+            .str("topic", &self.topic)
+            .u64("bornTime", now_ms)
+            .raw("to", self.from)
+            .raw("from", Some(server_from))
+            .str("messageId", write_id(&mut id))
+            .str("messageType", &self.message_type)
+            .serialize("body", body)
+            .bool("response", true)
+            .bool("encryptedBody", false)
+            .str("requestId", &self.request_id)
+            .u64("arriveTime", 0)
+            .i64("responseCode", code)
+            .end();
     }
 }
 
@@ -295,45 +279,25 @@ pub fn write_server_request(
     server_from: &RawValue,
     now_ms: u64,
 ) -> Arc<str> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct To<'b> {
-        session_id: &'b str,
-    }
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Request<'b, B> {
-        topic: &'static str,
-        born_time: u64,
-        to: To<'b>,
-        from: &'b RawValue,
-        message_id: &'b str,
-        message_type: &'b str,
-        body: &'b B,
-        response: bool,
-        encrypted_body: bool,
-        request_id: &'b str,
-        arrive_time: u64,
-        response_code: i64,
-    }
     let (mut id, mut rid) = ([0; ID_LENGTH], [0; ID_LENGTH]);
     // The requestId is shared by the pending request, its log event and the caller: one allocation.
     let (message_id, request_id) = (write_id(&mut id), Arc::<str>::from(write_id(&mut rid)));
-    let request = Request {
-        topic: "artc_media",
-        born_time: now_ms,
-        to: To { session_id: to_session },
-        from: server_from,
-        message_id,
-        message_type,
-        body,
-        response: false,
-        encrypted_body: false,
-        request_id: &request_id,
-        arrive_time: 0,
-        response_code: 0,
-    };
-    let _ = serde_json::to_writer(out, &request);
+    ObjectWriter::begin(out)
+        .str("topic", "artc_media")
+        .u64("bornTime", now_ms)
+        .object("to", |to| {
+            to.str("sessionId", to_session);
+        })
+        .raw("from", Some(server_from))
+        .str("messageId", message_id)
+        .str("messageType", message_type)
+        .serialize("body", body)
+        .bool("response", false)
+        .bool("encryptedBody", false)
+        .str("requestId", &request_id)
+        .u64("arriveTime", 0)
+        .i64("responseCode", 0)
+        .end();
     request_id
 }
 
@@ -411,6 +375,9 @@ mod tests {
         let escaped = r#"{"messageType":"cs_re\u0067ister","requestId":"r\"1","from":null}"#;
         let e = Inbound::parse(escaped.as_bytes()).unwrap();
         assert_eq!((e.message_type.as_ref(), e.request_id.as_ref()), ("cs_register", "r\"1"));
+        // Its ACK echoes the requestId escaped again.
+        let ack: Value = serde_json::from_slice(&e.ack_bytes(200, &empty_body(), &raw, 5)).unwrap();
+        assert_eq!((&ack["requestId"], &ack["to"]), (&json!("r\"1"), &Value::Null));
     }
 
     #[test]

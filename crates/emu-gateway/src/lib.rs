@@ -9,6 +9,7 @@ pub mod envelope;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hub;
+mod json_out;
 pub mod media_signal;
 pub mod mqtt;
 pub mod sls;
