@@ -224,7 +224,7 @@ impl Switch {
                     effects.push(Effect::Callback { channel_id, tenant, kind, url, body })
                 }
                 Output::Media(cmd) => effects.push(Effect::Media(cmd)),
-                Output::Cdr { tenant, report } => {
+                Output::Cdr { tenant, report, json } => {
                     let name = self.tenant_label(tenant).unwrap_or_else(|| "".into());
                     effects.push(Effect::Event(NewEvent {
                         kind: "cdr",
@@ -233,11 +233,6 @@ impl Switch {
                         detail: Detail::Cdr(Arc::clone(&report)),
                         ..Default::default()
                     }));
-                    // A VoIP→VoIP CDR is ~750 bytes: written without growing the buffer.
-                    let mut json = Vec::with_capacity(1024);
-                    if serde_json::to_writer(&mut json, &*report).is_err() {
-                        json.clear();
-                    }
                     let row = CdrRow { tenant: name, report: Arc::clone(&report) };
                     let weight = row.weight(json.len());
                     self.cdrs.push(row, weight);

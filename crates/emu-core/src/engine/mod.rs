@@ -159,11 +159,26 @@ pub enum MediaCommand {
 
 #[derive(Debug, Clone)]
 pub enum Output {
-    ToDevice { tenant: TenantId, rtc_id: String, message: ServerMessage },
+    ToDevice {
+        tenant: TenantId,
+        rtc_id: String,
+        message: ServerMessage,
+    },
     Pstn(PstnCommand),
-    Callback { channel_id: String, tenant: TenantId, kind: CallbackKind, url: String, body: Value },
+    Callback {
+        channel_id: String,
+        tenant: TenantId,
+        kind: CallbackKind,
+        url: String,
+        body: Value,
+    },
     Media(MediaCommand),
-    Cdr { tenant: TenantId, report: std::sync::Arc<crate::cdr::CdrReport> },
+    Cdr {
+        tenant: TenantId,
+        report: std::sync::Arc<crate::cdr::CdrReport>,
+        /// The report as JSON (the receipt's body), serialized once.
+        json: Vec<u8>,
+    },
     Log(NewEvent),
 }
 
