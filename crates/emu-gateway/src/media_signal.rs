@@ -106,7 +106,7 @@ fn zlib_json(value: &(impl serde::Serialize + ?Sized), z: &mut Vec<u8>) {
         Ok(len) => {
             z[3..5].copy_from_slice(&len.to_le_bytes());
             z[5..HEAD].copy_from_slice(&(!len).to_le_bytes());
-            let adler = adler2::adler32_slice(&z[HEAD..]);
+            let adler = simd_adler32::adler32(&&z[HEAD..]);
             z.extend_from_slice(&adler.to_be_bytes());
         }
         // Over 64 KiB: several blocks.
@@ -143,7 +143,7 @@ fn zlib_stored(data: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&(!len).to_le_bytes());
         out.extend_from_slice(chunk);
     }
-    out.extend_from_slice(&adler2::adler32_slice(data).to_be_bytes());
+    out.extend_from_slice(&simd_adler32::adler32(&data).to_be_bytes());
     out
 }
 
