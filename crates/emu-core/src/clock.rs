@@ -124,6 +124,14 @@ pub const MAX_TIME_MS: Millis = 253_402_300_799_999;
 /// Formats emulator time the way the vendor prints local times: `yyyy-MM-dd HH:mm:ss`, UTC+8.
 pub fn format_shanghai(ms: Millis) -> String {
     use chrono::{Datelike, FixedOffset, TimeZone, Timelike};
+    // Every CDR carries several times, mostly of the same second as the last CDR's: the last
+    // second formatted is kept per thread (the calendar arithmetic was most of the cost).
+    let second = ms / 1000;
+    if let Some((last, text)) = LAST_SHANGHAI.get()
+        && last == second
+    {
+        return ascii(&text);
+    }
     let tz = FixedOffset::east_opt(8 * 3600).expect("valid offset");
     match tz.timestamp_millis_opt(ms as i64).single() {
         // Written digit by digit: chrono's `format` parses its pattern on every call, `format!`
@@ -138,7 +146,8 @@ pub fn format_shanghai(ms: Millis) -> String {
                     value /= 10;
                 }
             }
-            text.iter().map(|&b| b as char).collect()
+            LAST_SHANGHAI.set(Some((second, text)));
+            ascii(&text)
         }
         // Past year 9999 (a manual clock's last hours, in UTC+8).
         Some(t) => format!(
@@ -154,6 +163,16 @@ pub fn format_shanghai(ms: Millis) -> String {
     }
 }
 
+thread_local! {
+    /// [`format_shanghai`]'s last second and its text.
+    static LAST_SHANGHAI: std::cell::Cell<Option<(Millis, [u8; 19])>> = const { std::cell::Cell::new(None) };
+}
+
+/// The digits and separators [`format_shanghai`] wrote (ASCII) as a `String`.
+fn ascii(text: &[u8; 19]) -> String {
+    String::from_utf8(text.to_vec()).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,6 +186,10 @@ mod tests {
             assert_eq!(format_shanghai(ms), expected, "{ms}");
         }
         assert_eq!(format_shanghai(1_700_000_000_000), "2023-11-15 06:13:20");
+        // The same second again (kept per thread), then the next one.
+        assert_eq!(format_shanghai(1_700_000_000_999), "2023-11-15 06:13:20");
+        assert_eq!(format_shanghai(1_700_000_001_000), "2023-11-15 06:13:21");
+        assert_eq!(format_shanghai(1_700_000_000_001), "2023-11-15 06:13:20");
         assert_eq!(format_shanghai(MAX_TIME_MS), "10000-01-01 07:59:59", "as it always was");
     }
 
