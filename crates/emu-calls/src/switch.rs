@@ -59,8 +59,8 @@ pub enum Effect {
         tenant: TenantId,
         message_type: &'static str,
         report: Arc<CdrReport>,
-        /// The report as JSON, the queued message's body: serialized once, here, where its
-        /// length is also the weight of its `GET /admin/cdrs` row.
+        /// The report as JSON (the engine's `Output::Cdr`), the queued message's body; its
+        /// length also gives the weight of the `GET /admin/cdrs` row.
         json: Vec<u8>,
     },
     Event(NewEvent),

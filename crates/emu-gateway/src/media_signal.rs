@@ -106,7 +106,8 @@ fn zlib_json(value: &(impl serde::Serialize + ?Sized), z: &mut Vec<u8>) {
         Ok(len) => {
             z[3..5].copy_from_slice(&len.to_le_bytes());
             z[5..HEAD].copy_from_slice(&(!len).to_le_bytes());
-            let adler = simd_adler32::adler32(&&z[HEAD..]);
+            let json: &[u8] = &z[HEAD..];
+            let adler = simd_adler32::adler32(&json);
             z.extend_from_slice(&adler.to_be_bytes());
         }
         // Over 64 KiB: several blocks.
