@@ -411,11 +411,11 @@ impl Mns {
         json: &[u8],
         channel_id: Option<String>,
     ) -> Result<(String, StoredMessage), MnsError> {
-        use base64::Engine;
         let t = self.shared.tenants.get(tenant);
         let queue = alicom_queue_name(&t.uid, message_type);
         self.ensure_queue(tenant, &queue).await?;
-        let body = base64::engine::general_purpose::STANDARD.encode(json);
+        // With SIMD: a receipt for every call (the base64 is the same as any encoder's).
+        let body = base64_simd::STANDARD.encode_to_string(json);
         let mut sent = self.send(tenant, &queue, vec![NewMessage::new(body)]).await?;
         let m = sent.pop().ok_or_else(|| MnsError::internal("a message sent and none queued"))?;
         self.shared.events.record(NewEvent {
