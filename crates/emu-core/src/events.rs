@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 use crate::cdr::CdrReport;
 use crate::clock::{Clock, Millis};
 use crate::metrics::Metrics;
+use crate::retention::Chunks;
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Event {
@@ -36,9 +37,9 @@ pub struct Event {
     /// What the event carries: an envelope's readable body, a call's codes, … (by kind).
     #[schema(value_type = Value)]
     pub detail: Detail,
-    /// The envelope as it crossed the wire (JSON), for `envelope.in`/`envelope.out`: kept as the
-    /// bytes the gateway already holds (a reference count, no copy) and turned into a readable
-    /// `detail.body` only when someone reads the log ([`EventLog::readable`]).
+    /// The envelope as it crossed the wire (JSON), for `envelope.in`/`envelope.out`: its bytes,
+    /// copied into the log's own storage ([`Chunks`]), turned into a readable `detail.body`
+    /// only when someone reads the log ([`EventLog::readable`]).
     #[serde(skip)]
     pub wire: Option<Bytes>,
 }
@@ -205,7 +206,12 @@ pub struct EventLog {
 struct Ring {
     events: VecDeque<Event>,
     bytes: usize,
+    /// The envelopes' bytes, in chunks freed in order as the oldest events go.
+    wires: Chunks,
 }
+
+/// The event log's chunks for envelope bytes: some fifty envelopes each.
+const WIRE_CHUNK: usize = 64 << 10;
 
 /// What an event counts for against `event_log_max_bytes`: a fixed share for its fields and
 /// detail, plus an envelope's bytes (the only large part).
@@ -231,7 +237,11 @@ impl EventLog {
             capacity,
             max_bytes,
             seq: AtomicU64::new(0),
-            ring: Mutex::new(Ring { events: VecDeque::with_capacity(capacity.min(4096)), bytes: 0 }),
+            ring: Mutex::new(Ring {
+                events: VecDeque::with_capacity(capacity.min(4096)),
+                bytes: 0,
+                wires: Chunks::new(WIRE_CHUNK, WIRE_CHUNK),
+            }),
             live: broadcast::channel(4096).0,
             wire_reader: OnceLock::new(),
             metrics: None,
@@ -288,7 +298,17 @@ impl EventLog {
     }
 
     pub fn record(&self, e: NewEvent) {
-        let event = Event {
+        self.keep(e, None);
+    }
+
+    /// [`EventLog::record`] for an envelope event whose bytes the caller only borrows (a
+    /// connection's read buffer, a packet about to be written): the log keeps a copy.
+    pub fn record_envelope(&self, e: NewEvent, wire: &[u8]) {
+        self.keep(e, Some(wire));
+    }
+
+    fn keep(&self, e: NewEvent, borrowed_wire: Option<&[u8]>) {
+        let mut event = Event {
             seq: self.seq.fetch_add(1, Ordering::Relaxed) + 1,
             time_ms: self.clock.now_ms(),
             kind: e.kind,
@@ -304,14 +324,20 @@ impl EventLog {
         if self.capacity == 0 {
             return;
         }
-        if self.live.receiver_count() > 0 {
-            let _ = self.live.send(event.clone());
-        }
-        let size = weight(&event);
         // The event evicted to make room (one, once the log is full) is dropped after the lock
         // is released: freeing its cold memory kept every other recorder waiting.
         let mut evicted = None;
         let mut ring = self.ring.lock();
+        // Every envelope's bytes go into the log's own storage, one after the other.
+        let copied = match (borrowed_wire, &event.wire) {
+            (Some(wire), _) => Some(ring.wires.copy(wire)),
+            (None, Some(wire)) => Some(ring.wires.copy(wire)),
+            (None, None) => None,
+        };
+        if copied.is_some() {
+            event.wire = copied;
+        }
+        let size = weight(&event);
         while !ring.events.is_empty() && (ring.events.len() >= self.capacity || ring.bytes + size > self.max_bytes) {
             if let Some(old) = ring.events.pop_front() {
                 ring.bytes -= weight(&old);
@@ -319,9 +345,13 @@ impl EventLog {
             }
         }
         ring.bytes += size;
+        let live = (self.live.receiver_count() > 0).then(|| event.clone());
         ring.events.push_back(event);
         drop(ring);
         drop(evicted);
+        if let Some(event) = live {
+            let _ = self.live.send(event);
+        }
     }
 
     /// Matching events, oldest first, readable; with a limit, the newest `limit` of them.
@@ -445,6 +475,21 @@ mod tests {
         log.record(NewEvent { kind: "call.state", channel_id: Some("c".into()), ..Default::default() });
         assert_eq!(log.len(), 1);
         assert_eq!(live.try_recv().map(|e| e.kind).ok(), Some("call.state"));
+    }
+
+    #[test]
+    fn the_log_keeps_its_own_copy_of_an_envelope() {
+        let log = EventLog::new(Clock::manual_at(0), 10, usize::MAX);
+        let packet = Bytes::from(br#"{"body":{"a":1}}"#.to_vec());
+        log.record(NewEvent { kind: "envelope.out", wire: Some(packet.clone()), ..Default::default() });
+        let mut read_buffer = br#"{"body":{"b":2}}"#.to_vec();
+        log.record_envelope(NewEvent { kind: "envelope.in", ..Default::default() }, &read_buffer);
+        read_buffer.fill(b'x');
+        let ring = log.ring.lock();
+        let wires: Vec<&Bytes> = ring.events.iter().filter_map(|e| e.wire.as_ref()).collect();
+        assert_eq!(wires, [&packet, &Bytes::from_static(br#"{"body":{"b":2}}"#)]);
+        assert_ne!(wires[0].as_ptr(), packet.as_ptr(), "not the packet's memory");
+        assert_eq!(ring.bytes, 2 * 256 + 2 * packet.len());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 use std::collections::VecDeque;
 use std::io;
 
+use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 /// A collection's caps: at most `items` entries weighing at most `bytes` together.
@@ -131,6 +132,43 @@ impl<T> Bounded<T> {
     }
 }
 
+/// Where retained byte strings live (envelopes in the event log, a client's last ACKs): copied
+/// one after another into shared chunks, each freed once the last copy in it is dropped. Made
+/// for collections that drop their entries oldest first, so chunks are freed in order too.
+///
+/// Why not keep each its own allocation: a full collection drops its oldest entry for every new
+/// one, and the allocator hands that block, untouched for hundreds of calls and long out of the
+/// caches, to the next copy. Filling a chunk writes memory in address order, which the CPU
+/// prefetches, and frees one block per chunk (docs/benchmarks.md#per-call-cpu).
+#[derive(Debug)]
+pub struct Chunks {
+    chunk: BytesMut,
+    /// The next chunk's size: from `first`, doubling up to `max`, so a collection that keeps
+    /// little (one device's first ACK) takes little.
+    next: usize,
+    max: usize,
+}
+
+impl Chunks {
+    pub fn new(first: usize, max: usize) -> Chunks {
+        Chunks { chunk: BytesMut::new(), next: first, max }
+    }
+
+    /// `bytes`, copied into the current chunk (a new one when it is full). One longer than a
+    /// quarter of the largest chunk gets an allocation of its own rather than waste a chunk's rest.
+    pub fn copy(&mut self, bytes: &[u8]) -> Bytes {
+        if bytes.len() > self.max / 4 {
+            return Bytes::copy_from_slice(bytes);
+        }
+        if self.chunk.capacity() - self.chunk.len() < bytes.len() {
+            self.chunk = BytesMut::with_capacity(self.next.max(bytes.len()));
+            self.next = (self.next * 2).min(self.max);
+        }
+        self.chunk.extend_from_slice(bytes);
+        self.chunk.split().freeze()
+    }
+}
+
 /// The weight of a JSON value: its serialized length, counted as it is written (no buffer).
 pub fn json_weight(v: &impl Serialize) -> usize {
     let mut n = ByteCount(0);
@@ -197,6 +235,31 @@ mod tests {
         assert_eq!((b.len(), b.bytes()), (0, 0));
         let r = b.retained("x");
         assert_eq!(r, Retained { collection: "x", items: 0, bytes: 0, limit: Limit::new(3, 100) });
+    }
+
+    #[test]
+    fn chunks_hold_copies_one_after_another() {
+        let mut chunks = Chunks::new(64, 256);
+        let a = chunks.copy(b"first");
+        let b = chunks.copy(b"second");
+        assert_eq!((&a[..], &b[..]), (&b"first"[..], &b"second"[..]));
+        assert_eq!(b.as_ptr(), a[a.len()..].as_ptr(), "the next copy follows in the same chunk");
+        // Chunks grow from the first size to the largest: 64 bytes, then 128, then 256.
+        let filler = [b'f'; 60];
+        let c = chunks.copy(&filler);
+        assert_ne!(c.as_ptr(), b[b.len()..].as_ptr(), "a new chunk once the first is full");
+        let d = chunks.copy(&filler);
+        assert_eq!(d.as_ptr(), c[c.len()..].as_ptr(), "the second chunk holds two");
+        let rest: Vec<Bytes> = (0..5).map(|_| chunks.copy(&filler)).collect();
+        assert_eq!(rest[1].as_ptr(), rest[0][60..].as_ptr());
+        assert!(rest.iter().all(|r| r[..] == filler[..]));
+        assert_eq!(&a[..], b"first", "earlier copies stay valid");
+        // Longer than a quarter of the largest chunk: its own allocation; the chunk goes on.
+        let long = [b'l'; 65];
+        let own = chunks.copy(&long);
+        let next = chunks.copy(b"x");
+        assert_eq!(&own[..], &long[..]);
+        assert_eq!(next.as_ptr(), rest[4][60..].as_ptr());
     }
 
     #[test]

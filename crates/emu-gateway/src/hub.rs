@@ -15,7 +15,7 @@ use bytes::Bytes;
 use dashmap::DashMap;
 use emu_core::config::GatewayConfig;
 use emu_core::events::{Detail, EnvelopeDetail, NewEvent};
-use emu_core::retention::{Bounded, Limit, Retained};
+use emu_core::retention::{Bounded, Chunks, Limit, Retained};
 use emu_core::{Shared, TenantId};
 use parking_lot::RwLock;
 use rustc_hash::{FxBuildHasher, FxHashMap};
@@ -146,6 +146,15 @@ struct Dedupe {
     /// The id is shared with `acks`: one allocation per request, not two.
     order: Bounded<(Arc<str>, Instant)>,
     acks: FxHashMap<Arc<str>, Bytes>,
+    /// The ACKs' bytes: copies, so the packet written to the connection is freed once written.
+    stored: Chunks,
+}
+
+impl Dedupe {
+    /// Chunks from 1 KiB (a device's first ACKs) up to 8 KiB (a dozen ACKs).
+    fn new(limit: Limit) -> Dedupe {
+        Dedupe { order: Bounded::new(limit), acks: FxHashMap::default(), stored: Chunks::new(1 << 10, 8 << 10) }
+    }
 }
 
 /// What the gateway tells the call engine.
@@ -317,7 +326,7 @@ impl Hub {
         rtc_id: Option<impl Into<Arc<str>>>,
         channel_id: Option<String>,
         detail: EnvelopeDetail,
-        wire: Bytes,
+        wire: &[u8],
     ) {
         self.record(kind, tenant, rtc_id.map(Into::into), channel_id, detail.into(), Some(wire));
     }
@@ -330,16 +339,20 @@ impl Hub {
         rtc_id: Option<Arc<str>>,
         channel_id: Option<String>,
         detail: Detail,
-        wire: Option<Bytes>,
+        wire: Option<&[u8]>,
     ) {
-        self.shared.events.record(NewEvent {
+        let event = NewEvent {
             kind,
             channel_id,
             rtc_id,
             tenant: tenant.map(|t| self.shared.tenants.get(t).name.clone()),
             detail,
-            wire,
-        });
+            wire: None,
+        };
+        match wire {
+            Some(wire) => self.shared.events.record_envelope(event, wire),
+            None => self.shared.events.record(event),
+        }
     }
 
     /// A new MQTT session (after CONNECT). A live connection with the same clientId is taken

@@ -98,7 +98,7 @@ impl Hub {
                 code: None,
                 known: None,
             },
-            wire,
+            &wire,
         );
         let interval = Duration::from_millis(self.cfg.retransmit_interval_ms);
         let sent_at = Instant::now();

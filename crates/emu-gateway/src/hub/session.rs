@@ -179,9 +179,9 @@ impl Hub {
                 code: Some(code),
                 known: None,
             },
-            // A copy, not a slice of the connection's read buffer: a reference would keep the
-            // whole buffer alive for as long as the event is retained.
-            Bytes::copy_from_slice(payload),
+            // Copied by the log: a reference would keep the connection's whole read buffer
+            // alive for as long as the event is retained.
+            payload,
         );
         let (packet, _, ()) = mqtt::publish_written(&who.topic, |out| {
             env.write_ack(out, code, &ack_body, &self.server_from, now);
@@ -278,16 +278,14 @@ impl Hub {
         // allocate its key for every request.
         let mut d = match self.dedupe.get_mut(client_id) {
             Some(d) => d,
-            None => self
-                .dedupe
-                .entry(client_id.to_string())
-                .or_insert_with(|| Dedupe { order: Bounded::new(limit), acks: FxHashMap::default() }),
+            None => self.dedupe.entry(client_id.to_string()).or_insert_with(|| Dedupe::new(limit)),
         };
         let weight = request_id.len() + ack.len();
+        let ack = d.stored.copy(&ack);
         if let Some(known) = d.acks.get_mut(&*request_id) {
             *known = ack;
         } else {
-            let Dedupe { order, acks } = &mut *d;
+            let Dedupe { order, acks, .. } = &mut *d;
             acks.insert(request_id.clone(), ack);
             order.push_evicting((request_id, Instant::now()), weight, |(old, _)| {
                 acks.remove(&old);
@@ -309,7 +307,7 @@ impl Hub {
     pub fn expire_dedupe(&self, now: Instant) {
         let ttl = self.dedupe_ttl();
         self.dedupe.retain(|_, d| {
-            let Dedupe { order, acks } = d;
+            let Dedupe { order, acks, .. } = d;
             order.drop_oldest_while(
                 |(_, at)| now.saturating_duration_since(*at) >= ttl,
                 |(id, _)| {
