@@ -151,9 +151,10 @@ struct Dedupe {
 }
 
 impl Dedupe {
-    /// Chunks from 1 KiB (a device's first ACKs) up to 8 KiB (a dozen ACKs).
+    /// Chunks from 512 bytes (about one ACK: a device that sends little holds little) up to 8 KiB
+    /// (a dozen ACKs).
     fn new(limit: Limit) -> Dedupe {
-        Dedupe { order: Bounded::new(limit), acks: FxHashMap::default(), stored: Chunks::new(1 << 10, 8 << 10) }
+        Dedupe { order: Bounded::new(limit), acks: FxHashMap::default(), stored: Chunks::new(512, 8 << 10) }
     }
 }
 
