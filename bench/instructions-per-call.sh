@@ -13,6 +13,11 @@
 #
 # CONCURRENCY (default 8) calls at a time; WINDOW_SECS (default 10) counted after WARM_SECS
 # (default 5); under callgrind the emulator runs some 50 times slower.
+#
+# CACHE_SIM=1 also simulates the caches (valgrind's --cache-sim, with this machine's cache sizes)
+# and prints the misses per call, first level and last level, reads and writes: what costs when
+# instructions do not explain the time. Give it WARM_SECS=40 so that every retained collection
+# (the event log holds some 770 calls) is full and evicting before the window opens.
 set -euo pipefail
 dir=$(cd "${1:-target/release}" && pwd)
 emu=$dir/alicom-emu
@@ -28,8 +33,10 @@ done
 # instrumentation off until the window opens.
 wrap=$(mktemp)
 trap 'rm -f "$wrap"' EXIT
-printf '#!/usr/bin/env bash\nexec valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=%q %q "$@"\n' \
-  "$out" "$emu" > "$wrap"
+cache_sim=""
+[ "${CACHE_SIM:-0}" = 1 ] && cache_sim="--cache-sim=yes"
+printf '#!/usr/bin/env bash\nexec valgrind --tool=callgrind %s --instr-atstart=no --callgrind-out-file=%q %q "$@"\n' \
+  "$cache_sim" "$out" "$emu" > "$wrap"
 chmod +x "$wrap"
 
 log=$(mktemp)
@@ -55,7 +62,13 @@ calls=$(( $(ended) - before ))
 callgrind_control -d "$pid" > /dev/null   # the window's counts, in $out.1
 callgrind_control -i off "$pid" > /dev/null
 wait "$bench" || true
-instructions=$(callgrind_annotate "$out.1" 2> /dev/null | awk '/PROGRAM TOTALS/ && !n {gsub(",", "", $1); print $1; n = 1}')
+# The first line of totals: Ir, then (with the cache simulation) Dr Dw I1mr D1mr D1mw ILmr DLmr DLmw.
+totals=$(callgrind_annotate "$out.1" 2> /dev/null | awk '/PROGRAM TOTALS/ && !n {gsub(",", ""); print; n = 1}')
+read -r -a t <<< "$(echo "$totals" | tr -d '()%' | awk '{for (i = 1; i <= NF; i += 2) printf "%s ", $i}')"
+instructions=${t[0]}
 echo "calls ended in the window: $calls"
 echo "instructions: $instructions ($((instructions / calls)) per call)"
+if [ -n "$cache_sim" ]; then
+  echo "misses per call: first level $(((t[4] + t[5]) / calls)) (reads $((t[4] / calls)), writes $((t[5] / calls))); last level $(((t[7] + t[8]) / calls)) (reads $((t[7] / calls)), writes $((t[8] / calls)))"
+fi
 echo "profile: $out.1"
