@@ -329,13 +329,8 @@ impl EventLog {
         let mut evicted = None;
         let mut ring = self.ring.lock();
         // Every envelope's bytes go into the log's own storage, one after the other.
-        let copied = match (borrowed_wire, &event.wire) {
-            (Some(wire), _) => Some(ring.wires.copy(wire)),
-            (None, Some(wire)) => Some(ring.wires.copy(wire)),
-            (None, None) => None,
-        };
-        if copied.is_some() {
-            event.wire = copied;
+        if let Some(copied) = borrowed_wire.or(event.wire.as_deref()).map(|wire| ring.wires.copy(wire)) {
+            event.wire = Some(copied);
         }
         let size = weight(&event);
         while !ring.events.is_empty() && (ring.events.len() >= self.capacity || ring.bytes + size > self.max_bytes) {

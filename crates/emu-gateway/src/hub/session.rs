@@ -186,7 +186,7 @@ impl Hub {
         let (packet, _, ()) = mqtt::publish_written(&who.topic, |out| {
             env.write_ack(out, code, &ack_body, &self.server_from, now);
         });
-        self.dedupe_store(&who.client_id, request_id, packet.clone());
+        self.dedupe_store(&who.client_id, request_id, &packet);
         // Custom messages go from device to device through the gateway alone (hub/messages.rs).
         if code == 200
             && let Some(body) = &custom
@@ -271,7 +271,7 @@ impl Hub {
         self.dedupe.get(client_id)?.acks.get(request_id).cloned()
     }
 
-    pub(super) fn dedupe_store(&self, client_id: &str, request_id: Arc<str>, ack: Bytes) {
+    pub(super) fn dedupe_store(&self, client_id: &str, request_id: Arc<str>, ack: &[u8]) {
         let r = &self.shared.config.retention;
         let limit = Limit::new(r.dedupe_window, r.dedupe_client_bytes);
         // Looked up before inserting: a client's entry almost always exists, and `entry` would
@@ -281,7 +281,7 @@ impl Hub {
             None => self.dedupe.entry(client_id.to_string()).or_insert_with(|| Dedupe::new(limit)),
         };
         let weight = request_id.len() + ack.len();
-        let ack = d.stored.copy(&ack);
+        let ack = d.stored.copy(ack);
         if let Some(known) = d.acks.get_mut(&*request_id) {
             *known = ack;
         } else {
