@@ -17,7 +17,9 @@
 # CACHE_SIM=1 also simulates the caches (valgrind's --cache-sim, with this machine's cache sizes)
 # and prints the misses per call, first level and last level, reads and writes: what costs when
 # instructions do not explain the time. Give it WARM_SECS=40 so that every retained collection
-# (the event log holds some 770 calls) is full and evicting before the window opens.
+# (the event log holds some 770 calls) is full and evicting before the window opens. valgrind
+# reads the last level's size from the CPU and can get it wrong (on one AMD EPYC host it took a
+# 256 MiB direct-mapped cache for a 32 MiB one): LL=size,ways,line sets it, e.g. LL=33554432,16,64.
 set -euo pipefail
 dir=$(cd "${1:-target/release}" && pwd)
 emu=$dir/alicom-emu
@@ -34,7 +36,7 @@ done
 wrap=$(mktemp)
 trap 'rm -f "$wrap"' EXIT
 cache_sim=""
-[ "${CACHE_SIM:-0}" = 1 ] && cache_sim="--cache-sim=yes"
+[ "${CACHE_SIM:-0}" = 1 ] && cache_sim="--cache-sim=yes${LL:+ --LL=$LL}"
 printf '#!/usr/bin/env bash\nexec valgrind --tool=callgrind %s --instr-atstart=no --callgrind-out-file=%q %q "$@"\n' \
   "$cache_sim" "$out" "$emu" > "$wrap"
 chmod +x "$wrap"

@@ -17,6 +17,9 @@ use crate::clock::{Clock, Millis};
 use crate::metrics::Metrics;
 use crate::retention::Chunks;
 
+mod slot;
+use slot::Slot;
+
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Event {
     pub seq: u64,
@@ -204,9 +207,10 @@ pub struct EventLog {
 
 /// The retained events and what they weigh.
 struct Ring {
-    events: VecDeque<Event>,
+    events: VecDeque<Slot>,
     bytes: usize,
-    /// The envelopes' bytes, in chunks freed in order as the oldest events go.
+    /// The envelopes' bytes and the events' own strings, in chunks freed in order as the oldest
+    /// events go.
     wires: Chunks,
 }
 
@@ -216,7 +220,11 @@ const WIRE_CHUNK: usize = 64 << 10;
 /// What an event counts for against `event_log_max_bytes`: a fixed share for its fields and
 /// detail, plus an envelope's bytes (the only large part).
 pub fn weight(e: &Event) -> usize {
-    256 + e.wire.as_ref().map_or(0, Bytes::len)
+    weigh(e.wire.as_ref())
+}
+
+fn weigh(wire: Option<&Bytes>) -> usize {
+    256 + wire.map_or(0, Bytes::len)
 }
 
 /// The parts of an event its producer fills in.
@@ -335,13 +343,14 @@ impl EventLog {
         let size = weight(&event);
         while !ring.events.is_empty() && (ring.events.len() >= self.capacity || ring.bytes + size > self.max_bytes) {
             if let Some(old) = ring.events.pop_front() {
-                ring.bytes -= weight(&old);
+                ring.bytes -= weigh(old.wire.as_ref());
                 evicted = Some(old);
             }
         }
         ring.bytes += size;
         let live = (self.live.receiver_count() > 0).then(|| event.clone());
-        ring.events.push_back(event);
+        let slot = Slot::keep(event, &mut ring.wires);
+        ring.events.push_back(slot);
         drop(ring);
         drop(evicted);
         if let Some(event) = live {
@@ -353,9 +362,9 @@ impl EventLog {
     pub fn query(&self, filter: &EventFilter) -> Vec<Event> {
         let v: Vec<Event> = {
             let ring = self.ring.lock();
-            let matching: Vec<&Event> = ring.events.iter().filter(|e| filter.matches(e)).collect();
+            let matching: Vec<&Slot> = ring.events.iter().filter(|s| s.matches(filter)).collect();
             let skip = filter.limit.map_or(0, |limit| matching.len().saturating_sub(limit));
-            matching[skip..].iter().map(|e| (*e).clone()).collect()
+            matching[skip..].iter().map(|s| s.event()).collect()
         };
         // Decoded outside the lock: recording never waits for a reader's inflating.
         v.into_iter().map(|e| self.readable(e)).collect()

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 use std::io;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 /// A collection's caps: at most `items` entries weighing at most `bytes` together.
@@ -167,6 +167,20 @@ impl Chunks {
         self.chunk.extend_from_slice(bytes);
         self.chunk.split().freeze()
     }
+
+    /// `value` as JSON, written straight into the current chunk (no buffer of its own). Made for
+    /// small values: one longer than the chunk's rest moves that rest into an allocation of its
+    /// own (the copies made before are untouched).
+    pub fn json(&mut self, value: &impl Serialize) -> serde_json::Result<Bytes> {
+        const ROOM: usize = 256;
+        if self.chunk.capacity() - self.chunk.len() < ROOM {
+            self.chunk = BytesMut::with_capacity(self.next.max(ROOM));
+            self.next = (self.next * 2).min(self.max);
+        }
+        let written = serde_json::to_writer((&mut self.chunk).writer(), value);
+        let json = self.chunk.split().freeze();
+        written.map(|()| json)
+    }
 }
 
 /// The weight of a JSON value: its serialized length, counted as it is written (no buffer).
@@ -260,6 +274,19 @@ mod tests {
         let next = chunks.copy(b"x");
         assert_eq!(&own[..], &long[..]);
         assert_eq!(next.as_ptr(), rest[4][60..].as_ptr());
+    }
+
+    #[test]
+    fn json_is_written_into_the_chunk() {
+        let mut chunks = Chunks::new(1024, 1024);
+        let a = chunks.copy(b"id");
+        let j = chunks.json(&serde_json::json!({"reason": "hangup", "causeCode": 2000099})).unwrap();
+        assert_eq!(&j[..], br#"{"reason":"hangup","causeCode":2000099}"#);
+        assert_eq!(j.as_ptr(), a[a.len()..].as_ptr(), "after the copy before it");
+        // Longer than the chunk's rest: still whole, and the earlier copies stay valid.
+        let long = "x".repeat(2000);
+        assert_eq!(chunks.json(&long).unwrap().len(), 2002);
+        assert_eq!((&a[..], chunks.copy(b"y").len()), (&b"id"[..], 1));
     }
 
     #[test]

@@ -143,10 +143,11 @@ struct Pending {
 /// within `retention.dedupe_window` and `retention.dedupe_client_bytes` (an entry weighs its id
 /// and its ACK), each for at most [`Hub::dedupe_ttl`].
 struct Dedupe {
-    /// The id is shared with `acks`: one allocation per request, not two.
-    order: Bounded<(Arc<str>, Instant)>,
-    acks: FxHashMap<Arc<str>, Bytes>,
-    /// The ACKs' bytes: copies, so the packet written to the connection is freed once written.
+    /// The id is shared with `acks` (one copy in `stored`).
+    order: Bounded<(Bytes, Instant)>,
+    acks: FxHashMap<Bytes, Bytes>,
+    /// The requestIds and the ACKs' bytes: copies, one after another, so that the packet written
+    /// to the connection is freed once written and an entry evicted frees nothing of its own.
     stored: Chunks,
 }
 

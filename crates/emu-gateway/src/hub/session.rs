@@ -166,7 +166,6 @@ impl Hub {
             }
         };
         let channel_id = channel_id_of(&request_body, media.as_ref());
-        // One copy of the requestId, shared by the log event and the de-duplication entry.
         let request_id: Arc<str> = Arc::from(&*env.request_id);
         self.log_wire(
             "envelope.in",
@@ -175,7 +174,7 @@ impl Hub {
             channel_id.clone(),
             EnvelopeDetail {
                 message_type: message_type_name(&env.message_type),
-                request_id: request_id.clone(),
+                request_id,
                 code: Some(code),
                 known: None,
             },
@@ -186,7 +185,7 @@ impl Hub {
         let (packet, _, ()) = mqtt::publish_written(&who.topic, |out| {
             env.write_ack(out, code, &ack_body, &self.server_from, now);
         });
-        self.dedupe_store(&who.client_id, request_id, &packet);
+        self.dedupe_store(&who.client_id, &env.request_id, &packet);
         // Custom messages go from device to device through the gateway alone (hub/messages.rs).
         if code == 200
             && let Some(body) = &custom
@@ -268,10 +267,10 @@ impl Hub {
     }
 
     pub(super) fn dedupe_lookup(&self, client_id: &str, request_id: &str) -> Option<Bytes> {
-        self.dedupe.get(client_id)?.acks.get(request_id).cloned()
+        self.dedupe.get(client_id)?.acks.get(request_id.as_bytes()).cloned()
     }
 
-    pub(super) fn dedupe_store(&self, client_id: &str, request_id: Arc<str>, ack: &[u8]) {
+    pub(super) fn dedupe_store(&self, client_id: &str, request_id: &str, ack: &[u8]) {
         let r = &self.shared.config.retention;
         let limit = Limit::new(r.dedupe_window, r.dedupe_client_bytes);
         // Looked up before inserting: a client's entry almost always exists, and `entry` would
@@ -281,13 +280,13 @@ impl Hub {
             None => self.dedupe.entry(client_id.to_string()).or_insert_with(|| Dedupe::new(limit)),
         };
         let weight = request_id.len() + ack.len();
-        let ack = d.stored.copy(ack);
-        if let Some(known) = d.acks.get_mut(&*request_id) {
-            *known = ack;
+        let Dedupe { order, acks, stored } = &mut *d;
+        if let Some(known) = acks.get_mut(request_id.as_bytes()) {
+            *known = stored.copy(ack);
         } else {
-            let Dedupe { order, acks, .. } = &mut *d;
-            acks.insert(request_id.clone(), ack);
-            order.push_evicting((request_id, Instant::now()), weight, |(old, _)| {
+            let id = stored.copy(request_id.as_bytes());
+            acks.insert(id.clone(), stored.copy(ack));
+            order.push_evicting((id, Instant::now()), weight, |(old, _)| {
                 acks.remove(&old);
             });
         }
