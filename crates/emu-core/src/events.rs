@@ -186,10 +186,15 @@ pub struct EventFilter {
 
 impl EventFilter {
     pub fn matches(&self, e: &Event) -> bool {
-        self.channel_id.as_ref().is_none_or(|c| e.channel_id.as_ref() == Some(c))
-            && self.rtc_id.as_deref().is_none_or(|r| e.rtc_id.as_deref() == Some(r))
-            && self.kind_prefix.as_ref().is_none_or(|k| e.kind.starts_with(k.as_str()))
-            && self.after.is_none_or(|a| e.seq > a)
+        self.matches_parts(e.seq, e.kind, e.channel_id.as_deref().map(str::as_bytes), e.rtc_id.as_deref())
+    }
+
+    /// [`EventFilter::matches`] on an event's parts (the ring's kept form holds its channelId as bytes).
+    fn matches_parts(&self, seq: u64, kind: &str, channel_id: Option<&[u8]>, rtc_id: Option<&str>) -> bool {
+        self.channel_id.as_ref().is_none_or(|c| channel_id == Some(c.as_bytes()))
+            && self.rtc_id.as_deref().is_none_or(|r| rtc_id == Some(r))
+            && self.kind_prefix.as_ref().is_none_or(|k| kind.starts_with(k.as_str()))
+            && self.after.is_none_or(|a| seq > a)
     }
 }
 
@@ -211,7 +216,7 @@ struct Ring {
     bytes: usize,
     /// The envelopes' bytes and the events' own strings, in chunks freed in order as the oldest
     /// events go.
-    wires: Chunks,
+    chunks: Chunks,
 }
 
 /// The event log's chunks for envelope bytes: some fifty envelopes each.
@@ -248,7 +253,7 @@ impl EventLog {
             ring: Mutex::new(Ring {
                 events: VecDeque::with_capacity(capacity.min(4096)),
                 bytes: 0,
-                wires: Chunks::new(WIRE_CHUNK, WIRE_CHUNK),
+                chunks: Chunks::new(WIRE_CHUNK, WIRE_CHUNK),
             }),
             live: broadcast::channel(4096).0,
             wire_reader: OnceLock::new(),
@@ -337,7 +342,7 @@ impl EventLog {
         let mut evicted = None;
         let mut ring = self.ring.lock();
         // Every envelope's bytes go into the log's own storage, one after the other.
-        if let Some(copied) = borrowed_wire.or(event.wire.as_deref()).map(|wire| ring.wires.copy(wire)) {
+        if let Some(copied) = borrowed_wire.or(event.wire.as_deref()).map(|wire| ring.chunks.copy(wire)) {
             event.wire = Some(copied);
         }
         let size = weight(&event);
@@ -349,7 +354,7 @@ impl EventLog {
         }
         ring.bytes += size;
         let live = (self.live.receiver_count() > 0).then(|| event.clone());
-        let slot = Slot::keep(event, &mut ring.wires);
+        let slot = Slot::keep(event, &mut ring.chunks);
         ring.events.push_back(slot);
         drop(ring);
         drop(evicted);

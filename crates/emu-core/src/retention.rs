@@ -160,10 +160,7 @@ impl Chunks {
         if bytes.len() > self.max / 4 {
             return Bytes::copy_from_slice(bytes);
         }
-        if self.chunk.capacity() - self.chunk.len() < bytes.len() {
-            self.chunk = BytesMut::with_capacity(self.next.max(bytes.len()));
-            self.next = (self.next * 2).min(self.max);
-        }
+        self.make_room(bytes.len());
         self.chunk.extend_from_slice(bytes);
         self.chunk.split().freeze()
     }
@@ -172,14 +169,18 @@ impl Chunks {
     /// small values: one longer than the chunk's rest moves that rest into an allocation of its
     /// own (the copies made before are untouched).
     pub fn json(&mut self, value: &impl Serialize) -> serde_json::Result<Bytes> {
-        const ROOM: usize = 256;
-        if self.chunk.capacity() - self.chunk.len() < ROOM {
-            self.chunk = BytesMut::with_capacity(self.next.max(ROOM));
-            self.next = (self.next * 2).min(self.max);
-        }
+        self.make_room(256);
         let written = serde_json::to_writer((&mut self.chunk).writer(), value);
         let json = self.chunk.split().freeze();
         written.map(|()| json)
+    }
+
+    /// A new chunk when the current one has less than `n` bytes left.
+    fn make_room(&mut self, n: usize) {
+        if self.chunk.capacity() - self.chunk.len() < n {
+            self.chunk = BytesMut::with_capacity(self.next.max(n));
+            self.next = (self.next * 2).min(self.max);
+        }
     }
 }
 

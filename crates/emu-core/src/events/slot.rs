@@ -99,10 +99,7 @@ impl Slot {
     }
 
     pub(super) fn matches(&self, filter: &EventFilter) -> bool {
-        filter.channel_id.as_ref().is_none_or(|c| self.channel_id.as_deref() == Some(c.as_bytes()))
-            && filter.rtc_id.as_deref().is_none_or(|r| self.rtc_id.as_deref() == Some(r))
-            && filter.kind_prefix.as_ref().is_none_or(|k| self.kind.starts_with(k.as_str()))
-            && filter.after.is_none_or(|a| self.seq > a)
+        filter.matches_parts(self.seq, self.kind, self.channel_id.as_deref(), self.rtc_id.as_deref())
     }
 }
 
